@@ -1,0 +1,149 @@
+//! App: the shared handles every part of the server reaches (store, studios, egress), and the
+//! session lifecycle that ties them together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::Settings;
+use crate::egress::Egress;
+use crate::store::{SessionRow, Store, StoreError};
+use crate::studio::{Filler, StudioError, StudioHandle, Studios};
+
+pub struct App {
+    pub settings: Settings,
+    pub store: Store,
+    pub studios: Studios,
+    pub egress: Egress,
+    pub api_token: String,
+    /// Addresses actually bound (a `:0` port in the settings is resolved here).
+    pub http_addr: SocketAddr,
+    pub rtmp_addr: SocketAddr,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// What a session is doing, as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionState {
+    /// Not on air: no studio runs.
+    Idle,
+    /// On air on the slate (or test pattern): no publisher connected.
+    Live,
+    /// On air with a publisher connected.
+    PublisherConnected,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Studio(#[from] StudioError),
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// 128 random bits as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+/// A stream key: 160 random bits, so guessing one is hopeless.
+pub fn new_stream_key() -> String {
+    random_hex(20)
+}
+
+/// The first characters of a secret, for logs.
+pub fn redact(secret: &str) -> String {
+    format!("{}…", secret.chars().take(4).collect::<String>())
+}
+
+impl App {
+    pub fn create_session(&self, title: &str, test_pattern: bool) -> Result<SessionRow, StoreError> {
+        let row = SessionRow {
+            id: random_hex(8),
+            title: title.to_string(),
+            stream_key: new_stream_key(),
+            live: false,
+            test_pattern,
+            created_at: unix_now(),
+        };
+        self.store.insert_session(&row)?;
+        tracing::info!(session.id = %row.id, stream_key = %redact(&row.stream_key), "session created");
+        Ok(row)
+    }
+
+    pub fn session_state(&self, row: &SessionRow) -> SessionState {
+        match self.studios.get(&row.id) {
+            None => SessionState::Idle,
+            Some(h) if h.stats.publisher_connected.load(std::sync::atomic::Ordering::Relaxed) => {
+                SessionState::PublisherConnected
+            }
+            Some(_) => SessionState::Live,
+        }
+    }
+
+    /// Puts a session on air (idempotent): its studio runs until the show ends.
+    pub fn go_live(&self, row: &SessionRow) -> Result<StudioHandle, SessionError> {
+        if let Some(handle) = self.studios.get(&row.id) {
+            return Ok(handle);
+        }
+        let filler = if row.test_pattern { Filler::TestPattern } else { Filler::Slate };
+        let handle = self.studios.start(&row.id, filler, self.egress.packet_sink(&row.id))?;
+        if !row.live {
+            self.store.set_session_live(&row.id, true)?;
+        }
+        Ok(handle)
+    }
+
+    /// Ends the show: the studio stops and the session is idle until it goes live again.
+    pub fn end_show(&self, id: &str) -> Result<(), SessionError> {
+        self.studios.stop(id);
+        self.store.set_session_live(id, false)?;
+        Ok(())
+    }
+
+    /// Restarts the studios of sessions that were on air when the server stopped.
+    pub fn resume_live_sessions(&self) -> Result<(), SessionError> {
+        for row in self.store.sessions()?.into_iter().filter(|r| r.live) {
+            if let Err(e) = self.go_live(&row) {
+                tracing::error!(session.id = %row.id, error = %e, "could not resume session");
+            }
+        }
+        Ok(())
+    }
+
+    fn host_for(&self, bound: SocketAddr) -> String {
+        let ip = match self.settings.public_ip {
+            Some(ip) => ip,
+            None if bound.ip().is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            None => bound.ip(),
+        };
+        SocketAddr::new(ip, bound.port()).to_string()
+    }
+
+    /// Base of the links the API hands out.
+    pub fn http_base(&self) -> String {
+        match &self.settings.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.host_for(self.http_addr)),
+        }
+    }
+
+    /// The RTMP server URL to put in OBS ("Server"); the stream key goes separately.
+    pub fn rtmp_server(&self) -> String {
+        format!("rtmp://{}/{}", self.host_for(self.rtmp_addr), crate::ingest::APP_NAME)
+    }
+}

@@ -1,0 +1,1 @@
+//! Products, flash sales, the stock ledger, orders and likes (not built yet).

@@ -1,0 +1,40 @@
+//! `/healthz` and `/metrics` (Prometheus text format).
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::app::AppState;
+
+/// Liveness: answers while the server runs.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Counters of the egress loop and studios.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let c = &state.egress.counters;
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    counter("fieldcast_viewers", "WebRTC viewers in the egress loop.", "gauge", c.viewers.load(Ordering::Relaxed));
+    counter("fieldcast_egress_packets_in_total", "RTP packets from studios.", "counter", c.packets_in.load(Ordering::Relaxed));
+    counter(
+        "fieldcast_egress_packets_dropped_queue_total",
+        "Studio packets dropped because the egress loop was behind.",
+        "counter",
+        c.packets_dropped_queue.load(Ordering::Relaxed),
+    );
+    counter("fieldcast_egress_datagrams_sent_total", "Datagrams sent to viewers.", "counter", c.packets_sent.load(Ordering::Relaxed));
+    counter(
+        "fieldcast_egress_datagrams_dropped_total",
+        "Datagrams the socket could not take (slow viewer or full buffer).",
+        "counter",
+        c.packets_dropped_viewer.load(Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

@@ -1,0 +1,138 @@
+//! Sessions: create, list, get, patch (title, on air), delete, rotate the stream key.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiJson};
+use crate::app::{AppState, SessionState, new_stream_key, redact};
+use crate::store::SessionRow;
+
+/// Longest session title accepted.
+const MAX_TITLE: usize = 200;
+
+#[derive(Serialize)]
+pub struct SessionView {
+    id: String,
+    title: String,
+    stream_key: String,
+    /// Full publish URL (server + key), for ffmpeg and phone apps.
+    rtmp_url: String,
+    /// The "Server" field of OBS; the key goes in "Stream Key".
+    rtmp_server: String,
+    whep_url: String,
+    watch_url: String,
+    state: SessionState,
+    viewers: usize,
+    created_at: i64,
+}
+
+fn view(state: &AppState, row: SessionRow) -> SessionView {
+    let base = state.http_base();
+    let rtmp_server = state.rtmp_server();
+    SessionView {
+        rtmp_url: format!("{rtmp_server}/{}", row.stream_key),
+        rtmp_server,
+        whep_url: format!("{base}/whep/{}", row.id),
+        watch_url: format!("{base}/watch/{}", row.id),
+        state: state.session_state(&row),
+        viewers: state.studios.viewers(&row.id),
+        id: row.id,
+        title: row.title,
+        stream_key: row.stream_key,
+        created_at: row.created_at,
+    }
+}
+
+fn valid_title(title: &str) -> Result<String, ApiError> {
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(ApiError::unprocessable("title: must not be empty"));
+    }
+    if title.chars().count() > MAX_TITLE {
+        return Err(ApiError::unprocessable(format!("title: at most {MAX_TITLE} characters")));
+    }
+    Ok(title.to_string())
+}
+
+fn find(state: &AppState, id: &str) -> Result<SessionRow, ApiError> {
+    state.store.session(id)?.ok_or_else(|| ApiError::not_found("session"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    title: String,
+}
+
+/// Creates a session with a fresh stream key; it goes on air when a publisher connects.
+pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateSession>) -> Result<impl IntoResponse, ApiError> {
+    let title = valid_title(&body.title)?;
+    let row = state.create_session(&title, false)?;
+    Ok((StatusCode::CREATED, ApiJson(view(&state, row))))
+}
+
+/// Lists all sessions, oldest first.
+pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let rows = state.store.sessions()?;
+    Ok(ApiJson(rows.into_iter().map(|r| view(&state, r)).collect::<Vec<_>>()))
+}
+
+/// One session with its live state.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(ApiJson(view(&state, find(&state, &id)?)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetState {
+    Live,
+    Idle,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSession {
+    title: Option<String>,
+    /// `live` puts the session on air (slate until a publisher connects); `idle` ends the show.
+    state: Option<TargetState>,
+}
+
+/// Changes the title, or puts the session on or off air.
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchSession>,
+) -> Result<impl IntoResponse, ApiError> {
+    let row = find(&state, &id)?;
+    if let Some(title) = body.title {
+        state.store.set_session_title(&id, &valid_title(&title)?)?;
+    }
+    match body.state {
+        Some(TargetState::Live) => {
+            state.go_live(&row)?;
+        }
+        Some(TargetState::Idle) => state.end_show(&id)?,
+        None => {}
+    }
+    Ok(ApiJson(view(&state, find(&state, &id)?)))
+}
+
+/// Ends the show and deletes the session and its key.
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    find(&state, &id)?;
+    state.studios.stop(&id);
+    state.store.delete_session(&id)?;
+    tracing::info!(session.id = %id, "session deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issues a new stream key; the old one is refused from now on.
+pub async fn rotate_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    find(&state, &id)?;
+    let key = new_stream_key();
+    state.store.set_stream_key(&id, &key)?;
+    tracing::info!(session.id = %id, stream_key = %redact(&key), "stream key rotated");
+    Ok(ApiJson(view(&state, find(&state, &id)?)))
+}

@@ -1,0 +1,66 @@
+//! WHEP (draft-ietf-wish-whep): `POST /whep/{session_id}` with an SDP offer, `DELETE` on the
+//! returned `Location` to leave. Candidates are all in the answer (ICE-lite), so trickle ICE
+//! (`PATCH`) is answered 405.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::egress::WhepError;
+
+/// Plays a session: answers the offer and starts sending once ICE and DTLS are up.
+pub async fn offer(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.split(';').next().map(str::trim) != Some("application/sdp") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send the SDP offer as application/sdp, not {content_type:?}"),
+        ));
+    }
+    state.store.session(&session_id)?.ok_or_else(|| ApiError::not_found("session"))?;
+    let studio = state.studios.get(&session_id).ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, "the session is not on air yet; try again when the host goes live")
+    })?;
+    let offer = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8"))?;
+    let answer = state.egress.add_viewer(studio, offer).await.map_err(|e| match e {
+        WhepError::BadSdp(_) | WhepError::NoCommonCodec => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+        WhepError::Stopped | WhepError::Rtc(_) => ApiError::internal(e),
+    })?;
+    let location = format!("/whep/{session_id}/{}", answer.viewer_id);
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, location),
+            (header::ETAG, format!("\"{}\"", answer.viewer_id)),
+        ],
+        answer.sdp,
+    )
+        .into_response())
+}
+
+/// Leaves: the viewer's session ends at once.
+pub async fn leave(
+    State(state): State<AppState>,
+    Path((session_id, viewer_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if state.egress.remove_viewer(&session_id, &viewer_id).await {
+        Ok(StatusCode::OK)
+    } else {
+        Err(ApiError::not_found("viewer"))
+    }
+}
+
+/// Trickle ICE and ICE restarts are not supported: the answer has every candidate.
+pub async fn patch() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "trickle ICE is not supported; all candidates are in the answer")
+}

@@ -1,0 +1,157 @@
+//! The egress event loop: one task, one UDP socket, all viewers.
+//!
+//! It waits on three things: a datagram (routed to the viewer whose `Rtc` accepts it), a
+//! batch of studio packets (written to every viewer of that studio), or the earliest str0m
+//! timeout. After each, it drains the touched viewers' output. Sends never wait: a socket
+//! that cannot take a viewer's packet drops it and that viewer resumes at the next keyframe.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use str0m::net::{Protocol, Receive};
+use str0m::{Input, Output};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::viewer::Viewer;
+use super::{Command, EgressCounters};
+use crate::media::EncodedPacket;
+
+/// Studio packets taken per wake-up before the touched viewers are flushed.
+const MEDIA_BATCH: usize = 64;
+
+/// A viewer that has not connected within this time is dropped.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Largest datagram we read.
+const DATAGRAM_MAX: usize = 2048;
+
+pub(crate) async fn run(
+    socket: UdpSocket,
+    mut commands: mpsc::Receiver<Command>,
+    mut media: mpsc::Receiver<(Arc<str>, EncodedPacket)>,
+    counters: Arc<EgressCounters>,
+) {
+    let local = match socket.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::error!(error = %e, "egress socket has no local address");
+            return;
+        }
+    };
+    let mut viewers: HashMap<String, Viewer> = HashMap::new();
+    let mut routes: HashMap<SocketAddr, String> = HashMap::new();
+    let mut buf = vec![0u8; DATAGRAM_MAX];
+    let mut batch = Vec::with_capacity(MEDIA_BATCH);
+    loop {
+        let now = Instant::now();
+        let next = viewers.values().map(|v| v.next_timeout).min().unwrap_or(now + Duration::from_millis(500));
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(next.max(now)));
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                let Ok((n, source)) = received else { continue };
+                let Ok(contents) = buf[..n].try_into() else { continue };
+                let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
+                let id = match routes.get(&source) {
+                    Some(id) if viewers.get(id).is_some_and(|v| v.rtc.accepts(&input)) => Some(id.clone()),
+                    _ => viewers.iter().find(|(_, v)| v.rtc.accepts(&input)).map(|(id, _)| id.clone()),
+                };
+                let Some(id) = id else { continue };
+                routes.insert(source, id.clone());
+                if let Some(viewer) = viewers.get_mut(&id) {
+                    if let Err(e) = viewer.rtc.handle_input(input) {
+                        tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer input rejected");
+                        viewer.dead = true;
+                    }
+                    flush(&socket, viewer, &counters);
+                }
+            }
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                match command {
+                    Command::Add(viewer) => {
+                        let mut viewer = *viewer;
+                        flush(&socket, &mut viewer, &counters);
+                        counters.viewers.fetch_add(1, Ordering::Relaxed);
+                        viewers.insert(viewer.id.clone(), viewer);
+                    }
+                    Command::Remove { session_id, viewer_id, reply } => {
+                        let found = viewers.get(&viewer_id).is_some_and(|v| v.session_id() == session_id);
+                        if found && let Some(viewer) = viewers.get_mut(&viewer_id) {
+                            viewer.rtc.disconnect();
+                            flush(&socket, viewer, &counters);
+                            viewer.dead = true;
+                        }
+                        let _ = reply.send(found);
+                    }
+                }
+            }
+            received = media.recv_many(&mut batch, MEDIA_BATCH) => {
+                if received == 0 { return; }
+                for (session, packet) in batch.drain(..) {
+                    for viewer in viewers.values_mut().filter(|v| *v.session_id() == *session) {
+                        viewer.write(&packet);
+                    }
+                }
+                for viewer in viewers.values_mut() {
+                    flush(&socket, viewer, &counters);
+                }
+            }
+            _ = sleep => {
+                let now = Instant::now();
+                for viewer in viewers.values_mut().filter(|v| v.next_timeout <= now) {
+                    if viewer.rtc.handle_input(Input::Timeout(now)).is_err() {
+                        viewer.dead = true;
+                    }
+                    if viewer.connected_at.is_none() && now.duration_since(viewer.created_at) > CONNECT_TIMEOUT {
+                        viewer.dead = true;
+                    }
+                    flush(&socket, viewer, &counters);
+                }
+            }
+        }
+        if viewers.values().any(|v| v.dead || !v.rtc.is_alive()) {
+            viewers.retain(|_, v| {
+                let keep = !v.dead && v.rtc.is_alive();
+                if !keep {
+                    v.leave();
+                    counters.viewers.fetch_sub(1, Ordering::Relaxed);
+                    tracing::info!(session.id = %v.session_id(), viewer.id = %v.id, "viewer left");
+                }
+                keep
+            });
+            routes.retain(|_, id| viewers.contains_key(id));
+        }
+    }
+}
+
+/// Drains a viewer's output: transmits, events, and its next timeout.
+fn flush(socket: &UdpSocket, viewer: &mut Viewer, counters: &EgressCounters) {
+    loop {
+        match viewer.rtc.poll_output() {
+            Ok(Output::Timeout(at)) => {
+                viewer.next_timeout = at;
+                return;
+            }
+            Ok(Output::Transmit(t)) => match socket.try_send_to(&t.contents, t.destination) {
+                Ok(_) => {
+                    counters.packets_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    counters.packets_dropped_viewer.fetch_add(1, Ordering::Relaxed);
+                    viewer.dropped();
+                }
+            },
+            Ok(Output::Event(event)) => viewer.handle_event(event),
+            Err(e) => {
+                tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer session failed");
+                viewer.dead = true;
+                viewer.next_timeout = Instant::now() + Duration::from_secs(1);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! WebRTC egress: WHEP viewers served by str0m in RTP mode, ICE-lite, from one UDP socket and
+//! one event loop. Each studio's packets are encoded and packetized once; per viewer only the
+//! RTP header, SRTP and the send remain.
+
+pub mod client;
+mod event_loop;
+mod viewer;
+pub mod whep;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+
+use crate::media::EncodedPacket;
+use crate::media::output::PacketSink;
+use crate::studio::StudioHandle;
+
+pub use whep::WhepError;
+
+/// Packets queued from all studios to the event loop. When the loop falls this far behind,
+/// new packets are dropped (counted), never buffered without bound: ~4 s of one 2.5 Mb/s
+/// studio.
+pub const MEDIA_QUEUE_PACKETS: usize = 4096;
+
+/// Viewer commands (add/remove) queued to the event loop.
+pub const COMMAND_QUEUE: usize = 256;
+
+pub(crate) enum Command {
+    Add(Box<viewer::Viewer>),
+    Remove { session_id: String, viewer_id: String, reply: tokio::sync::oneshot::Sender<bool> },
+}
+
+/// Counters exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct EgressCounters {
+    pub packets_in: AtomicU64,
+    pub packets_dropped_queue: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub packets_dropped_viewer: AtomicU64,
+    pub viewers: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Egress {
+    commands: mpsc::Sender<Command>,
+    media: mpsc::Sender<(Arc<str>, EncodedPacket)>,
+    /// The address announced in answers' host candidates.
+    pub announce: SocketAddr,
+    pub local: SocketAddr,
+    pub counters: Arc<EgressCounters>,
+}
+
+impl Egress {
+    /// Binds the one UDP socket and starts the event loop on the current runtime.
+    pub async fn start(bind: SocketAddr, public_ip: Option<std::net::IpAddr>) -> std::io::Result<Self> {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let socket = tokio::net::UdpSocket::bind(bind).await?;
+        let local = socket.local_addr()?;
+        let announce = SocketAddr::new(public_ip.unwrap_or(local.ip()), local.port());
+        let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (media, media_rx) = mpsc::channel(MEDIA_QUEUE_PACKETS);
+        let counters = Arc::new(EgressCounters::default());
+        tokio::spawn(event_loop::run(socket, command_rx, media_rx, counters.clone()));
+        Ok(Self { commands, media, announce, local, counters })
+    }
+
+    /// The sink a studio's payloaders call for every packet (from a GStreamer thread).
+    pub fn packet_sink(&self, session_id: &str) -> PacketSink {
+        let media = self.media.clone();
+        let session: Arc<str> = Arc::from(session_id);
+        let counters = self.counters.clone();
+        Arc::new(move |packet| {
+            counters.packets_in.fetch_add(1, Ordering::Relaxed);
+            if media.try_send((session.clone(), packet)).is_err() {
+                counters.packets_dropped_queue.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    }
+
+    /// Answers a WHEP offer and hands the new viewer to the event loop.
+    pub async fn add_viewer(&self, studio: StudioHandle, offer_sdp: &str) -> Result<whep::Answer, WhepError> {
+        let (answer, viewer) = whep::accept_offer(studio, offer_sdp, self.announce)?;
+        self.commands.send(Command::Add(Box::new(viewer))).await.map_err(|_| WhepError::Stopped)?;
+        Ok(answer)
+    }
+
+    /// Ends a viewer's session. Returns false when no such viewer exists.
+    pub async fn remove_viewer(&self, session_id: &str, viewer_id: &str) -> bool {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let command = Command::Remove {
+            session_id: session_id.to_string(),
+            viewer_id: viewer_id.to_string(),
+            reply,
+        };
+        if self.commands.send(command).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+}

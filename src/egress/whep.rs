@@ -1,0 +1,88 @@
+//! WHEP offer/answer: one str0m `Rtc` per viewer, ICE-lite, RTP mode, offering only what every
+//! browser decodes without a transcode: H.264 constrained baseline 42e01f
+//! (packetization-mode=1) and Opus.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::Pt;
+use str0m::{Candidate, Rtc, RtcConfig};
+
+use super::viewer::Viewer;
+use crate::studio::StudioHandle;
+
+/// Payload types we propose; the offer's own numbers win after negotiation.
+const H264_PT: u8 = 102;
+const H264_PROFILE_LEVEL: u32 = 0x42e01f;
+
+/// Largest SDP offer accepted (browsers send 4–8 KiB).
+pub const MAX_OFFER_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WhepError {
+    #[error("the SDP offer is malformed: {0}")]
+    BadSdp(String),
+    #[error("the offer has no media we can send: offer H.264 (profile 42e01f, packetization-mode=1) or Opus, receive-only")]
+    NoCommonCodec,
+    #[error("the egress loop has stopped")]
+    Stopped,
+    #[error("WebRTC setup failed: {0}")]
+    Rtc(String),
+}
+
+pub struct Answer {
+    pub viewer_id: String,
+    pub sdp: String,
+}
+
+pub(crate) fn rtc_config() -> RtcConfig {
+    let mut config = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .set_send_buffer_video(1000);
+    config
+        .codec_config()
+        .add_h264(Pt::from(H264_PT), None, true, H264_PROFILE_LEVEL);
+    config
+}
+
+/// Accepts an offer for a studio: returns the answer and the viewer to hand to the event loop.
+pub(crate) fn accept_offer(
+    studio: StudioHandle,
+    offer_sdp: &str,
+    announce: SocketAddr,
+) -> Result<(Answer, Viewer), WhepError> {
+    if offer_sdp.len() > MAX_OFFER_BYTES {
+        return Err(WhepError::BadSdp(format!("larger than {MAX_OFFER_BYTES} bytes")));
+    }
+    let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| WhepError::BadSdp(e.to_string()))?;
+    let mut rtc: Rtc = rtc_config().build(Instant::now());
+    let candidate = Candidate::host(announce, "udp").map_err(|e| WhepError::Rtc(e.to_string()))?;
+    rtc.add_local_candidate(candidate);
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(|e| WhepError::BadSdp(e.to_string()))?;
+    let has_media = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .any(|p| matches!(p.spec().codec, Codec::H264 | Codec::Opus) && p.pt() != Pt::from(0));
+    let sdp = answer.to_sdp_string();
+    let sendable = sdp.lines().any(|l| l.starts_with("m=") && !l.starts_with("m=application") && !l.contains(" 0 "));
+    if !has_media || !sendable {
+        return Err(WhepError::NoCommonCodec);
+    }
+    let viewer_id = random_id();
+    let viewer = Viewer::new(viewer_id.clone(), studio, rtc);
+    Ok((Answer { viewer_id, sdp }, viewer))
+}
+
+fn random_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,9 @@
+//! RTMP ingest: the listener, one task per connection, and the sans-IO protocol core
+//! (`rtmp/`) with FLV tag parsing (`flv`).
+
+pub mod flv;
+pub mod rtmp;
+mod server;
+
+pub use rtmp::session::APP_NAME;
+pub use server::serve;

@@ -1,0 +1,213 @@
+//! The RTMP listener and one task per connection: a thin loop around the sans-IO
+//! [`ServerSession`] that checks the stream key, attaches the publisher to its studio and
+//! feeds the publisher's decode pipeline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::flv::{AudioTag, VideoTag};
+use super::rtmp::session::{APP_NAME, ServerSession, SessionEvent};
+use crate::app::{App, redact};
+use crate::media::decode::PublisherDecode;
+use crate::studio::{PublisherLink, StudioHandle};
+
+/// A connection that sends nothing for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes read per socket read.
+const READ_BUFFER: usize = 64 * 1024;
+
+pub async fn serve(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "RTMP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut connection = Connection { app, peer, publisher: None, decode: None, last_ts: None };
+            let result = connection.run(stream).await;
+            connection.finish().await;
+            if let Err(reason) = result {
+                tracing::warn!(peer = %mask(peer), "RTMP connection closed: {reason}");
+            }
+        });
+    }
+}
+
+/// Logs never carry a full viewer or publisher address.
+fn mask(peer: SocketAddr) -> String {
+    match peer.ip() {
+        std::net::IpAddr::V4(ip) => {
+            let o = ip.octets();
+            format!("{}.{}.x.x", o[0], o[1])
+        }
+        std::net::IpAddr::V6(_) => "v6".into(),
+    }
+}
+
+struct Connection {
+    app: Arc<App>,
+    peer: SocketAddr,
+    publisher: Option<(StudioHandle, PublisherLink)>,
+    decode: Option<PublisherDecode>,
+    /// Last publisher timestamp, extended past 32 bits.
+    last_ts: Option<u64>,
+}
+
+impl Connection {
+    async fn run(&mut self, mut stream: TcpStream) -> Result<(), String> {
+        let mut session = ServerSession::new();
+        let mut buf = vec![0u8; READ_BUFFER];
+        loop {
+            let n = match tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut buf)).await {
+                Err(_) => return Err("idle for 30 s".into()),
+                Ok(Err(e)) => return Err(e.to_string()),
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(n)) => n,
+            };
+            let input = session.handle_input(&buf[..n]);
+            let mut refused = None;
+            while let Some(event) = session.poll_event() {
+                if let Err(reason) = self.handle_event(&mut session, event).await {
+                    refused = Some(reason);
+                    break;
+                }
+            }
+            let out = session.take_output();
+            if !out.is_empty() {
+                stream.write_all(&out).await.map_err(|e| e.to_string())?;
+            }
+            if let Err(e) = input {
+                return Err(format!("malformed RTMP: {e}"));
+            }
+            if let Some(reason) = refused {
+                let _ = stream.shutdown().await;
+                return Err(format!("publish refused: {reason}"));
+            }
+        }
+    }
+
+    async fn handle_event(&mut self, session: &mut ServerSession, event: SessionEvent) -> Result<(), String> {
+        match event {
+            SessionEvent::PublishRequested { app, stream_key } => {
+                match self.admit(&app, &stream_key).await {
+                    Ok(()) => {
+                        session.accept_publish();
+                        Ok(())
+                    }
+                    Err(reason) => {
+                        session.reject_publish(&reason);
+                        Err(reason)
+                    }
+                }
+            }
+            SessionEvent::Video { timestamp_ms, tag } => {
+                let ts = self.extend(timestamp_ms);
+                if let Some(decode) = self.decode.as_mut() {
+                    match tag {
+                        VideoTag::SequenceHeader(record) => decode.set_video_config(record),
+                        VideoTag::Frame { keyframe, composition_ms, data } => {
+                            decode.push_video(ts, composition_ms, keyframe, data)
+                        }
+                        VideoTag::EndOfSequence => {}
+                    }
+                }
+                Ok(())
+            }
+            SessionEvent::Audio { timestamp_ms, tag } => {
+                let ts = self.extend(timestamp_ms);
+                if let Some(decode) = self.decode.as_mut() {
+                    match tag {
+                        AudioTag::SequenceHeader(config) => decode.set_audio_config(config),
+                        AudioTag::Frame(data) => decode.push_audio(ts, data),
+                    }
+                }
+                Ok(())
+            }
+            SessionEvent::Metadata(meta) => {
+                let dim = |k| meta.get(k).and_then(|v| v.as_number()).unwrap_or(0.0) as u32;
+                tracing::info!(
+                    peer = %mask(self.peer),
+                    width = dim("width"),
+                    height = dim("height"),
+                    fps = dim("framerate"),
+                    "publisher metadata"
+                );
+                Ok(())
+            }
+            SessionEvent::Unpublished => {
+                self.finish().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks the key and claims the studio. The error is shown to the publisher.
+    async fn admit(&mut self, app: &str, stream_key: &str) -> Result<(), String> {
+        if app != APP_NAME {
+            return Err(format!("unknown application {app:?}: publish to rtmp://HOST:PORT/{APP_NAME}/STREAM_KEY"));
+        }
+        let row = match self.app.store.session_by_key(stream_key) {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                tracing::warn!(peer = %mask(self.peer), stream_key = %redact(stream_key), "unknown stream key refused");
+                return Err("unknown stream key".into());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "stream key lookup failed");
+                return Err("server error; try again".into());
+            }
+        };
+        let studio = self.app.go_live(&row).map_err(|e| {
+            tracing::error!(session.id = %row.id, error = %e, "studio did not start");
+            "server error; try again".to_string()
+        })?;
+        let link = studio.attach_publisher().await.map_err(|e| e.to_string())?;
+        let decode = PublisherDecode::start(&row.id, &link.format, link.feed.clone());
+        match decode {
+            Ok(decode) => self.decode = Some(decode),
+            Err(e) => {
+                studio.detach_publisher(link.id).await;
+                tracing::error!(session.id = %row.id, error = %e, "publisher decode did not start");
+                return Err("server error; try again".into());
+            }
+        }
+        tracing::info!(session.id = %row.id, peer = %mask(self.peer), "publisher live");
+        self.publisher = Some((studio, link));
+        Ok(())
+    }
+
+    fn extend(&mut self, ts: u32) -> u64 {
+        let ts = ts as u64;
+        let extended = match self.last_ts {
+            None => ts,
+            Some(last) => {
+                let epoch = last & !0xFFFF_FFFF;
+                let candidate = epoch | ts;
+                if candidate + (1 << 31) < last { candidate + (1 << 32) } else { candidate }
+            }
+        };
+        self.last_ts = Some(extended);
+        extended
+    }
+
+    /// Releases the studio: the slate takes over for the viewers.
+    async fn finish(&mut self) {
+        if let Some(decode) = self.decode.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(decode)).await;
+        }
+        if let Some((studio, link)) = self.publisher.take() {
+            studio.detach_publisher(link.id).await;
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Fieldcast: a live-commerce media server. RTMP in, composited H.264 + Opus out to browsers
+//! over WebRTC (WHEP). See DESIGN.md for the path of a frame.
+
+pub mod app;
+pub mod commerce;
+pub mod config;
+pub mod control;
+pub mod egress;
+pub mod ingest;
+pub mod media;
+pub mod overlay;
+pub mod server;
+pub mod store;
+pub mod studio;

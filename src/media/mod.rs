@@ -1,0 +1,213 @@
+//! GStreamer: pipelines built from the descriptions in `pipelines/`, the studio's output
+//! (encode once, packetize once), publisher decode, the slate and the test pattern.
+//!
+//! GStreamer callbacks never block on async code: they push to appsrcs (bounded, leaky) or
+//! call a non-blocking packet sink.
+
+pub mod decode;
+pub mod output;
+pub mod packet;
+pub mod test_pattern;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+pub use packet::{EncodedPacket, PacketKind};
+
+/// Output rendition of every studio (DESIGN.md: 1280×720 @ 30 fps).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutputFormat {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    /// Frames between forced keyframes: at most 2 s.
+    pub keyint: u32,
+}
+
+impl Default for OutputFormat {
+    fn default() -> Self {
+        Self { width: 1280, height: 720, fps: 30, bitrate_kbps: 2500, keyint: 60 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("GStreamer could not start: {0}")]
+    Init(String),
+    #[error("GStreamer element `{element}` is missing: install the Debian package {package}")]
+    MissingElement { element: String, package: &'static str },
+    #[error("pipeline {name}: {reason}")]
+    Build { name: &'static str, reason: String },
+    #[error("pipeline {name} did not start: {reason}")]
+    State { name: &'static str, reason: String },
+}
+
+/// A pipeline description from `pipelines/`, with its name for messages.
+pub struct Description {
+    pub name: &'static str,
+    pub text: &'static str,
+}
+
+pub const PUBLISHER_DECODE: Description =
+    Description { name: "publisher-decode", text: include_str!("../../pipelines/publisher-decode.pipeline") };
+pub const STUDIO_OUTPUT: Description =
+    Description { name: "studio-output", text: include_str!("../../pipelines/studio-output.pipeline") };
+pub const SLATE: Description =
+    Description { name: "slate", text: include_str!("../../pipelines/slate.pipeline") };
+pub const TEST_PATTERN: Description =
+    Description { name: "test-pattern", text: include_str!("../../pipelines/test-pattern.pipeline") };
+
+pub const ALL: [&Description; 4] = [&PUBLISHER_DECODE, &STUDIO_OUTPUT, &SLATE, &TEST_PATTERN];
+
+/// The Debian package that provides a GStreamer element we use.
+pub fn debian_package(element: &str) -> &'static str {
+    match element {
+        "x264enc" => "gstreamer1.0-plugins-ugly",
+        "avdec_h264" | "avdec_aac" => "gstreamer1.0-libav",
+        "h264parse" | "rtmp2sink" | "rtmp2src" => "gstreamer1.0-plugins-bad",
+        "rtph264pay" | "rtpopuspay" | "aacparse" | "rtph264depay" | "rtpopusdepay" => {
+            "gstreamer1.0-plugins-good"
+        }
+        _ => "gstreamer1.0-plugins-base",
+    }
+}
+
+impl Description {
+    /// The launch text with `#` comment lines removed and `{placeholders}` filled in.
+    pub fn render(&self, vars: &[(&str, String)]) -> String {
+        let mut text: String = self
+            .text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (key, value) in vars {
+            text = text.replace(&format!("{{{key}}}"), value);
+        }
+        text
+    }
+
+    /// Element factory names used by the description.
+    pub fn elements(&self) -> Vec<String> {
+        let text = self.render(&[]);
+        let mut names = Vec::new();
+        for segment in text.split('!') {
+            let Some(first) = segment.split_whitespace().next() else { continue };
+            // Caps filters (`video/x-raw,...`) are not elements.
+            if first.contains('/') || first.contains('=') {
+                continue;
+            }
+            if !names.iter().any(|n| n == first) {
+                names.push(first.to_string());
+            }
+        }
+        names
+    }
+
+    pub fn launch(&self, vars: &[(&str, String)]) -> Result<gst::Pipeline, MediaError> {
+        let text = self.render(vars);
+        let element = gst::parse::launch(&text)
+            .map_err(|e| MediaError::Build { name: self.name, reason: e.to_string() })?;
+        element.downcast::<gst::Pipeline>().map_err(|_| MediaError::Build {
+            name: self.name,
+            reason: "description is not a pipeline".into(),
+        })
+    }
+}
+
+/// Initializes GStreamer and checks that every element of every pipeline is installed.
+pub fn init() -> Result<(), MediaError> {
+    gst::init().map_err(|e| MediaError::Init(e.to_string()))?;
+    for description in ALL {
+        for element in description.elements() {
+            if gst::ElementFactory::find(&element).is_none() {
+                return Err(MediaError::MissingElement {
+                    package: debian_package(&element),
+                    element,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn app_src(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSrc, MediaError> {
+    pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or_else(|| MediaError::Build { name: "pipeline", reason: format!("no appsrc named {name}") })
+}
+
+pub(crate) fn app_sink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink, MediaError> {
+    pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| MediaError::Build { name: "pipeline", reason: format!("no appsink named {name}") })
+}
+
+/// Logs bus errors and warnings where they happen, keeping the element path and debug text,
+/// and sets `failed` on an error so the owner can notice.
+pub(crate) fn watch_bus(
+    pipeline: &gst::Pipeline,
+    label: String,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let Some(bus) = pipeline.bus() else { return };
+    bus.set_sync_handler(move |_, msg| {
+        match msg.view() {
+            gst::MessageView::Error(err) => {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(
+                    pipeline = %label,
+                    element = %msg.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
+                    debug = ?err.debug(),
+                    "pipeline error: {}",
+                    err.error()
+                );
+            }
+            gst::MessageView::Warning(w) => {
+                tracing::warn!(
+                    pipeline = %label,
+                    element = %msg.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
+                    "pipeline warning: {}",
+                    w.error()
+                );
+            }
+            _ => {}
+        }
+        gst::BusSyncReply::Drop
+    });
+}
+
+pub(crate) fn play(pipeline: &gst::Pipeline, name: &'static str) -> Result<(), MediaError> {
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| MediaError::State { name, reason: e.to_string() })?;
+    Ok(())
+}
+
+pub(crate) fn format_vars(format: &OutputFormat) -> Vec<(&'static str, String)> {
+    vec![
+        ("width", format.width.to_string()),
+        ("height", format.height.to_string()),
+        ("bitrate_kbps", format.bitrate_kbps.to_string()),
+        ("keyint", format.keyint.to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_list_their_elements() {
+        let elements = STUDIO_OUTPUT.elements();
+        for e in ["appsrc", "overlaycomposition", "x264enc", "rtph264pay", "opusenc", "appsink"] {
+            assert!(elements.iter().any(|x| x == e), "{e} missing from {elements:?}");
+        }
+        assert!(!elements.iter().any(|x| x.starts_with("video/")));
+        assert_eq!(debian_package("x264enc"), "gstreamer1.0-plugins-ugly");
+    }
+}

@@ -1,0 +1,301 @@
+//! The studio's output pipeline: it owns the output timeline from go-live to the end of the
+//! show. Sources (a publisher's decode, the test pattern) push raw buffers into it through an
+//! [`OutputFeed`]; when none has pushed for a moment, the filler thread pushes the slate and
+//! silence, so viewers keep a running picture with no reconnect.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::packet::{EncodedPacket, PacketKind, h264_starts_keyframe, parse_rtp};
+use super::{MediaError, OutputFormat, SLATE, STUDIO_OUTPUT, app_sink, app_src, format_vars, play, watch_bus};
+
+/// No video from any source for this long: the slate takes over.
+pub const SLATE_AFTER: Duration = Duration::from_millis(250);
+/// No audio for this long: silence fills in.
+pub const SILENCE_AFTER: Duration = Duration::from_millis(200);
+/// Audio timestamps that drift this far from arrival time are re-anchored.
+const AUDIO_RESYNC: Duration = Duration::from_millis(80);
+/// Duration of one silence buffer.
+const SILENCE_CHUNK: Duration = Duration::from_millis(20);
+
+/// Called, from a GStreamer streaming thread, for every packet the payloaders produce. It
+/// must not block.
+pub type PacketSink = Arc<dyn Fn(EncodedPacket) + Send + Sync>;
+
+/// Who pushed a buffer. A publisher outranks the filler (test pattern).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Publisher,
+    Filler,
+}
+
+struct FeedState {
+    start: Instant,
+    /// Monotonic nanoseconds since `start` of the last video/audio buffer from a real source.
+    last_video: AtomicU64,
+    last_audio: AtomicU64,
+    publisher_attached: AtomicBool,
+    audio_clock: Mutex<AudioClock>,
+}
+
+#[derive(Default)]
+struct AudioClock {
+    /// Running time the next audio buffer continues from, if audio is flowing.
+    next: Option<gst::ClockTime>,
+}
+
+impl FeedState {
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+}
+
+/// A cloneable handle that sources push raw frames and audio through.
+#[derive(Clone)]
+pub struct OutputFeed {
+    pipeline: gst::Pipeline,
+    video: gst_app::AppSrc,
+    audio: gst_app::AppSrc,
+    state: Arc<FeedState>,
+}
+
+impl OutputFeed {
+    /// Marks a publisher as attached (the filler stops) or gone (the filler resumes).
+    pub fn set_publisher_attached(&self, attached: bool) {
+        self.state.publisher_attached.store(attached, Ordering::Relaxed);
+    }
+
+    fn accepts(&self, source: Source) -> bool {
+        source == Source::Publisher || !self.state.publisher_attached.load(Ordering::Relaxed)
+    }
+
+    fn running_time(&self) -> gst::ClockTime {
+        self.pipeline.current_running_time().unwrap_or(gst::ClockTime::ZERO)
+    }
+
+    /// Pushes one raw frame (I420 at the output size). The memory is shared, not copied.
+    pub fn push_video(&self, mut buffer: gst::Buffer, source: Source) {
+        if !self.accepts(source) {
+            return;
+        }
+        self.state.last_video.store(self.state.now_ns(), Ordering::Relaxed);
+        self.push_video_now(&mut buffer);
+    }
+
+    fn push_video_now(&self, buffer: &mut gst::Buffer) {
+        let pts = self.running_time();
+        {
+            let b = buffer.make_mut();
+            b.set_pts(pts);
+            b.set_dts(gst::ClockTime::NONE);
+        }
+        // A full queue drops (leaky); a flushing or stopped pipeline is not an error here.
+        let _ = self.video.push_buffer(buffer.clone());
+    }
+
+    /// Pushes raw S16LE 48 kHz stereo audio.
+    pub fn push_audio(&self, mut buffer: gst::Buffer, source: Source) {
+        if !self.accepts(source) {
+            return;
+        }
+        self.state.last_audio.store(self.state.now_ns(), Ordering::Relaxed);
+        self.push_audio_now(&mut buffer);
+    }
+
+    fn push_audio_now(&self, buffer: &mut gst::Buffer) {
+        let samples = buffer.size() as u64 / 4;
+        let duration = gst::ClockTime::from_nseconds(samples * 1_000_000_000 / 48_000);
+        let arrival = self.running_time();
+        let pts = {
+            let mut clock = self.state.audio_clock.lock().unwrap_or_else(|e| e.into_inner());
+            let pts = match clock.next {
+                Some(next) if next.nseconds().abs_diff(arrival.nseconds()) < AUDIO_RESYNC.as_nanos() as u64 => next,
+                _ => arrival,
+            };
+            clock.next = Some(pts + duration);
+            pts
+        };
+        {
+            let b = buffer.make_mut();
+            b.set_pts(pts);
+            b.set_dts(gst::ClockTime::NONE);
+            b.set_duration(duration);
+        }
+        let _ = self.audio.push_buffer(buffer.clone());
+    }
+}
+
+/// The running output pipeline of one studio.
+pub struct StudioOutput {
+    pipeline: gst::Pipeline,
+    feed: OutputFeed,
+    encoder_sink: gst_app::AppSink,
+    stop: Arc<AtomicBool>,
+    filler: Option<JoinHandle<()>>,
+    pub failed: Arc<AtomicBool>,
+    pub format: OutputFormat,
+}
+
+impl StudioOutput {
+    pub fn start(label: &str, format: OutputFormat, sink: PacketSink) -> Result<Self, MediaError> {
+        let pipeline = STUDIO_OUTPUT.launch(&format_vars(&format))?;
+        let video = app_src(&pipeline, "video")?;
+        let audio = app_src(&pipeline, "audio")?;
+        video.set_caps(Some(
+            &gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("width", format.width as i32)
+                .field("height", format.height as i32)
+                .field("framerate", gst::Fraction::new(format.fps as i32, 1))
+                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                .build(),
+        ));
+        audio.set_caps(Some(&raw_audio_caps()));
+        let video_rtp = app_sink(&pipeline, "video_rtp")?;
+        let audio_rtp = app_sink(&pipeline, "audio_rtp")?;
+        connect_packets(&video_rtp, PacketKind::Video, sink.clone());
+        connect_packets(&audio_rtp, PacketKind::Audio, sink);
+
+        let failed = Arc::new(AtomicBool::new(false));
+        watch_bus(&pipeline, format!("studio-output {label}"), failed.clone());
+        let slate = render_slate(&format)?;
+
+        let state = Arc::new(FeedState {
+            start: Instant::now(),
+            last_video: AtomicU64::new(0),
+            last_audio: AtomicU64::new(0),
+            publisher_attached: AtomicBool::new(false),
+            audio_clock: Mutex::new(AudioClock::default()),
+        });
+        let feed = OutputFeed { pipeline: pipeline.clone(), video, audio, state };
+        play(&pipeline, STUDIO_OUTPUT.name)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let filler = {
+            let feed = feed.clone();
+            let stop = stop.clone();
+            let frame_interval = Duration::from_nanos(1_000_000_000 / format.fps as u64);
+            std::thread::Builder::new()
+                .name(format!("filler-{label}"))
+                .spawn(move || run_filler(feed, slate, frame_interval, stop))
+                .map_err(|e| MediaError::Build { name: "filler", reason: e.to_string() })?
+        };
+        Ok(Self {
+            pipeline,
+            feed,
+            encoder_sink: video_rtp,
+            stop,
+            filler: Some(filler),
+            failed,
+            format,
+        })
+    }
+
+    pub fn feed(&self) -> OutputFeed {
+        self.feed.clone()
+    }
+
+    /// Asks the encoder for a keyframe (with SPS/PPS) as soon as possible.
+    pub fn force_keyframe(&self) {
+        let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        self.encoder_sink.send_event(event);
+    }
+}
+
+impl Drop for StudioOutput {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(filler) = self.filler.take() {
+            let _ = filler.join();
+        }
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+pub(crate) fn raw_audio_caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "S16LE")
+        .field("rate", 48_000i32)
+        .field("channels", 2i32)
+        .field("layout", "interleaved")
+        .build()
+}
+
+fn connect_packets(appsink: &gst_app::AppSink, kind: PacketKind, sink: PacketSink) {
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |appsink| {
+                let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
+                let Ok(map) = buffer.map_readable() else { return Ok(gst::FlowSuccess::Ok) };
+                if let Some(rtp) = parse_rtp(&map) {
+                    let keyframe_start = kind == PacketKind::Video && h264_starts_keyframe(rtp.payload);
+                    sink(EncodedPacket {
+                        kind,
+                        timestamp: rtp.timestamp,
+                        marker: rtp.marker,
+                        keyframe_start,
+                        payload: Arc::from(rtp.payload),
+                        packetized_at: Instant::now(),
+                    });
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+/// Renders the slate picture once.
+fn render_slate(format: &OutputFormat) -> Result<gst::Buffer, MediaError> {
+    let pipeline = SLATE.launch(&format_vars(format))?;
+    let sink = app_sink(&pipeline, "slate")?;
+    play(&pipeline, SLATE.name)?;
+    let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(5));
+    let _ = pipeline.set_state(gst::State::Null);
+    sample
+        .and_then(|s| s.buffer_owned())
+        .ok_or(MediaError::Build { name: SLATE.name, reason: "rendered no frame".into() })
+}
+
+/// Pushes the slate at the frame rate while no source pushes video, and silence while none
+/// pushes audio.
+fn run_filler(feed: OutputFeed, slate: gst::Buffer, frame_interval: Duration, stop: Arc<AtomicBool>) {
+    let silence_bytes = (48_000 * 4 * SILENCE_CHUNK.as_millis() / 1000) as usize;
+    let silence = gst::Buffer::from_mut_slice(vec![0u8; silence_bytes]);
+    let mut next_frame = Instant::now();
+    let mut next_silence = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let now_ns = feed.state.now_ns();
+        let video_idle = now_ns.saturating_sub(feed.state.last_video.load(Ordering::Relaxed));
+        if video_idle >= SLATE_AFTER.as_nanos() as u64 {
+            if now >= next_frame {
+                feed.push_video_now(&mut slate.clone());
+                next_frame += frame_interval;
+                if next_frame < now {
+                    next_frame = now + frame_interval;
+                }
+            }
+        } else {
+            next_frame = now;
+        }
+        let audio_idle = now_ns.saturating_sub(feed.state.last_audio.load(Ordering::Relaxed));
+        if audio_idle >= SILENCE_AFTER.as_nanos() as u64 {
+            while next_silence <= now {
+                feed.push_audio_now(&mut silence.clone());
+                next_silence += SILENCE_CHUNK;
+            }
+        } else {
+            next_silence = now;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

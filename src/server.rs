@@ -1,0 +1,122 @@
+//! `fieldcast serve`: opens the store, checks GStreamer, binds the three sockets, resumes the
+//! sessions that were on air, and runs until Ctrl-C or SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::app::{App, AppState, random_hex, redact};
+use crate::config::Settings;
+use crate::egress::Egress;
+use crate::media::{self, OutputFormat};
+use crate::store::Store;
+use crate::studio::Studios;
+
+/// Title of the session `--demo` creates.
+pub const DEMO_TITLE: &str = "Demo: rose jam from the greenhouse";
+
+/// Reads the operator token from the settings or the data directory, or makes one.
+fn operator_token(settings: &Settings) -> anyhow::Result<String> {
+    if let Some(token) = &settings.api_token {
+        return Ok(token.clone());
+    }
+    let path = settings.data.join("api-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let token = format!("fc_{}", random_hex(24));
+    write_private(&path, &token)?;
+    println!("operator token (stored in {}): {token}", path.display());
+    Ok(token)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data)
+        .map_err(|e| anyhow::anyhow!("setting `data`: cannot create {}: {e}", settings.data.display()))?;
+    media::init()?;
+    let store = Store::open(&settings.data.join("fieldcast.db"))?;
+    let api_token = operator_token(&settings)?;
+    let egress = Egress::start(settings.webrtc_udp, settings.public_ip)
+        .await
+        .map_err(|e| anyhow::anyhow!("setting `webrtc_udp`: cannot bind {}: {e}", settings.webrtc_udp))?;
+    let http = tokio::net::TcpListener::bind(settings.http)
+        .await
+        .map_err(|e| anyhow::anyhow!("setting `http`: cannot bind {}: {e}", settings.http))?;
+    let rtmp = tokio::net::TcpListener::bind(settings.rtmp)
+        .await
+        .map_err(|e| anyhow::anyhow!("setting `rtmp`: cannot bind {}: {e}", settings.rtmp))?;
+    let app = Arc::new(App {
+        http_addr: http.local_addr()?,
+        rtmp_addr: rtmp.local_addr()?,
+        settings,
+        store,
+        studios: Studios::new(OutputFormat::default()),
+        egress,
+        api_token,
+    });
+    app.resume_live_sessions()?;
+    if demo {
+        start_demo(&app)?;
+    }
+    tokio::spawn(crate::ingest::serve(rtmp, app.clone()));
+    let router = crate::control::router(AppState(app.clone()));
+    // One machine-readable line for scripts and tests.
+    println!(
+        "fieldcast ready http={} rtmp={} webrtc={}",
+        app.http_addr, app.rtmp_addr, app.egress.local
+    );
+    tracing::info!(http = %app.http_addr, rtmp = %app.rtmp_addr, webrtc = %app.egress.local, "listening");
+    axum::serve(http, router).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// The demo session: created once, on air at once with the built-in test pattern.
+fn start_demo(app: &App) -> anyhow::Result<()> {
+    let existing = app.store.sessions()?.into_iter().find(|r| r.test_pattern);
+    let row = match existing {
+        Some(row) => row,
+        None => app.create_session(DEMO_TITLE, true)?,
+    };
+    app.go_live(&row)?;
+    let base = app.http_base();
+    println!("demo session {}:", row.id);
+    println!("  watch:       {base}/watch/{}", row.id);
+    println!("  OBS server:  {}", app.rtmp_server());
+    println!("  stream key:  {}", row.stream_key);
+    tracing::info!(session.id = %row.id, stream_key = %redact(&row.stream_key), "demo session on air");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

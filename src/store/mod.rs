@@ -1,0 +1,177 @@
+//! SQLite storage: the one place for SQL. WAL mode, migrations embedded in the binary.
+//!
+//! Calls are short and synchronous behind one connection mutex; nothing holds the lock across
+//! an `.await`.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Schema versions, applied in order; `user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE sessions (
+        id          TEXT PRIMARY KEY,
+        title       TEXT NOT NULL,
+        stream_key  TEXT NOT NULL UNIQUE,
+        live        INTEGER NOT NULL DEFAULT 0,
+        test_pattern INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL
+    );",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot open database at {path}: {reason}")]
+    Open { path: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub id: String,
+    pub title: String,
+    pub stream_key: String,
+    /// The operator (or a publisher) started the show; the studio runs while this is set.
+    pub live: bool,
+    /// Shows the built-in test pattern, not the slate, while no publisher is connected (demo).
+    pub test_pattern: bool,
+    pub created_at: i64,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Store { conn: Mutex::new(conn) };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A poisoned lock means a panic mid-statement elsewhere; SQLite rolled that back.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn insert_session(&self, row: &SessionRow) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO sessions (id, title, stream_key, live, test_pattern, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![row.id, row.title, row.stream_key, row.live, row.test_pattern, row.created_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([], session_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE id = ?1",
+                [id],
+                session_row,
+            )
+            .optional()?)
+    }
+
+    pub fn session_by_key(&self, stream_key: &str) -> Result<Option<SessionRow>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE stream_key = ?1",
+                [stream_key],
+                session_row,
+            )
+            .optional()?)
+    }
+
+    /// Returns false when no such session exists.
+    pub fn set_session_title(&self, id: &str, title: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute("UPDATE sessions SET title = ?2 WHERE id = ?1", params![id, title])? == 1)
+    }
+
+    pub fn set_session_live(&self, id: &str, live: bool) -> Result<bool, StoreError> {
+        Ok(self.conn().execute("UPDATE sessions SET live = ?2 WHERE id = ?1", params![id, live])? == 1)
+    }
+
+    pub fn set_stream_key(&self, id: &str, stream_key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .execute("UPDATE sessions SET stream_key = ?2 WHERE id = ?1", params![id, stream_key])?
+            == 1)
+    }
+
+    pub fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute("DELETE FROM sessions WHERE id = ?1", [id])? == 1)
+    }
+}
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        stream_key: r.get(2)?,
+        live: r.get(3)?,
+        test_pattern: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_persist_across_reopen() {
+        let dir = std::env::temp_dir().join(format!("fc-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fieldcast.db");
+        let _ = std::fs::remove_file(&path);
+        let row = SessionRow {
+            id: "s1".into(),
+            title: "Rose jam".into(),
+            stream_key: "k1".into(),
+            live: false,
+            test_pattern: false,
+            created_at: 1,
+        };
+        Store::open(&path).unwrap().insert_session(&row).unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.session("s1").unwrap(), Some(row.clone()));
+        assert_eq!(store.session_by_key("k1").unwrap().map(|r| r.id), Some("s1".into()));
+        assert!(store.set_stream_key("s1", "k2").unwrap());
+        assert_eq!(store.session_by_key("k1").unwrap(), None);
+        assert!(store.delete_session("s1").unwrap());
+        assert!(!store.delete_session("s1").unwrap());
+    }
+}

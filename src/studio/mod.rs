@@ -1,0 +1,139 @@
+//! Studios: one owner task per live session. Ingest connections, WHEP sessions and HTTP
+//! handlers hold a [`StudioHandle`] and send typed requests; only the owner changes the
+//! studio's state.
+
+mod owner;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::media::OutputFormat;
+use crate::media::output::{OutputFeed, PacketSink};
+
+/// Requests queued to one studio owner. Senders wait when it is full; requests are small and
+/// the owner answers each in microseconds.
+pub const STUDIO_REQUESTS: usize = 64;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum StudioError {
+    #[error("a publisher is already live on this stream key")]
+    Busy,
+    #[error("the studio has stopped")]
+    Gone,
+    #[error("the studio could not start: {0}")]
+    Start(String),
+}
+
+/// What the studio shows while no publisher is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filler {
+    /// "Back in a moment" and silence.
+    Slate,
+    /// The built-in moving test picture and tone (the demo session).
+    TestPattern,
+}
+
+/// Counters read by the API without asking the owner.
+#[derive(Debug, Default)]
+pub struct StudioStats {
+    pub viewers: AtomicUsize,
+    pub publisher_connected: AtomicBool,
+}
+
+/// A publisher's link into the studio, given on attach.
+pub struct PublisherLink {
+    pub id: u64,
+    pub feed: OutputFeed,
+    pub format: OutputFormat,
+}
+
+pub(crate) enum Request {
+    AttachPublisher { reply: oneshot::Sender<Result<PublisherLink, StudioError>> },
+    DetachPublisher { id: u64 },
+    ForceKeyframe,
+}
+
+#[derive(Clone)]
+pub struct StudioHandle {
+    pub session_id: Arc<str>,
+    tx: mpsc::Sender<Request>,
+    pub stats: Arc<StudioStats>,
+}
+
+impl StudioHandle {
+    /// Claims the studio for one publisher; a second one is refused with [`StudioError::Busy`].
+    pub async fn attach_publisher(&self) -> Result<PublisherLink, StudioError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::AttachPublisher { reply }).await.map_err(|_| StudioError::Gone)?;
+        rx.await.map_err(|_| StudioError::Gone)?
+    }
+
+    pub async fn detach_publisher(&self, id: u64) {
+        let _ = self.tx.send(Request::DetachPublisher { id }).await;
+    }
+
+    /// Asks for a keyframe; the owner coalesces bursts into one. Never blocks.
+    pub fn request_keyframe(&self) {
+        let _ = self.tx.try_send(Request::ForceKeyframe);
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+}
+
+/// The registry of running studios, keyed by session id.
+pub struct Studios {
+    running: Mutex<HashMap<String, (StudioHandle, owner::Stopper)>>,
+    format: OutputFormat,
+}
+
+impl Studios {
+    pub fn new(format: OutputFormat) -> Self {
+        Self { running: Mutex::new(HashMap::new()), format }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (StudioHandle, owner::Stopper)>> {
+        // Poisoning needs a panic while holding this short lock; the map is still consistent.
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, session_id: &str) -> Option<StudioHandle> {
+        self.running()
+            .get(session_id)
+            .map(|(h, _)| h.clone())
+            .filter(StudioHandle::is_running)
+    }
+
+    /// Starts the session's studio unless it runs already. `sink` receives its packets.
+    pub fn start(
+        &self,
+        session_id: &str,
+        filler: Filler,
+        sink: PacketSink,
+    ) -> Result<StudioHandle, StudioError> {
+        let mut running = self.running();
+        if let Some((handle, _)) = running.get(session_id)
+            && handle.is_running()
+        {
+            return Ok(handle.clone());
+        }
+        let (handle, stopper) = owner::spawn(session_id, self.format, filler, sink)?;
+        running.insert(session_id.to_string(), (handle.clone(), stopper));
+        Ok(handle)
+    }
+
+    /// Stops the session's studio; its viewers stop receiving media.
+    pub fn stop(&self, session_id: &str) {
+        if let Some((_, stopper)) = self.running().remove(session_id) {
+            stopper.stop();
+        }
+    }
+
+    pub fn viewers(&self, session_id: &str) -> usize {
+        self.get(session_id).map(|h| h.stats.viewers.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+}

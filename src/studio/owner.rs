@@ -1,0 +1,128 @@
+//! The owner task of one studio: it holds the output pipeline and the filler source, admits
+//! one publisher at a time and coalesces keyframe requests.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{Filler, PublisherLink, Request, STUDIO_REQUESTS, StudioError, StudioHandle, StudioStats};
+use crate::media::OutputFormat;
+use crate::media::output::{PacketSink, StudioOutput};
+use crate::media::test_pattern::TestPattern;
+
+/// Keyframe requests closer together than this are served by one keyframe.
+pub const KEYFRAME_COALESCE: Duration = Duration::from_millis(250);
+
+pub(crate) struct Stopper(oneshot::Sender<()>);
+
+impl Stopper {
+    pub fn stop(self) {
+        let _ = self.0.send(());
+    }
+}
+
+pub(crate) fn spawn(
+    session_id: &str,
+    format: OutputFormat,
+    filler: Filler,
+    sink: PacketSink,
+) -> Result<(StudioHandle, Stopper), StudioError> {
+    let label = short(session_id);
+    let output = StudioOutput::start(&label, format, sink).map_err(|e| StudioError::Start(e.to_string()))?;
+    let pattern = match filler {
+        Filler::Slate => None,
+        Filler::TestPattern => Some(
+            TestPattern::start(&label, &format, output.feed())
+                .map_err(|e| StudioError::Start(e.to_string()))?,
+        ),
+    };
+    let (tx, rx) = mpsc::channel(STUDIO_REQUESTS);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let stats = Arc::new(StudioStats::default());
+    let handle = StudioHandle { session_id: Arc::from(session_id), tx, stats: stats.clone() };
+    let owner = Owner { label, output, _pattern: pattern, stats, publisher: None, next_publisher: 1 };
+    tokio::spawn(owner.run(rx, stop_rx));
+    Ok((handle, Stopper(stop_tx)))
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+struct Owner {
+    label: String,
+    output: StudioOutput,
+    _pattern: Option<TestPattern>,
+    stats: Arc<StudioStats>,
+    publisher: Option<u64>,
+    next_publisher: u64,
+}
+
+impl Owner {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>, mut stop: oneshot::Receiver<()>) {
+        tracing::info!(session.id = %self.label, "studio started");
+        let mut last_keyframe: Option<Instant> = None;
+        let mut pending_keyframe: Option<Instant> = None;
+        loop {
+            let deadline = pending_keyframe;
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
+                    pending_keyframe = None;
+                    last_keyframe = Some(Instant::now());
+                    self.output.force_keyframe();
+                }
+                request = rx.recv() => {
+                    let Some(request) = request else { break };
+                    match request {
+                        Request::AttachPublisher { reply } => {
+                            let result = if self.publisher.is_some() {
+                                Err(StudioError::Busy)
+                            } else {
+                                let id = self.next_publisher;
+                                self.next_publisher += 1;
+                                self.publisher = Some(id);
+                                self.stats.publisher_connected.store(true, Ordering::Relaxed);
+                                let feed = self.output.feed();
+                                feed.set_publisher_attached(true);
+                                tracing::info!(session.id = %self.label, publisher.id = id, "publisher attached");
+                                Ok(PublisherLink { id, feed, format: self.output.format })
+                            };
+                            let _ = reply.send(result);
+                        }
+                        Request::DetachPublisher { id } => {
+                            if self.publisher == Some(id) {
+                                self.publisher = None;
+                                self.stats.publisher_connected.store(false, Ordering::Relaxed);
+                                self.output.feed().set_publisher_attached(false);
+                                tracing::info!(session.id = %self.label, publisher.id = id, "publisher detached; slate on");
+                            }
+                        }
+                        Request::ForceKeyframe => {
+                            let now = Instant::now();
+                            match last_keyframe {
+                                Some(last) if now < last + KEYFRAME_COALESCE => {
+                                    pending_keyframe.get_or_insert(last + KEYFRAME_COALESCE);
+                                }
+                                _ if pending_keyframe.is_some() => {}
+                                _ => {
+                                    last_keyframe = Some(now);
+                                    self.output.force_keyframe();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if self.output.failed.load(Ordering::Relaxed) {
+                tracing::error!(session.id = %self.label, "studio output pipeline failed; stopping the studio");
+                break;
+            }
+        }
+        self.stats.publisher_connected.store(false, Ordering::Relaxed);
+        tracing::info!(session.id = %self.label, "studio stopped");
+    }
+}
