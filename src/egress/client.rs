@@ -101,6 +101,9 @@ pub fn play(whep_url: &str, options: &PlayOptions) -> Result<PlaybackReport, Cli
     let answer = SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| ClientError::Rtc(e.to_string()))?;
     rtc.sdp_api().accept_answer(pending, answer).map_err(|e| ClientError::Rtc(e.to_string()))?;
 
+    if let Some(dir) = &options.dump_dir {
+        std::fs::create_dir_all(dir)?;
+    }
     let decoder = if options.decode { Some(Decoder::start(start, options)?) } else { None };
     let mut report = PlaybackReport::default();
     let result = run(&mut rtc, &socket, local, start, options, decoder.as_ref(), &mut report);

@@ -394,7 +394,7 @@ mod tests {
         s.take_output();
         s.reject_publish("unknown stream key");
         let out = s.take_output();
-        assert!(out.windows(24).any(|w| w == b"NetStream.Publish.BadName"[..24].as_ref()));
+        assert!(out.windows(25).any(|w| w == b"NetStream.Publish.BadName"));
         assert!(out.windows(18).any(|w| w == b"unknown stream key"));
         assert!(!s.is_publishing());
     }

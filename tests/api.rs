@@ -1,0 +1,134 @@
+//! The operator API and the WHEP endpoint's refusals, against the real binary.
+
+mod common;
+
+use common::{Server, TOKEN, data_dir};
+use serde_json::json;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().new_agent()
+}
+
+#[test]
+fn sessions_api_creates_lists_patches_and_deletes() {
+    let server = Server::start(&data_dir("api"));
+    let created = server.create_session("Rose jam");
+    let id = created["id"].as_str().unwrap();
+    for field in ["stream_key", "rtmp_url", "whep_url", "watch_url"] {
+        assert!(created[field].as_str().is_some_and(|s| !s.is_empty()), "{field} missing: {created}");
+    }
+    assert_eq!(created["state"], "idle");
+    assert!(created["rtmp_url"].as_str().unwrap().ends_with(&format!("/live/{}", created["stream_key"].as_str().unwrap())));
+
+    let (status, list) = server.api("GET", "/api/v1/sessions", None);
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let (status, patched) = server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(json!({"title": "Rose jam, day 2"})));
+    assert_eq!(status, 200);
+    assert_eq!(patched["title"], "Rose jam, day 2");
+
+    let (status, live) = server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(json!({"state": "live"})));
+    assert_eq!(status, 200);
+    assert_eq!(live["state"], "live");
+    let (_, idle) = server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(json!({"state": "idle"})));
+    assert_eq!(idle["state"], "idle");
+
+    let (status, _) = server.api("DELETE", &format!("/api/v1/sessions/{id}"), None);
+    assert_eq!(status, 204);
+    let (status, problem) = server.api("GET", &format!("/api/v1/sessions/{id}"), None);
+    assert_eq!(status, 404);
+    assert_eq!(problem["detail"], "session not found");
+}
+
+#[test]
+fn bad_requests_get_problem_json_that_says_why() {
+    let server = Server::start(&data_dir("api-bad"));
+    let url = server.url("/api/v1/sessions");
+
+    let mut r = agent().get(&url).call().unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(r.body_mut().read_to_string().unwrap().contains("Bearer"));
+
+    let r = agent().get(&url).header("Authorization", "Bearer wrong-token-000000000").call().unwrap();
+    assert_eq!(r.status(), 401);
+
+    let auth = format!("Bearer {TOKEN}");
+    let (status, problem) = server.api("POST", "/api/v1/sessions", Some(json!({"title": "  "})));
+    assert_eq!(status, 422);
+    assert!(problem["detail"].as_str().unwrap().contains("title"), "{problem}");
+
+    let (status, problem) = server.api("POST", "/api/v1/sessions", Some(json!({"titel": "x"})));
+    assert_eq!(status, 422);
+    assert!(problem["detail"].as_str().unwrap().contains("titel"), "{problem}");
+
+    let r = agent()
+        .post(&url)
+        .header("Authorization", &auth)
+        .header("Content-Type", "application/json")
+        .send("{\"title\": ")
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let r = agent().post(&url).header("Authorization", &auth).header("Content-Type", "text/plain").send("x").unwrap();
+    assert_eq!(r.status(), 415);
+}
+
+#[test]
+fn whep_refuses_wrong_content_type_bad_sdp_and_unknown_sessions() {
+    let server = Server::start(&data_dir("whep-bad"));
+    let session = server.create_session("WHEP");
+    let id = session["id"].as_str().unwrap();
+    let (status, _) = server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(json!({"state": "live"})));
+    assert_eq!(status, 200);
+    let whep = server.url(&format!("/whep/{id}"));
+
+    let r = agent().post(&whep).header("Content-Type", "application/json").send("{}").unwrap();
+    assert_eq!(r.status(), 415);
+
+    let mut r = agent().post(&whep).header("Content-Type", "application/sdp").send("v=0\r\nthis is not sdp").unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.body_mut().read_to_string().unwrap().contains("SDP"));
+
+    let r = agent().post(&server.url("/whep/nope")).header("Content-Type", "application/sdp").send("v=0").unwrap();
+    assert_eq!(r.status(), 404);
+
+    let r = agent().delete(&server.url(&format!("/whep/{id}/no-such-viewer"))).call().unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[test]
+fn whep_cors_preflight_allows_other_origins_and_exposes_location() {
+    let server = Server::start(&data_dir("cors"));
+    let session = server.create_session("CORS");
+    let r = agent()
+        .options(&server.url(&format!("/whep/{}", session["id"].as_str().unwrap())))
+        .header("Origin", "https://shop.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type")
+        .call()
+        .unwrap();
+    assert!(r.status().is_success(), "preflight answered {}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    // The actual response lets the page read Location (to DELETE the viewer later).
+    let r = agent()
+        .post(&server.url(&format!("/whep/{}", session["id"].as_str().unwrap())))
+        .header("Origin", "https://shop.example")
+        .header("Content-Type", "application/sdp")
+        .send("v=0")
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let exposed = r.headers().get("access-control-expose-headers").map(|v| v.to_str().unwrap().to_lowercase());
+    assert!(exposed.is_some_and(|e| e.contains("location")), "Location is not exposed");
+}
+
+#[test]
+fn health_and_metrics_answer() {
+    let server = Server::start(&data_dir("health"));
+    let mut r = agent().get(&server.url("/healthz")).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_mut().read_to_string().unwrap().trim(), "ok");
+    let mut r = agent().get(&server.url("/metrics")).call().unwrap();
+    assert!(r.body_mut().read_to_string().unwrap().contains("fieldcast_viewers 0"));
+}

@@ -1,0 +1,230 @@
+//! Shared test harness: the real `fieldcast` binary on loopback ports, real publishers
+//! (ffmpeg, GStreamer's rtmp2sink) and the project's WHEP client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-operator-token-0123456789";
+
+/// The slate's background colour (pipelines/slate.pipeline), as RGB.
+pub const SLATE_RGB: [u8; 3] = [0x1f, 0x3a, 0x2e];
+
+pub struct Server {
+    child: Child,
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub data: PathBuf,
+}
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh data directory under the target dir, unique per test.
+pub fn data_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test data dir");
+    dir
+}
+
+impl Server {
+    pub fn start(data: &Path) -> Server {
+        Self::start_with(data, &[])
+    }
+
+    pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        // The server's log goes to a file beside its data, named in failure messages.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("server.log"))
+            .expect("open server log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+            .args(["serve", "--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--webrtc-udp", "127.0.0.1:0"])
+            .arg("--data")
+            .arg(data)
+            .args(["--api-token", TOKEN])
+            .args(extra)
+            .env("FIELDCAST_LOG", "info,str0m=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start fieldcast");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ready = loop {
+            assert!(Instant::now() < deadline, "fieldcast did not become ready");
+            let line = lines.next().expect("fieldcast exited before ready").expect("read stdout");
+            if line.starts_with("fieldcast ready") {
+                break line;
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let field = |name: &str| -> SocketAddr {
+            ready
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name}= in {ready:?}"))
+        };
+        Server { http: field("http"), rtmp: field("rtmp"), child, data: data.to_path_buf() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn create_session(&self, title: &str) -> Value {
+        let (status, body) = self.api("POST", "/api/v1/sessions", Some(serde_json::json!({ "title": title })));
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    pub fn session(&self, id: &str) -> Value {
+        let (status, body) = self.api("GET", &format!("/api/v1/sessions/{id}"), None);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub fn state(&self, id: &str) -> String {
+        self.session(id)["state"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Waits until the session reports `state`, or panics after `timeout`.
+    pub fn wait_state(&self, id: &str, state: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.state(id);
+            if now == state {
+                return;
+            }
+            assert!(Instant::now() < deadline, "session {id} stayed {now:?}, expected {state:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// An operator API call; returns status and JSON body (Null when empty).
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let url = self.url(path);
+        let auth = format!("Bearer {TOKEN}");
+        let response = match (method, body) {
+            ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
+            ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
+            ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
+            ("PATCH", Some(b)) => agent.patch(&url).header("Authorization", &auth).send_json(b),
+            other => panic!("unsupported call {other:?}"),
+        };
+        let mut response = response.expect("HTTP call");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn publish_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{key}", self.rtmp)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A publisher process, killed when dropped.
+pub struct Publisher(pub Child);
+
+impl Publisher {
+    /// OBS-like ffmpeg: x264 veryfast with two B-frames, 2 s GOP, AAC.
+    pub fn ffmpeg(url: &str, size: &str, seconds: u32) -> Publisher {
+        let child = Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-nostdin", "-re"])
+            .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30:duration={seconds}")])
+            .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}")])
+            .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60", "-pix_fmt", "yuv420p"])
+            .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ffmpeg (apt-get install ffmpeg)");
+        Publisher(child)
+    }
+
+    /// GStreamer's rtmp2sink with x264enc and AAC (avenc_aac).
+    pub fn gstreamer(url: &str, seconds: u32) -> Publisher {
+        let buffers = (seconds * 30).to_string();
+        let pipeline = format!(
+            "videotestsrc is-live=true pattern=ball num-buffers={buffers} \
+             ! video/x-raw,width=1280,height=720,framerate=30/1 \
+             ! x264enc tune=zerolatency speed-preset=veryfast key-int-max=60 ! h264parse \
+             ! flvmux name=mux streamable=true ! rtmp2sink location={url} \
+             audiotestsrc is-live=true wave=sine \
+             ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! mux."
+        );
+        let child = Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(pipeline.split_whitespace())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gst-launch-1.0 (apt-get install gstreamer1.0-tools)");
+        Publisher(child)
+    }
+
+    /// Waits for the publisher to exit; returns its success and stderr.
+    pub fn wait_exit(mut self, timeout: Duration) -> Option<(bool, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                let mut err = String::new();
+                if let Some(mut stderr) = self.0.stderr.take() {
+                    use std::io::Read;
+                    let _ = stderr.read_to_string(&mut err);
+                }
+                return Some((status.success(), err));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether a decoded frame is the slate (its background colour, within a margin for the
+/// text and the codec).
+pub fn is_slate(rgb: [u8; 3]) -> bool {
+    rgb.iter().zip(SLATE_RGB).all(|(&a, b)| (a as i32 - b as i32).abs() <= 24)
+}
