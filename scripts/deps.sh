@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Fieldcast needs, only those missing.
+#   scripts/deps.sh run    GStreamer runtime plugins (to run the server)
+#   scripts/deps.sh build  + compiler and GStreamer headers (to build it)
+#   scripts/deps.sh test   + ffmpeg, Chromium, Node.js (publishers and browser for the tests)
+# As root it runs apt-get; otherwise it prints the exact apt-get line and fails.
+set -euo pipefail
+
+run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+          gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools fonts-dejavu-core)
+build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
+test_pkgs=(ffmpeg chromium)
+
+want=("${run_pkgs[@]}")
+case "${1:-run}" in
+  run) ;;
+  build) want+=("${build_pkgs[@]}") ;;
+  test) want+=("${build_pkgs[@]}" "${test_pkgs[@]}")
+        command -v node >/dev/null 2>&1 || want+=(nodejs)
+        command -v npm >/dev/null 2>&1 || want+=(npm) ;;
+  *) echo "usage: $0 run|build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  line="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "Fieldcast needs these Debian packages. Run, as root:" >&2
+    echo "  $line" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [[ "${1:-run}" != run ]] && ! command -v cargo >/dev/null 2>&1; then
+  echo "Rust is missing: install Rust 1.95 or newer with rustup (https://rustup.rs), then run make again." >&2
+  exit 1
+fi
