@@ -18,7 +18,7 @@ test:
 	scripts/deps.sh test
 	cd tests/browser && npm ci --no-audit --no-fund
 	cargo build --release --locked
-	cargo test --release --locked
+	cargo test --release --locked -- --test-threads=1
 
 bench: build
 	bench/run.sh $(BENCH_ARGS)

@@ -2,9 +2,13 @@
 //! session lifecycle that ties them together.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::commerce::Commerce;
+use crate::commerce::ledger::{EffectSink, StockLedger};
+use crate::commerce::rate::{ORDER_BURST, ORDER_REFILL_PER_S, RateLimiter};
+use crate::media::OutputFormat;
 use crate::config::Settings;
 use crate::egress::Egress;
 use crate::store::{SessionRow, Store, StoreError};
@@ -15,6 +19,7 @@ pub struct App {
     pub store: Store,
     pub studios: Studios,
     pub egress: Egress,
+    pub commerce: Commerce,
     pub api_token: String,
     /// Addresses actually bound (a `:0` port in the settings is resolved here).
     pub http_addr: SocketAddr,
@@ -71,6 +76,42 @@ pub fn redact(secret: &str) -> String {
 }
 
 impl App {
+    /// Wires the parts together and starts the stock ledger and selling's background work.
+    pub fn assemble(
+        settings: Settings,
+        store: Store,
+        egress: Egress,
+        api_token: String,
+        http_addr: SocketAddr,
+        rtmp_addr: SocketAddr,
+    ) -> anyhow::Result<AppState> {
+        // The ledger reports commits to the live state, which needs the app: set once built.
+        let app_cell: Arc<OnceLock<AppState>> = Arc::new(OnceLock::new());
+        let cell = app_cell.clone();
+        let effects: EffectSink = Arc::new(move |effects| {
+            if let Some(app) = cell.get() {
+                app.commerce.live.apply(app, effects);
+                app.commerce.webhook_wake.notify_one();
+            }
+        });
+        let order_limiter = Arc::new(RateLimiter::new(ORDER_BURST, ORDER_REFILL_PER_S));
+        let ledger = StockLedger::start(store.connect()?, effects, order_limiter.clone())?;
+        let commerce = Commerce::new(ledger, order_limiter, tokio::runtime::Handle::current());
+        let app = AppState(Arc::new(App {
+            settings,
+            store,
+            studios: Studios::new(OutputFormat::default()),
+            egress,
+            commerce,
+            api_token,
+            http_addr,
+            rtmp_addr,
+        }));
+        let _ = app_cell.set(app.clone());
+        crate::commerce::spawn_background(app.clone());
+        Ok(app)
+    }
+
     pub fn create_session(&self, title: &str, test_pattern: bool) -> Result<SessionRow, StoreError> {
         let row = SessionRow {
             id: random_hex(8),

@@ -2,14 +2,12 @@
 //! sessions that were on air, and runs until Ctrl-C or SIGTERM.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use crate::app::{App, AppState, random_hex, redact};
+use crate::app::{App, random_hex, redact};
 use crate::config::Settings;
 use crate::egress::Egress;
-use crate::media::{self, OutputFormat};
+use crate::media;
 use crate::store::Store;
-use crate::studio::Studios;
 
 /// Title of the session `--demo` creates.
 pub const DEMO_TITLE: &str = "Demo: rose jam from the greenhouse";
@@ -45,7 +43,22 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the open-file limit to its hard maximum: every viewer's SSE stream, publisher and
+/// HTTP client holds a socket, and Debian's default soft limit is 1024.
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    raise_fd_limit();
     std::fs::create_dir_all(&settings.data)
         .map_err(|e| anyhow::anyhow!("setting `data`: cannot create {}: {e}", settings.data.display()))?;
     media::init()?;
@@ -60,28 +73,23 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let rtmp = tokio::net::TcpListener::bind(settings.rtmp)
         .await
         .map_err(|e| anyhow::anyhow!("setting `rtmp`: cannot bind {}: {e}", settings.rtmp))?;
-    let app = Arc::new(App {
-        http_addr: http.local_addr()?,
-        rtmp_addr: rtmp.local_addr()?,
-        settings,
-        store,
-        studios: Studios::new(OutputFormat::default()),
-        egress,
-        api_token,
-    });
+    let app = App::assemble(settings, store, egress, api_token, http.local_addr()?, rtmp.local_addr()?)?;
     app.resume_live_sessions()?;
     if demo {
         start_demo(&app)?;
     }
-    tokio::spawn(crate::ingest::serve(rtmp, app.clone()));
-    let router = crate::control::router(AppState(app.clone()));
+    tokio::spawn(crate::ingest::serve(rtmp, app.0.clone()));
+    let router = crate::control::router(app.clone());
     // One machine-readable line for scripts and tests.
     println!(
         "fieldcast ready http={} rtmp={} webrtc={}",
         app.http_addr, app.rtmp_addr, app.egress.local
     );
     tracing::info!(http = %app.http_addr, rtmp = %app.rtmp_addr, webrtc = %app.egress.local, "listening");
-    axum::serve(http, router).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(http, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    crate::commerce::flush_likes(&app);
     tracing::info!("shutting down");
     Ok(())
 }

@@ -1,1 +1,100 @@
-//! Products, flash sales, the stock ledger, orders and likes (not built yet).
+//! Selling: products, flash-sale offers, the stock ledger, orders, likes, live state and
+//! webhooks. Rules live in `rules` (sans-IO); every stock change goes through `ledger`; all
+//! SQL is in `store::commerce`.
+
+pub mod ledger;
+pub mod live;
+pub mod rate;
+pub mod rules;
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::app::AppState;
+use crate::store::commerce::ProductRow;
+
+pub use ledger::StockLedger;
+
+/// Likes are written to SQLite this often (they are counted in memory in between).
+const LIKES_FLUSH: Duration = Duration::from_secs(1);
+/// The clock that ends offers ticks this often.
+const OFFER_CLOCK: Duration = Duration::from_millis(250);
+
+pub struct Commerce {
+    pub ledger: StockLedger,
+    pub live: live::LiveHub,
+    /// Order attempts per buyer phone (checked by the ledger).
+    pub order_limiter: Arc<rate::RateLimiter>,
+    /// Like requests per client address.
+    pub like_limiter: rate::RateLimiter,
+    /// Wakes the webhook dispatcher after a commit.
+    pub webhook_wake: Arc<Notify>,
+}
+
+impl Commerce {
+    pub fn new(ledger: StockLedger, order_limiter: Arc<rate::RateLimiter>, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            ledger,
+            live: live::LiveHub::new(runtime),
+            order_limiter,
+            like_limiter: rate::RateLimiter::new(rate::LIKE_BURST, rate::LIKE_REFILL_PER_S),
+            webhook_wake: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// Starts the background work of selling: likes flushing, the offer clock, webhooks.
+pub fn spawn_background(app: AppState) {
+    tokio::spawn(webhooks::dispatch(app.clone(), app.commerce.webhook_wake.clone()));
+    let clock = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(OFFER_CLOCK);
+        loop {
+            tick.tick().await;
+            clock.commerce.ledger.end_due_offers();
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LIKES_FLUSH);
+        loop {
+            tick.tick().await;
+            flush_likes(&app);
+            app.commerce.order_limiter.forget_idle();
+            app.commerce.like_limiter.forget_idle();
+        }
+    });
+}
+
+/// Writes counted likes to SQLite.
+pub fn flush_likes(app: &AppState) {
+    for (session_id, live) in app.commerce.live.known() {
+        let pending = live.pending_likes.swap(0, Ordering::Relaxed);
+        if pending > 0
+            && let Err(e) = app.store.add_likes(&session_id, pending)
+        {
+            live.pending_likes.fetch_add(pending, Ordering::Relaxed);
+            tracing::error!(error = %e, "likes flush failed");
+        }
+    }
+}
+
+/// The product as the API shows it.
+pub fn product_json(p: &ProductRow) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "translations": serde_json::from_str::<Value>(&p.translations).unwrap_or(json!({})),
+        "unit_amount": p.unit_amount,
+        "currency": p.currency,
+        "unit": p.unit,
+        "origin": p.origin,
+        "harvest_date": p.harvest_date,
+        "description": p.description,
+        "created_at": p.created_at,
+    })
+}

@@ -1,7 +1,8 @@
 //! Operator authentication: `Authorization: Bearer TOKEN`.
 
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -13,16 +14,33 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn require_operator(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+fn check(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(token) if same(token.trim().as_bytes(), state.api_token.as_bytes()) => next.run(request).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not valid").into_response(),
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "send the operator token as `Authorization: Bearer TOKEN`")
-            .into_response(),
+        Some(token) if same(token.trim().as_bytes(), state.api_token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not valid")),
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "send the operator token as `Authorization: Bearer TOKEN`")),
+    }
+}
+
+/// Middleware for routes that are operator-only as a whole.
+pub async fn require_operator(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match check(request.headers(), &state) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Extractor for operator-only handlers on paths that also have public methods.
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        check(&parts.headers, state).map(|()| Operator)
     }
 }

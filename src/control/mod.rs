@@ -3,18 +3,27 @@
 mod auth;
 pub mod error;
 mod health;
+mod live;
+mod offers;
+mod orders;
 mod pages;
+mod pinned;
+mod products;
 mod sessions;
+mod webhooks;
 mod whep;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::app::AppState;
+use crate::commerce::ledger::{LedgerAnswer, LedgerError};
+use error::ApiError;
 
 /// Largest request body (JSON or SDP).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -24,6 +33,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions", get(sessions::list).post(sessions::create))
         .route("/api/v1/sessions/{id}", get(sessions::get).patch(sessions::patch).delete(sessions::delete))
         .route("/api/v1/sessions/{id}/rotate-key", post(sessions::rotate_key))
+        .route("/api/v1/sessions/{id}/pinned", put(pinned::put).delete(pinned::delete))
+        .route("/api/v1/sessions/{id}/offers", get(offers::list).post(offers::create))
+        .route("/api/v1/sessions/{id}/offers/{offer_id}", get(offers::get))
+        .route("/api/v1/sessions/{id}/offers/{offer_id}/end", post(offers::end))
+        .route("/api/v1/sessions/{id}/offers/{offer_id}/stock", post(offers::add_stock))
+        .route("/api/v1/sessions/{id}/orders.csv", get(orders::csv))
+        .route("/api/v1/sessions/{id}/orders/{order_id}/cancel", post(orders::cancel))
+        .route("/api/v1/products", get(products::list).post(products::create))
+        .route("/api/v1/products/{id}", get(products::get).patch(products::patch).delete(products::delete))
+        .route("/api/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/api/v1/webhooks/{id}", delete(webhooks::delete))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_operator));
 
     let cors = CorsLayer::new()
@@ -32,8 +52,16 @@ pub fn router(state: AppState) -> Router {
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("idempotency-key")])
         .expose_headers([header::LOCATION, header::ETAG, header::CONTENT_TYPE]);
 
+    // Public: buying, liking, the live state. Listing orders on the same path checks the
+    // operator token in its handler.
+    let public = Router::new()
+        .route("/api/v1/sessions/{id}/orders", post(orders::create).get(orders::list))
+        .route("/api/v1/sessions/{id}/likes", post(live::like))
+        .route("/api/v1/sessions/{id}/events", get(live::events));
+
     Router::new()
         .merge(operator)
+        .merge(public)
         .route("/whep/{session_id}", post(whep::offer))
         .route("/whep/{session_id}/{viewer_id}", delete(whep::leave).patch(whep::patch))
         .route("/watch/{id}", get(pages::watch))
@@ -42,4 +70,15 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
         .with_state(state)
+}
+
+/// Turns a stock ledger answer into a response (problem+json for refusals).
+fn ledger_response(answer: Result<LedgerAnswer, LedgerError>) -> Result<Response, ApiError> {
+    let answer = answer.map_err(|e| match e {
+        LedgerError::Busy => ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        LedgerError::Stopped => ApiError::internal(e),
+    })?;
+    let status = axum::http::StatusCode::from_u16(answer.status).map_err(ApiError::internal)?;
+    let content_type = if answer.status >= 400 { "application/problem+json" } else { "application/json" };
+    Ok((status, [(header::CONTENT_TYPE, content_type)], answer.body).into_response())
 }

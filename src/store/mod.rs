@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+pub mod commerce;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema versions, applied in order; `user_version` records how many ran.
@@ -18,6 +20,84 @@ const MIGRATIONS: &[&str] = &[
         test_pattern INTEGER NOT NULL DEFAULT 0,
         created_at  INTEGER NOT NULL
     );",
+    // Selling: products, offers with their stock ledger, orders, idempotency, webhooks.
+    "ALTER TABLE sessions ADD COLUMN pinned_product_id TEXT;
+    ALTER TABLE sessions ADD COLUMN likes INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE products (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        translations TEXT NOT NULL DEFAULT '{}',
+        unit_amount  INTEGER NOT NULL CHECK (unit_amount >= 0),
+        currency     TEXT NOT NULL,
+        unit         TEXT NOT NULL,
+        origin       TEXT,
+        harvest_date TEXT,
+        description  TEXT,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE TABLE offers (
+        id              TEXT PRIMARY KEY,
+        session_id      TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        product_id      TEXT NOT NULL REFERENCES products(id),
+        unit_amount     INTEGER NOT NULL CHECK (unit_amount >= 0),
+        allocated       INTEGER NOT NULL CHECK (allocated >= 0),
+        available       INTEGER NOT NULL CHECK (available >= 0),
+        sold            INTEGER NOT NULL CHECK (sold >= 0),
+        per_buyer_limit INTEGER,
+        starts_at       INTEGER NOT NULL,
+        ends_at         INTEGER NOT NULL,
+        ended_early     INTEGER NOT NULL DEFAULT 0,
+        end_notified    INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        CHECK (available + sold = allocated)
+    );
+    CREATE INDEX offers_session ON offers(session_id);
+    CREATE TABLE orders (
+        id           TEXT PRIMARY KEY,
+        session_id   TEXT NOT NULL,
+        offer_id     TEXT NOT NULL REFERENCES offers(id),
+        product_id   TEXT NOT NULL,
+        quantity     INTEGER NOT NULL CHECK (quantity > 0),
+        amount       INTEGER NOT NULL,
+        currency     TEXT NOT NULL,
+        buyer_name   TEXT NOT NULL,
+        buyer_phone  TEXT NOT NULL,
+        phone_key    TEXT NOT NULL,
+        buyer_address TEXT NOT NULL,
+        buyer_city   TEXT,
+        status       TEXT NOT NULL,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE INDEX orders_offer_phone ON orders(offer_id, phone_key);
+    CREATE INDEX orders_session ON orders(session_id, created_at);
+    CREATE TABLE idempotency (
+        session_id   TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status       INTEGER NOT NULL,
+        body         TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        PRIMARY KEY (session_id, key)
+    );
+    CREATE TABLE webhooks (
+        id         TEXT PRIMARY KEY,
+        url        TEXT NOT NULL,
+        secret     TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id        TEXT NOT NULL,
+        webhook_id      TEXT NOT NULL,
+        event_type      TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        delivered_at    INTEGER,
+        last_error      TEXT,
+        UNIQUE (event_id, webhook_id)
+    );
+    CREATE INDEX outbox_due ON outbox(delivered_at, next_attempt_at);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -42,24 +122,34 @@ pub struct SessionRow {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    path: std::path::PathBuf,
+}
+
+/// Opens a connection with the pragmas every connection uses: WAL, full fsync on commit
+/// (an acknowledged order survives power loss), foreign keys.
+pub fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Store { conn: Mutex::new(conn) };
+        let store = Store { conn: Mutex::new(connect(path)?), path: path.to_path_buf() };
         store.migrate()?;
         Ok(store)
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// A second connection to the same database (the stock ledger's writer has its own).
+    pub fn connect(&self) -> Result<Connection, StoreError> {
+        connect(&self.path)
+    }
+
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A poisoned lock means a panic mid-statement elsewhere; SQLite rolled that back.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -228,3 +228,69 @@ impl Drop for Publisher {
 pub fn is_slate(rgb: [u8; 3]) -> bool {
     rgb.iter().zip(SLATE_RGB).all(|(&a, b)| (a as i32 - b as i32).abs() <= 24)
 }
+
+/// A minimal async HTTP/1.1 client (one request per connection) for load-shaped tests:
+/// thousands of requests in flight at once from one thread.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Reads the first Server-Sent Event's data from a stream URL path.
+pub fn first_sse_data(server: &Server, path: &str) -> serde_json::Value {
+    use std::io::BufRead;
+    let stream = std::net::TcpStream::connect(server.http).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    use std::io::Write;
+    write!(writer, "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    for line in BufReader::new(stream).lines() {
+        let line = line.expect("read SSE");
+        if let Some(data) = line.strip_prefix("data: ") {
+            return serde_json::from_str(data).expect("SSE data is JSON");
+        }
+    }
+    panic!("no SSE event");
+}
+
+/// A product and a live offer of `quantity` units in a new session.
+pub fn offer(server: &Server, quantity: i64, per_buyer_limit: Option<i64>, duration_s: i64) -> (String, String) {
+    let session = server.create_session("Flash sale");
+    let session_id = session["id"].as_str().unwrap().to_string();
+    let (status, product) = server.api(
+        "POST",
+        "/api/v1/products",
+        Some(serde_json::json!({"name": "Rose jam", "unit_amount": 3500, "currency": "CNY", "unit": "jar"})),
+    );
+    assert_eq!(status, 201, "{product}");
+    let mut body = serde_json::json!({"product_id": product["id"], "unit_amount": 2900, "quantity": quantity, "duration_s": duration_s});
+    if let Some(limit) = per_buyer_limit {
+        body["per_buyer_limit"] = limit.into();
+    }
+    let (status, offer) = server.api("POST", &format!("/api/v1/sessions/{session_id}/offers"), Some(body));
+    assert_eq!(status, 201, "{offer}");
+    (session_id, offer["id"].as_str().unwrap().to_string())
+}
+
+/// The JSON body of an order for buyer number `n`.
+pub fn order_body(offer_id: &str, n: usize, quantity: i64) -> String {
+    serde_json::json!({
+        "offer_id": offer_id,
+        "quantity": quantity,
+        "buyer": {"name": format!("Buyer {n}"), "phone": format!("+86138{n:08}"), "address": "1 Rose Street", "city": "Kashgar"}
+    })
+    .to_string()
+}

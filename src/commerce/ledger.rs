@@ -1,0 +1,427 @@
+//! The stock ledger: the one writer of stock, orders and their events.
+//!
+//! One thread owns a SQLite connection. Requests queue to it; it takes every request waiting
+//! (up to [`LEDGER_BATCH`]) into one transaction, each inside its own savepoint, commits once
+//! (one fsync for the whole batch: group commit), and only then answers each request. So an
+//! acknowledged order is on disk, a failing request never undoes its neighbours, and stock is
+//! only ever taken by one conditional update — available + sold = allocated always holds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use super::rate::RateLimiter;
+use super::rules::{self, OfferState, Refusal};
+use crate::store::StoreError;
+use crate::store::commerce::{self as sql, IdempotentResponse, OrderRow};
+
+/// Requests waiting for the ledger. Past this, new orders are answered 503 at once.
+pub const LEDGER_QUEUE: usize = 8192;
+/// Most requests committed in one transaction.
+pub const LEDGER_BATCH: usize = 512;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn random_id(prefix: &str) -> String {
+    format!("{prefix}_{}", crate::app::random_hex(10))
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
+pub struct Buyer {
+    pub name: String,
+    pub phone: String,
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderRequest {
+    pub session_id: String,
+    pub idempotency_key: String,
+    /// Hash of the canonical request body: the same key with another body is refused.
+    pub request_hash: String,
+    pub offer_id: String,
+    pub quantity: i64,
+    pub buyer: Buyer,
+    pub phone_key: String,
+}
+
+/// An HTTP-shaped answer: status and JSON body (problem+json when status ≥ 400).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl LedgerAnswer {
+    fn problem(status: u16, detail: &str) -> Self {
+        let title = match status {
+            404 => "Not Found",
+            409 => "Conflict",
+            410 => "Gone",
+            422 => "Unprocessable Entity",
+            429 => "Too Many Requests",
+            _ => "Error",
+        };
+        let body = json!({"type": "about:blank", "title": title, "status": status, "detail": detail});
+        Self { status, body: body.to_string() }
+    }
+}
+
+/// What happened, for the live state (SSE, overlays) after the commit.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// The session's offers or orders changed.
+    Changed { session_id: String },
+    /// A purchase to show as a toast: first name (or initial) and city only.
+    Purchase { session_id: String, toast: String },
+}
+
+enum Command {
+    Order(Box<OrderRequest>, oneshot::Sender<LedgerAnswer>),
+    Cancel { session_id: String, order_id: String, reply: oneshot::Sender<LedgerAnswer> },
+    AddStock { session_id: String, offer_id: String, quantity: i64, reply: oneshot::Sender<LedgerAnswer> },
+    EndOffer { session_id: String, offer_id: String, reply: oneshot::Sender<LedgerAnswer> },
+    EndDueOffers,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("the stock ledger is busy; try again")]
+    Busy,
+    #[error("the stock ledger has stopped")]
+    Stopped,
+}
+
+/// Cloneable handle to the ledger thread.
+#[derive(Clone)]
+pub struct StockLedger {
+    tx: mpsc::Sender<Command>,
+}
+
+/// Called after each commit with what changed; must not block.
+pub type EffectSink = Arc<dyn Fn(Vec<Effect>) + Send + Sync>;
+
+impl StockLedger {
+    /// `limiter` rate-limits new orders per buyer phone; replays of a known
+    /// `Idempotency-Key` are not counted.
+    pub fn start(conn: Connection, effects: EffectSink, limiter: Arc<RateLimiter>) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel(LEDGER_QUEUE);
+        std::thread::Builder::new()
+            .name("stock-ledger".into())
+            .spawn(move || run(conn, rx, effects, limiter))?;
+        Ok(Self { tx })
+    }
+
+    async fn ask(&self, make: impl FnOnce(oneshot::Sender<LedgerAnswer>) -> Command) -> Result<LedgerAnswer, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(make(reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LedgerError::Busy,
+            mpsc::error::TrySendError::Closed(_) => LedgerError::Stopped,
+        })?;
+        rx.await.map_err(|_| LedgerError::Stopped)
+    }
+
+    pub async fn order(&self, request: OrderRequest) -> Result<LedgerAnswer, LedgerError> {
+        self.ask(|reply| Command::Order(Box::new(request), reply)).await
+    }
+
+    pub async fn cancel(&self, session_id: &str, order_id: &str) -> Result<LedgerAnswer, LedgerError> {
+        let (session_id, order_id) = (session_id.to_string(), order_id.to_string());
+        self.ask(|reply| Command::Cancel { session_id, order_id, reply }).await
+    }
+
+    pub async fn add_stock(&self, session_id: &str, offer_id: &str, quantity: i64) -> Result<LedgerAnswer, LedgerError> {
+        let (session_id, offer_id) = (session_id.to_string(), offer_id.to_string());
+        self.ask(|reply| Command::AddStock { session_id, offer_id, quantity, reply }).await
+    }
+
+    pub async fn end_offer(&self, session_id: &str, offer_id: &str) -> Result<LedgerAnswer, LedgerError> {
+        let (session_id, offer_id) = (session_id.to_string(), offer_id.to_string());
+        self.ask(|reply| Command::EndOffer { session_id, offer_id, reply }).await
+    }
+
+    /// Announces offers whose time is up (`offer.ended`). Called by a clock task.
+    pub fn end_due_offers(&self) {
+        let _ = self.tx.try_send(Command::EndDueOffers);
+    }
+}
+
+/// The offer as the API shows it.
+pub fn offer_json(offer: &sql::OfferRow, now: i64) -> Value {
+    json!({
+        "id": offer.id,
+        "session_id": offer.session_id,
+        "product_id": offer.product_id,
+        "unit_amount": offer.unit_amount,
+        "state": rules::offer_state(offer, now),
+        "allocated": offer.allocated,
+        "remaining": offer.available,
+        "sold": offer.sold,
+        "per_buyer_limit": offer.per_buyer_limit,
+        "starts_at": offer.starts_at / 1000,
+        "ends_at": offer.ends_at / 1000,
+    })
+}
+
+pub fn order_json(order: &OrderRow) -> Value {
+    json!({
+        "id": order.id,
+        "offer_id": order.offer_id,
+        "product_id": order.product_id,
+        "quantity": order.quantity,
+        "amount": order.amount,
+        "currency": order.currency,
+        "status": order.status,
+        "created_at": order.created_at,
+    })
+}
+
+fn event(conn: &Connection, event_type: &str, data: Value, now: i64) -> Result<(), StoreError> {
+    let id = random_id("evt");
+    let body = json!({"id": id, "type": event_type, "created_at": now / 1000, "data": data}).to_string();
+    sql::enqueue_event(conn, &id, event_type, &body, now / 1000)
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSink, limiter: Arc<RateLimiter>) {
+    let mut batch = Vec::with_capacity(LEDGER_BATCH);
+    loop {
+        if rx.blocking_recv().map(|c| batch.push(c)).is_none() {
+            return;
+        }
+        while batch.len() < LEDGER_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut changes = Vec::new();
+        let result = commit_batch(&mut conn, &mut batch, &mut replies, &mut changes, &limiter);
+        match result {
+            Ok(()) => {
+                for (reply, answer) in replies {
+                    let _ = reply.send(answer);
+                }
+                if !changes.is_empty() {
+                    effects(changes);
+                }
+            }
+            Err(e) => {
+                // Nothing was committed: every request in the batch fails as a whole.
+                tracing::error!(error = %e, "stock ledger commit failed");
+                for (reply, _) in replies {
+                    let _ = reply.send(LedgerAnswer::problem(503, "the order could not be stored; try again"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+type Reply = (oneshot::Sender<LedgerAnswer>, LedgerAnswer);
+
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Command>,
+    replies: &mut Vec<Reply>,
+    changes: &mut Vec<Effect>,
+    limiter: &RateLimiter,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for command in batch.drain(..) {
+        let now = now_ms();
+        tx.execute_batch("SAVEPOINT request")?;
+        let outcome = apply(&tx, command, now, changes, limiter);
+        match outcome {
+            Ok(Some(reply)) => {
+                tx.execute_batch("RELEASE request")?;
+                replies.push(reply);
+            }
+            Ok(None) => tx.execute_batch("RELEASE request")?,
+            Err((e, reply)) => {
+                tracing::error!(error = %e, "ledger request failed");
+                tx.execute_batch("ROLLBACK TO request; RELEASE request")?;
+                if let Some(reply) = reply {
+                    replies.push((reply, LedgerAnswer::problem(503, "the order could not be stored; try again")));
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+type Failure = (StoreError, Option<oneshot::Sender<LedgerAnswer>>);
+
+fn apply(conn: &Connection, command: Command, now: i64, changes: &mut Vec<Effect>, limiter: &RateLimiter) -> Result<Option<Reply>, Failure> {
+    match command {
+        Command::Order(request, reply) => match place_order(conn, &request, now, changes, limiter) {
+            Ok(answer) => Ok(Some((reply, answer))),
+            Err(e) => Err((e, Some(reply))),
+        },
+        Command::Cancel { session_id, order_id, reply } => match cancel(conn, &session_id, &order_id, now, changes) {
+            Ok(answer) => Ok(Some((reply, answer))),
+            Err(e) => Err((e, Some(reply))),
+        },
+        Command::AddStock { session_id, offer_id, quantity, reply } => {
+            match add_stock(conn, &session_id, &offer_id, quantity, now, changes) {
+                Ok(answer) => Ok(Some((reply, answer))),
+                Err(e) => Err((e, Some(reply))),
+            }
+        }
+        Command::EndOffer { session_id, offer_id, reply } => {
+            match end_offer(conn, &session_id, &offer_id, now, changes) {
+                Ok(answer) => Ok(Some((reply, answer))),
+                Err(e) => Err((e, Some(reply))),
+            }
+        }
+        Command::EndDueOffers => end_due(conn, now, changes).map(|()| None).map_err(|e| (e, None)),
+    }
+}
+
+fn place_order(
+    conn: &Connection,
+    r: &OrderRequest,
+    now: i64,
+    changes: &mut Vec<Effect>,
+    limiter: &RateLimiter,
+) -> Result<LedgerAnswer, StoreError> {
+    if let Some(stored) = sql::idempotent_response(conn, &r.session_id, &r.idempotency_key)? {
+        if stored.request_hash != r.request_hash {
+            return Ok(LedgerAnswer::problem(
+                422,
+                "Idempotency-Key: this key was already used with a different request body",
+            ));
+        }
+        return Ok(LedgerAnswer { status: stored.status, body: stored.body });
+    }
+    if !limiter.allow(&r.phone_key, Instant::now()) {
+        // Not stored: a later retry with the same key may succeed.
+        return Ok(LedgerAnswer::problem(429, "too many orders from this phone number; wait a few seconds"));
+    }
+    let answer = decide_order(conn, r, now, changes)?;
+    if answer.status < 500 {
+        let stored = IdempotentResponse { request_hash: r.request_hash.clone(), status: answer.status, body: answer.body.clone() };
+        sql::save_idempotent_response(conn, &r.session_id, &r.idempotency_key, &stored, now / 1000)?;
+    }
+    Ok(answer)
+}
+
+fn decide_order(conn: &Connection, r: &OrderRequest, now: i64, changes: &mut Vec<Effect>) -> Result<LedgerAnswer, StoreError> {
+    let Some(offer) = sql::offer(conn, &r.offer_id)?.filter(|o| o.session_id == r.session_id) else {
+        return Ok(LedgerAnswer::problem(422, "offer_id: no such offer in this session"));
+    };
+    let already = match offer.per_buyer_limit {
+        Some(_) => sql::bought_by(conn, &offer.id, &r.phone_key)?,
+        None => 0,
+    };
+    if let Err(refusal) = rules::check_order(&offer, now, r.quantity, already) {
+        return Ok(LedgerAnswer::problem(refusal.status(), &refusal.detail()));
+    }
+    if !sql::take_stock(conn, &offer.id, r.quantity)? {
+        let detail = if offer.available > 0 {
+            format!("quantity: only {} left", offer.available)
+        } else {
+            Refusal::SoldOut.detail()
+        };
+        return Ok(LedgerAnswer::problem(409, &detail));
+    }
+    let currency = sql::product_in(conn, &offer.product_id)?.map(|p| p.currency).unwrap_or_default();
+    let order = OrderRow {
+        id: random_id("ord"),
+        session_id: r.session_id.clone(),
+        offer_id: offer.id.clone(),
+        product_id: offer.product_id.clone(),
+        quantity: r.quantity,
+        amount: offer.unit_amount * r.quantity,
+        currency,
+        buyer_name: r.buyer.name.clone(),
+        buyer_phone: r.buyer.phone.clone(),
+        phone_key: r.phone_key.clone(),
+        buyer_address: r.buyer.address.clone(),
+        buyer_city: r.buyer.city.clone(),
+        status: "confirmed".into(),
+        created_at: now / 1000,
+    };
+    sql::insert_order(conn, &order)?;
+    let mut data = order_json(&order);
+    data["buyer"] = serde_json::to_value(&r.buyer).unwrap_or(Value::Null);
+    data["session_id"] = Value::from(order.session_id.clone());
+    event(conn, "order.created", data, now)?;
+    let remaining = offer.available - r.quantity;
+    if remaining == 0 {
+        let mut sold_out = offer.clone();
+        sold_out.available = 0;
+        sold_out.sold += r.quantity;
+        event(conn, "offer.sold_out", offer_json(&sold_out, now), now)?;
+    }
+    changes.push(Effect::Changed { session_id: r.session_id.clone() });
+    changes.push(Effect::Purchase { session_id: r.session_id.clone(), toast: toast(&r.buyer, r.quantity) });
+    Ok(LedgerAnswer { status: 201, body: order_json(&order).to_string() })
+}
+
+/// "Aygul in Kashgar just bought 2": first name only (or an initial), city only.
+fn toast(buyer: &Buyer, quantity: i64) -> String {
+    let first = buyer.name.split_whitespace().next().unwrap_or("Someone");
+    let who = if first.chars().count() > 12 { format!("{}.", first.chars().next().unwrap_or('?')) } else { first.to_string() };
+    match buyer.city.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        Some(city) => format!("{who} in {city} just bought {quantity}"),
+        None => format!("{who} just bought {quantity}"),
+    }
+}
+
+fn cancel(conn: &Connection, session_id: &str, order_id: &str, now: i64, changes: &mut Vec<Effect>) -> Result<LedgerAnswer, StoreError> {
+    let Some(mut order) = sql::order(conn, order_id)?.filter(|o| o.session_id == session_id) else {
+        return Ok(LedgerAnswer::problem(404, "order not found"));
+    };
+    if order.status == "cancelled" {
+        return Ok(LedgerAnswer { status: 200, body: order_json(&order).to_string() });
+    }
+    sql::set_order_status(conn, order_id, "cancelled")?;
+    sql::return_stock(conn, &order.offer_id, order.quantity)?;
+    order.status = "cancelled".into();
+    event(conn, "order.cancelled", order_json(&order), now)?;
+    changes.push(Effect::Changed { session_id: session_id.to_string() });
+    Ok(LedgerAnswer { status: 200, body: order_json(&order).to_string() })
+}
+
+fn add_stock(conn: &Connection, session_id: &str, offer_id: &str, quantity: i64, now: i64, changes: &mut Vec<Effect>) -> Result<LedgerAnswer, StoreError> {
+    let Some(offer) = sql::offer(conn, offer_id)?.filter(|o| o.session_id == session_id) else {
+        return Ok(LedgerAnswer::problem(404, "offer not found"));
+    };
+    if rules::offer_state(&offer, now) == OfferState::Ended {
+        return Ok(LedgerAnswer::problem(410, "the offer has ended"));
+    }
+    sql::add_stock(conn, offer_id, quantity)?;
+    changes.push(Effect::Changed { session_id: session_id.to_string() });
+    let offer = sql::offer(conn, offer_id)?.unwrap_or(offer);
+    Ok(LedgerAnswer { status: 200, body: offer_json(&offer, now).to_string() })
+}
+
+fn end_offer(conn: &Connection, session_id: &str, offer_id: &str, now: i64, changes: &mut Vec<Effect>) -> Result<LedgerAnswer, StoreError> {
+    let Some(offer) = sql::offer(conn, offer_id)?.filter(|o| o.session_id == session_id) else {
+        return Ok(LedgerAnswer::problem(404, "offer not found"));
+    };
+    if rules::offer_state(&offer, now) != OfferState::Ended {
+        sql::end_offer(conn, offer_id, now)?;
+    }
+    end_due(conn, now, changes)?;
+    let offer = sql::offer(conn, offer_id)?.unwrap_or(offer);
+    Ok(LedgerAnswer { status: 200, body: offer_json(&offer, now).to_string() })
+}
+
+fn end_due(conn: &Connection, now: i64, changes: &mut Vec<Effect>) -> Result<(), StoreError> {
+    for offer in sql::offers_to_end(conn, now)? {
+        sql::mark_end_notified(conn, &offer.id)?;
+        event(conn, "offer.ended", offer_json(&offer, now), now)?;
+        changes.push(Effect::Changed { session_id: offer.session_id.clone() });
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The selling rules, sans-IO: offer states from the clock, whether an order may be taken,
+//! and buyer phone normalisation. No SQL and no time source here: `now` is passed in.
+
+use crate::store::commerce::OfferRow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferState {
+    Scheduled,
+    Live,
+    SoldOut,
+    Ended,
+}
+
+/// scheduled → live → sold_out or ended; ended wins once the clock passes `ends_at`.
+pub fn offer_state(offer: &OfferRow, now_ms: i64) -> OfferState {
+    if offer.ended_early || now_ms >= offer.ends_at {
+        OfferState::Ended
+    } else if now_ms < offer.starts_at {
+        OfferState::Scheduled
+    } else if offer.available == 0 {
+        OfferState::SoldOut
+    } else {
+        OfferState::Live
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 409
+    SoldOut,
+    /// 410
+    NotLive(OfferState),
+    /// 422
+    OverLimit { limit: i64, already: i64 },
+}
+
+impl Refusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::SoldOut => 409,
+            Refusal::NotLive(_) => 410,
+            Refusal::OverLimit { .. } => 422,
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            Refusal::SoldOut => "sold out".into(),
+            Refusal::NotLive(OfferState::Scheduled) => "the offer has not started yet".into(),
+            Refusal::NotLive(_) => "the offer has ended".into(),
+            Refusal::OverLimit { limit, already } => {
+                format!("quantity: at most {limit} per buyer for this offer; this phone number already has {already}")
+            }
+        }
+    }
+}
+
+/// Checks everything about an order except the stock itself, which is taken by one
+/// conditional update afterwards (so two buyers can never both get the last jar).
+pub fn check_order(offer: &OfferRow, now_ms: i64, quantity: i64, already: i64) -> Result<(), Refusal> {
+    match offer_state(offer, now_ms) {
+        OfferState::Live => {}
+        OfferState::SoldOut => return Err(Refusal::SoldOut),
+        other => return Err(Refusal::NotLive(other)),
+    }
+    if let Some(limit) = offer.per_buyer_limit
+        && already + quantity > limit
+    {
+        return Err(Refusal::OverLimit { limit, already });
+    }
+    Ok(())
+}
+
+/// The per-buyer key of a phone number: its digits, with the leading `+` kept and a leading
+/// international `00` turned into `+`. `None` when it cannot be a phone number.
+pub fn normalize_phone(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    let plus = trimmed.starts_with('+');
+    let mut digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+    if trimmed.chars().any(|c| !(c.is_ascii_digit() || " +-().".contains(c))) {
+        return None;
+    }
+    let international = plus || digits.starts_with("00");
+    if digits.starts_with("00") {
+        digits.drain(..2);
+    }
+    if !(6..=15).contains(&digits.len()) {
+        return None;
+    }
+    Some(if international { format!("+{digits}") } else { digits })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(available: i64, limit: Option<i64>) -> OfferRow {
+        OfferRow {
+            id: "o".into(),
+            session_id: "s".into(),
+            product_id: "p".into(),
+            unit_amount: 100,
+            allocated: 10,
+            available,
+            sold: 10 - available,
+            per_buyer_limit: limit,
+            starts_at: 1_000,
+            ends_at: 2_000,
+            ended_early: false,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn states_follow_the_clock_and_the_stock() {
+        assert_eq!(offer_state(&offer(5, None), 500), OfferState::Scheduled);
+        assert_eq!(offer_state(&offer(5, None), 1_500), OfferState::Live);
+        assert_eq!(offer_state(&offer(0, None), 1_500), OfferState::SoldOut);
+        assert_eq!(offer_state(&offer(0, None), 2_000), OfferState::Ended);
+        let mut early = offer(5, None);
+        early.ended_early = true;
+        assert_eq!(offer_state(&early, 1_500), OfferState::Ended);
+    }
+
+    #[test]
+    fn orders_are_refused_with_the_right_reason() {
+        assert_eq!(check_order(&offer(5, None), 1_500, 2, 0), Ok(()));
+        assert_eq!(check_order(&offer(0, None), 1_500, 1, 0), Err(Refusal::SoldOut));
+        assert_eq!(check_order(&offer(5, None), 2_500, 1, 0).unwrap_err().status(), 410);
+        assert_eq!(check_order(&offer(5, None), 10, 1, 0).unwrap_err().status(), 410);
+        assert_eq!(check_order(&offer(5, Some(2)), 1_500, 1, 2), Err(Refusal::OverLimit { limit: 2, already: 2 }));
+        assert_eq!(check_order(&offer(5, Some(2)), 1_500, 2, 0), Ok(()));
+    }
+
+    #[test]
+    fn phone_numbers_normalise_to_one_key() {
+        assert_eq!(normalize_phone("+86 138-0013-8000").as_deref(), Some("+8613800138000"));
+        assert_eq!(normalize_phone("0086 13800138000").as_deref(), Some("+8613800138000"));
+        assert_eq!(normalize_phone("(0991) 555 1234").as_deref(), Some("09915551234"));
+        assert_eq!(normalize_phone("12"), None);
+        assert_eq!(normalize_phone("call me"), None);
+    }
+}

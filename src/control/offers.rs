@@ -1,0 +1,109 @@
+//! Flash sales: offers of a product in a session, with stock allocated from the ledger.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::error::{ApiError, ApiJson};
+use super::ledger_response;
+use crate::app::{AppState, random_hex};
+use crate::commerce::ledger::{now_ms, offer_json};
+use crate::store::commerce::OfferRow;
+
+/// Default and longest offer duration.
+pub const DEFAULT_DURATION_S: i64 = 600;
+pub const MAX_DURATION_S: i64 = 7 * 24 * 3600;
+pub const MAX_QUANTITY: i64 = 1_000_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOffer {
+    product_id: String,
+    unit_amount: i64,
+    quantity: i64,
+    per_buyer_limit: Option<i64>,
+    /// Unix seconds; default now.
+    starts_at: Option<i64>,
+    duration_s: Option<i64>,
+}
+
+/// Opens a flash sale: `quantity` units at `unit_amount`, from `starts_at` for `duration_s`.
+pub async fn create(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    ApiJson(body): ApiJson<CreateOffer>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.store.session(&session_id)?.ok_or_else(|| ApiError::not_found("session"))?;
+    state.store.product(&body.product_id)?.ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
+    if !(0..=1_000_000_000_000).contains(&body.unit_amount) {
+        return Err(ApiError::unprocessable("unit_amount: an integer in minor units between 0 and 10^12"));
+    }
+    if !(1..=MAX_QUANTITY).contains(&body.quantity) {
+        return Err(ApiError::unprocessable(format!("quantity: between 1 and {MAX_QUANTITY}")));
+    }
+    if body.per_buyer_limit.is_some_and(|l| l < 1) {
+        return Err(ApiError::unprocessable("per_buyer_limit: at least 1"));
+    }
+    let duration = body.duration_s.unwrap_or(DEFAULT_DURATION_S);
+    if !(1..=MAX_DURATION_S).contains(&duration) {
+        return Err(ApiError::unprocessable(format!("duration_s: between 1 and {MAX_DURATION_S}")));
+    }
+    let now = now_ms();
+    let starts_at = body.starts_at.map(|s| s * 1000).unwrap_or(now);
+    if body.starts_at.is_some_and(|s| s < 0) {
+        return Err(ApiError::unprocessable("starts_at: unix seconds"));
+    }
+    let offer = OfferRow {
+        id: format!("offer_{}", random_hex(8)),
+        session_id: session_id.clone(),
+        product_id: body.product_id,
+        unit_amount: body.unit_amount,
+        allocated: body.quantity,
+        available: body.quantity,
+        sold: 0,
+        per_buyer_limit: body.per_buyer_limit,
+        starts_at,
+        ends_at: starts_at + duration * 1000,
+        ended_early: false,
+        created_at: now / 1000,
+    };
+    state.store.insert_offer(&offer)?;
+    state.commerce.live.session(&state, &session_id).touch();
+    Ok((StatusCode::CREATED, ApiJson(offer_json(&offer, now))))
+}
+
+/// The session's offers with their live stock.
+pub async fn list(State(state): State<AppState>, Path(session_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let now = now_ms();
+    Ok(ApiJson(state.store.offers_of(&session_id)?.iter().map(|o| offer_json(o, now)).collect::<Vec<_>>()))
+}
+
+/// One offer: state, allocated, remaining, sold.
+pub async fn get(State(state): State<AppState>, Path((session_id, offer_id)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    let offer = state.store.offer(&offer_id)?.filter(|o| o.session_id == session_id).ok_or_else(|| ApiError::not_found("offer"))?;
+    Ok(ApiJson(offer_json(&offer, now_ms())))
+}
+
+/// Ends an offer now (`offer.ended` is sent).
+pub async fn end(State(state): State<AppState>, Path((session_id, offer_id)): Path<(String, String)>) -> Result<Response, ApiError> {
+    ledger_response(state.commerce.ledger.end_offer(&session_id, &offer_id).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddStock {
+    quantity: i64,
+}
+
+/// Adds stock to a running offer.
+pub async fn add_stock(
+    State(state): State<AppState>,
+    Path((session_id, offer_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<AddStock>,
+) -> Result<Response, ApiError> {
+    if !(1..=MAX_QUANTITY).contains(&body.quantity) {
+        return Err(ApiError::unprocessable(format!("quantity: between 1 and {MAX_QUANTITY}")));
+    }
+    ledger_response(state.commerce.ledger.add_stock(&session_id, &offer_id, body.quantity).await)
+}

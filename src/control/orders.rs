@@ -1,0 +1,173 @@
+//! Orders: buying is public (with an `Idempotency-Key`); listing, CSV export and cancelling
+//! are for operators.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::auth::Operator;
+use super::error::{ApiError, ApiJson};
+use super::ledger_response;
+use crate::app::AppState;
+use crate::commerce::ledger::{Buyer, OrderRequest, order_json};
+use crate::commerce::rules::normalize_phone;
+
+/// Most units in one order.
+pub const MAX_ORDER_QUANTITY: i64 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderBody {
+    offer_id: String,
+    quantity: i64,
+    buyer: Buyer,
+}
+
+fn field(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let len = value.trim().chars().count();
+    if len == 0 {
+        return Err(ApiError::unprocessable(format!("{name}: must not be empty")));
+    }
+    if len > max {
+        return Err(ApiError::unprocessable(format!("{name}: at most {max} characters")));
+    }
+    Ok(())
+}
+
+/// Buys from a live offer. The same `Idempotency-Key` with the same body replays the first
+/// answer; with another body it is refused (422). Answered only after the order is on disk.
+pub async fn create(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| ApiError::unprocessable("Idempotency-Key: send a unique key (up to 255 characters) with every order"))?
+        .to_string();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.starts_with("application/json") {
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the order as application/json"));
+    }
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
+    // serde_json's map is ordered: this text is canonical for equal bodies.
+    let request_hash = format!("{:x}", Sha256::digest(value.to_string().as_bytes()));
+    let order: OrderBody = serde_json::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    if !(1..=MAX_ORDER_QUANTITY).contains(&order.quantity) {
+        return Err(ApiError::unprocessable(format!("quantity: between 1 and {MAX_ORDER_QUANTITY}")));
+    }
+    field("buyer.name", &order.buyer.name, 100)?;
+    field("buyer.address", &order.buyer.address, 500)?;
+    if let Some(city) = &order.buyer.city {
+        field("buyer.city", city, 100)?;
+    }
+    let phone_key = normalize_phone(&order.buyer.phone)
+        .ok_or_else(|| ApiError::unprocessable("buyer.phone: a phone number of 6 to 15 digits"))?;
+    state.store.session(&session_id)?.ok_or_else(|| ApiError::not_found("session"))?;
+    let request = OrderRequest {
+        session_id,
+        idempotency_key: key,
+        request_hash,
+        offer_id: order.offer_id,
+        quantity: order.quantity,
+        buyer: order.buyer,
+        phone_key,
+    };
+    ledger_response(state.commerce.ledger.order(request).await)
+}
+
+#[derive(Deserialize, Default)]
+pub struct OrderFilter {
+    offer_id: Option<String>,
+    status: Option<String>,
+    phone: Option<String>,
+}
+
+fn filtered(state: &AppState, session_id: &str, f: &OrderFilter) -> Result<Vec<crate::store::commerce::OrderRow>, ApiError> {
+    let phone_key = match &f.phone {
+        Some(p) => Some(normalize_phone(p).ok_or_else(|| ApiError::unprocessable("phone: not a phone number"))?),
+        None => None,
+    };
+    Ok(state.store.orders_of(session_id, f.offer_id.as_deref(), f.status.as_deref(), phone_key.as_deref())?)
+}
+
+/// Lists a session's orders with the buyers' details (`?offer_id=&status=&phone=`).
+pub async fn list(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    Query(filter): Query<OrderFilter>,
+) -> Result<impl IntoResponse, ApiError> {
+    let orders = filtered(&state, &session_id, &filter)?;
+    Ok(ApiJson(
+        orders
+            .iter()
+            .map(|o| {
+                let mut v = order_json(o);
+                v["buyer"] = serde_json::json!({"name": o.buyer_name, "phone": o.buyer_phone, "address": o.buyer_address, "city": o.buyer_city});
+                v
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn csv_cell(s: &str) -> String {
+    // Quote everything; neutralise spreadsheet formulas.
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// CSV for shipping labels: name, phone, address, city, product, quantity, amount.
+pub async fn csv(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    Query(filter): Query<OrderFilter>,
+) -> Result<impl IntoResponse, ApiError> {
+    let orders = filtered(&state, &session_id, &filter)?;
+    let products = state.store.products()?;
+    let mut out = String::from("order_id,name,phone,address,city,product,quantity,amount,currency,status,created_at\r\n");
+    for o in &orders {
+        let product = products.iter().find(|p| p.id == o.product_id).map(|p| p.name.as_str()).unwrap_or("");
+        let row = [
+            csv_cell(&o.id),
+            csv_cell(&o.buyer_name),
+            csv_cell(&o.buyer_phone),
+            csv_cell(&o.buyer_address),
+            csv_cell(o.buyer_city.as_deref().unwrap_or("")),
+            csv_cell(product),
+            o.quantity.to_string(),
+            o.amount.to_string(),
+            csv_cell(&o.currency),
+            csv_cell(&o.status),
+            o.created_at.to_string(),
+        ];
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"orders-{session_id}.csv\"")),
+        ],
+        out,
+    ))
+}
+
+/// Cancels an order and puts its stock back (`order.cancelled` is sent).
+pub async fn cancel(
+    _: Operator,
+    State(state): State<AppState>,
+    Path((session_id, order_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    ledger_response(state.commerce.ledger.cancel(&session_id, &order_id).await)
+}

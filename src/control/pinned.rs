@@ -1,0 +1,35 @@
+//! The pinned product of a session: its card goes on the video and in the live state.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::{ApiError, ApiJson};
+use crate::app::AppState;
+use crate::commerce::product_json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    product_id: String,
+}
+
+/// Pins a product on the session.
+pub async fn put(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<Pin>) -> Result<impl IntoResponse, ApiError> {
+    state.store.session(&id)?.ok_or_else(|| ApiError::not_found("session"))?;
+    let product = state.store.product(&body.product_id)?.ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
+    state.store.set_pinned(&id, Some(&product.id))?;
+    state.commerce.live.session(&state, &id).touch();
+    Ok(ApiJson(json!({"session_id": id, "product": product_json(&product)})))
+}
+
+/// Unpins whatever is pinned.
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    if !state.store.set_pinned(&id, None)? {
+        return Err(ApiError::not_found("session"));
+    }
+    state.commerce.live.session(&state, &id).touch();
+    Ok(StatusCode::NO_CONTENT)
+}

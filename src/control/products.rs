@@ -1,0 +1,149 @@
+//! Products: create, list, get, patch, delete. Amounts are integers in minor units.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use super::error::{ApiError, ApiJson};
+use crate::app::{AppState, random_hex, unix_now};
+use crate::commerce::product_json;
+use crate::store::commerce::ProductRow;
+
+/// Units a product is sold by.
+pub const UNITS: &[&str] = &["piece", "jar", "kg", "g", "box", "bottle", "bag", "bunch", "dozen", "litre"];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProductBody {
+    name: Option<String>,
+    translations: Option<BTreeMap<String, String>>,
+    unit_amount: Option<i64>,
+    currency: Option<String>,
+    unit: Option<String>,
+    origin: Option<String>,
+    harvest_date: Option<String>,
+    description: Option<String>,
+}
+
+fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(ApiError::unprocessable(format!("{field}: must not be empty")));
+    }
+    if v.chars().count() > max {
+        return Err(ApiError::unprocessable(format!("{field}: at most {max} characters")));
+    }
+    Ok(v.to_string())
+}
+
+fn optional(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    value.map(|v| text(field, &v, max)).transpose()
+}
+
+/// Applies a body onto a product (all fields for create, any subset for patch).
+fn apply(mut p: ProductRow, b: ProductBody) -> Result<ProductRow, ApiError> {
+    if let Some(name) = b.name {
+        p.name = text("name", &name, 200)?;
+    }
+    if let Some(t) = b.translations {
+        for (lang, name) in &t {
+            if lang.is_empty() || lang.len() > 16 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(ApiError::unprocessable(format!("translations: {lang:?} is not a language tag like \"ug\" or \"zh-CN\"")));
+            }
+            text(&format!("translations.{lang}"), name, 200)?;
+        }
+        p.translations = serde_json::to_string(&t).map_err(ApiError::internal)?;
+    }
+    if let Some(amount) = b.unit_amount {
+        if !(0..=1_000_000_000_000).contains(&amount) {
+            return Err(ApiError::unprocessable("unit_amount: an integer in minor units between 0 and 10^12"));
+        }
+        p.unit_amount = amount;
+    }
+    if let Some(currency) = b.currency {
+        let c = currency.trim().to_ascii_uppercase();
+        if c.len() != 3 || !c.chars().all(|x| x.is_ascii_alphabetic()) {
+            return Err(ApiError::unprocessable("currency: a three-letter ISO 4217 code such as \"CNY\""));
+        }
+        p.currency = c;
+    }
+    if let Some(unit) = b.unit {
+        let u = unit.trim().to_ascii_lowercase();
+        if !UNITS.contains(&u.as_str()) {
+            return Err(ApiError::unprocessable(format!("unit: one of {}", UNITS.join(", "))));
+        }
+        p.unit = u;
+    }
+    if b.origin.is_some() {
+        p.origin = optional("origin", b.origin, 200)?;
+    }
+    if let Some(date) = b.harvest_date {
+        let ok = date.len() == 10
+            && date.chars().enumerate().all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() });
+        if !ok {
+            return Err(ApiError::unprocessable("harvest_date: a date like 2026-06-01"));
+        }
+        p.harvest_date = Some(date);
+    }
+    if b.description.is_some() {
+        p.description = optional("description", b.description, 2000)?;
+    }
+    Ok(p)
+}
+
+fn find(state: &AppState, id: &str) -> Result<ProductRow, ApiError> {
+    state.store.product(id)?.ok_or_else(|| ApiError::not_found("product"))
+}
+
+/// Creates a product: `name`, `unit_amount` and `currency` are required.
+pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<ProductBody>) -> Result<impl IntoResponse, ApiError> {
+    for (field, missing) in [("name", body.name.is_none()), ("unit_amount", body.unit_amount.is_none()), ("currency", body.currency.is_none())] {
+        if missing {
+            return Err(ApiError::unprocessable(format!("{field}: required")));
+        }
+    }
+    let blank = ProductRow {
+        id: format!("prod_{}", random_hex(8)),
+        name: String::new(),
+        translations: "{}".into(),
+        unit_amount: 0,
+        currency: String::new(),
+        unit: "piece".into(),
+        origin: None,
+        harvest_date: None,
+        description: None,
+        created_at: unix_now(),
+    };
+    let product = apply(blank, body)?;
+    state.store.insert_product(&product)?;
+    Ok((StatusCode::CREATED, ApiJson(product_json(&product))))
+}
+
+/// Lists the catalogue.
+pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(ApiJson(state.store.products()?.iter().map(product_json).collect::<Vec<_>>()))
+}
+
+/// One product.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(ApiJson(product_json(&find(&state, &id)?)))
+}
+
+/// Changes any field; offers keep their own sale price.
+pub async fn patch(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<ProductBody>) -> Result<impl IntoResponse, ApiError> {
+    let product = apply(find(&state, &id)?, body)?;
+    state.store.update_product(&product)?;
+    Ok(ApiJson(product_json(&product)))
+}
+
+/// Deletes a product that no offer uses (409 otherwise).
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    find(&state, &id)?;
+    if !state.store.delete_product(&id)? {
+        return Err(ApiError::new(StatusCode::CONFLICT, "the product is used by an offer; end the offer instead"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

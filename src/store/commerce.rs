@@ -1,0 +1,444 @@
+//! SQL for selling: products, offers and their stock, orders, idempotency records, webhooks
+//! and the outbox. Functions that the stock ledger runs inside its own transactions take a
+//! `&Connection`; the rest hang off [`Store`].
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProductRow {
+    pub id: String,
+    pub name: String,
+    /// JSON object of language tag → name.
+    pub translations: String,
+    pub unit_amount: i64,
+    pub currency: String,
+    pub unit: String,
+    pub origin: Option<String>,
+    pub harvest_date: Option<String>,
+    pub description: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfferRow {
+    pub id: String,
+    pub session_id: String,
+    pub product_id: String,
+    pub unit_amount: i64,
+    pub allocated: i64,
+    pub available: i64,
+    pub sold: i64,
+    pub per_buyer_limit: Option<i64>,
+    /// Unix milliseconds.
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub ended_early: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OrderRow {
+    pub id: String,
+    pub session_id: String,
+    pub offer_id: String,
+    pub product_id: String,
+    pub quantity: i64,
+    pub amount: i64,
+    pub currency: String,
+    pub buyer_name: String,
+    pub buyer_phone: String,
+    #[serde(skip)]
+    pub phone_key: String,
+    pub buyer_address: String,
+    pub buyer_city: Option<String>,
+    pub status: String,
+    pub created_at: i64,
+}
+
+/// A stored answer to an idempotent request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotentResponse {
+    pub request_hash: String,
+    pub status: u16,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WebhookRow {
+    pub id: String,
+    pub url: String,
+    pub secret: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub webhook_id: String,
+    pub event_type: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+const PRODUCT_COLUMNS: &str =
+    "id, name, translations, unit_amount, currency, unit, origin, harvest_date, description, created_at";
+const OFFER_COLUMNS: &str = "id, session_id, product_id, unit_amount, allocated, available, sold, per_buyer_limit, starts_at, ends_at, ended_early, created_at";
+const ORDER_COLUMNS: &str = "id, session_id, offer_id, product_id, quantity, amount, currency, buyer_name, buyer_phone, phone_key, buyer_address, buyer_city, status, created_at";
+
+fn product_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProductRow> {
+    Ok(ProductRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        translations: r.get(2)?,
+        unit_amount: r.get(3)?,
+        currency: r.get(4)?,
+        unit: r.get(5)?,
+        origin: r.get(6)?,
+        harvest_date: r.get(7)?,
+        description: r.get(8)?,
+        created_at: r.get(9)?,
+    })
+}
+
+fn offer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OfferRow> {
+    Ok(OfferRow {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        product_id: r.get(2)?,
+        unit_amount: r.get(3)?,
+        allocated: r.get(4)?,
+        available: r.get(5)?,
+        sold: r.get(6)?,
+        per_buyer_limit: r.get(7)?,
+        starts_at: r.get(8)?,
+        ends_at: r.get(9)?,
+        ended_early: r.get(10)?,
+        created_at: r.get(11)?,
+    })
+}
+
+fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
+    Ok(OrderRow {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        offer_id: r.get(2)?,
+        product_id: r.get(3)?,
+        quantity: r.get(4)?,
+        amount: r.get(5)?,
+        currency: r.get(6)?,
+        buyer_name: r.get(7)?,
+        buyer_phone: r.get(8)?,
+        phone_key: r.get(9)?,
+        buyer_address: r.get(10)?,
+        buyer_city: r.get(11)?,
+        status: r.get(12)?,
+        created_at: r.get(13)?,
+    })
+}
+
+// ----- inside the ledger's transactions -------------------------------------------------
+
+pub fn offer(conn: &Connection, id: &str) -> Result<Option<OfferRow>, StoreError> {
+    Ok(conn
+        .query_row(&format!("SELECT {OFFER_COLUMNS} FROM offers WHERE id = ?1"), [id], offer_row)
+        .optional()?)
+}
+
+pub fn idempotent_response(conn: &Connection, session_id: &str, key: &str) -> Result<Option<IdempotentResponse>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT request_hash, status, body FROM idempotency WHERE session_id = ?1 AND key = ?2",
+            [session_id, key],
+            |r| Ok(IdempotentResponse { request_hash: r.get(0)?, status: r.get(1)?, body: r.get(2)? }),
+        )
+        .optional()?)
+}
+
+pub fn save_idempotent_response(
+    conn: &Connection,
+    session_id: &str,
+    key: &str,
+    response: &IdempotentResponse,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency (session_id, key, request_hash, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![session_id, key, response.request_hash, response.status, response.body, now])?;
+    Ok(())
+}
+
+/// Quantity a buyer (by normalised phone) already holds in confirmed orders of an offer.
+pub fn bought_by(conn: &Connection, offer_id: &str, phone_key: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE offer_id = ?1 AND phone_key = ?2 AND status = 'confirmed'",
+        )?
+        .query_row([offer_id, phone_key], |r| r.get(0))?)
+}
+
+/// Takes `quantity` from the offer's stock in one conditional update. Returns false (and
+/// changes nothing) when less than that is available.
+pub fn take_stock(conn: &Connection, offer_id: &str, quantity: i64) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE offers SET available = available - ?2, sold = sold + ?2 WHERE id = ?1 AND available >= ?2",
+        )?
+        .execute(params![offer_id, quantity])?;
+    Ok(changed == 1)
+}
+
+/// Puts `quantity` back (a cancelled order).
+pub fn return_stock(conn: &Connection, offer_id: &str, quantity: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE offers SET available = available + ?2, sold = sold - ?2 WHERE id = ?1 AND sold >= ?2")?
+        .execute(params![offer_id, quantity])?;
+    Ok(())
+}
+
+pub fn add_stock(conn: &Connection, offer_id: &str, quantity: i64) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE offers SET allocated = allocated + ?2, available = available + ?2 WHERE id = ?1",
+        params![offer_id, quantity],
+    )? == 1)
+}
+
+pub fn end_offer(conn: &Connection, offer_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE offers SET ended_early = 1, ends_at = MIN(ends_at, ?2) WHERE id = ?1",
+        params![offer_id, now_ms],
+    )? == 1)
+}
+
+pub fn insert_order(conn: &Connection, o: &OrderRow) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ))?
+    .execute(params![
+        o.id, o.session_id, o.offer_id, o.product_id, o.quantity, o.amount, o.currency, o.buyer_name,
+        o.buyer_phone, o.phone_key, o.buyer_address, o.buyer_city, o.status, o.created_at
+    ])?;
+    Ok(())
+}
+
+pub fn order(conn: &Connection, id: &str) -> Result<Option<OrderRow>, StoreError> {
+    Ok(conn
+        .query_row(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"), [id], order_row)
+        .optional()?)
+}
+
+pub fn set_order_status(conn: &Connection, id: &str, status: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE orders SET status = ?2 WHERE id = ?1", params![id, status])?;
+    Ok(())
+}
+
+pub fn product_in(conn: &Connection, id: &str) -> Result<Option<ProductRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?1"))?
+        .query_row([id], product_row)
+        .optional()?)
+}
+
+/// Queues an event for every configured webhook, in the caller's transaction: a crash after
+/// the commit loses nothing, a crash before it loses the event together with its cause.
+pub fn enqueue_event(conn: &Connection, event_id: &str, event_type: &str, body: &str, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (event_id, webhook_id, event_type, body, next_attempt_at)
+         SELECT ?1, id, ?2, ?3, ?4 FROM webhooks",
+    )?
+    .execute(params![event_id, event_type, body, now])?;
+    Ok(())
+}
+
+/// Offers whose end time has passed and whose end was not announced yet.
+pub fn offers_to_end(conn: &Connection, now_ms: i64) -> Result<Vec<OfferRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {OFFER_COLUMNS} FROM offers WHERE end_notified = 0 AND ends_at <= ?1"
+    ))?;
+    let rows = stmt.query_map([now_ms], offer_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub fn mark_end_notified(conn: &Connection, offer_id: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE offers SET end_notified = 1 WHERE id = ?1", [offer_id])?;
+    Ok(())
+}
+
+// ----- plain reads and operator writes ---------------------------------------------------
+
+impl Store {
+    pub fn insert_product(&self, p: &ProductRow) -> Result<(), StoreError> {
+        self.conn().execute(
+            &format!("INSERT INTO products ({PRODUCT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+            params![
+                p.id, p.name, p.translations, p.unit_amount, p.currency, p.unit, p.origin, p.harvest_date,
+                p.description, p.created_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn update_product(&self, p: &ProductRow) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE products SET name = ?2, translations = ?3, unit_amount = ?4, currency = ?5, unit = ?6,
+             origin = ?7, harvest_date = ?8, description = ?9 WHERE id = ?1",
+            params![
+                p.id, p.name, p.translations, p.unit_amount, p.currency, p.unit, p.origin, p.harvest_date,
+                p.description
+            ],
+        )? == 1)
+    }
+
+    pub fn product(&self, id: &str) -> Result<Option<ProductRow>, StoreError> {
+        product_in(&self.conn(), id)
+    }
+
+    pub fn products(&self) -> Result<Vec<ProductRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY created_at, id"))?;
+        let rows = stmt.query_map([], product_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Deletes a product no offer refers to; returns false if none was deleted.
+    pub fn delete_product(&self, id: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let used: i64 = conn.query_row("SELECT COUNT(*) FROM offers WHERE product_id = ?1", [id], |r| r.get(0))?;
+        if used > 0 {
+            return Ok(false);
+        }
+        conn.execute("UPDATE sessions SET pinned_product_id = NULL WHERE pinned_product_id = ?1", [id])?;
+        Ok(conn.execute("DELETE FROM products WHERE id = ?1", [id])? == 1)
+    }
+
+    pub fn insert_offer(&self, o: &OfferRow) -> Result<(), StoreError> {
+        self.conn().execute(
+            &format!("INSERT INTO offers ({OFFER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            params![
+                o.id, o.session_id, o.product_id, o.unit_amount, o.allocated, o.available, o.sold,
+                o.per_buyer_limit, o.starts_at, o.ends_at, o.ended_early, o.created_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn offer(&self, id: &str) -> Result<Option<OfferRow>, StoreError> {
+        offer(&self.conn(), id)
+    }
+
+    pub fn offers_of(&self, session_id: &str) -> Result<Vec<OfferRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {OFFER_COLUMNS} FROM offers WHERE session_id = ?1 ORDER BY created_at, id"))?;
+        let rows = stmt.query_map([session_id], offer_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Orders of a session, oldest first, optionally filtered by offer, status and phone key.
+    pub fn orders_of(
+        &self,
+        session_id: &str,
+        offer_id: Option<&str>,
+        status: Option<&str>,
+        phone_key: Option<&str>,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE session_id = ?1
+               AND (?2 IS NULL OR offer_id = ?2) AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR phone_key = ?4)
+             ORDER BY created_at, rowid"
+        ))?;
+        let rows = stmt
+            .query_map(params![session_id, offer_id, status, phone_key], order_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn set_pinned(&self, session_id: &str, product_id: Option<&str>) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE sessions SET pinned_product_id = ?2 WHERE id = ?1",
+            params![session_id, product_id],
+        )? == 1)
+    }
+
+    pub fn pinned(&self, session_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT pinned_product_id FROM sessions WHERE id = ?1", [session_id], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
+    pub fn likes(&self, session_id: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT likes FROM sessions WHERE id = ?1", [session_id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    pub fn add_likes(&self, session_id: &str, count: i64) -> Result<(), StoreError> {
+        self.conn().execute("UPDATE sessions SET likes = likes + ?2 WHERE id = ?1", params![session_id, count])?;
+        Ok(())
+    }
+
+    pub fn insert_webhook(&self, w: &WebhookRow) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO webhooks (id, url, secret, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![w.id, w.url, w.secret, w.created_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, url, secret, created_at FROM webhooks ORDER BY created_at, id")?;
+        let rows = stmt
+            .query_map([], |r| Ok(WebhookRow { id: r.get(0)?, url: r.get(1)?, secret: r.get(2)?, created_at: r.get(3)? }))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM outbox WHERE webhook_id = ?1 AND delivered_at IS NULL", [id])?;
+        Ok(conn.execute("DELETE FROM webhooks WHERE id = ?1", [id])? == 1)
+    }
+
+    /// Undelivered outbox entries whose next attempt is due, oldest first.
+    pub fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, event_id, webhook_id, event_type, body, attempts FROM outbox
+             WHERE delivered_at IS NULL AND next_attempt_at <= ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![now, limit], |r| {
+                Ok(OutboxRow {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    webhook_id: r.get(2)?,
+                    event_type: r.get(3)?,
+                    body: r.get(4)?,
+                    attempts: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn mark_delivered(&self, seq: i64, now: i64) -> Result<(), StoreError> {
+        self.conn().execute("UPDATE outbox SET delivered_at = ?2, last_error = NULL WHERE seq = ?1", params![seq, now])?;
+        Ok(())
+    }
+
+    pub fn mark_failed(&self, seq: i64, next_attempt_at: i64, error: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE seq = ?1",
+            params![seq, next_attempt_at, error],
+        )?;
+        Ok(())
+    }
+}
