@@ -67,9 +67,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let egress = Egress::start(settings.webrtc_udp, settings.public_ip)
         .await
         .map_err(|e| anyhow::anyhow!("setting `webrtc_udp`: cannot bind {}: {e}", settings.webrtc_udp))?;
-    let http = tokio::net::TcpListener::bind(settings.http)
-        .await
-        .map_err(|e| anyhow::anyhow!("setting `http`: cannot bind {}: {e}", settings.http))?;
+    let http = listen(settings.http).map_err(|e| anyhow::anyhow!("setting `http`: cannot bind {}: {e}", settings.http))?;
     let rtmp = tokio::net::TcpListener::bind(settings.rtmp)
         .await
         .map_err(|e| anyhow::anyhow!("setting `rtmp`: cannot bind {}: {e}", settings.rtmp))?;
@@ -92,6 +90,17 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     crate::commerce::flush_likes(&app);
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Pending connections the HTTP listener queues: a flash sale opens thousands at once, and
+/// a full queue makes clients wait a whole SYN retransmit (1 s). Capped by net.core.somaxconn.
+pub const HTTP_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(HTTP_BACKLOG)
 }
 
 /// The demo session: created once, on air at once with the built-in test pattern.

@@ -7,7 +7,7 @@
 //! only ever taken by one conditional update — available + sold = allocated always holds.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use serde_json::{Value, json};
@@ -201,89 +201,94 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSin
                 Err(_) => break,
             }
         }
-        let mut replies = Vec::with_capacity(batch.len());
         let mut changes = Vec::new();
-        let result = commit_batch(&mut conn, &mut batch, &mut replies, &mut changes, &limiter);
-        match result {
-            Ok(()) => {
-                for (reply, answer) in replies {
-                    let _ = reply.send(answer);
-                }
-                if !changes.is_empty() {
-                    effects(changes);
-                }
-            }
+        let answers = match commit(&mut conn, &batch, &mut changes, &limiter) {
+            Ok(answers) => answers,
             Err(e) => {
-                // Nothing was committed: every request in the batch fails as a whole.
-                tracing::error!(error = %e, "stock ledger commit failed");
-                for (reply, _) in replies {
-                    let _ = reply.send(LedgerAnswer::problem(503, "the order could not be stored; try again"));
-                }
-                std::thread::sleep(Duration::from_millis(50));
+                // Nothing of the batch was committed. Retry each request on its own, so one
+                // failing request cannot fail its neighbours.
+                tracing::warn!(error = %e, batch = batch.len(), "ledger batch failed; retrying one by one");
+                changes.clear();
+                batch
+                    .iter()
+                    .map(|command| {
+                        let mut own = Vec::new();
+                        match commit(&mut conn, std::slice::from_ref(command), &mut own, &limiter) {
+                            Ok(mut answer) => {
+                                changes.extend(own);
+                                answer.pop().flatten()
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "ledger request failed");
+                                Some(LedgerAnswer::problem(503, "the order could not be stored; try again"))
+                            }
+                        }
+                    })
+                    .collect()
             }
+        };
+        // Answer only now: everything answered 2xx is on disk.
+        for (command, answer) in batch.drain(..).zip(answers) {
+            if let Some(answer) = answer {
+                command.reply(answer);
+            }
+        }
+        if !changes.is_empty() {
+            effects(changes);
         }
     }
 }
 
-type Reply = (oneshot::Sender<LedgerAnswer>, LedgerAnswer);
+impl Command {
+    fn reply(self, answer: LedgerAnswer) {
+        let reply = match self {
+            Command::Order(_, reply)
+            | Command::Cancel { reply, .. }
+            | Command::AddStock { reply, .. }
+            | Command::EndOffer { reply, .. } => reply,
+            Command::EndDueOffers => return,
+        };
+        let _ = reply.send(answer);
+    }
+}
 
-fn commit_batch(
+/// Applies `commands` in one transaction (one fsync). No savepoints: a request either
+/// writes nothing (refusals are decided before any write) or all of its rows; an SQLite
+/// error fails the whole transaction and the caller retries request by request.
+fn commit(
     conn: &mut Connection,
-    batch: &mut Vec<Command>,
-    replies: &mut Vec<Reply>,
+    commands: &[Command],
     changes: &mut Vec<Effect>,
     limiter: &RateLimiter,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Option<LedgerAnswer>>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for command in batch.drain(..) {
-        let now = now_ms();
-        tx.execute_batch("SAVEPOINT request")?;
-        let outcome = apply(&tx, command, now, changes, limiter);
-        match outcome {
-            Ok(Some(reply)) => {
-                tx.execute_batch("RELEASE request")?;
-                replies.push(reply);
-            }
-            Ok(None) => tx.execute_batch("RELEASE request")?,
-            Err((e, reply)) => {
-                tracing::error!(error = %e, "ledger request failed");
-                tx.execute_batch("ROLLBACK TO request; RELEASE request")?;
-                if let Some(reply) = reply {
-                    replies.push((reply, LedgerAnswer::problem(503, "the order could not be stored; try again")));
-                }
-            }
-        }
+    let mut answers = Vec::with_capacity(commands.len());
+    for command in commands {
+        answers.push(apply(&tx, command, now_ms(), changes, limiter)?);
     }
     tx.commit()?;
-    Ok(())
+    Ok(answers)
 }
 
-type Failure = (StoreError, Option<oneshot::Sender<LedgerAnswer>>);
-
-fn apply(conn: &Connection, command: Command, now: i64, changes: &mut Vec<Effect>, limiter: &RateLimiter) -> Result<Option<Reply>, Failure> {
-    match command {
-        Command::Order(request, reply) => match place_order(conn, &request, now, changes, limiter) {
-            Ok(answer) => Ok(Some((reply, answer))),
-            Err(e) => Err((e, Some(reply))),
-        },
-        Command::Cancel { session_id, order_id, reply } => match cancel(conn, &session_id, &order_id, now, changes) {
-            Ok(answer) => Ok(Some((reply, answer))),
-            Err(e) => Err((e, Some(reply))),
-        },
-        Command::AddStock { session_id, offer_id, quantity, reply } => {
-            match add_stock(conn, &session_id, &offer_id, quantity, now, changes) {
-                Ok(answer) => Ok(Some((reply, answer))),
-                Err(e) => Err((e, Some(reply))),
-            }
+fn apply(
+    conn: &Connection,
+    command: &Command,
+    now: i64,
+    changes: &mut Vec<Effect>,
+    limiter: &RateLimiter,
+) -> Result<Option<LedgerAnswer>, StoreError> {
+    Ok(Some(match command {
+        Command::Order(request, _) => place_order(conn, request, now, changes, limiter)?,
+        Command::Cancel { session_id, order_id, .. } => cancel(conn, session_id, order_id, now, changes)?,
+        Command::AddStock { session_id, offer_id, quantity, .. } => {
+            add_stock(conn, session_id, offer_id, *quantity, now, changes)?
         }
-        Command::EndOffer { session_id, offer_id, reply } => {
-            match end_offer(conn, &session_id, &offer_id, now, changes) {
-                Ok(answer) => Ok(Some((reply, answer))),
-                Err(e) => Err((e, Some(reply))),
-            }
+        Command::EndOffer { session_id, offer_id, .. } => end_offer(conn, session_id, offer_id, now, changes)?,
+        Command::EndDueOffers => {
+            end_due(conn, now, changes)?;
+            return Ok(None);
         }
-        Command::EndDueOffers => end_due(conn, now, changes).map(|()| None).map_err(|e| (e, None)),
-    }
+    }))
 }
 
 fn place_order(

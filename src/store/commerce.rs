@@ -143,17 +143,17 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
 
 pub fn offer(conn: &Connection, id: &str) -> Result<Option<OfferRow>, StoreError> {
     Ok(conn
-        .query_row(&format!("SELECT {OFFER_COLUMNS} FROM offers WHERE id = ?1"), [id], offer_row)
+        .prepare_cached(&format!("SELECT {OFFER_COLUMNS} FROM offers WHERE id = ?1"))?
+        .query_row([id], offer_row)
         .optional()?)
 }
 
 pub fn idempotent_response(conn: &Connection, session_id: &str, key: &str) -> Result<Option<IdempotentResponse>, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT request_hash, status, body FROM idempotency WHERE session_id = ?1 AND key = ?2",
-            [session_id, key],
-            |r| Ok(IdempotentResponse { request_hash: r.get(0)?, status: r.get(1)?, body: r.get(2)? }),
-        )
+        .prepare_cached("SELECT request_hash, status, body FROM idempotency WHERE session_id = ?1 AND key = ?2")?
+        .query_row([session_id, key], |r| {
+            Ok(IdempotentResponse { request_hash: r.get(0)?, status: r.get(1)?, body: r.get(2)? })
+        })
         .optional()?)
 }
 

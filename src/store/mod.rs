@@ -186,11 +186,8 @@ impl Store {
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE id = ?1",
-                [id],
-                session_row,
-            )
+            .prepare_cached("SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE id = ?1")?
+            .query_row([id], session_row)
             .optional()?)
     }
 

@@ -1,0 +1,272 @@
+//! Orders benchmark against the real binary over HTTP on loopback:
+//! 1. sustained durable orders a second with p50/p99 latency (closed loop, keep-alive
+//!    connections, one order per request, each acknowledged only after its commit);
+//! 2. a flash-sale burst: 10,000 buyers at once for 1,000 units.
+//!
+//! Run: `cargo bench --bench orders` (or `make bench`); `-- --quick` for a short run.
+//! The load generator runs on the same machine and shares its cores with the server.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "bench-operator-token-0123456789";
+
+struct Server {
+    child: Child,
+    http: SocketAddr,
+}
+
+impl Server {
+    /// CPU seconds (user + system) the server process has used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // SAFETY: sysconf has no preconditions.
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(data: &PathBuf) -> Server {
+    let _ = std::fs::remove_dir_all(data);
+    std::fs::create_dir_all(data).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+        .args(["serve", "--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--webrtc-udp", "127.0.0.1:0", "--api-token", TOKEN])
+        .arg("--data")
+        .arg(data)
+        .env("FIELDCAST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fieldcast");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        if line.starts_with("fieldcast ready") {
+            break line;
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let http = ready.split_whitespace().find_map(|kv| kv.strip_prefix("http=")).unwrap().parse().unwrap();
+    Server { child, http }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    reader: AsyncBufReader<TcpStream>,
+    addr: SocketAddr,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self { reader: AsyncBufReader::new(stream), addr })
+    }
+
+    async fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> std::io::Result<(u16, String)> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n", self.addr, body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        self.reader.get_mut().write_all(req.as_bytes()).await?;
+        let mut status_line = String::new();
+        self.reader.read_line(&mut status_line).await?;
+        let status = status_line.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.reader.read_exact(&mut body).await?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+async fn api(addr: SocketAddr, method: &str, path: &str, body: Value) -> Value {
+    let mut c = Conn::open(addr).await.unwrap();
+    let auth = format!("Bearer {TOKEN}");
+    let (status, text) = c
+        .request(method, path, &[("Authorization", &auth), ("Content-Type", "application/json")], &body.to_string())
+        .await
+        .unwrap();
+    assert!(status < 300, "{method} {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn offer(addr: SocketAddr, quantity: i64) -> (String, String) {
+    let session = api(addr, "POST", "/api/v1/sessions", json!({"title": "Bench"})).await;
+    let product = api(addr, "POST", "/api/v1/products", json!({"name": "Rose jam", "unit_amount": 3500, "currency": "CNY"})).await;
+    let sid = session["id"].as_str().unwrap().to_string();
+    let offer = api(
+        addr,
+        "POST",
+        &format!("/api/v1/sessions/{sid}/offers"),
+        json!({"product_id": product["id"], "unit_amount": 2900, "quantity": quantity, "duration_s": 3600}),
+    )
+    .await;
+    (sid, offer["id"].as_str().unwrap().to_string())
+}
+
+fn order_body(offer_id: &str, n: u64) -> String {
+    json!({"offer_id": offer_id, "quantity": 1,
+           "buyer": {"name": format!("Buyer {n}"), "phone": format!("+86{n:011}"), "address": "1 Rose Street", "city": "Kashgar"}})
+    .to_string()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn sustained(addr: SocketAddr, clients: usize, seconds: u64) -> (f64, Duration, Duration, usize) {
+    let (sid, offer_id) = offer(addr, 1_000_000).await;
+    let path = format!("/api/v1/sessions/{sid}/orders");
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|w| {
+            let (path, offer_id, stop) = (path.clone(), offer_id.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut conn = Conn::open(addr).await.unwrap();
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                let mut n = (w as u64) << 32;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let key = format!("k{n}");
+                    let t = Instant::now();
+                    match conn
+                        .request("POST", &path, &[("Content-Type", "application/json"), ("Idempotency-Key", &key)], &order_body(&offer_id, n))
+                        .await
+                    {
+                        Ok((201, _)) => latencies.push(t.elapsed()),
+                        _ => errors += 1,
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    (all.len() as f64 / elapsed, percentile(&all, 0.5), percentile(&all, 0.99), errors)
+}
+
+async fn burst(addr: SocketAddr, buyers: u64, units: i64) -> (Duration, usize, usize, usize, Value) {
+    let (sid, offer_id) = offer(addr, units).await;
+    let path = format!("/api/v1/sessions/{sid}/orders");
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..buyers)
+        .map(|n| {
+            let (path, body) = (path.clone(), order_body(&offer_id, 1_000_000 + n));
+            tokio::spawn(async move {
+                let key = format!("burst-{n}");
+                for _ in 0..20 {
+                    if let Ok(mut conn) = Conn::open(addr).await
+                        && let Ok((status, _)) = conn
+                            .request("POST", &path, &[("Content-Type", "application/json"), ("Idempotency-Key", &key)], &body)
+                            .await
+                    {
+                        return status;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                0
+            })
+        })
+        .collect();
+    let mut sold = 0;
+    let mut sold_out = 0;
+    let mut other = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            201 => sold += 1,
+            409 => sold_out += 1,
+            _ => other += 1,
+        }
+    }
+    let settled = started.elapsed();
+    let ledger = api(addr, "GET", &format!("/api/v1/sessions/{sid}/offers/{offer_id}"), json!({})).await;
+    (settled, sold, sold_out, other, ledger)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    fieldcast::server::raise_fd_limit();
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-orders");
+    let server = start_server(&data);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let seconds = if quick { 5 } else { 20 };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    println!("orders benchmark: {} cores, {cpu}; server and load generator on the same machine", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!();
+    println!("| clients | durable orders/s | p50 | p99 | errors | server CPU per order |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for clients in [16, 64, 256] {
+        let cpu_before = server.cpu_seconds();
+        let (rate, p50, p99, errors) = rt.block_on(sustained(server.http, clients, seconds));
+        let per_order = (server.cpu_seconds() - cpu_before) / (rate * seconds as f64);
+        println!(
+            "| {clients} | {rate:.0} | {:.1} ms | {:.1} ms | {errors} | {:.0} µs |",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            per_order * 1e6
+        );
+    }
+    println!();
+    let (settled, sold, sold_out, other, ledger) = rt.block_on(burst(server.http, 10_000, 1_000));
+    println!("| flash-sale burst | buyers | units | settled in | 201 | 409 | other | ledger remaining/sold |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    println!(
+        "| all at once | 10000 | 1000 | {:.2} s | {sold} | {sold_out} | {other} | {}/{} |",
+        settled.as_secs_f64(),
+        ledger["remaining"],
+        ledger["sold"]
+    );
+}
