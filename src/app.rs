@@ -9,6 +9,7 @@ use crate::commerce::Commerce;
 use crate::commerce::ledger::{EffectSink, StockLedger};
 use crate::commerce::rate::{ORDER_BURST, ORDER_REFILL_PER_S, RateLimiter};
 use crate::media::OutputFormat;
+use crate::overlay::compositor::Compositor;
 use crate::config::Settings;
 use crate::egress::Egress;
 use crate::store::{SessionRow, Store, StoreError};
@@ -28,6 +29,40 @@ pub struct App {
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<App>);
+
+impl AppState {
+    /// Puts a session on air (idempotent): its studio runs until the show ends.
+    pub fn go_live(&self, row: &SessionRow) -> Result<StudioHandle, SessionError> {
+        if let Some(handle) = self.studios.get(&row.id) {
+            return Ok(handle);
+        }
+        let filler = if row.test_pattern { Filler::TestPattern } else { Filler::Slate };
+        let live = self.commerce.live.session(self, &row.id);
+        let format = self.studios.format();
+        let watch_url = format!("{}/watch/{}", self.http_base(), row.id);
+        let images = self.images_dir();
+        let overlay: crate::studio::OverlayFactory = Box::new(move |stats| {
+            let mut compositor = Compositor::new(live, stats, format.width, format.height, watch_url, images);
+            Some(Box::new(move || compositor.compose()))
+        });
+        let handle = self.studios.start(&row.id, filler, self.egress.packet_sink(&row.id), overlay)?;
+        if !row.live {
+            self.store.set_session_live(&row.id, true)?;
+        }
+        Ok(handle)
+    }
+
+    /// Restarts the studios of sessions that were on air when the server stopped.
+    pub fn resume_live_sessions(&self) -> Result<(), SessionError> {
+        for row in self.store.sessions()?.into_iter().filter(|r| r.live) {
+            if let Err(e) = self.go_live(&row) {
+                tracing::error!(session.id = %row.id, error = %e, "could not resume session");
+            }
+        }
+        Ok(())
+    }
+
+}
 
 impl std::ops::Deref for AppState {
     type Target = App;
@@ -136,33 +171,15 @@ impl App {
         }
     }
 
-    /// Puts a session on air (idempotent): its studio runs until the show ends.
-    pub fn go_live(&self, row: &SessionRow) -> Result<StudioHandle, SessionError> {
-        if let Some(handle) = self.studios.get(&row.id) {
-            return Ok(handle);
-        }
-        let filler = if row.test_pattern { Filler::TestPattern } else { Filler::Slate };
-        let handle = self.studios.start(&row.id, filler, self.egress.packet_sink(&row.id))?;
-        if !row.live {
-            self.store.set_session_live(&row.id, true)?;
-        }
-        Ok(handle)
+    /// Uploaded images (products, image layers), as PNG.
+    pub fn images_dir(&self) -> std::path::PathBuf {
+        self.settings.data.join("images")
     }
 
     /// Ends the show: the studio stops and the session is idle until it goes live again.
     pub fn end_show(&self, id: &str) -> Result<(), SessionError> {
         self.studios.stop(id);
         self.store.set_session_live(id, false)?;
-        Ok(())
-    }
-
-    /// Restarts the studios of sessions that were on air when the server stopped.
-    pub fn resume_live_sessions(&self) -> Result<(), SessionError> {
-        for row in self.store.sessions()?.into_iter().filter(|r| r.live) {
-            if let Err(e) = self.go_live(&row) {
-                tracing::error!(session.id = %row.id, error = %e, "could not resume session");
-            }
-        }
         Ok(())
     }
 

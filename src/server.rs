@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::app::{App, random_hex, redact};
+use crate::app::{App, AppState, random_hex, redact};
 use crate::config::Settings;
 use crate::egress::Egress;
 use crate::media;
@@ -76,7 +76,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     if demo {
         start_demo(&app)?;
     }
-    tokio::spawn(crate::ingest::serve(rtmp, app.0.clone()));
+    tokio::spawn(crate::ingest::serve(rtmp, app.clone()));
     let router = crate::control::router(app.clone());
     // One machine-readable line for scripts and tests.
     println!(
@@ -104,7 +104,7 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
 }
 
 /// The demo session: created once, on air at once with the built-in test pattern.
-fn start_demo(app: &App) -> anyhow::Result<()> {
+fn start_demo(app: &AppState) -> anyhow::Result<()> {
     let existing = app.store.sessions()?.into_iter().find(|r| r.test_pattern);
     let row = match existing {
         Some(row) => row,

@@ -1,20 +1,26 @@
-//! Live state per session: likes, viewers, the pinned product, offers and purchase toasts,
-//! as one JSON snapshot that SSE clients (and later the overlays) read.
+//! The live state of each session, in memory: likes, the pinned product, offers with their
+//! stock, purchase toasts and the overlay scene. The SSE stream and the overlays on the video
+//! both read this one copy; the ledger, the likes endpoint and the operator API update it.
 //!
-//! Changes only mark the session dirty; one publisher task per session rebuilds the snapshot
-//! at most [`MAX_UPDATES_PER_S`] times a second and puts it in a `watch` channel, so a slow
-//! client only ever gets the latest state and costs the others nothing.
+//! Every change bumps a version. One publisher task per session turns the state into a JSON
+//! snapshot at most [`MAX_UPDATES_PER_S`] times a second and puts it in a `watch` channel, so
+//! a slow SSE client only ever gets the latest state and costs the others nothing. The
+//! overlay compositor compares versions on every frame, so a change is on the next frame.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::ledger::{Effect, now_ms, offer_json};
 use crate::app::AppState;
+use crate::overlay::scene::Scene;
+use crate::store::Store;
+use crate::store::commerce::{OfferRow, ProductRow};
 
 pub const MAX_UPDATES_PER_S: u64 = 10;
 /// Purchase toasts kept per session.
@@ -22,30 +28,89 @@ pub const TOAST_HISTORY: usize = 5;
 /// How often the publisher looks at values nobody announces (the viewer count).
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
+#[derive(Debug, Clone)]
+pub struct Toast {
+    pub text: String,
+    pub at_ms: i64,
+    pub at: Instant,
+}
+
+/// The pinned product with its image, decoded once.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    pub product: ProductRow,
+    pub image: Option<Arc<tiny_skia::Pixmap>>,
+}
+
+#[derive(Debug, Default)]
+pub struct LiveData {
+    pub likes: i64,
+    pub pinned: Option<Pinned>,
+    pub offers: Vec<OfferRow>,
+    pub toasts: VecDeque<Toast>,
+    pub scene: Scene,
+}
+
 pub struct SessionLive {
-    dirty: watch::Sender<u64>,
-    snapshot: watch::Sender<Arc<str>>,
+    pub session_id: String,
+    data: Mutex<LiveData>,
+    version: AtomicU64,
     /// Likes counted but not yet written to SQLite.
     pub pending_likes: AtomicI64,
-    toasts: Mutex<VecDeque<Value>>,
+    dirty: watch::Sender<u64>,
+    snapshot: watch::Sender<Arc<str>>,
+    images: PathBuf,
 }
 
 impl SessionLive {
-    pub fn touch(&self) {
+    pub fn data(&self) -> MutexGuard<'_, LiveData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the state and announces it (to the overlays at once, to SSE coalesced).
+    pub fn update(&self, change: impl FnOnce(&mut LiveData)) {
+        change(&mut self.data());
+        self.version.fetch_add(1, Ordering::Release);
         self.dirty.send_modify(|v| *v += 1);
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<str>> {
         self.snapshot.subscribe()
     }
 
-    fn push_toast(&self, text: String) {
-        let mut toasts = self.toasts.lock().unwrap_or_else(|e| e.into_inner());
-        toasts.push_back(json!({"text": text, "at": now_ms() / 1000}));
-        while toasts.len() > TOAST_HISTORY {
-            toasts.pop_front();
+    pub fn add_likes(&self, count: i64) {
+        self.pending_likes.fetch_add(count, Ordering::Relaxed);
+        self.update(|d| d.likes += count);
+    }
+
+    /// Re-reads offers from the ledger's tables.
+    pub fn reload_offers(&self, store: &Store) {
+        match store.offers_of(&self.session_id) {
+            Ok(offers) => self.update(|d| d.offers = offers),
+            Err(e) => tracing::error!(error = %e, "offers reload failed"),
         }
     }
+
+    /// Re-reads the pinned product and its image.
+    pub fn reload_pinned(&self, store: &Store) {
+        let pinned = load_pinned(store, &self.session_id, &self.images);
+        self.update(|d| d.pinned = pinned);
+    }
+}
+
+/// Where a product's image lives (PNG, scaled at upload).
+pub fn image_path(images: &Path, product_id: &str) -> PathBuf {
+    images.join(format!("{product_id}.png"))
+}
+
+fn load_pinned(store: &Store, session_id: &str, images: &Path) -> Option<Pinned> {
+    let product = store.pinned(session_id).ok().flatten().and_then(|id| store.product(&id).ok().flatten())?;
+    let image = tiny_skia::Pixmap::load_png(image_path(images, &product.id)).ok().map(Arc::new);
+    Some(Pinned { product, image })
 }
 
 pub struct LiveHub {
@@ -59,24 +124,44 @@ impl LiveHub {
         Self { sessions: Mutex::new(HashMap::new()), runtime }
     }
 
-    /// The session's live state, starting its publisher on first use.
+    /// The session's live state, loaded from the store and given a publisher on first use.
     pub fn session(&self, app: &AppState, session_id: &str) -> Arc<SessionLive> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(live) = sessions.get(session_id) {
             return live.clone();
         }
+        let images = app.images_dir();
+        let scene = crate::overlay::load_scene(&app.store, session_id).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "scene load failed");
+            Scene::default()
+        });
+        let data = LiveData {
+            likes: app.store.likes(session_id).unwrap_or(0),
+            pinned: load_pinned(&app.store, session_id, &images),
+            offers: app.store.offers_of(session_id).unwrap_or_default(),
+            toasts: VecDeque::new(),
+            scene,
+        };
         let (dirty, mut dirty_rx) = watch::channel(0);
         // Empty until the publisher builds the first snapshot, right away.
         dirty_rx.mark_changed();
         let (snapshot, _) = watch::channel(Arc::from(""));
-        let live = Arc::new(SessionLive { dirty, snapshot, pending_likes: AtomicI64::new(0), toasts: Mutex::new(VecDeque::new()) });
+        let live = Arc::new(SessionLive {
+            session_id: session_id.to_string(),
+            data: Mutex::new(data),
+            version: AtomicU64::new(1),
+            pending_likes: AtomicI64::new(0),
+            dirty,
+            snapshot,
+            images,
+        });
         sessions.insert(session_id.to_string(), live.clone());
-        self.runtime.spawn(publish(app.clone(), session_id.to_string(), live.clone(), dirty_rx));
+        self.runtime.spawn(publish(app.clone(), live.clone(), dirty_rx));
         live
     }
 
-    pub fn known(&self) -> Vec<(String, Arc<SessionLive>)> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    pub fn known(&self) -> Vec<Arc<SessionLive>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
     pub fn forget(&self, session_id: &str) {
@@ -85,83 +170,67 @@ impl LiveHub {
 
     /// Applies what the ledger committed.
     pub fn apply(&self, app: &AppState, effects: Vec<Effect>) {
+        let mut reload: Vec<String> = Vec::new();
         for effect in effects {
             match effect {
-                Effect::Changed { session_id } => self.session(app, &session_id).touch(),
+                Effect::Changed { session_id } => {
+                    if !reload.contains(&session_id) {
+                        reload.push(session_id);
+                    }
+                }
                 Effect::Purchase { session_id, toast } => {
-                    let live = self.session(app, &session_id);
-                    live.push_toast(toast);
-                    live.touch();
+                    self.session(app, &session_id).update(|d| {
+                        d.toasts.push_back(Toast { text: toast, at_ms: now_ms(), at: Instant::now() });
+                        while d.toasts.len() > TOAST_HISTORY {
+                            d.toasts.pop_front();
+                        }
+                    });
                 }
             }
+        }
+        for session_id in reload {
+            self.session(app, &session_id).reload_offers(&app.store);
         }
     }
 }
 
-async fn publish(app: AppState, session_id: String, live: Arc<SessionLive>, mut dirty: watch::Receiver<u64>) {
+async fn publish(app: AppState, live: Arc<SessionLive>, mut dirty: watch::Receiver<u64>) {
     let pause = Duration::from_millis(1000 / MAX_UPDATES_PER_S);
     loop {
         let woke = tokio::select! {
             changed = dirty.changed() => changed.is_ok(),
             _ = tokio::time::sleep(POLL_EVERY) => true,
         };
-        // Stop once the hub forgot the session (deleted) and no client holds it.
+        // Stop once the hub forgot the session (deleted) and nothing else holds it.
         if !woke || Arc::strong_count(&live) == 1 {
             return;
         }
         dirty.mark_unchanged();
-        let toasts = live.toasts.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let app2 = app.clone();
-        let id = session_id.clone();
-        let snapshot = tokio::task::spawn_blocking(move || build_snapshot(&app2, &id, &toasts)).await;
-        if let Ok(snapshot) = snapshot {
-            let text: Arc<str> = Arc::from(snapshot.to_string());
-            live.snapshot.send_if_modified(|current| {
-                if **current == *text {
-                    false
-                } else {
-                    *current = text;
-                    true
-                }
-            });
-        }
+        let text: Arc<str> = Arc::from(snapshot(&app, &live).to_string());
+        live.snapshot.send_if_modified(|current| {
+            if **current == *text {
+                false
+            } else {
+                *current = text;
+                true
+            }
+        });
         // Coalesce: at most MAX_UPDATES_PER_S snapshots a second.
         tokio::time::sleep(pause).await;
     }
 }
 
-/// The whole public state of a session, read from the ledger's own tables.
-pub fn build_snapshot(app: &AppState, session_id: &str, toasts: &VecDeque<Value>) -> Value {
+/// The whole public state of a session, from the live copy.
+pub fn snapshot(app: &AppState, live: &SessionLive) -> Value {
     let now = now_ms();
-    let pending = app
-        .commerce
-        .live
-        .sessions
-        .lock()
-        .ok()
-        .and_then(|s| s.get(session_id).map(|l| l.pending_likes.load(Ordering::Relaxed)))
-        .unwrap_or(0);
-    let likes = app.store.likes(session_id).unwrap_or(0) + pending;
-    let pinned = app
-        .store
-        .pinned(session_id)
-        .ok()
-        .flatten()
-        .and_then(|id| app.store.product(&id).ok().flatten())
-        .map(|p| super::product_json(&p));
-    let offers: Vec<Value> = app
-        .store
-        .offers_of(session_id)
-        .unwrap_or_default()
-        .iter()
-        .map(|o| offer_json(o, now))
-        .collect();
+    let data = live.data();
     json!({
-        "session_id": session_id,
-        "viewers": app.studios.viewers(session_id),
-        "likes": likes,
-        "pinned": pinned,
-        "offers": offers,
-        "toasts": toasts,
+        "session_id": live.session_id,
+        "viewers": app.studios.viewers(&live.session_id),
+        "likes": data.likes,
+        "pinned": data.pinned.as_ref().map(|p| super::product_json(&p.product)),
+        "offers": data.offers.iter().map(|o| offer_json(o, now)).collect::<Vec<_>>(),
+        "toasts": data.toasts.iter().map(|t| json!({"text": t.text, "at": t.at_ms / 1000})).collect::<Vec<_>>(),
+        "overlays_hidden": data.scene.hidden,
     })
 }

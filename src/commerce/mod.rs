@@ -72,10 +72,10 @@ pub fn spawn_background(app: AppState) {
 
 /// Writes counted likes to SQLite.
 pub fn flush_likes(app: &AppState) {
-    for (session_id, live) in app.commerce.live.known() {
+    for live in app.commerce.live.known() {
         let pending = live.pending_likes.swap(0, Ordering::Relaxed);
         if pending > 0
-            && let Err(e) = app.store.add_likes(&session_id, pending)
+            && let Err(e) = app.store.add_likes(&live.session_id, pending)
         {
             live.pending_likes.fetch_add(pending, Ordering::Relaxed);
             tracing::error!(error = %e, "likes flush failed");

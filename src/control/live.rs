@@ -2,7 +2,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Path, State};
@@ -41,9 +40,7 @@ pub async fn like(
     if state.store.session(&session_id)?.is_none() {
         return Err(ApiError::not_found("session"));
     }
-    let live = state.commerce.live.session(&state, &session_id);
-    live.pending_likes.fetch_add(body.count, Ordering::Relaxed);
-    live.touch();
+    state.commerce.live.session(&state, &session_id).add_likes(body.count);
     Ok(StatusCode::ACCEPTED)
 }
 

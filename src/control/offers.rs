@@ -69,7 +69,7 @@ pub async fn create(
         created_at: now / 1000,
     };
     state.store.insert_offer(&offer)?;
-    state.commerce.live.session(&state, &session_id).touch();
+    state.commerce.live.session(&state, &session_id).reload_offers(&state.store);
     Ok((StatusCode::CREATED, ApiJson(offer_json(&offer, now))))
 }
 

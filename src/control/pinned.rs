@@ -21,7 +21,7 @@ pub async fn put(State(state): State<AppState>, Path(id): Path<String>, ApiJson(
     state.store.session(&id)?.ok_or_else(|| ApiError::not_found("session"))?;
     let product = state.store.product(&body.product_id)?.ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
     state.store.set_pinned(&id, Some(&product.id))?;
-    state.commerce.live.session(&state, &id).touch();
+    state.commerce.live.session(&state, &id).reload_pinned(&state.store);
     Ok(ApiJson(json!({"session_id": id, "product": product_json(&product)})))
 }
 
@@ -30,6 +30,6 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     if !state.store.set_pinned(&id, None)? {
         return Err(ApiError::not_found("session"));
     }
-    state.commerce.live.session(&state, &id).touch();
+    state.commerce.live.session(&state, &id).reload_pinned(&state.store);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -123,6 +123,7 @@ pub async fn patch(
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id)?;
     state.studios.stop(&id);
+    state.commerce.live.forget(&id);
     state.store.delete_session(&id)?;
     tracing::info!(session.id = %id, "session deleted");
     Ok(StatusCode::NO_CONTENT)

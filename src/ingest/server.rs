@@ -3,7 +3,6 @@
 //! feeds the publisher's decode pipeline.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::flv::{AudioTag, VideoTag};
 use super::rtmp::session::{APP_NAME, ServerSession, SessionEvent};
-use crate::app::{App, redact};
+use crate::app::{AppState, redact};
 use crate::media::decode::PublisherDecode;
 use crate::studio::{PublisherLink, StudioHandle};
 
@@ -21,7 +20,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes read per socket read.
 const READ_BUFFER: usize = 64 * 1024;
 
-pub async fn serve(listener: TcpListener, app: Arc<App>) {
+pub async fn serve(listener: TcpListener, app: AppState) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -56,7 +55,7 @@ fn mask(peer: SocketAddr) -> String {
 }
 
 struct Connection {
-    app: Arc<App>,
+    app: AppState,
     peer: SocketAddr,
     publisher: Option<(StudioHandle, PublisherLink)>,
     decode: Option<PublisherDecode>,

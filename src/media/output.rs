@@ -28,6 +28,9 @@ const SILENCE_CHUNK: Duration = Duration::from_millis(20);
 /// must not block.
 pub type PacketSink = Arc<dyn Fn(EncodedPacket) + Send + Sync>;
 
+/// Called for every output frame, on the streaming thread, for the overlays to blend.
+pub type OverlayHook = Box<dyn FnMut() -> Option<gstreamer_video::VideoOverlayComposition> + Send>;
+
 /// Who pushed a buffer. A publisher outranks the filler (test pattern).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -143,8 +146,11 @@ pub struct StudioOutput {
 }
 
 impl StudioOutput {
-    pub fn start(label: &str, format: OutputFormat, sink: PacketSink) -> Result<Self, MediaError> {
+    pub fn start(label: &str, format: OutputFormat, sink: PacketSink, overlay: Option<OverlayHook>) -> Result<Self, MediaError> {
         let pipeline = STUDIO_OUTPUT.launch(&format_vars(&format))?;
+        if let Some(hook) = overlay {
+            connect_overlay(&pipeline, hook)?;
+        }
         let video = app_src(&pipeline, "video")?;
         let audio = app_src(&pipeline, "audio")?;
         video.set_caps(Some(
@@ -218,6 +224,19 @@ impl Drop for StudioOutput {
         }
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// Hands each frame's composition from `hook` to the `overlaycomposition` element.
+fn connect_overlay(pipeline: &gst::Pipeline, hook: OverlayHook) -> Result<(), MediaError> {
+    let element = pipeline
+        .by_name("overlay")
+        .ok_or_else(|| MediaError::Build { name: STUDIO_OUTPUT.name, reason: "no element named overlay".into() })?;
+    let hook = Mutex::new(hook);
+    element.connect("draw", false, move |_| {
+        let composition = (hook.lock().unwrap_or_else(|e| e.into_inner()))();
+        Some(composition.to_value())
+    });
+    Ok(())
 }
 
 pub(crate) fn raw_audio_caps() -> gst::Caps {

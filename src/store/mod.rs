@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 pub mod commerce;
+pub mod overlays;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -98,6 +99,15 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (event_id, webhook_id)
     );
     CREATE INDEX outbox_due ON outbox(delivered_at, next_attempt_at);",
+    // Overlays: each session's scene of layers, and the hide-all switch.
+    "ALTER TABLE sessions ADD COLUMN overlays_hidden INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN scene_created INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE overlay_layers (
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        id         TEXT NOT NULL,
+        layer      TEXT NOT NULL,
+        PRIMARY KEY (session_id, id)
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media::OutputFormat;
-use crate::media::output::{OutputFeed, PacketSink};
+use crate::media::output::{OutputFeed, OverlayHook, PacketSink};
 
 /// Requests queued to one studio owner. Senders wait when it is full; requests are small and
 /// the owner answers each in microseconds.
@@ -42,6 +42,9 @@ pub struct StudioStats {
     pub viewers: AtomicUsize,
     pub publisher_connected: AtomicBool,
 }
+
+/// Builds the studio's overlay hook once its counters exist (the overlays show its viewers).
+pub type OverlayFactory = Box<dyn FnOnce(Arc<StudioStats>) -> Option<OverlayHook> + Send>;
 
 /// A publisher's link into the studio, given on attach.
 pub struct PublisherLink {
@@ -114,6 +117,7 @@ impl Studios {
         session_id: &str,
         filler: Filler,
         sink: PacketSink,
+        overlay: OverlayFactory,
     ) -> Result<StudioHandle, StudioError> {
         let mut running = self.running();
         if let Some((handle, _)) = running.get(session_id)
@@ -121,7 +125,7 @@ impl Studios {
         {
             return Ok(handle.clone());
         }
-        let (handle, stopper) = owner::spawn(session_id, self.format, filler, sink)?;
+        let (handle, stopper) = owner::spawn(session_id, self.format, filler, sink, overlay)?;
         running.insert(session_id.to_string(), (handle.clone(), stopper));
         Ok(handle)
     }
@@ -131,6 +135,10 @@ impl Studios {
         if let Some((_, stopper)) = self.running().remove(session_id) {
             stopper.stop();
         }
+    }
+
+    pub fn format(&self) -> OutputFormat {
+        self.format
     }
 
     pub fn viewers(&self, session_id: &str) -> usize {

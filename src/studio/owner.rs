@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{Filler, PublisherLink, Request, STUDIO_REQUESTS, StudioError, StudioHandle, StudioStats};
+use super::{Filler, OverlayFactory, PublisherLink, Request, STUDIO_REQUESTS, StudioError, StudioHandle, StudioStats};
 use crate::media::OutputFormat;
 use crate::media::output::{PacketSink, StudioOutput};
 use crate::media::test_pattern::TestPattern;
@@ -29,9 +29,12 @@ pub(crate) fn spawn(
     format: OutputFormat,
     filler: Filler,
     sink: PacketSink,
+    overlay: OverlayFactory,
 ) -> Result<(StudioHandle, Stopper), StudioError> {
     let label = short(session_id);
-    let output = StudioOutput::start(&label, format, sink).map_err(|e| StudioError::Start(e.to_string()))?;
+    let stats = Arc::new(StudioStats::default());
+    let output = StudioOutput::start(&label, format, sink, overlay(stats.clone()))
+        .map_err(|e| StudioError::Start(e.to_string()))?;
     let pattern = match filler {
         Filler::Slate => None,
         Filler::TestPattern => Some(
@@ -41,7 +44,6 @@ pub(crate) fn spawn(
     };
     let (tx, rx) = mpsc::channel(STUDIO_REQUESTS);
     let (stop_tx, stop_rx) = oneshot::channel();
-    let stats = Arc::new(StudioStats::default());
     let handle = StudioHandle { session_id: Arc::from(session_id), tx, stats: stats.clone() };
     let owner = Owner { label, output, _pattern: pattern, stats, publisher: None, next_publisher: 1 };
     tokio::spawn(owner.run(rx, stop_rx));
