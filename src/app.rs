@@ -9,7 +9,7 @@ use crate::commerce::Commerce;
 use crate::commerce::ledger::{EffectSink, StockLedger};
 use crate::commerce::rate::{ORDER_BURST, ORDER_REFILL_PER_S, RateLimiter};
 use crate::media::OutputFormat;
-use crate::overlay::compositor::Compositor;
+use crate::overlay::compositor::{Compositor, OverlayCounters};
 use crate::config::Settings;
 use crate::egress::Egress;
 use crate::store::{SessionRow, Store, StoreError};
@@ -21,6 +21,8 @@ pub struct App {
     pub studios: Studios,
     pub egress: Egress,
     pub commerce: Commerce,
+    /// Shared by every studio's overlay compositor.
+    pub overlay_counters: Arc<OverlayCounters>,
     pub api_token: String,
     /// Addresses actually bound (a `:0` port in the settings is resolved here).
     pub http_addr: SocketAddr,
@@ -41,8 +43,9 @@ impl AppState {
         let format = self.studios.format();
         let watch_url = format!("{}/watch/{}", self.http_base(), row.id);
         let images = self.images_dir();
+        let counters = self.overlay_counters.clone();
         let overlay: crate::studio::OverlayFactory = Box::new(move |stats| {
-            let mut compositor = Compositor::new(live, stats, format.width, format.height, watch_url, images);
+            let mut compositor = Compositor::new(live, stats, format.width, format.height, watch_url, images, counters);
             Some(Box::new(move || compositor.compose()))
         });
         let handle = self.studios.start(&row.id, filler, self.egress.packet_sink(&row.id), overlay)?;
@@ -138,6 +141,7 @@ impl App {
             studios: Studios::new(OutputFormat::default()),
             egress,
             commerce,
+            overlay_counters: Arc::new(OverlayCounters::default()),
             api_token,
             http_addr,
             rtmp_addr,

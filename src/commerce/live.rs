@@ -57,6 +57,8 @@ pub struct SessionLive {
     version: AtomicU64,
     /// Likes counted but not yet written to SQLite.
     pub pending_likes: AtomicI64,
+    /// When the oldest change not yet on a frame was made (the overlays measure from it).
+    changed_at: Mutex<Option<Instant>>,
     dirty: watch::Sender<u64>,
     snapshot: watch::Sender<Arc<str>>,
     images: PathBuf,
@@ -70,8 +72,14 @@ impl SessionLive {
     /// Changes the state and announces it (to the overlays at once, to SSE coalesced).
     pub fn update(&self, change: impl FnOnce(&mut LiveData)) {
         change(&mut self.data());
+        self.changed_at.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
         self.version.fetch_add(1, Ordering::Release);
         self.dirty.send_modify(|v| *v += 1);
+    }
+
+    /// Takes the time of the oldest change since the last call.
+    pub fn take_changed_at(&self) -> Option<Instant> {
+        self.changed_at.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     pub fn version(&self) -> u64 {
@@ -151,6 +159,7 @@ impl LiveHub {
             data: Mutex::new(data),
             version: AtomicU64::new(1),
             pending_likes: AtomicI64::new(0),
+            changed_at: Mutex::new(None),
             dirty,
             snapshot,
             images,

@@ -6,6 +6,7 @@ mod health;
 mod live;
 mod offers;
 mod orders;
+mod overlays;
 mod pages;
 mod pinned;
 mod products;
@@ -42,6 +43,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions/{id}/orders/{order_id}/cancel", post(orders::cancel))
         .route("/api/v1/products", get(products::list).post(products::create))
         .route("/api/v1/products/{id}", get(products::get).patch(products::patch).delete(products::delete))
+        .route("/api/v1/sessions/{id}/overlays", get(overlays::list).post(overlays::create))
+        .route("/api/v1/sessions/{id}/overlays/hide", post(overlays::hide))
+        .route("/api/v1/sessions/{id}/overlays/show", post(overlays::show))
+        .route(
+            "/api/v1/sessions/{id}/overlays/{layer_id}",
+            get(overlays::get).patch(overlays::patch).delete(overlays::delete),
+        )
+        .route(
+            "/api/v1/sessions/{id}/overlays/{layer_id}/image",
+            put(overlays::layer_image).layer(DefaultBodyLimit::max(overlays::MAX_IMAGE_BYTES + 1)),
+        )
+        .route(
+            "/api/v1/products/{id}/image",
+            put(overlays::product_image).layer(DefaultBodyLimit::max(overlays::MAX_IMAGE_BYTES + 1)),
+        )
         .route("/api/v1/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/api/v1/webhooks/{id}", delete(webhooks::delete))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_operator));

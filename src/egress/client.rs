@@ -42,16 +42,23 @@ pub struct PlayOptions {
     pub dump_every: usize,
     /// Write the received video, as an Annex B H.264 elementary stream, to this file.
     pub h264_file: Option<PathBuf>,
+    /// A rectangle (x, y, width, height) whose pixels each decoded frame reports, grey and
+    /// subsampled, in [`DecodedFrame::region`].
+    pub region: Option<(u32, u32, u32, u32)>,
+    /// Keep the last decoded picture (RGB) in the report.
+    pub keep_last_frame: bool,
+    /// The clock `DecodedFrame::at` counts from (default: when `play` starts).
+    pub epoch: Option<Instant>,
 }
 
 impl Default for PlayOptions {
     fn default() -> Self {
-        Self { duration: Duration::from_secs(10), stop_after_frames: None, decode: true, dump_dir: None, dump_every: 30, h264_file: None }
+        Self { duration: Duration::from_secs(10), stop_after_frames: None, decode: true, dump_dir: None, dump_every: 30, h264_file: None, region: None, keep_last_frame: false, epoch: None }
     }
 }
 
 /// One decoded picture.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DecodedFrame {
     /// Time since the client started.
     pub at: Duration,
@@ -59,6 +66,23 @@ pub struct DecodedFrame {
     pub height: u32,
     /// Mean red, green, blue over the picture.
     pub mean_rgb: [u8; 3],
+    /// Grey levels of every second pixel of `PlayOptions::region`, row by row.
+    pub region: Option<Arc<[u8]>>,
+}
+
+/// One decoded picture, RGB, rows packed.
+#[derive(Debug, Clone)]
+pub struct RgbFrame {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+impl RgbFrame {
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = ((y * self.width + x) * 3) as usize;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -73,6 +97,7 @@ pub struct PlaybackReport {
     pub audio_packets: u64,
     pub first_frame_after: Option<Duration>,
     pub decoded: Vec<DecodedFrame>,
+    pub last_frame: Option<RgbFrame>,
 }
 
 impl PlaybackReport {
@@ -84,7 +109,7 @@ impl PlaybackReport {
 /// Plays `whep_url` for `options.duration` (or until enough frames) and reports.
 pub fn play(whep_url: &str, options: &PlayOptions) -> Result<PlaybackReport, ClientError> {
     str0m::crypto::from_feature_flags().install_process_default();
-    let start = Instant::now();
+    let start = options.epoch.unwrap_or_else(Instant::now);
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     let local = socket.local_addr()?;
     let mut config = RtcConfig::new().clear_codecs().enable_opus(true, false);
@@ -111,7 +136,7 @@ pub fn play(whep_url: &str, options: &PlayOptions) -> Result<PlaybackReport, Cli
         let _ = delete_resource(whep_url, &location);
     }
     if let Some(decoder) = decoder {
-        report.decoded = decoder.finish();
+        (report.decoded, report.last_frame) = decoder.finish();
     }
     result.map(|()| report)
 }
@@ -125,13 +150,14 @@ fn run(
     decoder: Option<&Decoder>,
     report: &mut PlaybackReport,
 ) -> Result<(), ClientError> {
+    let run_start = Instant::now();
     let mut buf = vec![0u8; 2048];
     let mut h264_out = match &options.h264_file {
         Some(path) => Some(std::fs::File::create(path)?),
         None => None,
     };
     loop {
-        if start.elapsed() >= options.duration {
+        if run_start.elapsed() >= options.duration {
             return Ok(());
         }
         if let (Some(limit), Some(d)) = (options.stop_after_frames, decoder)
@@ -321,6 +347,7 @@ struct Decoder {
     pipeline: gst::Pipeline,
     src: gst_app::AppSrc,
     frames: Arc<Mutex<Vec<DecodedFrame>>>,
+    last: Arc<Mutex<Option<RgbFrame>>>,
 }
 
 impl Decoder {
@@ -345,6 +372,10 @@ impl Decoder {
             .ok_or_else(|| ClientError::Decoder("no appsink".into()))?;
         let frames = Arc::new(Mutex::new(Vec::new()));
         let out = frames.clone();
+        let last = Arc::new(Mutex::new(None));
+        let last_out = last.clone();
+        let keep_last = options.keep_last_frame;
+        let region = options.region;
         let dump_dir = options.dump_dir.clone();
         let dump_every = options.dump_every.max(1);
         sink.set_callbacks(
@@ -358,12 +389,23 @@ impl Decoder {
                         return Ok(gst::FlowSuccess::Ok);
                     };
                     let Ok(map) = buffer.map_readable() else { return Ok(gst::FlowSuccess::Ok) };
+                    let (width, height, stride) = (info.width(), info.height(), info.stride()[0] as usize);
                     let frame = DecodedFrame {
                         at: start.elapsed(),
-                        width: info.width(),
-                        height: info.height(),
-                        mean_rgb: mean_rgb(&map, info.width() as usize, info.height() as usize, info.stride()[0] as usize),
+                        width,
+                        height,
+                        mean_rgb: mean_rgb(&map, width as usize, height as usize, stride),
+                        region: region.map(|r| grey_region(&map, stride, width, height, r)),
                     };
+                    if keep_last {
+                        let mut data = Vec::with_capacity((width * height * 3) as usize);
+                        for y in 0..height as usize {
+                            if let Some(row) = map.get(y * stride..y * stride + width as usize * 3) {
+                                data.extend_from_slice(row);
+                            }
+                        }
+                        *last_out.lock().unwrap_or_else(|e| e.into_inner()) = Some(RgbFrame { width, height, data });
+                    }
                     let mut frames = out.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(dir) = &dump_dir
                         && frames.len() % dump_every == 0
@@ -377,7 +419,7 @@ impl Decoder {
                 .build(),
         );
         pipeline.set_state(gst::State::Playing).map_err(|e| ClientError::Decoder(e.to_string()))?;
-        Ok(Self { pipeline, src, frames })
+        Ok(Self { pipeline, src, frames, last })
     }
 
     fn push(&self, access_unit: &[u8]) {
@@ -388,12 +430,27 @@ impl Decoder {
         self.frames.lock().map(|f| f.len()).unwrap_or(0)
     }
 
-    fn finish(self) -> Vec<DecodedFrame> {
+    fn finish(self) -> (Vec<DecodedFrame>, Option<RgbFrame>) {
         let _ = self.src.end_of_stream();
         std::thread::sleep(Duration::from_millis(100));
         let _ = self.pipeline.set_state(gst::State::Null);
-        std::mem::take(&mut *self.frames.lock().unwrap_or_else(|e| e.into_inner()))
+        let frames = std::mem::take(&mut *self.frames.lock().unwrap_or_else(|e| e.into_inner()));
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).take();
+        (frames, last)
     }
+}
+
+fn grey_region(data: &[u8], stride: usize, width: u32, height: u32, (rx, ry, rw, rh): (u32, u32, u32, u32)) -> Arc<[u8]> {
+    let mut out = Vec::with_capacity((rw * rh / 4) as usize);
+    for y in (ry..(ry + rh).min(height)).step_by(2) {
+        for x in (rx..(rx + rw).min(width)).step_by(2) {
+            let i = y as usize * stride + x as usize * 3;
+            if let Some(px) = data.get(i..i + 3) {
+                out.push(((px[0] as u32 * 77 + px[1] as u32 * 150 + px[2] as u32 * 29) >> 8) as u8);
+            }
+        }
+    }
+    Arc::from(out)
 }
 
 fn mean_rgb(data: &[u8], width: usize, height: usize, stride: usize) -> [u8; 3] {

@@ -22,12 +22,29 @@ use crate::commerce::ledger::now_ms;
 use crate::commerce::live::SessionLive;
 use crate::studio::StudioStats;
 
-/// Counters for `/metrics` and the benchmarks.
+/// Upper bounds (ms) of the change-to-frame histogram buckets; the last is +Inf.
+pub const UPDATE_BUCKETS_MS: [u64; 9] = [5, 10, 20, 33, 50, 66, 100, 200, 500];
+
+/// Counters of all compositors, for `/metrics` and the benchmarks.
 #[derive(Debug, Default)]
 pub struct OverlayCounters {
     pub frames: AtomicU64,
     pub redraws: AtomicU64,
     pub redraw_us: AtomicU64,
+    /// From a change of the live state to the first frame composited with it.
+    pub update_buckets: [AtomicU64; UPDATE_BUCKETS_MS.len() + 1],
+    pub update_count: AtomicU64,
+    pub update_us_sum: AtomicU64,
+}
+
+impl OverlayCounters {
+    fn record_update(&self, elapsed: Duration) {
+        let ms = elapsed.as_millis() as u64;
+        let bucket = UPDATE_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(UPDATE_BUCKETS_MS.len());
+        self.update_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.update_count.fetch_add(1, Ordering::Relaxed);
+        self.update_us_sum.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 struct Cached {
@@ -67,6 +84,7 @@ impl Compositor {
         height: u32,
         watch_url: String,
         images_dir: PathBuf,
+        counters: Arc<OverlayCounters>,
     ) -> Self {
         Self {
             live,
@@ -78,7 +96,7 @@ impl Compositor {
             cache: HashMap::new(),
             last: None,
             time_dependent: false,
-            counters: Arc::new(OverlayCounters::default()),
+            counters,
         }
     }
 
@@ -94,6 +112,11 @@ impl Compositor {
         }
         let now = Instant::now();
         let composition = self.build(now);
+        if self.last.as_ref().is_none_or(|(v, _)| *v != version)
+            && let Some(changed_at) = self.live.take_changed_at()
+        {
+            self.counters.record_update(now.saturating_duration_since(changed_at));
+        }
         self.last = Some((version, composition.clone()));
         composition
     }

@@ -88,6 +88,7 @@ pub struct Content {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Layer {
     pub id: String,
     pub kind: LayerKind,

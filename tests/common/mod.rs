@@ -131,6 +131,7 @@ impl Server {
             ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
             ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
             ("PATCH", Some(b)) => agent.patch(&url).header("Authorization", &auth).send_json(b),
+            ("PUT", Some(b)) => agent.put(&url).header("Authorization", &auth).send_json(b),
             other => panic!("unsupported call {other:?}"),
         };
         let mut response = response.expect("HTTP call");

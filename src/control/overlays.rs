@@ -1,0 +1,219 @@
+//! Overlays: a session's layers (CRUD, PATCH for quick changes), the hide-all switch, and
+//! image uploads for products and image layers.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiJson};
+use crate::app::AppState;
+use crate::commerce::live::image_path;
+use crate::overlay::scene::{self, Layer, LayerKind, Scene};
+use crate::overlay::new_layer_id;
+
+/// Largest image upload.
+pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
+/// Largest decoded image accepted (each side), against decompression bombs.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+/// Images are scaled once, at upload, to fit this square.
+pub const STORED_IMAGE_SIDE: u32 = 512;
+
+fn scene_json(scene: &Scene) -> Value {
+    json!({"hidden": scene.hidden, "layers": scene.layers})
+}
+
+fn session_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
+    state.store.session(id)?.map(|_| ()).ok_or_else(|| ApiError::not_found("session"))
+}
+
+/// Merges a JSON patch (top level, and one level into `style` and `content`) onto a layer.
+fn merge(layer: &Layer, patch: &Value) -> Result<Layer, ApiError> {
+    let Some(patch) = patch.as_object() else {
+        return Err(ApiError::unprocessable("the body must be a JSON object"));
+    };
+    let mut value = serde_json::to_value(layer).map_err(ApiError::internal)?;
+    for (key, v) in patch {
+        match key.as_str() {
+            "id" | "kind" => {
+                if value.get(key) != Some(v) {
+                    return Err(ApiError::unprocessable(format!("{key}: cannot be changed; create another layer")));
+                }
+            }
+            "style" | "content" if v.is_object() => {
+                for (k, inner) in v.as_object().into_iter().flatten() {
+                    value[key][k] = inner.clone();
+                }
+            }
+            _ => value[key] = v.clone(),
+        }
+    }
+    let merged: Layer = serde_json::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    scene::validate(&merged).map_err(ApiError::unprocessable)?;
+    Ok(merged)
+}
+
+/// Applies a change to the stored scene and the live one (the next frame shows it).
+fn change_layer(state: &AppState, session_id: &str, layer: &Layer) -> Result<(), ApiError> {
+    let json = serde_json::to_string(layer).map_err(ApiError::internal)?;
+    state.store.put_overlay_layer(session_id, &layer.id, &json)?;
+    let live = state.commerce.live.session(state, session_id);
+    let layer = layer.clone();
+    live.update(move |d| match d.scene.layers.iter_mut().find(|l| l.id == layer.id) {
+        Some(existing) => *existing = layer,
+        None => d.scene.layers.push(layer),
+    });
+    Ok(())
+}
+
+/// The scene: `hidden` and the layers.
+pub async fn list(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    session_exists(&state, &id)?;
+    let live = state.commerce.live.session(&state, &id);
+    let json = scene_json(&live.data().scene);
+    Ok(ApiJson(json))
+}
+
+/// Adds a layer: `{"kind": "counter"}` gets the template's layout; any field may be given.
+pub async fn create(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<Value>) -> Result<impl IntoResponse, ApiError> {
+    session_exists(&state, &id)?;
+    let kind: LayerKind = body
+        .get("kind")
+        .cloned()
+        .ok_or_else(|| ApiError::unprocessable("kind: required (product_card, counter, countdown, toast, text, image, qr)"))
+        .and_then(|k| serde_json::from_value(k).map_err(|e| ApiError::unprocessable(format!("kind: {e}"))))?;
+    let template = scene::template(kind, new_layer_id());
+    let mut patch = body.clone();
+    if let Some(obj) = patch.as_object_mut() {
+        obj.remove("kind");
+    }
+    let layer = merge(&template, &patch)?;
+    change_layer(&state, &id, &layer)?;
+    Ok((StatusCode::CREATED, ApiJson(layer)))
+}
+
+fn find(state: &AppState, session_id: &str, layer_id: &str) -> Result<Layer, ApiError> {
+    session_exists(state, session_id)?;
+    let live = state.commerce.live.session(state, session_id);
+    let layer = live.data().scene.layers.iter().find(|l| l.id == layer_id).cloned();
+    layer.ok_or_else(|| ApiError::not_found("layer"))
+}
+
+/// One layer.
+pub async fn get(State(state): State<AppState>, Path((id, layer_id)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    Ok(ApiJson(find(&state, &id, &layer_id)?))
+}
+
+/// Changes some fields of a layer, e.g. `{"visible": false}` or `{"style": {"theme": "#b03a2e"}}`.
+pub async fn patch(
+    State(state): State<AppState>,
+    Path((id, layer_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let layer = merge(&find(&state, &id, &layer_id)?, &body)?;
+    change_layer(&state, &id, &layer)?;
+    Ok(ApiJson(layer))
+}
+
+/// Removes a layer.
+pub async fn delete(State(state): State<AppState>, Path((id, layer_id)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    find(&state, &id, &layer_id)?;
+    state.store.delete_overlay_layer(&id, &layer_id)?;
+    let _ = std::fs::remove_file(state.images_dir().join(format!("{layer_id}.png")));
+    state.commerce.live.session(&state, &id).update(|d| d.scene.layers.retain(|l| l.id != layer_id));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_hidden(state: &AppState, id: &str, hidden: bool) -> Result<Value, ApiError> {
+    if !state.store.set_overlays_hidden(id, hidden)? {
+        return Err(ApiError::not_found("session"));
+    }
+    let live = state.commerce.live.session(state, id);
+    live.update(|d| d.scene.hidden = hidden);
+    let json = scene_json(&live.data().scene);
+    Ok(json)
+}
+
+/// The emergency switch: no overlay is drawn from the next frame on.
+pub async fn hide(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(ApiJson(set_hidden(&state, &id, true).await?))
+}
+
+/// Shows the overlays again.
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(ApiJson(set_hidden(&state, &id, false).await?))
+}
+
+/// Decodes an uploaded PNG, JPEG or WebP, scales it to fit [`STORED_IMAGE_SIDE`] and writes
+/// it as PNG. Refusals say why.
+fn store_image(headers: &HeaderMap, body: &[u8], path: &std::path::Path) -> Result<(u32, u32), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let format = match content_type.split(';').next().map(str::trim) {
+        Some("image/png") => image::ImageFormat::Png,
+        Some("image/jpeg") => image::ImageFormat::Jpeg,
+        Some("image/webp") => image::ImageFormat::WebP,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("send image/png, image/jpeg or image/webp, not {content_type:?}"),
+            ));
+        }
+    };
+    if body.len() > MAX_IMAGE_BYTES {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the image is larger than {} MiB", MAX_IMAGE_BYTES >> 20)));
+    }
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(body), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    let decoded = reader
+        .decode()
+        .map_err(|e| ApiError::unprocessable(format!("the image cannot be decoded as {content_type}: {e}")))?;
+    let scaled = decoded.thumbnail(STORED_IMAGE_SIDE, STORED_IMAGE_SIDE).to_rgba8();
+    let dims = scaled.dimensions();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(ApiError::internal)?;
+    }
+    // Write then rename: a reader never sees half a file.
+    let tmp = path.with_extension("png.tmp");
+    scaled.save_with_format(&tmp, image::ImageFormat::Png).map_err(ApiError::internal)?;
+    std::fs::rename(&tmp, path).map_err(ApiError::internal)?;
+    Ok(dims)
+}
+
+/// A product's image (its card shows it).
+pub async fn product_image(
+    State(state): State<AppState>,
+    Path(product_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    state.store.product(&product_id)?.ok_or_else(|| ApiError::not_found("product"))?;
+    let (width, height) = store_image(&headers, &body, &image_path(&state.images_dir(), &product_id))?;
+    for live in state.commerce.live.known() {
+        let pinned = live.data().pinned.as_ref().map(|p| p.product.id.clone());
+        if pinned.as_deref() == Some(product_id.as_str()) {
+            live.reload_pinned(&state.store);
+        }
+    }
+    Ok(ApiJson(json!({"product_id": product_id, "width": width, "height": height})))
+}
+
+/// An image layer's picture (a logo).
+pub async fn layer_image(
+    State(state): State<AppState>,
+    Path((id, layer_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let layer = find(&state, &id, &layer_id)?;
+    if layer.kind != LayerKind::Image {
+        return Err(ApiError::unprocessable("only image layers take an image"));
+    }
+    let (width, height) = store_image(&headers, &body, &state.images_dir().join(format!("{layer_id}.png")))?;
+    state.commerce.live.session(&state, &id).update(|_| {});
+    Ok(ApiJson(json!({"layer_id": layer_id, "width": width, "height": height})))
+}
