@@ -7,3 +7,6 @@ quick=()
 for arg in "$@"; do [[ "$arg" == --quick ]] && quick=(--quick); done
 echo "== orders (bench/orders.rs)"
 cargo bench --locked --bench orders -- "${quick[@]}"
+echo
+echo "== overlay cost (bench/overlay.rs)"
+cargo bench --locked --bench overlay -- "${quick[@]}"

@@ -46,7 +46,10 @@ impl AppState {
         let counters = self.overlay_counters.clone();
         let overlay: crate::studio::OverlayFactory = Box::new(move |stats| {
             let mut compositor = Compositor::new(live, stats, format.width, format.height, watch_url, images, counters);
-            Some(Box::new(move || compositor.compose()))
+            let info = gstreamer_video::VideoInfo::builder(gstreamer_video::VideoFormat::I420, format.width, format.height)
+                .build()
+                .ok()?;
+            Some(Box::new(move |frame: &mut gstreamer::Buffer| compositor.apply(frame, &info)))
         });
         let handle = self.studios.start(&row.id, filler, self.egress.packet_sink(&row.id), overlay)?;
         if !row.live {

@@ -130,6 +130,7 @@ fn pinned_card_shows_on_the_video_like_its_reference_rendering_and_hide_all_remo
         }
     }
     let off_reference = region_diff(&expected, &pinned, place, 12);
+    eprintln!("card region: {changed:.1} per channel from the unpinned frame, {off_reference:.1} from the reference rendering");
     assert!(off_reference < 8.0, "the card on the video differs from its reference rendering by {off_reference:.1} per channel");
 
     let (status, scene) = server.api("POST", &format!("/api/v1/sessions/{id}/overlays/hide"), None);

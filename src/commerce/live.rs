@@ -110,6 +110,24 @@ impl SessionLive {
     }
 }
 
+impl SessionLive {
+    /// A live state outside any server (benchmarks, renderer tests): nothing publishes it.
+    pub fn standalone(session_id: &str, data: LiveData) -> Arc<Self> {
+        let (dirty, _) = watch::channel(0);
+        let (snapshot, _) = watch::channel(Arc::from(""));
+        Arc::new(SessionLive {
+            session_id: session_id.to_string(),
+            data: Mutex::new(data),
+            version: AtomicU64::new(1),
+            pending_likes: AtomicI64::new(0),
+            changed_at: Mutex::new(None),
+            dirty,
+            snapshot,
+            images: PathBuf::new(),
+        })
+    }
+}
+
 /// Where a product's image lives (PNG, scaled at upload).
 pub fn image_path(images: &Path, product_id: &str) -> PathBuf {
     images.join(format!("{product_id}.png"))

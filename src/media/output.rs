@@ -28,8 +28,9 @@ const SILENCE_CHUNK: Duration = Duration::from_millis(20);
 /// must not block.
 pub type PacketSink = Arc<dyn Fn(EncodedPacket) + Send + Sync>;
 
-/// Called for every output frame, on the streaming thread, for the overlays to blend.
-pub type OverlayHook = Box<dyn FnMut() -> Option<gstreamer_video::VideoOverlayComposition> + Send>;
+/// Called with every output frame, on the streaming thread, just before the encoder: the
+/// overlays blend into it (copying it first only when they draw something).
+pub type OverlayHook = Box<dyn FnMut(&mut gst::Buffer) + Send>;
 
 /// Who pushed a buffer. A publisher outranks the filler (test pattern).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,15 +227,19 @@ impl Drop for StudioOutput {
     }
 }
 
-/// Hands each frame's composition from `hook` to the `overlaycomposition` element.
+/// Runs `hook` on every frame leaving the `overlay` element (a pad probe: no extra thread,
+/// no queue, the frame goes on to the encoder right after).
 fn connect_overlay(pipeline: &gst::Pipeline, hook: OverlayHook) -> Result<(), MediaError> {
-    let element = pipeline
+    let pad = pipeline
         .by_name("overlay")
+        .and_then(|e| e.static_pad("src"))
         .ok_or_else(|| MediaError::Build { name: STUDIO_OUTPUT.name, reason: "no element named overlay".into() })?;
     let hook = Mutex::new(hook);
-    element.connect("draw", false, move |_| {
-        let composition = (hook.lock().unwrap_or_else(|e| e.into_inner()))();
-        Some(composition.to_value())
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
+            (hook.lock().unwrap_or_else(|e| e.into_inner()))(buffer);
+        }
+        gst::PadProbeReturn::Ok
     });
     Ok(())
 }

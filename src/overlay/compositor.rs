@@ -1,10 +1,10 @@
-//! Per frame: which rectangles `overlaycomposition` blends. Called on the output pipeline's
-//! streaming thread just before the encoder, so a change of the live state is on the very
-//! next encoded frame.
+//! Per frame: which layers to blend, where and how opaque, and the blending itself. Called
+//! on the output pipeline's streaming thread just before the encoder, so a change of the
+//! live state is on the very next encoded frame.
 //!
-//! Each layer is rendered once into a premultiplied BGRA rectangle and cached under its key
-//! (what it shows); it is redrawn only when the key changes. Fades and slides change only the
-//! rectangle's global alpha and position, on the frame clock, without redrawing.
+//! Each layer is rendered once (tiny-skia, premultiplied) and converted once into blendable
+//! Y/U/V/alpha planes, cached under its key (what it shows); it is redrawn only when the key
+//! changes. Fades and slides change only the opacity and position, on the frame clock.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
-use gstreamer_video::{self as gst_video, VideoOverlayComposition, VideoOverlayRectangle};
+use gstreamer_video::{self as gst_video, VideoFrameExt};
 
+use super::blend::{self, I420, YuvOverlay};
 use super::layout::{self, Rect};
 use super::render::{self, View};
 use super::scene::{Anchor, LayerKind, Transition};
@@ -24,6 +25,15 @@ use crate::studio::StudioStats;
 
 /// Upper bounds (ms) of the change-to-frame histogram buckets; the last is +Inf.
 pub const UPDATE_BUCKETS_MS: [u64; 9] = [5, 10, 20, 33, 50, 66, 100, 200, 500];
+
+/// One layer on one frame.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub overlay: Arc<YuvOverlay>,
+    pub x: i32,
+    pub y: i32,
+    pub opacity: f32,
+}
 
 /// Counters of all compositors, for `/metrics` and the benchmarks.
 #[derive(Debug, Default)]
@@ -50,7 +60,7 @@ impl OverlayCounters {
 struct Cached {
     key: String,
     place: Rect,
-    rect: VideoOverlayRectangle,
+    overlay: Arc<YuvOverlay>,
     shown_at: Instant,
     /// Set while the layer fades or slides out after it has nothing left to show.
     leaving_since: Option<Instant>,
@@ -69,8 +79,8 @@ pub struct Compositor {
     watch_url: String,
     images_dir: PathBuf,
     cache: HashMap<String, Cached>,
-    /// The last composition and the live-state version it was built from.
-    last: Option<(u64, Option<VideoOverlayComposition>)>,
+    /// The last frame's layers and the live-state version they were built from.
+    last: Option<(u64, Arc<[Placed]>)>,
     /// The last composition depends on the clock (countdown, toast, a transition).
     time_dependent: bool,
     pub counters: Arc<OverlayCounters>,
@@ -100,15 +110,33 @@ impl Compositor {
         }
     }
 
-    /// The composition for the frame being encoded now.
-    pub fn compose(&mut self) -> Option<VideoOverlayComposition> {
+    /// Blends the current layers onto one raw frame (I420 at the studio's size). A frame
+    /// with nothing to draw is left untouched (and uncopied).
+    pub fn apply(&mut self, buffer: &mut gst::Buffer, info: &gst_video::VideoInfo) {
+        let layers = self.compose();
+        if layers.is_empty() {
+            return;
+        }
+        let Ok(mut frame) = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer.make_mut(), info) else { return };
+        let (y_stride, u_stride, v_stride) =
+            (frame.plane_stride()[0] as usize, frame.plane_stride()[1] as usize, frame.plane_stride()[2] as usize);
+        let (width, height) = (frame.width(), frame.height());
+        let [y, u, v, _] = frame.planes_data_mut();
+        let mut planes = I420 { width, height, y, y_stride, u, u_stride, v, v_stride };
+        for layer in layers.iter() {
+            blend::blend(&mut planes, &layer.overlay, layer.x, layer.y, layer.opacity);
+        }
+    }
+
+    /// The layers for the frame being encoded now.
+    pub fn compose(&mut self) -> Arc<[Placed]> {
         self.counters.frames.fetch_add(1, Ordering::Relaxed);
         let version = self.live.version();
-        if let Some((v, composition)) = &self.last
+        if let Some((v, layers)) = &self.last
             && *v == version
             && !self.time_dependent
         {
-            return composition.clone();
+            return layers.clone();
         }
         let now = Instant::now();
         let composition = self.build(now);
@@ -121,12 +149,12 @@ impl Compositor {
         composition
     }
 
-    fn build(&mut self, now: Instant) -> Option<VideoOverlayComposition> {
+    fn build(&mut self, now: Instant) -> Arc<[Placed]> {
         let data = self.live.data();
         if data.scene.hidden {
             self.cache.clear();
             self.time_dependent = false;
-            return None;
+            return Arc::from([]);
         }
         let view = View {
             now_ms: now_ms(),
@@ -152,7 +180,7 @@ impl Compositor {
             if fresh {
                 let started = Instant::now();
                 let Some(pixmap) = render::render(layer, &view, place.width, place.height) else { continue };
-                let rect = to_rectangle(&pixmap, place);
+                let overlay = Arc::new(YuvOverlay::from_premultiplied_rgba(pixmap.data(), pixmap.width(), pixmap.height()));
                 self.counters.redraws.fetch_add(1, Ordering::Relaxed);
                 self.counters.redraw_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 // A new toast slides in anew; other layers keep their entrance time.
@@ -165,7 +193,7 @@ impl Compositor {
                     Cached {
                         key,
                         place,
-                        rect,
+                        overlay,
                         shown_at,
                         leaving_since: None,
                         kind: layer.kind,
@@ -191,23 +219,20 @@ impl Compositor {
         }
         self.cache.retain(|id, _| present.iter().any(|(_, p)| p == id));
 
-        let mut rects = Vec::with_capacity(present.len());
+        let mut placed = Vec::with_capacity(present.len());
         for (_, id) in &present {
             let Some(cached) = self.cache.get(id) else { continue };
-            let (rect, animating) = animate(cached, now, self.width);
+            let (layer, animating) = animate(cached, now, self.width);
             time_dependent |= animating;
-            rects.push(rect);
+            placed.push(layer);
         }
         self.time_dependent = time_dependent;
-        if rects.is_empty() {
-            return None;
-        }
-        VideoOverlayComposition::new(rects.iter()).ok()
+        Arc::from(placed)
     }
 }
 
-/// The rectangle as it should look now, and whether it is mid-transition.
-fn animate(c: &Cached, now: Instant, frame_w: u32) -> (VideoOverlayRectangle, bool) {
+/// Where and how opaque the layer is now, and whether it is mid-transition.
+fn animate(c: &Cached, now: Instant, frame_w: u32) -> (Placed, bool) {
     let length = c.transition.as_secs_f32().max(0.001);
     let (progress, transition) = match c.leaving_since {
         Some(since) => (1.0 - now.duration_since(since).as_secs_f32() / length, c.transition_out),
@@ -219,46 +244,21 @@ fn animate(c: &Cached, now: Instant, frame_w: u32) -> (VideoOverlayRectangle, bo
         let left = render::TOAST_SHOW_MS as f32 / 1000.0 - now.duration_since(c.shown_at).as_secs_f32();
         progress = progress.min((left / length).clamp(0.0, 1.0));
     }
+    let mut placed = Placed { overlay: c.overlay.clone(), x: c.place.x, y: c.place.y, opacity: 1.0 };
     if transition == Transition::None || progress >= 1.0 {
-        return (c.rect.clone(), c.kind == LayerKind::Toast);
+        return (placed, c.kind == LayerKind::Toast);
     }
     let eased = 1.0 - (1.0 - progress) * (1.0 - progress);
-    let mut rect = c.rect.copy();
-    if let Some(r) = rect.get_mut() {
-        match transition {
-            Transition::Fade => r.set_global_alpha(eased),
-            Transition::Slide => {
-                // Slide in from the nearer side edge.
-                let from_right = matches!(c.anchor, Anchor::TopRight | Anchor::Right | Anchor::BottomRight);
-                let travel = (c.place.width as f32 + c.place.x.min(frame_w as i32) as f32) * (1.0 - eased);
-                let x = if from_right { c.place.x + travel as i32 } else { c.place.x - travel as i32 };
-                r.set_render_rectangle(x, c.place.y, c.place.width, c.place.height);
-                r.set_global_alpha(eased.max(0.05));
-            }
-            Transition::None => {}
+    match transition {
+        Transition::Fade => placed.opacity = eased,
+        Transition::Slide => {
+            // Slide in from the nearer side edge.
+            let from_right = matches!(c.anchor, Anchor::TopRight | Anchor::Right | Anchor::BottomRight);
+            let travel = (c.place.width as f32 + c.place.x.min(frame_w as i32) as f32) * (1.0 - eased);
+            placed.x = if from_right { c.place.x + travel as i32 } else { c.place.x - travel as i32 };
+            placed.opacity = eased.max(0.05);
         }
+        Transition::None => {}
     }
-    (rect, true)
-}
-
-/// Premultiplied RGBA (tiny-skia) → premultiplied BGRA buffer with VideoMeta → rectangle.
-fn to_rectangle(pixmap: &tiny_skia::Pixmap, place: Rect) -> VideoOverlayRectangle {
-    let mut bgra = pixmap.data().to_vec();
-    for px in bgra.chunks_exact_mut(4) {
-        px.swap(0, 2);
-    }
-    let mut buffer = gst::Buffer::from_mut_slice(bgra);
-    {
-        let b = buffer.get_mut().expect("a new buffer has one owner");
-        // Adding a VideoMeta to a fresh buffer of the right size cannot fail.
-        let _ = gst_video::VideoMeta::add(b, gst_video::VideoFrameFlags::empty(), gst_video::VideoFormat::Bgra, pixmap.width(), pixmap.height());
-    }
-    VideoOverlayRectangle::new_raw(
-        &buffer,
-        place.x,
-        place.y,
-        pixmap.width(),
-        pixmap.height(),
-        gst_video::VideoOverlayFormatFlags::PREMULTIPLIED_ALPHA,
-    )
+    (placed, true)
 }

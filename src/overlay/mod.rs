@@ -1,13 +1,15 @@
 //! Overlays: each session's scene of layers (product card, counters, countdown, toasts,
 //! text, image, QR), rendered in Rust (tiny-skia, cosmic-text) into cached premultiplied
-//! BGRA rectangles that the output pipeline's `overlaycomposition` blends on every frame.
+//! pictures that are blended into every output frame just before the encoder.
 //!
 //! - `scene`: the model, templates and validation (pure);
 //! - `layout`: anchor + offset + size to pixels (pure);
 //! - `text`: shaping and drawing text;
 //! - `render`: one layer to a pixmap, from the session's live state;
-//! - `compositor`: per frame, what to blend; redraws a layer only when what it shows changes.
+//! - `compositor`: per frame, what to blend; redraws a layer only when what it shows changes;
+//! - `blend`: premultiplied Y/U/V layers over I420, in place.
 
+pub mod blend;
 pub mod compositor;
 pub mod layout;
 pub mod render;
