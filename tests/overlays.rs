@@ -221,8 +221,85 @@ fn counter_changes_reach_the_video_within_two_frames() {
         p95.as_secs_f64() * 1e3,
         worst.as_secs_f64() * 1e3
     );
+    for line in metrics.lines().filter(|l| l.starts_with("fieldcast_overlay_update_to_frame_seconds_")) {
+        eprintln!("{line}");
+    }
     assert!(total >= CHANGES as u64, "the compositor saw {total} changes");
     // Every change is on the video, promptly even end to end (encode, send, decode). The
     // figures themselves (target: ≤ 2 frame intervals) are tracked in BENCHMARKS.md.
     assert!(*worst < Duration::from_millis(1000), "a change took {worst:?} to reach the viewer");
+}
+
+#[test]
+fn product_images_are_checked_and_bad_ones_refused_with_a_reason() {
+    let server = Server::start(&data_dir("images"));
+    let (_, product) = server.api("POST", "/api/v1/products", Some(json!({"name": "Naan", "unit_amount": 500, "currency": "CNY"})));
+    let url = server.url(&format!("/api/v1/products/{}/image", product["id"].as_str().unwrap()));
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let auth = format!("Bearer {}", common::TOKEN);
+    let put = |content_type: &str, body: &[u8]| {
+        let mut r = agent.put(&url).header("Authorization", &auth).header("Content-Type", content_type).send(body).unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+    };
+    let (status, body) = put("image/png", b"\x89PNG\r\n\x1a\n not really");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("cannot be decoded"), "{body}");
+    let (status, _) = put("image/gif", b"GIF89a");
+    assert_eq!(status, 415);
+    // An oversized upload is refused from its Content-Length, before the body is read.
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(server.http).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let path = url.trim_start_matches(&format!("http://{}", server.http));
+        write!(stream, "PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", 6 << 20).unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).unwrap();
+        assert_eq!(&head[9..12], b"413", "an oversized upload is refused");
+    }
+    // A real 1000x600 PNG is accepted and scaled once to fit 512.
+    let mut pixmap = tiny_skia::Pixmap::new(1000, 600).unwrap();
+    pixmap.fill(tiny_skia::Color::from_rgba8(200, 30, 90, 255));
+    let (status, body) = put("image/png", &pixmap.encode_png().unwrap());
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((answer["width"].as_u64(), answer["height"].as_u64()), (Some(512), Some(307)));
+}
+
+#[test]
+fn layers_are_created_patched_validated_and_survive_a_restart() {
+    let data = data_dir("layers");
+    let server = Server::start(&data);
+    let session = server.create_session("Layers");
+    let id = session["id"].as_str().unwrap().to_string();
+    let (status, scene) = server.api("GET", &format!("/api/v1/sessions/{id}/overlays"), None);
+    assert_eq!(status, 200);
+    assert_eq!(scene["layers"].as_array().unwrap().len(), 4, "the default scene: card, counter, countdown, toasts");
+    let (status, layer) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{id}/overlays"),
+        Some(json!({"kind": "text", "content": {"text": "Fresh naan every morning"}, "anchor": "bottom"})),
+    );
+    assert_eq!(status, 201, "{layer}");
+    let layer_id = layer["id"].as_str().unwrap();
+    let (status, patched) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}/overlays/{layer_id}"),
+        Some(json!({"visible": false, "style": {"theme": "#b03a2e"}})),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!((patched["visible"].as_bool(), patched["style"]["theme"].as_str()), (Some(false), Some("#b03a2e")));
+    assert_eq!(patched["style"]["font_scale"], 1.0, "a partial style patch keeps the other fields");
+    let (status, problem) = server.api("PATCH", &format!("/api/v1/sessions/{id}/overlays/{layer_id}"), Some(json!({"size": [3.0, 0.1]})));
+    assert_eq!(status, 422);
+    assert!(problem["detail"].as_str().unwrap().contains("size[0]"), "{problem}");
+    let (status, problem) = server.api("POST", &format!("/api/v1/sessions/{id}/overlays"), Some(json!({"kind": "hologram"})));
+    assert_eq!(status, 422, "{problem}");
+    server.kill();
+
+    let server = Server::start(&data);
+    let (_, scene) = server.api("GET", &format!("/api/v1/sessions/{id}/overlays"), None);
+    let stored = scene["layers"].as_array().unwrap().iter().find(|l| l["id"] == layer_id).cloned().expect("the layer survived");
+    assert_eq!(stored["style"]["theme"], "#b03a2e");
+    assert_eq!(stored["visible"], false);
 }

@@ -21,6 +21,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use tower_http::cors::{Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::app::AppState;
 use crate::commerce::ledger::{LedgerAnswer, LedgerError};
@@ -50,17 +51,19 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/sessions/{id}/overlays/{layer_id}",
             get(overlays::get).patch(overlays::patch).delete(overlays::delete),
         )
-        .route(
-            "/api/v1/sessions/{id}/overlays/{layer_id}/image",
-            put(overlays::layer_image).layer(DefaultBodyLimit::max(overlays::MAX_IMAGE_BYTES + 1)),
-        )
-        .route(
-            "/api/v1/products/{id}/image",
-            put(overlays::product_image).layer(DefaultBodyLimit::max(overlays::MAX_IMAGE_BYTES + 1)),
-        )
         .route("/api/v1/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/api/v1/webhooks/{id}", delete(webhooks::delete))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_operator));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_operator))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+
+    // Image uploads: a larger limit, refused from Content-Length before any body is read.
+    let images = Router::new()
+        .route("/api/v1/sessions/{id}/overlays/{layer_id}/image", put(overlays::layer_image))
+        .route("/api/v1/products/{id}/image", put(overlays::product_image))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_operator))
+        .layer(RequestBodyLimitLayer::new(overlays::MAX_IMAGE_BYTES))
+        .layer(DefaultBodyLimit::max(overlays::MAX_IMAGE_BYTES));
 
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -73,17 +76,19 @@ pub fn router(state: AppState) -> Router {
     let public = Router::new()
         .route("/api/v1/sessions/{id}/orders", post(orders::create).get(orders::list))
         .route("/api/v1/sessions/{id}/likes", post(live::like))
-        .route("/api/v1/sessions/{id}/events", get(live::events));
+        .route("/api/v1/sessions/{id}/events", get(live::events))
+        .route("/whep/{session_id}", post(whep::offer))
+        .route("/whep/{session_id}/{viewer_id}", delete(whep::leave).patch(whep::patch))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
 
     Router::new()
         .merge(operator)
+        .merge(images)
         .merge(public)
-        .route("/whep/{session_id}", post(whep::offer))
-        .route("/whep/{session_id}/{viewer_id}", delete(whep::leave).patch(whep::patch))
         .route("/watch/{id}", get(pages::watch))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
         .with_state(state)
 }

@@ -186,6 +186,17 @@ fn text_style(size: f32, bold: bool, rgba: [u8; 4], align: TextAlign) -> TextSty
     TextStyle { size_px: size, bold, rgba, align }
 }
 
+/// Draws one line of text vertically centred in a box of height `h`, shrinking the font
+/// (down to half) rather than wrapping when it does not fit `max_w`.
+fn one_line(pm: &mut Pixmap, text: &str, x: f32, h: f32, max_w: f32, mut style: TextStyle) {
+    let mut eng = engine();
+    let (width, _) = eng.measure(text, &style, f32::MAX / 4.0);
+    if width > max_w {
+        style.size_px *= (max_w / width * 0.98).max(0.5);
+    }
+    eng.draw(pm, text, x, (h - style.size_px * 1.3) / 2.0, max_w, &style);
+}
+
 /// Draws the layer at `width` × `height` pixels; `None` when it has nothing to show.
 pub fn render(layer: &Layer, view: &View, width: u32, height: u32) -> Option<Pixmap> {
     let mut pm = Pixmap::new(width.max(1), height.max(1))?;
@@ -198,25 +209,22 @@ pub fn render(layer: &Layer, view: &View, width: u32, height: u32) -> Option<Pix
         LayerKind::Countdown => {
             let left = countdown_target(layer, view)? - view.now_ms;
             rounded(&mut pm, 0.0, 0.0, w, h, radius, color(theme(layer), 235));
-            let size = h * 0.5 * scale;
             let label = format!("Ends in {}", countdown_text(left));
-            engine().draw(&mut pm, &label, 0.0, (h - size * 1.3) / 2.0, w, &text_style(size, true, [255, 255, 255, 255], TextAlign::Center));
+            one_line(&mut pm, &label, 0.0, h, w, text_style(h * 0.5 * scale, true, [255, 255, 255, 255], TextAlign::Center));
         }
         LayerKind::Toast => {
             let toast = view.latest_toast()?;
             rounded(&mut pm, 0.0, 0.0, w, h, radius, Color::from_rgba8(255, 255, 255, 240));
             let dot = h * 0.28;
             rounded(&mut pm, h * 0.3, (h - dot) / 2.0, dot, dot, dot / 2.0, color(theme(layer), 255));
-            let size = h * 0.38 * scale;
             let x = h * 0.3 + dot + h * 0.25;
-            engine().draw(&mut pm, &toast.text, x, (h - size * 1.3) / 2.0, w - x - h * 0.2, &text_style(size, true, [25, 30, 28, 255], TextAlign::Start));
+            one_line(&mut pm, &toast.text, x, h, w - x - h * 0.2, text_style(h * 0.38 * scale, true, [25, 30, 28, 255], TextAlign::Start));
         }
         LayerKind::Text => {
             let text = layer.content.text.as_deref()?;
             rounded(&mut pm, 0.0, 0.0, w, h, radius, color(theme(layer), 230));
-            let size = h * 0.45 * scale;
             let pad = h * 0.3;
-            engine().draw(&mut pm, text, pad, (h - size * 1.3) / 2.0, w - 2.0 * pad, &text_style(size, true, [255, 255, 255, 255], TextAlign::Start));
+            one_line(&mut pm, text, pad, h, w - 2.0 * pad, text_style(h * 0.45 * scale, true, [255, 255, 255, 255], TextAlign::Center));
         }
         LayerKind::Image => {
             let image = Pixmap::load_png(image_file(view, layer)).ok()?;
@@ -330,7 +338,7 @@ fn draw_counter(pm: &mut Pixmap, layer: &Layer, view: &View, w: f32, h: f32, sca
         let iy = (h - icon) / 2.0;
         draw_icon(pm, *metric, ix, iy, icon, icon_color);
         let tx = ix + icon + slot * 0.07;
-        engine().draw(pm, &value, tx, (h - size * 1.3) / 2.0, x0 + slot - tx, &text_style(size, true, [255, 255, 255, 255], TextAlign::Start));
+        one_line(pm, &value, tx, h, x0 + slot - tx, text_style(size, true, [255, 255, 255, 255], TextAlign::Start));
     }
 }
 

@@ -131,7 +131,7 @@ pub fn template(kind: LayerKind, id: String) -> Layer {
         LayerKind::Counter => (Anchor::TopRight, [0.025, 0.04], [0.26, 0.075], 30, vec![Metric::Viewers, Metric::Likes, Metric::Sold]),
         LayerKind::Countdown => (Anchor::TopLeft, [0.025, 0.04], [0.2, 0.075], 30, vec![]),
         LayerKind::Toast => (Anchor::Left, [0.03, 0.0], [0.34, 0.07], 40, vec![]),
-        LayerKind::Text => (Anchor::Bottom, [0.0, 0.03], [0.6, 0.08], 10, vec![]),
+        LayerKind::Text => (Anchor::Top, [0.0, 0.04], [0.36, 0.075], 10, vec![]),
         LayerKind::Image => (Anchor::TopRight, [0.025, 0.14], [0.1, 0.1], 10, vec![]),
         LayerKind::Qr => (Anchor::BottomRight, [0.03, 0.05], [0.12, 0.213], 10, vec![]),
     };
