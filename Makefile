@@ -17,7 +17,6 @@ build:
 test:
 	scripts/deps.sh test
 	cd tests/browser && npm ci --no-audit --no-fund
-	cargo build --release --locked
 	cargo test --release --locked -- --test-threads=1
 
 bench: build

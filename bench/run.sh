@@ -10,3 +10,6 @@ cargo bench --locked --bench orders -- "${quick[@]}"
 echo
 echo "== overlay cost (bench/overlay.rs)"
 cargo bench --locked --bench overlay -- "${quick[@]}"
+echo
+echo "== fan-out (bench/fanout.rs)"
+cargo bench --locked --bench fanout -- "${quick[@]}"

@@ -95,6 +95,8 @@ pub struct PlaybackReport {
     /// Slices of type B seen in the video (WebRTC-safe output has none).
     pub b_slices: u64,
     pub audio_packets: u64,
+    /// Video frames that arrived after a loss (str0m reports them as not contiguous).
+    pub gaps: u64,
     pub first_frame_after: Option<Duration>,
     pub decoded: Vec<DecodedFrame>,
     pub last_frame: Option<RgbFrame>,
@@ -182,6 +184,7 @@ fn run(
                         let codec = data.params.spec().codec;
                         if codec == Codec::H264 {
                             report.video_frames += 1;
+                            report.gaps += u64::from(!data.contiguous);
                             report.video_packets += (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
                             let info = inspect_h264(&data.data);
                             report.keyframes += u64::from(info.idr);
