@@ -33,7 +33,9 @@ fn proc_stat(pid: u32) -> (f64, u64) {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)) / tick;
+    let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+        / tick;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss_kb = status
         .lines()
@@ -54,8 +56,15 @@ fn self_cpu() -> f64 {
 }
 
 fn metric(server: &Server, name: &str) -> u64 {
-    let text = ureq::get(&format!("http://{}/metrics", server.http)).call().ok().and_then(|mut r| r.body_mut().read_to_string().ok()).unwrap_or_default();
-    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().last()?.parse().ok()).unwrap_or(0)
+    let text = ureq::get(&format!("http://{}/metrics", server.http))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn start_server() -> Server {
@@ -63,7 +72,16 @@ fn start_server() -> Server {
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
-        .args(["serve", "--demo", "--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--webrtc-udp", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--demo",
+            "--http",
+            "127.0.0.1:0",
+            "--rtmp",
+            "127.0.0.1:0",
+            "--webrtc-udp",
+            "127.0.0.1:0",
+        ])
         .args(["--api-token", "bench-operator-token-0123456789"])
         .arg("--data")
         .arg(&data)
@@ -83,8 +101,17 @@ fn start_server() -> Server {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let http = ready.split_whitespace().find_map(|kv| kv.strip_prefix("http=")).unwrap().parse().unwrap();
-    Server { child, http, session }
+    let http = ready
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("http="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    Server {
+        child,
+        http,
+        session,
+    }
 }
 
 fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
@@ -101,9 +128,13 @@ fn main() {
     gstreamer::init().unwrap();
     let counts: &[usize] = if quick { &[25, 50] } else { &[50, 100, 200] };
     let window = Duration::from_secs(if quick { 6 } else { 10 });
-    println!("fan-out benchmark: the demo studio (720p30, 2.5 Mb/s) to N Rust WHEP viewers on this machine");
+    println!(
+        "fan-out benchmark: the demo studio (720p30, 2.5 Mb/s) to N Rust WHEP viewers on this machine"
+    );
     println!();
-    println!("| viewers | server CPU (studio alone) | egress per viewer | egress per packet sent | load generator CPU | server RSS per viewer | viewers with gaps | frames with gaps | TTFF p50 | TTFF p95 |");
+    println!(
+        "| viewers | server CPU (studio alone) | egress per viewer | egress per packet sent | load generator CPU | server RSS per viewer | viewers with gaps | frames with gaps | TTFF p50 | TTFF p95 |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in counts {
         let server = start_server();
@@ -121,7 +152,16 @@ fn main() {
                 let url = url.clone();
                 std::thread::sleep(join_gap);
                 let _ = i;
-                std::thread::spawn(move || play(&url, &PlayOptions { duration: play_for - join_gap * i as u32, decode: false, ..Default::default() }))
+                std::thread::spawn(move || {
+                    play(
+                        &url,
+                        &PlayOptions {
+                            duration: play_for - join_gap * i as u32,
+                            decode: false,
+                            ..Default::default()
+                        },
+                    )
+                })
             })
             .collect();
         // Measure once everyone has joined and settled.
@@ -133,7 +173,10 @@ fn main() {
         let (cpu1, rss) = proc_stat(server.child.id());
         let sent1 = metric(&server, "fieldcast_egress_datagrams_sent_total");
         let gen1 = self_cpu();
-        let reports: Vec<_> = viewers.into_iter().filter_map(|v| v.join().ok().and_then(|r| r.ok())).collect();
+        let reports: Vec<_> = viewers
+            .into_iter()
+            .filter_map(|v| v.join().ok().and_then(|r| r.ok()))
+            .collect();
         let secs = window.as_secs_f64();
         let server_cores = (cpu1 - cpu0) / secs;
         let egress_cores = (server_cores - studio_cores).max(0.0);
@@ -155,5 +198,7 @@ fn main() {
         );
     }
     println!();
-    println!("(egress = server CPU minus the same server's CPU with no viewer, measured just before; TTFF = from the WHEP POST to the first video frame)");
+    println!(
+        "(egress = server CPU minus the same server's CPU with no viewer, measured just before; TTFF = from the WHEP POST to the first video frame)"
+    );
 }

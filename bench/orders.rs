@@ -28,12 +28,19 @@ struct Server {
 impl Server {
     /// CPU seconds (user + system) the server process has used so far.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
         let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks: f64 = fields
+            .get(11)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
         // SAFETY: sysconf has no preconditions.
         ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
     }
@@ -50,7 +57,17 @@ fn start_server(data: &PathBuf) -> Server {
     let _ = std::fs::remove_dir_all(data);
     std::fs::create_dir_all(data).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
-        .args(["serve", "--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--webrtc-udp", "127.0.0.1:0", "--api-token", TOKEN])
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--rtmp",
+            "127.0.0.1:0",
+            "--webrtc-udp",
+            "127.0.0.1:0",
+            "--api-token",
+            TOKEN,
+        ])
         .arg("--data")
         .arg(data)
         .env("FIELDCAST_LOG", "warn")
@@ -65,7 +82,12 @@ fn start_server(data: &PathBuf) -> Server {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let http = ready.split_whitespace().find_map(|kv| kv.strip_prefix("http=")).unwrap().parse().unwrap();
+    let http = ready
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("http="))
+        .unwrap()
+        .parse()
+        .unwrap();
     Server { child, http }
 }
 
@@ -79,11 +101,24 @@ impl Conn {
     async fn open(addr: SocketAddr) -> std::io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Self { reader: AsyncBufReader::new(stream), addr })
+        Ok(Self {
+            reader: AsyncBufReader::new(stream),
+            addr,
+        })
     }
 
-    async fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> std::io::Result<(u16, String)> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n", self.addr, body.len());
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> std::io::Result<(u16, String)> {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -92,7 +127,10 @@ impl Conn {
         self.reader.get_mut().write_all(req.as_bytes()).await?;
         let mut status_line = String::new();
         self.reader.read_line(&mut status_line).await?;
-        let status = status_line.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = status_line
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let mut length = 0usize;
         loop {
             let mut line = String::new();
@@ -118,7 +156,15 @@ async fn api(addr: SocketAddr, method: &str, path: &str, body: Value) -> Value {
     let mut c = Conn::open(addr).await.unwrap();
     let auth = format!("Bearer {TOKEN}");
     let (status, text) = c
-        .request(method, path, &[("Authorization", &auth), ("Content-Type", "application/json")], &body.to_string())
+        .request(
+            method,
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &body.to_string(),
+        )
         .await
         .unwrap();
     assert!(status < 300, "{method} {path}: {status} {text}");
@@ -127,7 +173,13 @@ async fn api(addr: SocketAddr, method: &str, path: &str, body: Value) -> Value {
 
 async fn offer(addr: SocketAddr, quantity: i64) -> (String, String) {
     let session = api(addr, "POST", "/api/v1/sessions", json!({"title": "Bench"})).await;
-    let product = api(addr, "POST", "/api/v1/products", json!({"name": "Rose jam", "unit_amount": 3500, "currency": "CNY"})).await;
+    let product = api(
+        addr,
+        "POST",
+        "/api/v1/products",
+        json!({"name": "Rose jam", "unit_amount": 3500, "currency": "CNY"}),
+    )
+    .await;
     let sid = session["id"].as_str().unwrap().to_string();
     let offer = api(
         addr,
@@ -152,7 +204,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn sustained(addr: SocketAddr, clients: usize, seconds: u64) -> (f64, Duration, Duration, usize) {
+async fn sustained(
+    addr: SocketAddr,
+    clients: usize,
+    seconds: u64,
+) -> (f64, Duration, Duration, usize) {
     let (sid, offer_id) = offer(addr, 1_000_000).await;
     let path = format!("/api/v1/sessions/{sid}/orders");
     let stop = Arc::new(AtomicBool::new(false));
@@ -170,7 +226,15 @@ async fn sustained(addr: SocketAddr, clients: usize, seconds: u64) -> (f64, Dura
                     let key = format!("k{n}");
                     let t = Instant::now();
                     match conn
-                        .request("POST", &path, &[("Content-Type", "application/json"), ("Idempotency-Key", &key)], &order_body(&offer_id, n))
+                        .request(
+                            "POST",
+                            &path,
+                            &[
+                                ("Content-Type", "application/json"),
+                                ("Idempotency-Key", &key),
+                            ],
+                            &order_body(&offer_id, n),
+                        )
                         .await
                     {
                         Ok((201, _)) => latencies.push(t.elapsed()),
@@ -192,10 +256,19 @@ async fn sustained(addr: SocketAddr, clients: usize, seconds: u64) -> (f64, Dura
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
-    (all.len() as f64 / elapsed, percentile(&all, 0.5), percentile(&all, 0.99), errors)
+    (
+        all.len() as f64 / elapsed,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        errors,
+    )
 }
 
-async fn burst(addr: SocketAddr, buyers: u64, units: i64) -> (Duration, usize, usize, usize, Value) {
+async fn burst(
+    addr: SocketAddr,
+    buyers: u64,
+    units: i64,
+) -> (Duration, usize, usize, usize, Value) {
     let (sid, offer_id) = offer(addr, units).await;
     let path = format!("/api/v1/sessions/{sid}/orders");
     let started = Instant::now();
@@ -207,7 +280,15 @@ async fn burst(addr: SocketAddr, buyers: u64, units: i64) -> (Duration, usize, u
                 for _ in 0..20 {
                     if let Ok(mut conn) = Conn::open(addr).await
                         && let Ok((status, _)) = conn
-                            .request("POST", &path, &[("Content-Type", "application/json"), ("Idempotency-Key", &key)], &body)
+                            .request(
+                                "POST",
+                                &path,
+                                &[
+                                    ("Content-Type", "application/json"),
+                                    ("Idempotency-Key", &key),
+                                ],
+                                &body,
+                            )
                             .await
                     {
                         return status;
@@ -229,7 +310,13 @@ async fn burst(addr: SocketAddr, buyers: u64, units: i64) -> (Duration, usize, u
         }
     }
     let settled = started.elapsed();
-    let ledger = api(addr, "GET", &format!("/api/v1/sessions/{sid}/offers/{offer_id}"), json!({})).await;
+    let ledger = api(
+        addr,
+        "GET",
+        &format!("/api/v1/sessions/{sid}/offers/{offer_id}"),
+        json!({}),
+    )
+    .await;
     (settled, sold, sold_out, other, ledger)
 }
 
@@ -238,13 +325,26 @@ fn main() {
     fieldcast::server::raise_fd_limit();
     let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-orders");
     let server = start_server(&data);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let seconds = if quick { 5 } else { 20 };
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
-    println!("orders benchmark: {} cores, {cpu}; server and load generator on the same machine", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "orders benchmark: {} cores, {cpu}; server and load generator on the same machine",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     println!();
     println!("| clients | durable orders/s | p50 | p99 | errors | server CPU per order |");
     println!("|---:|---:|---:|---:|---:|---:|");
@@ -261,7 +361,9 @@ fn main() {
     }
     println!();
     let (settled, sold, sold_out, other, ledger) = rt.block_on(burst(server.http, 10_000, 1_000));
-    println!("| flash-sale burst | buyers | units | settled in | 201 | 409 | other | ledger remaining/sold |");
+    println!(
+        "| flash-sale burst | buyers | units | settled in | 201 | 409 | other | ledger remaining/sold |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
     println!(
         "| all at once | 10000 | 1000 | {:.2} s | {sold} | {sold_out} | {other} | {}/{} |",

@@ -65,15 +65,34 @@ fn scene_live() -> Arc<SessionLive> {
     counter_b.content.metrics = vec![Metric::Sold];
     counter_b.offset = [0.025, 0.14];
     counter_b.size = [0.12, 0.075];
-    let layers = if std::env::var("NO_COUNTDOWN").is_ok() { vec![template(LayerKind::ProductCard, "card".into()), counter_a, counter_b] } else { vec![template(LayerKind::ProductCard, "card".into()), counter_a, counter_b, template(LayerKind::Countdown, "countdown".into())] };
+    let layers = if std::env::var("NO_COUNTDOWN").is_ok() {
+        vec![
+            template(LayerKind::ProductCard, "card".into()),
+            counter_a,
+            counter_b,
+        ]
+    } else {
+        vec![
+            template(LayerKind::ProductCard, "card".into()),
+            counter_a,
+            counter_b,
+            template(LayerKind::Countdown, "countdown".into()),
+        ]
+    };
     SessionLive::standalone(
         "bench",
         LiveData {
             likes: 1234,
-            pinned: Some(Pinned { product, image: None }),
+            pinned: Some(Pinned {
+                product,
+                image: None,
+            }),
             offers: vec![offer],
             toasts: VecDeque::new(),
-            scene: Scene { layers, hidden: false },
+            scene: Scene {
+                layers,
+                hidden: false,
+            },
         },
     )
 }
@@ -102,7 +121,9 @@ fn gst_composition(live: &SessionLive) -> gstreamer_video::VideoOverlayCompositi
     let mut rects = Vec::new();
     for layer in data.scene.ordered() {
         let place = layout::place(layer, 1280, 720);
-        let Some(pixmap) = render::render(layer, &view, place.width, place.height) else { continue };
+        let Some(pixmap) = render::render(layer, &view, place.width, place.height) else {
+            continue;
+        };
         let mut bgra = pixmap.data().to_vec();
         for px in bgra.chunks_exact_mut(4) {
             px.swap(0, 2);
@@ -139,8 +160,12 @@ fn run(frames: u32, encode: bool, variant: Variant) -> f64 {
         "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 \
          ! identity name=overlay ! overlaycomposition name=gstoverlay ! {tail}"
     );
-    let pipeline = gst::parse::launch(&text).unwrap().downcast::<gst::Pipeline>().unwrap();
-    let composition = (variant == Variant::OverlayComposition).then(|| gst_composition(&scene_live()));
+    let pipeline = gst::parse::launch(&text)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let composition =
+        (variant == Variant::OverlayComposition).then(|| gst_composition(&scene_live()));
     pipeline
         .by_name("gstoverlay")
         .unwrap()
@@ -155,22 +180,33 @@ fn run(frames: u32, encode: bool, variant: Variant) -> f64 {
             std::env::temp_dir(),
             Arc::new(OverlayCounters::default()),
         );
-        let info = gstreamer_video::VideoInfo::builder(gstreamer_video::VideoFormat::I420, 1280, 720).build().unwrap();
+        let info =
+            gstreamer_video::VideoInfo::builder(gstreamer_video::VideoFormat::I420, 1280, 720)
+                .build()
+                .unwrap();
         let compositor = Mutex::new(compositor);
         let timings = APPLY_TIMINGS.get_or_init(|| Mutex::new(Vec::new()));
-        pipeline.by_name("overlay").unwrap().static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, probe| {
-            if let Some(gst::PadProbeData::Buffer(buffer)) = probe.data.as_mut() {
-                let started = std::time::Instant::now();
-                compositor.lock().unwrap().apply(buffer, &info);
-                timings.lock().unwrap().push(started.elapsed());
-            }
-            gst::PadProbeReturn::Ok
-        });
+        pipeline
+            .by_name("overlay")
+            .unwrap()
+            .static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, probe| {
+                if let Some(gst::PadProbeData::Buffer(buffer)) = probe.data.as_mut() {
+                    let started = std::time::Instant::now();
+                    compositor.lock().unwrap().apply(buffer, &info);
+                    timings.lock().unwrap().push(started.elapsed());
+                }
+                gst::PadProbeReturn::Ok
+            });
     }
     let bus = pipeline.bus().unwrap();
     let before = cpu_seconds();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let _ = bus.timed_pop_filtered(gst::ClockTime::from_seconds(300), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let _ = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(300),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
     pipeline.set_state(gst::State::Null).unwrap();
     (cpu_seconds() - before) * 1000.0 / frames as f64
 }
@@ -189,9 +225,13 @@ fn main() {
     // Load fonts before measuring.
     drop(fieldcast::overlay::text::engine());
     let (frames, rounds) = if quick { (150, 3) } else { (600, 5) };
-    println!("overlay benchmark: 1280x720 frames, {frames} per run, median of {rounds} alternating runs");
+    println!(
+        "overlay benchmark: 1280x720 frames, {frames} per run, median of {rounds} alternating runs"
+    );
     println!();
-    println!("| chain | no overlays | fieldcast blend | overlaycomposition | fieldcast cost | overlaycomposition cost | ratio |");
+    println!(
+        "| chain | no overlays | fieldcast blend | overlaycomposition | fieldcast cost | overlaycomposition cost | ratio |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for encode in [false, true] {
         let (mut none, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
@@ -202,7 +242,11 @@ fn main() {
             std::thread::sleep(Duration::from_millis(100));
         }
         let (a, b, c) = (median(none), median(ours), median(theirs));
-        let chain = if encode { "source ▶ overlays ▶ x264enc" } else { "source ▶ overlays (blend only)" };
+        let chain = if encode {
+            "source ▶ overlays ▶ x264enc"
+        } else {
+            "source ▶ overlays (blend only)"
+        };
         println!(
             "| {chain} | {a:.2} ms | {b:.2} ms | {c:.2} ms | {:.2} ms/frame | {:.2} ms/frame | {:.2}× |",
             b - a,
@@ -212,7 +256,10 @@ fn main() {
     }
     println!();
     println!("(CPU milliseconds per 1280x720 frame; cost = the column minus \"no overlays\")");
-    let mut timings = APPLY_TIMINGS.get().map(|t| t.lock().unwrap().clone()).unwrap_or_default();
+    let mut timings = APPLY_TIMINGS
+        .get()
+        .map(|t| t.lock().unwrap().clone())
+        .unwrap_or_default();
     timings.sort();
     if !timings.is_empty() {
         let mean = timings.iter().sum::<Duration>() / timings.len() as u32;

@@ -8,10 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::commerce::Commerce;
 use crate::commerce::ledger::{EffectSink, StockLedger};
 use crate::commerce::rate::{ORDER_BURST, ORDER_REFILL_PER_S, RateLimiter};
-use crate::media::OutputFormat;
-use crate::overlay::compositor::{Compositor, OverlayCounters};
 use crate::config::Settings;
 use crate::egress::Egress;
+use crate::media::OutputFormat;
+use crate::overlay::compositor::{Compositor, OverlayCounters};
 use crate::store::{SessionRow, Store, StoreError};
 use crate::studio::{Filler, StudioError, StudioHandle, Studios};
 
@@ -38,20 +38,40 @@ impl AppState {
         if let Some(handle) = self.studios.get(&row.id) {
             return Ok(handle);
         }
-        let filler = if row.test_pattern { Filler::TestPattern } else { Filler::Slate };
+        let filler = if row.test_pattern {
+            Filler::TestPattern
+        } else {
+            Filler::Slate
+        };
         let live = self.commerce.live.session(self, &row.id);
         let format = self.studios.format();
         let watch_url = format!("{}/watch/{}", self.http_base(), row.id);
         let images = self.images_dir();
         let counters = self.overlay_counters.clone();
         let overlay: crate::studio::OverlayFactory = Box::new(move |stats| {
-            let mut compositor = Compositor::new(live, stats, format.width, format.height, watch_url, images, counters);
-            let info = gstreamer_video::VideoInfo::builder(gstreamer_video::VideoFormat::I420, format.width, format.height)
-                .build()
-                .ok()?;
-            Some(Box::new(move |frame: &mut gstreamer::Buffer| compositor.apply(frame, &info)))
+            let mut compositor = Compositor::new(
+                live,
+                stats,
+                format.width,
+                format.height,
+                watch_url,
+                images,
+                counters,
+            );
+            let info = gstreamer_video::VideoInfo::builder(
+                gstreamer_video::VideoFormat::I420,
+                format.width,
+                format.height,
+            )
+            .build()
+            .ok()?;
+            Some(Box::new(move |frame: &mut gstreamer::Buffer| {
+                compositor.apply(frame, &info)
+            }))
         });
-        let handle = self.studios.start(&row.id, filler, self.egress.packet_sink(&row.id), overlay)?;
+        let handle =
+            self.studios
+                .start(&row.id, filler, self.egress.packet_sink(&row.id), overlay)?;
         if !row.live {
             self.store.set_session_live(&row.id, true)?;
         }
@@ -67,7 +87,6 @@ impl AppState {
         }
         Ok(())
     }
-
 }
 
 impl std::ops::Deref for AppState {
@@ -98,12 +117,17 @@ pub enum SessionError {
 }
 
 pub fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// 128 random bits as lowercase hex.
 pub fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 /// A stream key: 160 random bits, so guessing one is hopeless.
@@ -154,7 +178,11 @@ impl App {
         Ok(app)
     }
 
-    pub fn create_session(&self, title: &str, test_pattern: bool) -> Result<SessionRow, StoreError> {
+    pub fn create_session(
+        &self,
+        title: &str,
+        test_pattern: bool,
+    ) -> Result<SessionRow, StoreError> {
         let row = SessionRow {
             id: random_hex(8),
             title: title.to_string(),
@@ -171,7 +199,11 @@ impl App {
     pub fn session_state(&self, row: &SessionRow) -> SessionState {
         match self.studios.get(&row.id) {
             None => SessionState::Idle,
-            Some(h) if h.stats.publisher_connected.load(std::sync::atomic::Ordering::Relaxed) => {
+            Some(h)
+                if h.stats
+                    .publisher_connected
+                    .load(std::sync::atomic::Ordering::Relaxed) =>
+            {
                 SessionState::PublisherConnected
             }
             Some(_) => SessionState::Live,
@@ -209,6 +241,10 @@ impl App {
 
     /// The RTMP server URL to put in OBS ("Server"); the stream key goes separately.
     pub fn rtmp_server(&self) -> String {
-        format!("rtmp://{}/{}", self.host_for(self.rtmp_addr), crate::ingest::APP_NAME)
+        format!(
+            "rtmp://{}/{}",
+            self.host_for(self.rtmp_addr),
+            crate::ingest::APP_NAME
+        )
     }
 }

@@ -77,13 +77,19 @@ pub enum ConfigError {
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { name, reason: reason.into() }
+    ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    }
 }
 
 fn addr(name: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value
-        .parse()
-        .map_err(|_| invalid(name, format!("{value:?} is not an address like 127.0.0.1:8080")))
+    value.parse().map_err(|_| {
+        invalid(
+            name,
+            format!("{value:?} is not an address like 127.0.0.1:8080"),
+        )
+    })
 }
 
 impl Settings {
@@ -93,13 +99,21 @@ impl Settings {
             None => FileSettings::default(),
         };
         let pick = |flag: &Option<String>, file: &Option<String>, default: &str| {
-            flag.clone().or_else(|| file.clone()).unwrap_or_else(|| default.to_string())
+            flag.clone()
+                .or_else(|| file.clone())
+                .unwrap_or_else(|| default.to_string())
         };
         let http = addr("http", &pick(&args.http, &file.http, DEFAULT_HTTP))?;
         let rtmp = addr("rtmp", &pick(&args.rtmp, &file.rtmp, DEFAULT_RTMP))?;
-        let webrtc_udp =
-            addr("webrtc_udp", &pick(&args.webrtc_udp, &file.webrtc_udp, DEFAULT_WEBRTC_UDP))?;
-        let data = args.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+        let webrtc_udp = addr(
+            "webrtc_udp",
+            &pick(&args.webrtc_udp, &file.webrtc_udp, DEFAULT_WEBRTC_UDP),
+        )?;
+        let data = args
+            .data
+            .clone()
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
         let api_token = args.api_token.clone().or(file.api_token);
         let public_ip = match args.public_ip.clone().or(file.public_ip) {
             Some(ip) => Some(
@@ -109,7 +123,15 @@ impl Settings {
             None => None,
         };
         let public_url = args.public_url.clone().or(file.public_url);
-        let settings = Settings { http, rtmp, data, api_token, webrtc_udp, public_ip, public_url };
+        let settings = Settings {
+            http,
+            rtmp,
+            data,
+            api_token,
+            webrtc_udp,
+            public_ip,
+            public_url,
+        };
         settings.validate()?;
         Ok(settings)
     }
@@ -118,7 +140,10 @@ impl Settings {
         if let Some(token) = &self.api_token
             && (token.len() < 16 || token.chars().any(|c| c.is_whitespace()))
         {
-            return Err(invalid("api_token", "must be at least 16 characters, without spaces"));
+            return Err(invalid(
+                "api_token",
+                "must be at least 16 characters, without spaces",
+            ));
         }
         if self.webrtc_udp.ip().is_unspecified() && self.public_ip.is_none() {
             return Err(invalid(
@@ -132,7 +157,10 @@ impl Settings {
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(invalid("public_url", format!("{url:?} must start with http:// or https://")));
+            return Err(invalid(
+                "public_url",
+                format!("{url:?} must start with http:// or https://"),
+            ));
         }
         if self.data.as_os_str().is_empty() {
             return Err(invalid("data", "must not be empty"));
@@ -142,10 +170,14 @@ impl Settings {
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::File { path: path.to_path_buf(), reason: e.to_string() })?;
-    toml::from_str(&text)
-        .map_err(|e| ConfigError::File { path: path.to_path_buf(), reason: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -157,7 +189,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fc-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("fieldcast.toml");
-        std::fs::write(&path, "http = \"127.0.0.1:9000\"\nrtmp = \"127.0.0.1:9935\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "http = \"127.0.0.1:9000\"\nrtmp = \"127.0.0.1:9935\"\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             rtmp: Some("127.0.0.1:1936".into()),
             config: Some(path),
@@ -171,10 +207,16 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_the_setting() {
-        let args = ServeArgs { http: Some("nonsense".into()), ..Default::default() };
+        let args = ServeArgs {
+            http: Some("nonsense".into()),
+            ..Default::default()
+        };
         let err = Settings::load(&args).unwrap_err().to_string();
         assert!(err.contains("`http`"), "{err}");
-        let args = ServeArgs { webrtc_udp: Some("0.0.0.0:8189".into()), ..Default::default() };
+        let args = ServeArgs {
+            webrtc_udp: Some("0.0.0.0:8189".into()),
+            ..Default::default()
+        };
         let err = Settings::load(&args).unwrap_err().to_string();
         assert!(err.contains("public_ip"), "{err}");
     }
@@ -185,7 +227,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("fieldcast.toml");
         std::fs::write(&path, "htpp = \"x\"\n").unwrap();
-        let args = ServeArgs { config: Some(path), ..Default::default() };
-        assert!(Settings::load(&args).unwrap_err().to_string().contains("htpp"));
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(
+            Settings::load(&args)
+                .unwrap_err()
+                .to_string()
+                .contains("htpp")
+        );
     }
 }

@@ -11,7 +11,11 @@ use fieldcast::config::{ServeArgs, Settings};
 use fieldcast::egress::client::{self, PlayOptions};
 
 #[derive(Parser)]
-#[command(name = "fieldcast", version, about = "Live-commerce media server: RTMP in, WebRTC (WHEP) out")]
+#[command(
+    name = "fieldcast",
+    version,
+    about = "Live-commerce media server: RTMP in, WebRTC (WHEP) out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,8 +67,18 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(fieldcast::server::serve(settings, demo))),
             Err(e) => Err(e.into()),
         },
-        Command::Watch { url, seconds, dump, h264 } => {
-            let options = PlayOptions { duration: Duration::from_secs(seconds), dump_dir: dump, h264_file: h264, ..Default::default() };
+        Command::Watch {
+            url,
+            seconds,
+            dump,
+            h264,
+        } => {
+            let options = PlayOptions {
+                duration: Duration::from_secs(seconds),
+                dump_dir: dump,
+                h264_file: h264,
+                ..Default::default()
+            };
             client::play(&url, &options).map(|report| {
                 println!(
                     "connected after {:?}; first frame after {:?}; video {} frames ({} packets, {} keyframes, {} B slices); \
@@ -81,7 +95,9 @@ fn main() -> ExitCode {
                 );
             }).map_err(anyhow::Error::from)
         }
-        Command::Check => fieldcast::media::init().map_err(anyhow::Error::from).map(|()| println!("GStreamer: all elements present")),
+        Command::Check => fieldcast::media::init()
+            .map_err(anyhow::Error::from)
+            .map(|()| println!("GStreamer: all elements present")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,8 +49,12 @@ pub fn raise_fd_limit() {
     #[cfg(unix)]
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
@@ -59,19 +63,36 @@ pub fn raise_fd_limit() {
 
 pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     raise_fd_limit();
-    std::fs::create_dir_all(&settings.data)
-        .map_err(|e| anyhow::anyhow!("setting `data`: cannot create {}: {e}", settings.data.display()))?;
+    std::fs::create_dir_all(&settings.data).map_err(|e| {
+        anyhow::anyhow!(
+            "setting `data`: cannot create {}: {e}",
+            settings.data.display()
+        )
+    })?;
     media::init()?;
     let store = Store::open(&settings.data.join("fieldcast.db"))?;
     let api_token = operator_token(&settings)?;
     let egress = Egress::start(settings.webrtc_udp, settings.public_ip)
         .await
-        .map_err(|e| anyhow::anyhow!("setting `webrtc_udp`: cannot bind {}: {e}", settings.webrtc_udp))?;
-    let http = listen(settings.http).map_err(|e| anyhow::anyhow!("setting `http`: cannot bind {}: {e}", settings.http))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "setting `webrtc_udp`: cannot bind {}: {e}",
+                settings.webrtc_udp
+            )
+        })?;
+    let http = listen(settings.http)
+        .map_err(|e| anyhow::anyhow!("setting `http`: cannot bind {}: {e}", settings.http))?;
     let rtmp = tokio::net::TcpListener::bind(settings.rtmp)
         .await
         .map_err(|e| anyhow::anyhow!("setting `rtmp`: cannot bind {}: {e}", settings.rtmp))?;
-    let app = App::assemble(settings, store, egress, api_token, http.local_addr()?, rtmp.local_addr()?)?;
+    let app = App::assemble(
+        settings,
+        store,
+        egress,
+        api_token,
+        http.local_addr()?,
+        rtmp.local_addr()?,
+    )?;
     app.resume_live_sessions()?;
     if demo {
         start_demo(&app)?;
@@ -84,9 +105,12 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         app.http_addr, app.rtmp_addr, app.egress.local
     );
     tracing::info!(http = %app.http_addr, rtmp = %app.rtmp_addr, webrtc = %app.egress.local, "listening");
-    axum::serve(http, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        http,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     crate::commerce::flush_likes(&app);
     tracing::info!("shutting down");
     Ok(())
@@ -97,7 +121,11 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
 pub const HTTP_BACKLOG: u32 = 4096;
 
 fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(HTTP_BACKLOG)

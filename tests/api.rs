@@ -6,7 +6,10 @@ use common::{Server, TOKEN, data_dir};
 use serde_json::json;
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().new_agent()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
 }
 
 #[test]
@@ -15,23 +18,41 @@ fn sessions_api_creates_lists_patches_and_deletes() {
     let created = server.create_session("Rose jam");
     let id = created["id"].as_str().unwrap();
     for field in ["stream_key", "rtmp_url", "whep_url", "watch_url"] {
-        assert!(created[field].as_str().is_some_and(|s| !s.is_empty()), "{field} missing: {created}");
+        assert!(
+            created[field].as_str().is_some_and(|s| !s.is_empty()),
+            "{field} missing: {created}"
+        );
     }
     assert_eq!(created["state"], "idle");
-    assert!(created["rtmp_url"].as_str().unwrap().ends_with(&format!("/live/{}", created["stream_key"].as_str().unwrap())));
+    assert!(created["rtmp_url"].as_str().unwrap().ends_with(&format!(
+        "/live/{}",
+        created["stream_key"].as_str().unwrap()
+    )));
 
     let (status, list) = server.api("GET", "/api/v1/sessions", None);
     assert_eq!(status, 200);
     assert_eq!(list.as_array().unwrap().len(), 1);
 
-    let (status, patched) = server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(json!({"title": "Rose jam, day 2"})));
+    let (status, patched) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(json!({"title": "Rose jam, day 2"})),
+    );
     assert_eq!(status, 200);
     assert_eq!(patched["title"], "Rose jam, day 2");
 
-    let (status, live) = server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(json!({"state": "live"})));
+    let (status, live) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(json!({"state": "live"})),
+    );
     assert_eq!(status, 200);
     assert_eq!(live["state"], "live");
-    let (_, idle) = server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(json!({"state": "idle"})));
+    let (_, idle) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(json!({"state": "idle"})),
+    );
     assert_eq!(idle["state"], "idle");
 
     let (status, _) = server.api("DELETE", &format!("/api/v1/sessions/{id}"), None);
@@ -51,17 +72,27 @@ fn bad_requests_get_problem_json_that_says_why() {
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     assert!(r.body_mut().read_to_string().unwrap().contains("Bearer"));
 
-    let r = agent().get(&url).header("Authorization", "Bearer wrong-token-000000000").call().unwrap();
+    let r = agent()
+        .get(&url)
+        .header("Authorization", "Bearer wrong-token-000000000")
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     let auth = format!("Bearer {TOKEN}");
     let (status, problem) = server.api("POST", "/api/v1/sessions", Some(json!({"title": "  "})));
     assert_eq!(status, 422);
-    assert!(problem["detail"].as_str().unwrap().contains("title"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("title"),
+        "{problem}"
+    );
 
     let (status, problem) = server.api("POST", "/api/v1/sessions", Some(json!({"titel": "x"})));
     assert_eq!(status, 422);
-    assert!(problem["detail"].as_str().unwrap().contains("titel"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("titel"),
+        "{problem}"
+    );
 
     let r = agent()
         .post(&url)
@@ -71,7 +102,12 @@ fn bad_requests_get_problem_json_that_says_why() {
         .unwrap();
     assert_eq!(r.status(), 400);
 
-    let r = agent().post(&url).header("Authorization", &auth).header("Content-Type", "text/plain").send("x").unwrap();
+    let r = agent()
+        .post(&url)
+        .header("Authorization", &auth)
+        .header("Content-Type", "text/plain")
+        .send("x")
+        .unwrap();
     assert_eq!(r.status(), 415);
 }
 
@@ -80,21 +116,40 @@ fn whep_refuses_wrong_content_type_bad_sdp_and_unknown_sessions() {
     let server = Server::start(&data_dir("whep-bad"));
     let session = server.create_session("WHEP");
     let id = session["id"].as_str().unwrap();
-    let (status, _) = server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(json!({"state": "live"})));
+    let (status, _) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(json!({"state": "live"})),
+    );
     assert_eq!(status, 200);
     let whep = server.url(&format!("/whep/{id}"));
 
-    let r = agent().post(&whep).header("Content-Type", "application/json").send("{}").unwrap();
+    let r = agent()
+        .post(&whep)
+        .header("Content-Type", "application/json")
+        .send("{}")
+        .unwrap();
     assert_eq!(r.status(), 415);
 
-    let mut r = agent().post(&whep).header("Content-Type", "application/sdp").send("v=0\r\nthis is not sdp").unwrap();
+    let mut r = agent()
+        .post(&whep)
+        .header("Content-Type", "application/sdp")
+        .send("v=0\r\nthis is not sdp")
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.body_mut().read_to_string().unwrap().contains("SDP"));
 
-    let r = agent().post(&server.url("/whep/nope")).header("Content-Type", "application/sdp").send("v=0").unwrap();
+    let r = agent()
+        .post(&server.url("/whep/nope"))
+        .header("Content-Type", "application/sdp")
+        .send("v=0")
+        .unwrap();
     assert_eq!(r.status(), 404);
 
-    let r = agent().delete(&server.url(&format!("/whep/{id}/no-such-viewer"))).call().unwrap();
+    let r = agent()
+        .delete(&server.url(&format!("/whep/{id}/no-such-viewer")))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 404);
 }
 
@@ -119,8 +174,14 @@ fn whep_cors_preflight_allows_other_origins_and_exposes_location() {
         .send("v=0")
         .unwrap();
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
-    let exposed = r.headers().get("access-control-expose-headers").map(|v| v.to_str().unwrap().to_lowercase());
-    assert!(exposed.is_some_and(|e| e.contains("location")), "Location is not exposed");
+    let exposed = r
+        .headers()
+        .get("access-control-expose-headers")
+        .map(|v| v.to_str().unwrap().to_lowercase());
+    assert!(
+        exposed.is_some_and(|e| e.contains("location")),
+        "Location is not exposed"
+    );
 }
 
 #[test]
@@ -130,5 +191,10 @@ fn health_and_metrics_answer() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.body_mut().read_to_string().unwrap().trim(), "ok");
     let mut r = agent().get(&server.url("/metrics")).call().unwrap();
-    assert!(r.body_mut().read_to_string().unwrap().contains("fieldcast_viewers 0"));
+    assert!(
+        r.body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("fieldcast_viewers 0")
+    );
 }

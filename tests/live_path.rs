@@ -11,14 +11,25 @@ use fieldcast::egress::client::{PlayOptions, PlaybackReport, play};
 /// Plays until `frames` pictures were decoded, or 30 s passed (a loaded CI machine runs
 /// slower than real time; the test asserts counts, not speed).
 fn watch(server: &Server, session_id: &str, frames: usize) -> PlaybackReport {
-    let options = PlayOptions { duration: Duration::from_secs(30), stop_after_frames: Some(frames), ..Default::default() };
+    let options = PlayOptions {
+        duration: Duration::from_secs(30),
+        stop_after_frames: Some(frames),
+        ..Default::default()
+    };
     play(&server.url(&format!("/whep/{session_id}")), &options).expect("WHEP playback")
 }
 
 fn assert_plays_720p_without_b_frames(report: &PlaybackReport) {
     let at_720p = report.decoded_at_size(1280, 720);
-    assert!(at_720p >= 90, "decoded only {at_720p} frames at 1280x720: {report:?}");
-    assert!(report.audio_packets >= 25, "only {} Opus packets", report.audio_packets);
+    assert!(
+        at_720p >= 90,
+        "decoded only {at_720p} frames at 1280x720: {report:?}"
+    );
+    assert!(
+        report.audio_packets >= 25,
+        "only {} Opus packets",
+        report.audio_packets
+    );
     assert!(report.keyframes >= 1, "no keyframe received");
     assert_eq!(report.b_slices, 0, "the output carries B-frames");
 }
@@ -29,12 +40,20 @@ fn ffmpeg_publisher_with_b_frames_plays_as_720p_h264_and_opus() {
     let session = server.create_session("Rose jam");
     let id = session["id"].as_str().unwrap();
     // 1080p in, with B-frames and AAC: the output must be 720p baseline + Opus.
-    let _publisher = Publisher::ffmpeg(&server.publish_url(session["stream_key"].as_str().unwrap()), "1920x1080", 40);
+    let _publisher = Publisher::ffmpeg(
+        &server.publish_url(session["stream_key"].as_str().unwrap()),
+        "1920x1080",
+        40,
+    );
     server.wait_state(id, "publisher-connected", Duration::from_secs(10));
     let report = watch(&server, id, 150);
     assert_plays_720p_without_b_frames(&report);
     // The publisher's picture, not the slate.
-    let live = report.decoded.iter().filter(|f| !is_slate(f.mean_rgb)).count();
+    let live = report
+        .decoded
+        .iter()
+        .filter(|f| !is_slate(f.mean_rgb))
+        .count();
     assert!(live >= 60, "only {live} frames showed the publisher");
 }
 
@@ -43,7 +62,10 @@ fn gstreamer_rtmp2sink_publisher_plays_as_720p_h264_and_opus() {
     let server = Server::start(&data_dir("rtmp2sink"));
     let session = server.create_session("Fresh naan");
     let id = session["id"].as_str().unwrap();
-    let _publisher = Publisher::gstreamer(&server.publish_url(session["stream_key"].as_str().unwrap()), 40);
+    let _publisher = Publisher::gstreamer(
+        &server.publish_url(session["stream_key"].as_str().unwrap()),
+        40,
+    );
     server.wait_state(id, "publisher-connected", Duration::from_secs(10));
     let report = watch(&server, id, 120);
     assert_plays_720p_without_b_frames(&report);
@@ -99,7 +121,11 @@ fn sessions_and_keys_survive_a_restart_and_live_sessions_resume() {
     let server = Server::start(&data);
     let session = server.create_session("Survives");
     let id = session["id"].as_str().unwrap().to_string();
-    let (status, _) = server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(serde_json::json!({"state": "live"})));
+    let (status, _) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(serde_json::json!({"state": "live"})),
+    );
     assert_eq!(status, 200);
     server.kill();
 
@@ -107,10 +133,21 @@ fn sessions_and_keys_survive_a_restart_and_live_sessions_resume() {
     let again = server.session(&id);
     assert_eq!(again["stream_key"], session["stream_key"]);
     assert_eq!(again["title"], "Survives");
-    assert_eq!(again["state"], "live", "a session on air before the restart is on air after it");
+    assert_eq!(
+        again["state"], "live",
+        "a session on air before the restart is on air after it"
+    );
     // The resumed studio plays its slate.
     let report = watch(&server, &id, 40);
-    assert!(report.decoded.iter().filter(|f| is_slate(f.mean_rgb)).count() >= 30, "{report:?}");
+    assert!(
+        report
+            .decoded
+            .iter()
+            .filter(|f| is_slate(f.mean_rgb))
+            .count()
+            >= 30,
+        "{report:?}"
+    );
 }
 
 #[test]
@@ -124,7 +161,13 @@ fn publisher_killed_and_back_within_10s_reappears_for_viewers_who_stayed() {
 
     let whep = server.url(&format!("/whep/{id}"));
     let viewer = std::thread::spawn(move || {
-        play(&whep, &PlayOptions { duration: Duration::from_secs(16), ..Default::default() })
+        play(
+            &whep,
+            &PlayOptions {
+                duration: Duration::from_secs(16),
+                ..Default::default()
+            },
+        )
     });
     std::thread::sleep(Duration::from_secs(4));
     publisher.kill(); // like kill -9: no FCUnpublish, the socket just closes
@@ -136,14 +179,43 @@ fn publisher_killed_and_back_within_10s_reappears_for_viewers_who_stayed() {
 
     let report = viewer.join().unwrap().expect("the viewer stayed connected");
     // P = the publisher's picture, s = the slate: expect P…, then s…, then P… again.
-    let trace: String = report.decoded.iter().map(|f| if is_slate(f.mean_rgb) { 's' } else { 'P' }).collect();
+    let trace: String = report
+        .decoded
+        .iter()
+        .map(|f| if is_slate(f.mean_rgb) { 's' } else { 'P' })
+        .collect();
     let first = trace.find('P').expect("the publisher was never shown");
-    let slate = first + trace[first..].find('s').unwrap_or_else(|| panic!("no slate after the publisher left: {trace}"));
-    let back = slate + trace[slate..].find('P').unwrap_or_else(|| panic!("the publisher never came back: {trace}"));
-    assert!(slate - first >= 30, "too little of the first publish: {trace}");
-    assert!(trace.len() - back >= 30, "too little after the comeback: {trace}");
-    assert!(report.decoded.iter().all(|f| f.width == 1280 && f.height == 720));
+    let slate = first
+        + trace[first..]
+            .find('s')
+            .unwrap_or_else(|| panic!("no slate after the publisher left: {trace}"));
+    let back = slate
+        + trace[slate..]
+            .find('P')
+            .unwrap_or_else(|| panic!("the publisher never came back: {trace}"));
+    assert!(
+        slate - first >= 30,
+        "too little of the first publish: {trace}"
+    );
+    assert!(
+        trace.len() - back >= 30,
+        "too little after the comeback: {trace}"
+    );
+    assert!(
+        report
+            .decoded
+            .iter()
+            .all(|f| f.width == 1280 && f.height == 720)
+    );
     // The picture never stopped: no gap between decoded frames over half a second.
-    let worst = report.decoded.windows(2).map(|w| w[1].at - w[0].at).max().unwrap();
-    assert!(worst < Duration::from_millis(500), "the picture froze for {worst:?}");
+    let worst = report
+        .decoded
+        .windows(2)
+        .map(|w| w[1].at - w[0].at)
+        .max()
+        .unwrap();
+    assert!(
+        worst < Duration::from_millis(500),
+        "the picture froze for {worst:?}"
+    );
 }

@@ -26,21 +26,38 @@ fn reference_dir() -> PathBuf {
 fn check_text(name: &str, text: &str) {
     let mut pixmap = tiny_skia::Pixmap::new(640, 96).unwrap();
     pixmap.fill(tiny_skia::Color::from_rgba8(255, 255, 255, 255));
-    let style = TextStyle { size_px: 48.0, bold: true, rgba: [20, 60, 40, 255], align: TextAlign::Center };
+    let style = TextStyle {
+        size_px: 48.0,
+        bold: true,
+        rgba: [20, 60, 40, 255],
+        align: TextAlign::Center,
+    };
     engine().draw(&mut pixmap, text, 0.0, 10.0, 640.0, &style);
     let path = reference_dir().join(format!("{name}.png"));
     if std::env::var("FIELDCAST_BLESS").is_ok() {
         std::fs::create_dir_all(reference_dir()).unwrap();
         pixmap.save_png(&path).unwrap();
     }
-    let reference = tiny_skia::Pixmap::load_png(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reference =
+        tiny_skia::Pixmap::load_png(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (a, b) = (pixmap.data(), reference.data());
     assert_eq!(a.len(), b.len());
     let inked = a.iter().step_by(4).filter(|&&v| v < 200).count();
-    assert!(inked > 500, "{name}: almost nothing was drawn ({inked} dark pixels)");
-    let differing = a.chunks(4).zip(b.chunks(4)).filter(|(p, q)| p.iter().zip(q.iter()).any(|(x, y)| x.abs_diff(*y) > 24)).count();
+    assert!(
+        inked > 500,
+        "{name}: almost nothing was drawn ({inked} dark pixels)"
+    );
+    let differing = a
+        .chunks(4)
+        .zip(b.chunks(4))
+        .filter(|(p, q)| p.iter().zip(q.iter()).any(|(x, y)| x.abs_diff(*y) > 24))
+        .count();
     let total = a.len() / 4;
-    assert!(differing * 1000 < total, "{name}: {differing} of {total} pixels differ from {}", path.display());
+    assert!(
+        differing * 1000 < total,
+        "{name}: {differing} of {total} pixels differ from {}",
+        path.display()
+    );
 }
 
 #[test]
@@ -52,12 +69,24 @@ fn text_in_latin_chinese_and_uyghur_renders_like_the_reference_images() {
 }
 
 fn watch(server: &Server, id: &str, frames: usize, options: PlayOptions) -> PlaybackReport {
-    let options = PlayOptions { duration: Duration::from_secs(30), stop_after_frames: Some(frames), ..options };
+    let options = PlayOptions {
+        duration: Duration::from_secs(30),
+        stop_after_frames: Some(frames),
+        ..options
+    };
     play(&server.url(&format!("/whep/{id}")), &options).expect("WHEP playback")
 }
 
 fn last_frame(server: &Server, id: &str) -> RgbFrame {
-    let report = watch(server, id, 45, PlayOptions { keep_last_frame: true, ..Default::default() });
+    let report = watch(
+        server,
+        id,
+        45,
+        PlayOptions {
+            keep_last_frame: true,
+            ..Default::default()
+        },
+    );
     report.last_frame.expect("a decoded frame")
 }
 
@@ -69,7 +98,11 @@ fn region_diff(a: &RgbFrame, b: &RgbFrame, r: layout::Rect, margin: u32) -> f64 
     for y in (r.y as u32 + margin)..(r.y as u32 + r.height - margin) {
         for x in (r.x as u32 + margin)..(r.x as u32 + r.width - margin) {
             let (p, q) = (a.pixel(x, y), b.pixel(x, y));
-            sum += p.iter().zip(q.iter()).map(|(u, v)| u.abs_diff(*v) as u64).sum::<u64>();
+            sum += p
+                .iter()
+                .zip(q.iter())
+                .map(|(u, v)| u.abs_diff(*v) as u64)
+                .sum::<u64>();
             n += 3;
         }
     }
@@ -82,7 +115,16 @@ fn pinned_card_shows_on_the_video_like_its_reference_rendering_and_hide_all_remo
     let session = server.create_session("Card");
     let id = session["id"].as_str().unwrap().to_string();
     // On air with no publisher: the slate is a steady background.
-    assert_eq!(server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(json!({"state": "live"}))).0, 200);
+    assert_eq!(
+        server
+            .api(
+                "PATCH",
+                &format!("/api/v1/sessions/{id}"),
+                Some(json!({"state": "live"}))
+            )
+            .0,
+        200
+    );
     let (status, product) = server.api(
         "POST",
         "/api/v1/products",
@@ -93,11 +135,18 @@ fn pinned_card_shows_on_the_video_like_its_reference_rendering_and_hide_all_remo
     let place = layout::place(&card, 1280, 720);
 
     let before = last_frame(&server, &id);
-    let (status, _) = server.api("PUT", &format!("/api/v1/sessions/{id}/pinned"), Some(json!({"product_id": product["id"]})));
+    let (status, _) = server.api(
+        "PUT",
+        &format!("/api/v1/sessions/{id}/pinned"),
+        Some(json!({"product_id": product["id"]})),
+    );
     assert_eq!(status, 200);
     let pinned = last_frame(&server, &id);
     let changed = region_diff(&before, &pinned, place, 12);
-    assert!(changed > 40.0, "the card region barely changed after pinning ({changed:.1})");
+    assert!(
+        changed > 40.0,
+        "the card region barely changed after pinning ({changed:.1})"
+    );
 
     // The reference: the same card rendered by the overlay renderer, blended over the
     // unpinned frame.
@@ -113,9 +162,21 @@ fn pinned_card_shows_on_the_video_like_its_reference_rendering_and_hide_all_remo
         description: None,
         created_at: 0,
     };
-    let pin = Pinned { product: row, image: None };
+    let pin = Pinned {
+        product: row,
+        image: None,
+    };
     let toasts = Default::default();
-    let view = View { now_ms: 0, viewers: 0, likes: 0, pinned: Some(&pin), offers: &[], toasts: &toasts, watch_url: "", images_dir: std::path::Path::new("/nonexistent") };
+    let view = View {
+        now_ms: 0,
+        viewers: 0,
+        likes: 0,
+        pinned: Some(&pin),
+        offers: &[],
+        toasts: &toasts,
+        watch_url: "",
+        images_dir: std::path::Path::new("/nonexistent"),
+    };
     let pixmap = render::render(&card, &view, place.width, place.height).expect("the card renders");
     let mut expected = before.clone();
     for y in 0..place.height {
@@ -125,20 +186,33 @@ fn pinned_card_shows_on_the_video_like_its_reference_rendering_and_hide_all_remo
             let i = ((fy * expected.width + fx) * 3) as usize;
             let a = src.alpha() as u32;
             for (c, s) in [src.red(), src.green(), src.blue()].into_iter().enumerate() {
-                expected.data[i + c] = (s as u32 + expected.data[i + c] as u32 * (255 - a) / 255).min(255) as u8;
+                expected.data[i + c] =
+                    (s as u32 + expected.data[i + c] as u32 * (255 - a) / 255).min(255) as u8;
             }
         }
     }
     let off_reference = region_diff(&expected, &pinned, place, 12);
-    eprintln!("card region: {changed:.1} per channel from the unpinned frame, {off_reference:.1} from the reference rendering");
-    assert!(off_reference < 8.0, "the card on the video differs from its reference rendering by {off_reference:.1} per channel");
+    eprintln!(
+        "card region: {changed:.1} per channel from the unpinned frame, {off_reference:.1} from the reference rendering"
+    );
+    assert!(
+        off_reference < 8.0,
+        "the card on the video differs from its reference rendering by {off_reference:.1} per channel"
+    );
 
-    let (status, scene) = server.api("POST", &format!("/api/v1/sessions/{id}/overlays/hide"), None);
+    let (status, scene) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{id}/overlays/hide"),
+        None,
+    );
     assert_eq!(status, 200);
     assert_eq!(scene["hidden"], true);
     let hidden = last_frame(&server, &id);
     let residue = region_diff(&before, &hidden, place, 12);
-    assert!(residue < 4.0, "the card is still on the video after hide-all ({residue:.1})");
+    assert!(
+        residue < 4.0,
+        "the card is still on the video after hide-all ({residue:.1})"
+    );
 }
 
 fn p95(mut values: Vec<Duration>) -> Duration {
@@ -151,7 +225,16 @@ fn counter_changes_reach_the_video_within_two_frames() {
     let server = Server::start(&data_dir("counter"));
     let session = server.create_session("Counter");
     let id = session["id"].as_str().unwrap().to_string();
-    assert_eq!(server.api("PATCH", &format!("/api/v1/sessions/{id}"), Some(json!({"state": "live"}))).0, 200);
+    assert_eq!(
+        server
+            .api(
+                "PATCH",
+                &format!("/api/v1/sessions/{id}"),
+                Some(json!({"state": "live"}))
+            )
+            .0,
+        200
+    );
     let counter = template(LayerKind::Counter, "c".into());
     let place = layout::place(&counter, 1280, 720);
 
@@ -160,7 +243,9 @@ fn counter_changes_reach_the_video_within_two_frames() {
     let whep = server.url(&format!("/whep/{id}"));
     let viewer = std::thread::spawn(move || {
         let options = PlayOptions {
-            duration: Duration::from_secs(3) + Duration::from_millis(300) * CHANGES as u32 + Duration::from_secs(2),
+            duration: Duration::from_secs(3)
+                + Duration::from_millis(300) * CHANGES as u32
+                + Duration::from_secs(2),
             region: Some((place.x as u32, place.y as u32, place.width, place.height)),
             epoch: Some(epoch),
             ..Default::default()
@@ -171,22 +256,43 @@ fn counter_changes_reach_the_video_within_two_frames() {
     let likes = server.url(&format!("/api/v1/sessions/{id}/likes"));
     let mut changed_at = Vec::new();
     for _ in 0..CHANGES {
-        let response = ureq::post(&likes).send_json(json!({"count": 1})).expect("like");
+        let response = ureq::post(&likes)
+            .send_json(json!({"count": 1}))
+            .expect("like");
         assert_eq!(response.status(), 202);
         changed_at.push(epoch.elapsed());
         std::thread::sleep(Duration::from_millis(300));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let report = viewer.join().unwrap().unwrap_or_else(|e| panic!("viewer: {e}"));
-    let metrics = ureq::get(&server.url("/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+    let report = viewer
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("viewer: {e}"));
+    let metrics = ureq::get(&server.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
 
     // The first decoded frame after each call whose counter differs from the frame before.
     let frames = &report.decoded;
-    let differs = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as u64).sum::<u64>() as f64 / a.len() as f64 > 0.5;
+    let differs = |a: &[u8], b: &[u8]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.abs_diff(*y) as u64)
+            .sum::<u64>() as f64
+            / a.len() as f64
+            > 0.5
+    };
     let mut delays = Vec::new();
     for at in &changed_at {
         let shown = frames.windows(2).find(|w| {
-            w[1].at > *at && differs(w[0].region.as_deref().unwrap_or(&[]), w[1].region.as_deref().unwrap_or(&[]))
+            w[1].at > *at
+                && differs(
+                    w[0].region.as_deref().unwrap_or(&[]),
+                    w[1].region.as_deref().unwrap_or(&[]),
+                )
         });
         let shown = shown.unwrap_or_else(|| {
             let around: Vec<String> = frames
@@ -221,25 +327,52 @@ fn counter_changes_reach_the_video_within_two_frames() {
         p95.as_secs_f64() * 1e3,
         worst.as_secs_f64() * 1e3
     );
-    for line in metrics.lines().filter(|l| l.starts_with("fieldcast_overlay_update_to_frame_seconds_")) {
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("fieldcast_overlay_update_to_frame_seconds_"))
+    {
         eprintln!("{line}");
     }
-    assert!(total >= CHANGES as u64, "the compositor saw {total} changes");
+    assert!(
+        total >= CHANGES as u64,
+        "the compositor saw {total} changes"
+    );
     // Every change is on the video, promptly even end to end (encode, send, decode). The
     // figures themselves (target: ≤ 2 frame intervals) are tracked in BENCHMARKS.md.
-    assert!(*worst < Duration::from_millis(1000), "a change took {worst:?} to reach the viewer");
+    assert!(
+        *worst < Duration::from_millis(1000),
+        "a change took {worst:?} to reach the viewer"
+    );
 }
 
 #[test]
 fn product_images_are_checked_and_bad_ones_refused_with_a_reason() {
     let server = Server::start(&data_dir("images"));
-    let (_, product) = server.api("POST", "/api/v1/products", Some(json!({"name": "Naan", "unit_amount": 500, "currency": "CNY"})));
-    let url = server.url(&format!("/api/v1/products/{}/image", product["id"].as_str().unwrap()));
-    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let (_, product) = server.api(
+        "POST",
+        "/api/v1/products",
+        Some(json!({"name": "Naan", "unit_amount": 500, "currency": "CNY"})),
+    );
+    let url = server.url(&format!(
+        "/api/v1/products/{}/image",
+        product["id"].as_str().unwrap()
+    ));
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
     let auth = format!("Bearer {}", common::TOKEN);
     let put = |content_type: &str, body: &[u8]| {
-        let mut r = agent.put(&url).header("Authorization", &auth).header("Content-Type", content_type).send(body).unwrap();
-        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+        let mut r = agent
+            .put(&url)
+            .header("Authorization", &auth)
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        )
     };
     let (status, body) = put("image/png", b"\x89PNG\r\n\x1a\n not really");
     assert_eq!(status, 422, "{body}");
@@ -250,7 +383,9 @@ fn product_images_are_checked_and_bad_ones_refused_with_a_reason() {
     {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(server.http).unwrap();
-        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
         let path = url.trim_start_matches(&format!("http://{}", server.http));
         write!(stream, "PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", 6 << 20).unwrap();
         let mut head = [0u8; 12];
@@ -263,7 +398,10 @@ fn product_images_are_checked_and_bad_ones_refused_with_a_reason() {
     let (status, body) = put("image/png", &pixmap.encode_png().unwrap());
     assert_eq!(status, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((answer["width"].as_u64(), answer["height"].as_u64()), (Some(512), Some(307)));
+    assert_eq!(
+        (answer["width"].as_u64(), answer["height"].as_u64()),
+        (Some(512), Some(307))
+    );
 }
 
 #[test]
@@ -274,7 +412,11 @@ fn layers_are_created_patched_validated_and_survive_a_restart() {
     let id = session["id"].as_str().unwrap().to_string();
     let (status, scene) = server.api("GET", &format!("/api/v1/sessions/{id}/overlays"), None);
     assert_eq!(status, 200);
-    assert_eq!(scene["layers"].as_array().unwrap().len(), 4, "the default scene: card, counter, countdown, toasts");
+    assert_eq!(
+        scene["layers"].as_array().unwrap().len(),
+        4,
+        "the default scene: card, counter, countdown, toasts"
+    );
     let (status, layer) = server.api(
         "POST",
         &format!("/api/v1/sessions/{id}/overlays"),
@@ -288,18 +430,44 @@ fn layers_are_created_patched_validated_and_survive_a_restart() {
         Some(json!({"visible": false, "style": {"theme": "#b03a2e"}})),
     );
     assert_eq!(status, 200, "{patched}");
-    assert_eq!((patched["visible"].as_bool(), patched["style"]["theme"].as_str()), (Some(false), Some("#b03a2e")));
-    assert_eq!(patched["style"]["font_scale"], 1.0, "a partial style patch keeps the other fields");
-    let (status, problem) = server.api("PATCH", &format!("/api/v1/sessions/{id}/overlays/{layer_id}"), Some(json!({"size": [3.0, 0.1]})));
+    assert_eq!(
+        (
+            patched["visible"].as_bool(),
+            patched["style"]["theme"].as_str()
+        ),
+        (Some(false), Some("#b03a2e"))
+    );
+    assert_eq!(
+        patched["style"]["font_scale"], 1.0,
+        "a partial style patch keeps the other fields"
+    );
+    let (status, problem) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}/overlays/{layer_id}"),
+        Some(json!({"size": [3.0, 0.1]})),
+    );
     assert_eq!(status, 422);
-    assert!(problem["detail"].as_str().unwrap().contains("size[0]"), "{problem}");
-    let (status, problem) = server.api("POST", &format!("/api/v1/sessions/{id}/overlays"), Some(json!({"kind": "hologram"})));
+    assert!(
+        problem["detail"].as_str().unwrap().contains("size[0]"),
+        "{problem}"
+    );
+    let (status, problem) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{id}/overlays"),
+        Some(json!({"kind": "hologram"})),
+    );
     assert_eq!(status, 422, "{problem}");
     server.kill();
 
     let server = Server::start(&data);
     let (_, scene) = server.api("GET", &format!("/api/v1/sessions/{id}/overlays"), None);
-    let stored = scene["layers"].as_array().unwrap().iter().find(|l| l["id"] == layer_id).cloned().expect("the layer survived");
+    let stored = scene["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == layer_id)
+        .cloned()
+        .expect("the layer survived");
     assert_eq!(stored["style"]["theme"], "#b03a2e");
     assert_eq!(stored["visible"], false);
 }

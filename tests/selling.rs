@@ -13,17 +13,29 @@ use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
     fieldcast::server::raise_fd_limit();
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn offer_state(server: &Server, session_id: &str, offer_id: &str) -> Value {
-    let (status, offer) = server.api("GET", &format!("/api/v1/sessions/{session_id}/offers/{offer_id}"), None);
+    let (status, offer) = server.api(
+        "GET",
+        &format!("/api/v1/sessions/{session_id}/offers/{offer_id}"),
+        None,
+    );
     assert_eq!(status, 200, "{offer}");
     offer
 }
 
 fn orders(server: &Server, session_id: &str) -> Vec<Value> {
-    let (status, list) = server.api("GET", &format!("/api/v1/sessions/{session_id}/orders"), None);
+    let (status, list) = server.api(
+        "GET",
+        &format!("/api/v1/sessions/{session_id}/orders"),
+        None,
+    );
     assert_eq!(status, 200, "{list}");
     list.as_array().unwrap().clone()
 }
@@ -40,8 +52,14 @@ fn flash_sale_of_100_units_to_2000_concurrent_buyers_sells_exactly_100() {
                 let (path, body) = (path.clone(), order_body(&offer_id, n, 1));
                 tokio::spawn(async move {
                     let key = format!("buy-{n}");
-                    let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key.as_str())];
-                    http(addr, "POST", &path, &headers, &body).await.map(|(s, _)| s).unwrap_or(0)
+                    let headers = [
+                        ("Content-Type", "application/json"),
+                        ("Idempotency-Key", key.as_str()),
+                    ];
+                    http(addr, "POST", &path, &headers, &body)
+                        .await
+                        .map(|(s, _)| s)
+                        .unwrap_or(0)
                 })
             })
             .collect();
@@ -60,14 +78,25 @@ fn flash_sale_of_100_units_to_2000_concurrent_buyers_sells_exactly_100() {
     assert_eq!(counts.len(), 2, "errors among the answers: {counts:?}");
 
     let offer = offer_state(&server, &session_id, &offer_id);
-    assert_eq!((offer["remaining"].as_i64(), offer["sold"].as_i64()), (Some(0), Some(100)), "{offer}");
+    assert_eq!(
+        (offer["remaining"].as_i64(), offer["sold"].as_i64()),
+        (Some(0), Some(100)),
+        "{offer}"
+    );
     assert_eq!(offer["state"], "sold_out");
-    let confirmed: i64 = orders(&server, &session_id).iter().map(|o| o["quantity"].as_i64().unwrap()).sum();
+    let confirmed: i64 = orders(&server, &session_id)
+        .iter()
+        .map(|o| o["quantity"].as_i64().unwrap())
+        .sum();
     assert_eq!(confirmed, 100);
 
     let live = first_sse_data(&server, &format!("/api/v1/sessions/{session_id}/events"));
     let sse_offer = &live["offers"][0];
-    assert_eq!((sse_offer["remaining"].as_i64(), sse_offer["sold"].as_i64()), (Some(0), Some(100)), "{live}");
+    assert_eq!(
+        (sse_offer["remaining"].as_i64(), sse_offer["sold"].as_i64()),
+        (Some(0), Some(100)),
+        "{live}"
+    );
 }
 
 #[test]
@@ -82,7 +111,10 @@ fn one_idempotency_key_makes_one_order_and_refuses_another_body() {
             .map(|_| {
                 let (path, body) = (path.clone(), body.clone());
                 tokio::spawn(async move {
-                    let headers = [("Content-Type", "application/json"), ("Idempotency-Key", "same-key")];
+                    let headers = [
+                        ("Content-Type", "application/json"),
+                        ("Idempotency-Key", "same-key"),
+                    ];
                     http(addr, "POST", &path, &headers, &body).await.unwrap()
                 })
             })
@@ -94,19 +126,26 @@ fn one_idempotency_key_makes_one_order_and_refuses_another_body() {
         out
     });
     assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
-    assert!(answers.iter().all(|(_, b)| *b == answers[0].1), "bodies differ: {answers:?}");
+    assert!(
+        answers.iter().all(|(_, b)| *b == answers[0].1),
+        "bodies differ: {answers:?}"
+    );
     assert_eq!(orders(&server, &session_id).len(), 1);
     assert_eq!(offer_state(&server, &session_id, &offer_id)["sold"], 2);
 
     let other = order_body(&offer_id, 1, 3);
-    let (status, problem) = runtime().block_on(http(
-        addr,
-        "POST",
-        &path,
-        &[("Content-Type", "application/json"), ("Idempotency-Key", "same-key")],
-        &other,
-    ))
-    .unwrap();
+    let (status, problem) = runtime()
+        .block_on(http(
+            addr,
+            "POST",
+            &path,
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", "same-key"),
+            ],
+            &other,
+        ))
+        .unwrap();
     assert_eq!(status, 422, "{problem}");
     assert!(problem.contains("Idempotency-Key"), "{problem}");
 }
@@ -118,14 +157,29 @@ fn orders_are_refused_with_the_right_status() {
     let path = format!("/api/v1/sessions/{session_id}/orders");
     let rt = runtime();
     let post = |key: &str, body: &str| {
-        rt.block_on(http(server.http, "POST", &path, &[("Content-Type", "application/json"), ("Idempotency-Key", key)], body))
-            .unwrap()
+        rt.block_on(http(
+            server.http,
+            "POST",
+            &path,
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key),
+            ],
+            body,
+        ))
+        .unwrap()
     };
     assert_eq!(post("k1", &order_body(&offer_id, 7, 2)).0, 201);
     let (status, body) = post("k2", &order_body(&offer_id, 7, 1));
     assert_eq!(status, 422, "over the per-buyer limit: {body}");
     let (status, body) = rt
-        .block_on(http(server.http, "POST", &path, &[("Content-Type", "application/json")], &order_body(&offer_id, 8, 1)))
+        .block_on(http(
+            server.http,
+            "POST",
+            &path,
+            &[("Content-Type", "application/json")],
+            &order_body(&offer_id, 8, 1),
+        ))
         .unwrap();
     assert_eq!(status, 422, "no Idempotency-Key: {body}");
     let (status, body) = post("k3", r#"{"offer_id": 5}"#);
@@ -133,23 +187,38 @@ fn orders_are_refused_with_the_right_status() {
     let (status, _) = post("k4", "{not json");
     assert_eq!(status, 400);
     // A phone that keeps hammering is rate-limited.
-    let statuses: Vec<u16> = (0..8).map(|i| post(&format!("r{i}"), &order_body(&offer_id, 9, 100)).0).collect();
+    let statuses: Vec<u16> = (0..8)
+        .map(|i| post(&format!("r{i}"), &order_body(&offer_id, 9, 100)).0)
+        .collect();
     assert!(statuses.contains(&429), "{statuses:?}");
 
-    let (status, _) = server.api("POST", &format!("/api/v1/sessions/{session_id}/offers/{offer_id}/end"), None);
+    let (status, _) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{session_id}/offers/{offer_id}/end"),
+        None,
+    );
     assert_eq!(status, 200);
     let (status, body) = post("k5", &order_body(&offer_id, 10, 1));
     assert_eq!(status, 410, "ended offer: {body}");
 }
 
 /// Buyers in a loop until stopped; returns the ids of acknowledged orders.
-async fn buy_until(addr: std::net::SocketAddr, path: String, offer_id: String, stop: Arc<Mutex<bool>>, base: usize) -> Vec<String> {
+async fn buy_until(
+    addr: std::net::SocketAddr,
+    path: String,
+    offer_id: String,
+    stop: Arc<Mutex<bool>>,
+    base: usize,
+) -> Vec<String> {
     let mut acknowledged = Vec::new();
     let mut n = base;
     while !*stop.lock().unwrap() {
         n += 1;
         let key = format!("crash-{n}");
-        let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key.as_str())];
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", key.as_str()),
+        ];
         match http(addr, "POST", &path, &headers, &order_body(&offer_id, n, 1)).await {
             Ok((201, body)) => {
                 let order: Value = serde_json::from_str(&body).unwrap();
@@ -173,7 +242,15 @@ fn acknowledged_orders_survive_kill_9_five_times() {
         let stop = Arc::new(Mutex::new(false));
         let path = format!("/api/v1/sessions/{session_id}/orders");
         let buyers: Vec<_> = (0..16)
-            .map(|b| rt.spawn(buy_until(server.http, path.clone(), offer_id.clone(), stop.clone(), round * 10_000_000 + b * 100_000)))
+            .map(|b| {
+                rt.spawn(buy_until(
+                    server.http,
+                    path.clone(),
+                    offer_id.clone(),
+                    stop.clone(),
+                    round * 10_000_000 + b * 100_000,
+                ))
+            })
             .collect();
         std::thread::sleep(Duration::from_millis(1500));
         server.kill(); // SIGKILL mid-load
@@ -182,15 +259,42 @@ fn acknowledged_orders_survive_kill_9_five_times() {
             acknowledged.extend(rt.block_on(b).unwrap());
         }
         server = Server::start(&data);
-        let stored: HashSet<String> = orders(&server, &session_id).iter().map(|o| o["id"].as_str().unwrap().to_string()).collect();
-        let missing: Vec<_> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
-        assert!(missing.is_empty(), "round {round}: {} acknowledged orders lost, e.g. {:?}", missing.len(), missing.first());
+        let stored: HashSet<String> = orders(&server, &session_id)
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_string())
+            .collect();
+        let missing: Vec<_> = acknowledged
+            .iter()
+            .filter(|id| !stored.contains(*id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} acknowledged orders lost, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
         let offer = offer_state(&server, &session_id, &offer_id);
-        let (allocated, remaining, sold) = (offer["allocated"].as_i64().unwrap(), offer["remaining"].as_i64().unwrap(), offer["sold"].as_i64().unwrap());
-        assert_eq!(remaining + sold, allocated, "round {round}: the ledger does not balance: {offer}");
-        assert_eq!(sold as usize, stored.len(), "round {round}: sold differs from the orders on disk");
+        let (allocated, remaining, sold) = (
+            offer["allocated"].as_i64().unwrap(),
+            offer["remaining"].as_i64().unwrap(),
+            offer["sold"].as_i64().unwrap(),
+        );
+        assert_eq!(
+            remaining + sold,
+            allocated,
+            "round {round}: the ledger does not balance: {offer}"
+        );
+        assert_eq!(
+            sold as usize,
+            stored.len(),
+            "round {round}: sold differs from the orders on disk"
+        );
     }
-    assert!(acknowledged.len() > 100, "the load was too light to mean anything: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > 100,
+        "the load was too light to mean anything: {}",
+        acknowledged.len()
+    );
 }
 
 /// A webhook receiver: records (event id, type) of deliveries with a valid signature;
@@ -203,7 +307,9 @@ struct Receiver {
 }
 
 fn start_receiver(rt: &tokio::runtime::Runtime, secret: Arc<Mutex<String>>) -> Receiver {
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let bad = Arc::new(Mutex::new(0));
@@ -255,7 +361,12 @@ fn start_receiver(rt: &tokio::runtime::Runtime, secret: Arc<Mutex<String>>) -> R
             });
         }
     });
-    Receiver { addr, seen, bad_signatures: bad, down }
+    Receiver {
+        addr,
+        seen,
+        bad_signatures: bad,
+        down,
+    }
 }
 
 fn unique_by_type(seen: &[(String, String)]) -> HashMap<String, usize> {
@@ -282,7 +393,11 @@ fn webhooks_arrive_signed_and_once_across_outages_and_restarts() {
     let rt = runtime();
     let secret = Arc::new(Mutex::new(String::new()));
     let receiver = start_receiver(&rt, secret.clone());
-    let (status, hook) = server.api("POST", "/api/v1/webhooks", Some(json!({"url": format!("http://{}/hooks", receiver.addr)})));
+    let (status, hook) = server.api(
+        "POST",
+        "/api/v1/webhooks",
+        Some(json!({"url": format!("http://{}/hooks", receiver.addr)})),
+    );
     assert_eq!(status, 201, "{hook}");
     *secret.lock().unwrap() = hook["secret"].as_str().unwrap().to_string();
 
@@ -290,35 +405,69 @@ fn webhooks_arrive_signed_and_once_across_outages_and_restarts() {
     let path = format!("/api/v1/sessions/{session_id}/orders");
     let buy = |server: &Server, n: usize| {
         let key = format!("hook-{n}");
-        let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key.as_str())];
-        let (status, body) = rt.block_on(http(server.http, "POST", &path, &headers, &order_body(&offer_id, n, 1))).unwrap();
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", key.as_str()),
+        ];
+        let (status, body) = rt
+            .block_on(http(
+                server.http,
+                "POST",
+                &path,
+                &headers,
+                &order_body(&offer_id, n, 1),
+            ))
+            .unwrap();
         assert_eq!(status, 201, "{body}");
-        serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string()
+        serde_json::from_str::<Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let first = buy(&server, 1);
-    wait_for("order.created", Duration::from_secs(10), || unique_by_type(&receiver.seen.lock().unwrap()).get("order.created") == Some(&1));
+    wait_for("order.created", Duration::from_secs(10), || {
+        unique_by_type(&receiver.seen.lock().unwrap()).get("order.created") == Some(&1)
+    });
 
     // The receiver goes down; events queue up; the server is killed and restarted meanwhile.
     *receiver.down.lock().unwrap() = true;
     buy(&server, 2);
-    let (status, _) = server.api("POST", &format!("/api/v1/sessions/{session_id}/orders/{first}/cancel"), None);
+    let (status, _) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{session_id}/orders/{first}/cancel"),
+        None,
+    );
     assert_eq!(status, 200);
     std::thread::sleep(Duration::from_millis(1500)); // at least one failed attempt each
     server.kill();
     server = Server::start(&data);
     buy(&server, 3);
     buy(&server, 4); // the last unit (the cancel put one back): offer.sold_out
-    let (status, _) = server.api("POST", &format!("/api/v1/sessions/{session_id}/offers/{offer_id}/end"), None);
+    let (status, _) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{session_id}/offers/{offer_id}/end"),
+        None,
+    );
     assert_eq!(status, 200);
     *receiver.down.lock().unwrap() = false;
 
-    let expected: HashMap<String, usize> =
-        [("order.created", 4), ("order.cancelled", 1), ("offer.sold_out", 1), ("offer.ended", 1)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-    wait_for("every event", Duration::from_secs(30), || unique_by_type(&receiver.seen.lock().unwrap()) == expected);
-    assert_eq!(*receiver.bad_signatures.lock().unwrap(), 0, "deliveries with a bad signature");
+    let expected: HashMap<String, usize> = [
+        ("order.created", 4),
+        ("order.cancelled", 1),
+        ("offer.sold_out", 1),
+        ("offer.ended", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    wait_for("every event", Duration::from_secs(30), || {
+        unique_by_type(&receiver.seen.lock().unwrap()) == expected
+    });
+    assert_eq!(
+        *receiver.bad_signatures.lock().unwrap(),
+        0,
+        "deliveries with a bad signature"
+    );
     // Nothing more arrives later (no event is sent twice under a new id).
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(unique_by_type(&receiver.seen.lock().unwrap()), expected);

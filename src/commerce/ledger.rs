@@ -24,7 +24,10 @@ pub const LEDGER_QUEUE: usize = 8192;
 pub const LEDGER_BATCH: usize = 512;
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn random_id(prefix: &str) -> String {
@@ -69,8 +72,12 @@ impl LedgerAnswer {
             429 => "Too Many Requests",
             _ => "Error",
         };
-        let body = json!({"type": "about:blank", "title": title, "status": status, "detail": detail});
-        Self { status, body: body.to_string() }
+        let body =
+            json!({"type": "about:blank", "title": title, "status": status, "detail": detail});
+        Self {
+            status,
+            body: body.to_string(),
+        }
     }
 }
 
@@ -85,9 +92,22 @@ pub enum Effect {
 
 enum Command {
     Order(Box<OrderRequest>, oneshot::Sender<LedgerAnswer>),
-    Cancel { session_id: String, order_id: String, reply: oneshot::Sender<LedgerAnswer> },
-    AddStock { session_id: String, offer_id: String, quantity: i64, reply: oneshot::Sender<LedgerAnswer> },
-    EndOffer { session_id: String, offer_id: String, reply: oneshot::Sender<LedgerAnswer> },
+    Cancel {
+        session_id: String,
+        order_id: String,
+        reply: oneshot::Sender<LedgerAnswer>,
+    },
+    AddStock {
+        session_id: String,
+        offer_id: String,
+        quantity: i64,
+        reply: oneshot::Sender<LedgerAnswer>,
+    },
+    EndOffer {
+        session_id: String,
+        offer_id: String,
+        reply: oneshot::Sender<LedgerAnswer>,
+    },
     EndDueOffers,
 }
 
@@ -111,7 +131,11 @@ pub type EffectSink = Arc<dyn Fn(Vec<Effect>) + Send + Sync>;
 impl StockLedger {
     /// `limiter` rate-limits new orders per buyer phone; replays of a known
     /// `Idempotency-Key` are not counted.
-    pub fn start(conn: Connection, effects: EffectSink, limiter: Arc<RateLimiter>) -> std::io::Result<Self> {
+    pub fn start(
+        conn: Connection,
+        effects: EffectSink,
+        limiter: Arc<RateLimiter>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(LEDGER_QUEUE);
         std::thread::Builder::new()
             .name("stock-ledger".into())
@@ -119,7 +143,10 @@ impl StockLedger {
         Ok(Self { tx })
     }
 
-    async fn ask(&self, make: impl FnOnce(oneshot::Sender<LedgerAnswer>) -> Command) -> Result<LedgerAnswer, LedgerError> {
+    async fn ask(
+        &self,
+        make: impl FnOnce(oneshot::Sender<LedgerAnswer>) -> Command,
+    ) -> Result<LedgerAnswer, LedgerError> {
         let (reply, rx) = oneshot::channel();
         self.tx.try_send(make(reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => LedgerError::Busy,
@@ -129,22 +156,52 @@ impl StockLedger {
     }
 
     pub async fn order(&self, request: OrderRequest) -> Result<LedgerAnswer, LedgerError> {
-        self.ask(|reply| Command::Order(Box::new(request), reply)).await
+        self.ask(|reply| Command::Order(Box::new(request), reply))
+            .await
     }
 
-    pub async fn cancel(&self, session_id: &str, order_id: &str) -> Result<LedgerAnswer, LedgerError> {
+    pub async fn cancel(
+        &self,
+        session_id: &str,
+        order_id: &str,
+    ) -> Result<LedgerAnswer, LedgerError> {
         let (session_id, order_id) = (session_id.to_string(), order_id.to_string());
-        self.ask(|reply| Command::Cancel { session_id, order_id, reply }).await
+        self.ask(|reply| Command::Cancel {
+            session_id,
+            order_id,
+            reply,
+        })
+        .await
     }
 
-    pub async fn add_stock(&self, session_id: &str, offer_id: &str, quantity: i64) -> Result<LedgerAnswer, LedgerError> {
+    pub async fn add_stock(
+        &self,
+        session_id: &str,
+        offer_id: &str,
+        quantity: i64,
+    ) -> Result<LedgerAnswer, LedgerError> {
         let (session_id, offer_id) = (session_id.to_string(), offer_id.to_string());
-        self.ask(|reply| Command::AddStock { session_id, offer_id, quantity, reply }).await
+        self.ask(|reply| Command::AddStock {
+            session_id,
+            offer_id,
+            quantity,
+            reply,
+        })
+        .await
     }
 
-    pub async fn end_offer(&self, session_id: &str, offer_id: &str) -> Result<LedgerAnswer, LedgerError> {
+    pub async fn end_offer(
+        &self,
+        session_id: &str,
+        offer_id: &str,
+    ) -> Result<LedgerAnswer, LedgerError> {
         let (session_id, offer_id) = (session_id.to_string(), offer_id.to_string());
-        self.ask(|reply| Command::EndOffer { session_id, offer_id, reply }).await
+        self.ask(|reply| Command::EndOffer {
+            session_id,
+            offer_id,
+            reply,
+        })
+        .await
     }
 
     /// Announces offers whose time is up (`offer.ended`). Called by a clock task.
@@ -185,11 +242,17 @@ pub fn order_json(order: &OrderRow) -> Value {
 
 fn event(conn: &Connection, event_type: &str, data: Value, now: i64) -> Result<(), StoreError> {
     let id = random_id("evt");
-    let body = json!({"id": id, "type": event_type, "created_at": now / 1000, "data": data}).to_string();
+    let body =
+        json!({"id": id, "type": event_type, "created_at": now / 1000, "data": data}).to_string();
     sql::enqueue_event(conn, &id, event_type, &body, now / 1000)
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSink, limiter: Arc<RateLimiter>) {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    effects: EffectSink,
+    limiter: Arc<RateLimiter>,
+) {
     let mut batch = Vec::with_capacity(LEDGER_BATCH);
     loop {
         if rx.blocking_recv().map(|c| batch.push(c)).is_none() {
@@ -220,7 +283,10 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSin
                             }
                             Err(e) => {
                                 tracing::error!(error = %e, "ledger request failed");
-                                Some(LedgerAnswer::problem(503, "the order could not be stored; try again"))
+                                Some(LedgerAnswer::problem(
+                                    503,
+                                    "the order could not be stored; try again",
+                                ))
                             }
                         }
                     })
@@ -279,11 +345,22 @@ fn apply(
 ) -> Result<Option<LedgerAnswer>, StoreError> {
     Ok(Some(match command {
         Command::Order(request, _) => place_order(conn, request, now, changes, limiter)?,
-        Command::Cancel { session_id, order_id, .. } => cancel(conn, session_id, order_id, now, changes)?,
-        Command::AddStock { session_id, offer_id, quantity, .. } => {
-            add_stock(conn, session_id, offer_id, *quantity, now, changes)?
-        }
-        Command::EndOffer { session_id, offer_id, .. } => end_offer(conn, session_id, offer_id, now, changes)?,
+        Command::Cancel {
+            session_id,
+            order_id,
+            ..
+        } => cancel(conn, session_id, order_id, now, changes)?,
+        Command::AddStock {
+            session_id,
+            offer_id,
+            quantity,
+            ..
+        } => add_stock(conn, session_id, offer_id, *quantity, now, changes)?,
+        Command::EndOffer {
+            session_id,
+            offer_id,
+            ..
+        } => end_offer(conn, session_id, offer_id, now, changes)?,
         Command::EndDueOffers => {
             end_due(conn, now, changes)?;
             return Ok(None);
@@ -305,23 +382,48 @@ fn place_order(
                 "Idempotency-Key: this key was already used with a different request body",
             ));
         }
-        return Ok(LedgerAnswer { status: stored.status, body: stored.body });
+        return Ok(LedgerAnswer {
+            status: stored.status,
+            body: stored.body,
+        });
     }
     if !limiter.allow(&r.phone_key, Instant::now()) {
         // Not stored: a later retry with the same key may succeed.
-        return Ok(LedgerAnswer::problem(429, "too many orders from this phone number; wait a few seconds"));
+        return Ok(LedgerAnswer::problem(
+            429,
+            "too many orders from this phone number; wait a few seconds",
+        ));
     }
     let answer = decide_order(conn, r, now, changes)?;
     if answer.status < 500 {
-        let stored = IdempotentResponse { request_hash: r.request_hash.clone(), status: answer.status, body: answer.body.clone() };
-        sql::save_idempotent_response(conn, &r.session_id, &r.idempotency_key, &stored, now / 1000)?;
+        let stored = IdempotentResponse {
+            request_hash: r.request_hash.clone(),
+            status: answer.status,
+            body: answer.body.clone(),
+        };
+        sql::save_idempotent_response(
+            conn,
+            &r.session_id,
+            &r.idempotency_key,
+            &stored,
+            now / 1000,
+        )?;
     }
     Ok(answer)
 }
 
-fn decide_order(conn: &Connection, r: &OrderRequest, now: i64, changes: &mut Vec<Effect>) -> Result<LedgerAnswer, StoreError> {
-    let Some(offer) = sql::offer(conn, &r.offer_id)?.filter(|o| o.session_id == r.session_id) else {
-        return Ok(LedgerAnswer::problem(422, "offer_id: no such offer in this session"));
+fn decide_order(
+    conn: &Connection,
+    r: &OrderRequest,
+    now: i64,
+    changes: &mut Vec<Effect>,
+) -> Result<LedgerAnswer, StoreError> {
+    let Some(offer) = sql::offer(conn, &r.offer_id)?.filter(|o| o.session_id == r.session_id)
+    else {
+        return Ok(LedgerAnswer::problem(
+            422,
+            "offer_id: no such offer in this session",
+        ));
     };
     let already = match offer.per_buyer_limit {
         Some(_) => sql::bought_by(conn, &offer.id, &r.phone_key)?,
@@ -338,7 +440,9 @@ fn decide_order(conn: &Connection, r: &OrderRequest, now: i64, changes: &mut Vec
         };
         return Ok(LedgerAnswer::problem(409, &detail));
     }
-    let currency = sql::product_in(conn, &offer.product_id)?.map(|p| p.currency).unwrap_or_default();
+    let currency = sql::product_in(conn, &offer.product_id)?
+        .map(|p| p.currency)
+        .unwrap_or_default();
     let order = OrderRow {
         id: random_id("ord"),
         session_id: r.session_id.clone(),
@@ -367,37 +471,75 @@ fn decide_order(conn: &Connection, r: &OrderRequest, now: i64, changes: &mut Vec
         sold_out.sold += r.quantity;
         event(conn, "offer.sold_out", offer_json(&sold_out, now), now)?;
     }
-    changes.push(Effect::Changed { session_id: r.session_id.clone() });
-    changes.push(Effect::Purchase { session_id: r.session_id.clone(), toast: toast(&r.buyer, r.quantity) });
-    Ok(LedgerAnswer { status: 201, body: order_json(&order).to_string() })
+    changes.push(Effect::Changed {
+        session_id: r.session_id.clone(),
+    });
+    changes.push(Effect::Purchase {
+        session_id: r.session_id.clone(),
+        toast: toast(&r.buyer, r.quantity),
+    });
+    Ok(LedgerAnswer {
+        status: 201,
+        body: order_json(&order).to_string(),
+    })
 }
 
 /// "Aygul in Kashgar just bought 2": first name only (or an initial), city only.
 fn toast(buyer: &Buyer, quantity: i64) -> String {
     let first = buyer.name.split_whitespace().next().unwrap_or("Someone");
-    let who = if first.chars().count() > 12 { format!("{}.", first.chars().next().unwrap_or('?')) } else { first.to_string() };
-    match buyer.city.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+    let who = if first.chars().count() > 12 {
+        format!("{}.", first.chars().next().unwrap_or('?'))
+    } else {
+        first.to_string()
+    };
+    match buyer
+        .city
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
         Some(city) => format!("{who} in {city} just bought {quantity}"),
         None => format!("{who} just bought {quantity}"),
     }
 }
 
-fn cancel(conn: &Connection, session_id: &str, order_id: &str, now: i64, changes: &mut Vec<Effect>) -> Result<LedgerAnswer, StoreError> {
+fn cancel(
+    conn: &Connection,
+    session_id: &str,
+    order_id: &str,
+    now: i64,
+    changes: &mut Vec<Effect>,
+) -> Result<LedgerAnswer, StoreError> {
     let Some(mut order) = sql::order(conn, order_id)?.filter(|o| o.session_id == session_id) else {
         return Ok(LedgerAnswer::problem(404, "order not found"));
     };
     if order.status == "cancelled" {
-        return Ok(LedgerAnswer { status: 200, body: order_json(&order).to_string() });
+        return Ok(LedgerAnswer {
+            status: 200,
+            body: order_json(&order).to_string(),
+        });
     }
     sql::set_order_status(conn, order_id, "cancelled")?;
     sql::return_stock(conn, &order.offer_id, order.quantity)?;
     order.status = "cancelled".into();
     event(conn, "order.cancelled", order_json(&order), now)?;
-    changes.push(Effect::Changed { session_id: session_id.to_string() });
-    Ok(LedgerAnswer { status: 200, body: order_json(&order).to_string() })
+    changes.push(Effect::Changed {
+        session_id: session_id.to_string(),
+    });
+    Ok(LedgerAnswer {
+        status: 200,
+        body: order_json(&order).to_string(),
+    })
 }
 
-fn add_stock(conn: &Connection, session_id: &str, offer_id: &str, quantity: i64, now: i64, changes: &mut Vec<Effect>) -> Result<LedgerAnswer, StoreError> {
+fn add_stock(
+    conn: &Connection,
+    session_id: &str,
+    offer_id: &str,
+    quantity: i64,
+    now: i64,
+    changes: &mut Vec<Effect>,
+) -> Result<LedgerAnswer, StoreError> {
     let Some(offer) = sql::offer(conn, offer_id)?.filter(|o| o.session_id == session_id) else {
         return Ok(LedgerAnswer::problem(404, "offer not found"));
     };
@@ -405,12 +547,23 @@ fn add_stock(conn: &Connection, session_id: &str, offer_id: &str, quantity: i64,
         return Ok(LedgerAnswer::problem(410, "the offer has ended"));
     }
     sql::add_stock(conn, offer_id, quantity)?;
-    changes.push(Effect::Changed { session_id: session_id.to_string() });
+    changes.push(Effect::Changed {
+        session_id: session_id.to_string(),
+    });
     let offer = sql::offer(conn, offer_id)?.unwrap_or(offer);
-    Ok(LedgerAnswer { status: 200, body: offer_json(&offer, now).to_string() })
+    Ok(LedgerAnswer {
+        status: 200,
+        body: offer_json(&offer, now).to_string(),
+    })
 }
 
-fn end_offer(conn: &Connection, session_id: &str, offer_id: &str, now: i64, changes: &mut Vec<Effect>) -> Result<LedgerAnswer, StoreError> {
+fn end_offer(
+    conn: &Connection,
+    session_id: &str,
+    offer_id: &str,
+    now: i64,
+    changes: &mut Vec<Effect>,
+) -> Result<LedgerAnswer, StoreError> {
     let Some(offer) = sql::offer(conn, offer_id)?.filter(|o| o.session_id == session_id) else {
         return Ok(LedgerAnswer::problem(404, "offer not found"));
     };
@@ -419,14 +572,19 @@ fn end_offer(conn: &Connection, session_id: &str, offer_id: &str, now: i64, chan
     }
     end_due(conn, now, changes)?;
     let offer = sql::offer(conn, offer_id)?.unwrap_or(offer);
-    Ok(LedgerAnswer { status: 200, body: offer_json(&offer, now).to_string() })
+    Ok(LedgerAnswer {
+        status: 200,
+        body: offer_json(&offer, now).to_string(),
+    })
 }
 
 fn end_due(conn: &Connection, now: i64, changes: &mut Vec<Effect>) -> Result<(), StoreError> {
     for offer in sql::offers_to_end(conn, now)? {
         sql::mark_end_notified(conn, &offer.id)?;
         event(conn, "offer.ended", offer_json(&offer, now), now)?;
-        changes.push(Effect::Changed { session_id: offer.session_id.clone() });
+        changes.push(Effect::Changed {
+            session_id: offer.session_id.clone(),
+        });
     }
     Ok(())
 }

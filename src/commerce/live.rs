@@ -72,14 +72,20 @@ impl SessionLive {
     /// Changes the state and announces it (to the overlays at once, to SSE coalesced).
     pub fn update(&self, change: impl FnOnce(&mut LiveData)) {
         change(&mut self.data());
-        self.changed_at.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
+        self.changed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Instant::now);
         self.version.fetch_add(1, Ordering::Release);
         self.dirty.send_modify(|v| *v += 1);
     }
 
     /// Takes the time of the oldest change since the last call.
     pub fn take_changed_at(&self) -> Option<Instant> {
-        self.changed_at.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.changed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     pub fn version(&self) -> u64 {
@@ -111,9 +117,9 @@ impl SessionLive {
 }
 
 impl SessionLive {
-    /// A live state outside any server (benchmarks, renderer tests): nothing publishes it.
-    pub fn standalone(session_id: &str, data: LiveData) -> Arc<Self> {
+    fn new(session_id: &str, data: LiveData, images: PathBuf) -> Arc<Self> {
         let (dirty, _) = watch::channel(0);
+        // Empty until a publisher builds the first snapshot.
         let (snapshot, _) = watch::channel(Arc::from(""));
         Arc::new(SessionLive {
             session_id: session_id.to_string(),
@@ -123,8 +129,13 @@ impl SessionLive {
             changed_at: Mutex::new(None),
             dirty,
             snapshot,
-            images: PathBuf::new(),
+            images,
         })
+    }
+
+    /// A live state outside any server (benchmarks, renderer tests): nothing publishes it.
+    pub fn standalone(session_id: &str, data: LiveData) -> Arc<Self> {
+        Self::new(session_id, data, PathBuf::new())
     }
 }
 
@@ -134,8 +145,14 @@ pub fn image_path(images: &Path, product_id: &str) -> PathBuf {
 }
 
 fn load_pinned(store: &Store, session_id: &str, images: &Path) -> Option<Pinned> {
-    let product = store.pinned(session_id).ok().flatten().and_then(|id| store.product(&id).ok().flatten())?;
-    let image = tiny_skia::Pixmap::load_png(image_path(images, &product.id)).ok().map(Arc::new);
+    let product = store
+        .pinned(session_id)
+        .ok()
+        .flatten()
+        .and_then(|id| store.product(&id).ok().flatten())?;
+    let image = tiny_skia::Pixmap::load_png(image_path(images, &product.id))
+        .ok()
+        .map(Arc::new);
     Some(Pinned { product, image })
 }
 
@@ -147,7 +164,10 @@ pub struct LiveHub {
 
 impl LiveHub {
     pub fn new(runtime: tokio::runtime::Handle) -> Self {
-        Self { sessions: Mutex::new(HashMap::new()), runtime }
+        Self {
+            sessions: Mutex::new(HashMap::new()),
+            runtime,
+        }
     }
 
     /// The session's live state, loaded from the store and given a publisher on first use.
@@ -168,31 +188,30 @@ impl LiveHub {
             toasts: VecDeque::new(),
             scene,
         };
-        let (dirty, mut dirty_rx) = watch::channel(0);
-        // Empty until the publisher builds the first snapshot, right away.
+        let live = SessionLive::new(session_id, data, images);
+        // The publisher builds the first snapshot right away.
+        let mut dirty_rx = live.dirty.subscribe();
         dirty_rx.mark_changed();
-        let (snapshot, _) = watch::channel(Arc::from(""));
-        let live = Arc::new(SessionLive {
-            session_id: session_id.to_string(),
-            data: Mutex::new(data),
-            version: AtomicU64::new(1),
-            pending_likes: AtomicI64::new(0),
-            changed_at: Mutex::new(None),
-            dirty,
-            snapshot,
-            images,
-        });
         sessions.insert(session_id.to_string(), live.clone());
-        self.runtime.spawn(publish(app.clone(), live.clone(), dirty_rx));
+        self.runtime
+            .spawn(publish(app.clone(), live.clone(), dirty_rx));
         live
     }
 
     pub fn known(&self) -> Vec<Arc<SessionLive>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn forget(&self, session_id: &str) {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(session_id);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session_id);
     }
 
     /// Applies what the ledger committed.
@@ -207,7 +226,11 @@ impl LiveHub {
                 }
                 Effect::Purchase { session_id, toast } => {
                     self.session(app, &session_id).update(|d| {
-                        d.toasts.push_back(Toast { text: toast, at_ms: now_ms(), at: Instant::now() });
+                        d.toasts.push_back(Toast {
+                            text: toast,
+                            at_ms: now_ms(),
+                            at: Instant::now(),
+                        });
                         while d.toasts.len() > TOAST_HISTORY {
                             d.toasts.pop_front();
                         }

@@ -37,7 +37,11 @@ pub struct Commerce {
 }
 
 impl Commerce {
-    pub fn new(ledger: StockLedger, order_limiter: Arc<rate::RateLimiter>, runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        ledger: StockLedger,
+        order_limiter: Arc<rate::RateLimiter>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
         Self {
             ledger,
             live: live::LiveHub::new(runtime),
@@ -50,7 +54,10 @@ impl Commerce {
 
 /// Starts the background work of selling: likes flushing, the offer clock, webhooks.
 pub fn spawn_background(app: AppState) {
-    tokio::spawn(webhooks::dispatch(app.clone(), app.commerce.webhook_wake.clone()));
+    tokio::spawn(webhooks::dispatch(
+        app.clone(),
+        app.commerce.webhook_wake.clone(),
+    ));
     let clock = app.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(OFFER_CLOCK);

@@ -21,7 +21,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(burst: f64, refill_per_s: f64) -> Self {
-        Self { burst, refill_per_s, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            burst,
+            refill_per_s,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one token for `key`; false when its bucket is empty.
@@ -31,7 +35,9 @@ impl RateLimiter {
             return false;
         }
         let (tokens, at) = buckets.entry(key.to_string()).or_insert((self.burst, now));
-        let refilled = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.refill_per_s).min(self.burst);
+        let refilled = (*tokens
+            + now.saturating_duration_since(*at).as_secs_f64() * self.refill_per_s)
+            .min(self.burst);
         *at = now;
         if refilled >= 1.0 {
             *tokens = refilled - 1.0;
@@ -49,7 +55,9 @@ impl RateLimiter {
         self.buckets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, (tokens, at)| *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst);
+            .retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
+            });
     }
 }
 

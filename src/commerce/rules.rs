@@ -50,7 +50,9 @@ impl Refusal {
             Refusal::NotLive(OfferState::Scheduled) => "the offer has not started yet".into(),
             Refusal::NotLive(_) => "the offer has ended".into(),
             Refusal::OverLimit { limit, already } => {
-                format!("quantity: at most {limit} per buyer for this offer; this phone number already has {already}")
+                format!(
+                    "quantity: at most {limit} per buyer for this offer; this phone number already has {already}"
+                )
             }
         }
     }
@@ -58,7 +60,12 @@ impl Refusal {
 
 /// Checks everything about an order except the stock itself, which is taken by one
 /// conditional update afterwards (so two buyers can never both get the last jar).
-pub fn check_order(offer: &OfferRow, now_ms: i64, quantity: i64, already: i64) -> Result<(), Refusal> {
+pub fn check_order(
+    offer: &OfferRow,
+    now_ms: i64,
+    quantity: i64,
+    already: i64,
+) -> Result<(), Refusal> {
     match offer_state(offer, now_ms) {
         OfferState::Live => {}
         OfferState::SoldOut => return Err(Refusal::SoldOut),
@@ -78,7 +85,10 @@ pub fn normalize_phone(raw: &str) -> Option<String> {
     let trimmed = raw.trim();
     let plus = trimmed.starts_with('+');
     let mut digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
-    if trimmed.chars().any(|c| !(c.is_ascii_digit() || " +-().".contains(c))) {
+    if trimmed
+        .chars()
+        .any(|c| !(c.is_ascii_digit() || " +-().".contains(c)))
+    {
         return None;
     }
     let international = plus || digits.starts_with("00");
@@ -88,7 +98,11 @@ pub fn normalize_phone(raw: &str) -> Option<String> {
     if !(6..=15).contains(&digits.len()) {
         return None;
     }
-    Some(if international { format!("+{digits}") } else { digits })
+    Some(if international {
+        format!("+{digits}")
+    } else {
+        digits
+    })
 }
 
 #[cfg(test)]
@@ -126,18 +140,44 @@ mod tests {
     #[test]
     fn orders_are_refused_with_the_right_reason() {
         assert_eq!(check_order(&offer(5, None), 1_500, 2, 0), Ok(()));
-        assert_eq!(check_order(&offer(0, None), 1_500, 1, 0), Err(Refusal::SoldOut));
-        assert_eq!(check_order(&offer(5, None), 2_500, 1, 0).unwrap_err().status(), 410);
-        assert_eq!(check_order(&offer(5, None), 10, 1, 0).unwrap_err().status(), 410);
-        assert_eq!(check_order(&offer(5, Some(2)), 1_500, 1, 2), Err(Refusal::OverLimit { limit: 2, already: 2 }));
+        assert_eq!(
+            check_order(&offer(0, None), 1_500, 1, 0),
+            Err(Refusal::SoldOut)
+        );
+        assert_eq!(
+            check_order(&offer(5, None), 2_500, 1, 0)
+                .unwrap_err()
+                .status(),
+            410
+        );
+        assert_eq!(
+            check_order(&offer(5, None), 10, 1, 0).unwrap_err().status(),
+            410
+        );
+        assert_eq!(
+            check_order(&offer(5, Some(2)), 1_500, 1, 2),
+            Err(Refusal::OverLimit {
+                limit: 2,
+                already: 2
+            })
+        );
         assert_eq!(check_order(&offer(5, Some(2)), 1_500, 2, 0), Ok(()));
     }
 
     #[test]
     fn phone_numbers_normalise_to_one_key() {
-        assert_eq!(normalize_phone("+86 138-0013-8000").as_deref(), Some("+8613800138000"));
-        assert_eq!(normalize_phone("0086 13800138000").as_deref(), Some("+8613800138000"));
-        assert_eq!(normalize_phone("(0991) 555 1234").as_deref(), Some("09915551234"));
+        assert_eq!(
+            normalize_phone("+86 138-0013-8000").as_deref(),
+            Some("+8613800138000")
+        );
+        assert_eq!(
+            normalize_phone("0086 13800138000").as_deref(),
+            Some("+8613800138000")
+        );
+        assert_eq!(
+            normalize_phone("(0991) 555 1234").as_deref(),
+            Some("09915551234")
+        );
         assert_eq!(normalize_phone("12"), None);
         assert_eq!(normalize_phone("call me"), None);
     }

@@ -25,11 +25,16 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
     // HMAC accepts keys of any length: this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn backoff_s(attempts: i64) -> i64 {
@@ -44,10 +49,13 @@ pub async fn dispatch(app: AppState, wake: Arc<Notify>) {
         .build()
         .new_agent();
     loop {
-        let due = app.store.due_deliveries(unix_now(), BATCH).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "outbox read failed");
-            Vec::new()
-        });
+        let due = app
+            .store
+            .due_deliveries(unix_now(), BATCH)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "outbox read failed");
+                Vec::new()
+            });
         if due.is_empty() {
             tokio::select! {
                 _ = wake.notified() => {}
@@ -57,7 +65,9 @@ pub async fn dispatch(app: AppState, wake: Arc<Notify>) {
         }
         let hooks = app.store.webhooks().unwrap_or_default();
         for entry in due {
-            let Some(hook) = hooks.iter().find(|h| h.id == entry.webhook_id).cloned() else { continue };
+            let Some(hook) = hooks.iter().find(|h| h.id == entry.webhook_id).cloned() else {
+                continue;
+            };
             let agent = agent.clone();
             let body = entry.body.clone();
             let (event_id, event_type) = (entry.event_id.clone(), entry.event_type.clone());
@@ -78,9 +88,17 @@ pub async fn dispatch(app: AppState, wake: Arc<Notify>) {
             .unwrap_or_else(|e| Err(e.to_string()));
             let now = unix_now();
             let stored = match result {
-                Ok(status) if (200..300).contains(&status) => app.store.mark_delivered(entry.seq, now),
-                Ok(status) => app.store.mark_failed(entry.seq, now + backoff_s(entry.attempts), &format!("HTTP {status}")),
-                Err(e) => app.store.mark_failed(entry.seq, now + backoff_s(entry.attempts), &e),
+                Ok(status) if (200..300).contains(&status) => {
+                    app.store.mark_delivered(entry.seq, now)
+                }
+                Ok(status) => app.store.mark_failed(
+                    entry.seq,
+                    now + backoff_s(entry.attempts),
+                    &format!("HTTP {status}"),
+                ),
+                Err(e) => app
+                    .store
+                    .mark_failed(entry.seq, now + backoff_s(entry.attempts), &e),
             };
             if let Err(e) = stored {
                 tracing::error!(error = %e, "outbox update failed");
@@ -96,7 +114,10 @@ mod tests {
     #[test]
     fn signature_matches_a_known_vector() {
         // HMAC-SHA256("secret", "1700000000.{}"), computed independently with openssl.
-        assert_eq!(sign("secret", 1_700_000_000, "{}"), "b8569b78799ff9e3cbff0fc2d63a33a2b57f3282abd07c37ae5e8e7d79a5f163");
+        assert_eq!(
+            sign("secret", 1_700_000_000, "{}"),
+            "b8569b78799ff9e3cbff0fc2d63a33a2b57f3282abd07c37ae5e8e7d79a5f163"
+        );
         assert_ne!(sign("secret", 1, "{}"), sign("secret", 2, "{}"));
         assert_eq!(backoff_s(0), 1);
         assert_eq!(backoff_s(3), 8);

@@ -21,13 +21,23 @@ fn check(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(token) if same(token.trim().as_bytes(), state.api_token.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not valid")),
-        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "send the operator token as `Authorization: Bearer TOKEN`")),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the bearer token is not valid",
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "send the operator token as `Authorization: Bearer TOKEN`",
+        )),
     }
 }
 
 /// Middleware for routes that are operator-only as a whole.
-pub async fn require_operator(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_operator(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     match check(request.headers(), &state) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),

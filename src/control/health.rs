@@ -20,17 +20,35 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let c = &state.egress.counters;
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     };
-    counter("fieldcast_viewers", "WebRTC viewers in the egress loop.", "gauge", c.viewers.load(Ordering::Relaxed));
-    counter("fieldcast_egress_packets_in_total", "RTP packets from studios.", "counter", c.packets_in.load(Ordering::Relaxed));
+    counter(
+        "fieldcast_viewers",
+        "WebRTC viewers in the egress loop.",
+        "gauge",
+        c.viewers.load(Ordering::Relaxed),
+    );
+    counter(
+        "fieldcast_egress_packets_in_total",
+        "RTP packets from studios.",
+        "counter",
+        c.packets_in.load(Ordering::Relaxed),
+    );
     counter(
         "fieldcast_egress_packets_dropped_queue_total",
         "Studio packets dropped because the egress loop was behind.",
         "counter",
         c.packets_dropped_queue.load(Ordering::Relaxed),
     );
-    counter("fieldcast_egress_datagrams_sent_total", "Datagrams sent to viewers.", "counter", c.packets_sent.load(Ordering::Relaxed));
+    counter(
+        "fieldcast_egress_datagrams_sent_total",
+        "Datagrams sent to viewers.",
+        "counter",
+        c.packets_sent.load(Ordering::Relaxed),
+    );
     counter(
         "fieldcast_egress_datagrams_dropped_total",
         "Datagrams the socket could not take (slow viewer or full buffer).",
@@ -38,8 +56,18 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         c.packets_dropped_viewer.load(Ordering::Relaxed),
     );
     let o = &state.overlay_counters;
-    counter("fieldcast_overlay_frames_total", "Frames the overlay compositors handled.", "counter", o.frames.load(Ordering::Relaxed));
-    counter("fieldcast_overlay_redraws_total", "Layers redrawn because what they show changed.", "counter", o.redraws.load(Ordering::Relaxed));
+    counter(
+        "fieldcast_overlay_frames_total",
+        "Frames the overlay compositors handled.",
+        "counter",
+        o.frames.load(Ordering::Relaxed),
+    );
+    counter(
+        "fieldcast_overlay_redraws_total",
+        "Layers redrawn because what they show changed.",
+        "counter",
+        o.redraws.load(Ordering::Relaxed),
+    );
     counter(
         "fieldcast_overlay_redraw_microseconds_total",
         "Time spent redrawing layers.",
@@ -47,14 +75,28 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         o.redraw_us.load(Ordering::Relaxed),
     );
     let name = "fieldcast_overlay_update_to_frame_seconds";
-    let _ = writeln!(out, "# HELP {name} From a change of the live state to the first frame composited with it.\n# TYPE {name} histogram");
+    let _ = writeln!(
+        out,
+        "# HELP {name} From a change of the live state to the first frame composited with it.\n# TYPE {name} histogram"
+    );
     let mut cumulative = 0;
     for (i, bucket) in o.update_buckets.iter().enumerate() {
         cumulative += bucket.load(Ordering::Relaxed);
-        let le = UPDATE_BUCKETS_MS.get(i).map(|ms| format!("{}", *ms as f64 / 1000.0)).unwrap_or_else(|| "+Inf".into());
+        let le = UPDATE_BUCKETS_MS
+            .get(i)
+            .map(|ms| format!("{}", *ms as f64 / 1000.0))
+            .unwrap_or_else(|| "+Inf".into());
         let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
     }
-    let _ = writeln!(out, "{name}_sum {}", o.update_us_sum.load(Ordering::Relaxed) as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count {}", o.update_count.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "{name}_sum {}",
+        o.update_us_sum.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "{name}_count {}",
+        o.update_count.load(Ordering::Relaxed)
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

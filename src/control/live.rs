@@ -31,16 +31,25 @@ pub async fn like(
     ApiJson(body): ApiJson<Likes>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !(1..=MAX_LIKES_PER_REQUEST).contains(&body.count) {
-        return Err(ApiError::unprocessable(format!("count: between 1 and {MAX_LIKES_PER_REQUEST}")));
+        return Err(ApiError::unprocessable(format!(
+            "count: between 1 and {MAX_LIKES_PER_REQUEST}"
+        )));
     }
     let who = peer.map(|p| p.0.0.ip().to_string()).unwrap_or_default();
     if !state.commerce.like_limiter.allow(&who, Instant::now()) {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many likes; batch taps into one request"));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many likes; batch taps into one request",
+        ));
     }
     if state.store.session(&session_id)?.is_none() {
         return Err(ApiError::not_found("session"));
     }
-    state.commerce.live.session(&state, &session_id).add_likes(body.count);
+    state
+        .commerce
+        .live
+        .session(&state, &session_id)
+        .add_likes(body.count);
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -62,7 +71,10 @@ pub async fn events(
             let snapshot = rx.borrow_and_update().clone();
             // Empty only before the first snapshot is built.
             if !snapshot.is_empty() {
-                return Some((Ok(Event::default().event("state").data(&*snapshot)), (rx, live)));
+                return Some((
+                    Ok(Event::default().event("state").data(&*snapshot)),
+                    (rx, live),
+                ));
             }
         }
     });

@@ -32,53 +32,121 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let operator = Router::new()
-        .route("/api/v1/sessions", get(sessions::list).post(sessions::create))
-        .route("/api/v1/sessions/{id}", get(sessions::get).patch(sessions::patch).delete(sessions::delete))
-        .route("/api/v1/sessions/{id}/rotate-key", post(sessions::rotate_key))
-        .route("/api/v1/sessions/{id}/pinned", put(pinned::put).delete(pinned::delete))
-        .route("/api/v1/sessions/{id}/offers", get(offers::list).post(offers::create))
+        .route(
+            "/api/v1/sessions",
+            get(sessions::list).post(sessions::create),
+        )
+        .route(
+            "/api/v1/sessions/{id}",
+            get(sessions::get)
+                .patch(sessions::patch)
+                .delete(sessions::delete),
+        )
+        .route(
+            "/api/v1/sessions/{id}/rotate-key",
+            post(sessions::rotate_key),
+        )
+        .route(
+            "/api/v1/sessions/{id}/pinned",
+            put(pinned::put).delete(pinned::delete),
+        )
+        .route(
+            "/api/v1/sessions/{id}/offers",
+            get(offers::list).post(offers::create),
+        )
         .route("/api/v1/sessions/{id}/offers/{offer_id}", get(offers::get))
-        .route("/api/v1/sessions/{id}/offers/{offer_id}/end", post(offers::end))
-        .route("/api/v1/sessions/{id}/offers/{offer_id}/stock", post(offers::add_stock))
+        .route(
+            "/api/v1/sessions/{id}/offers/{offer_id}/end",
+            post(offers::end),
+        )
+        .route(
+            "/api/v1/sessions/{id}/offers/{offer_id}/stock",
+            post(offers::add_stock),
+        )
         .route("/api/v1/sessions/{id}/orders.csv", get(orders::csv))
-        .route("/api/v1/sessions/{id}/orders/{order_id}/cancel", post(orders::cancel))
-        .route("/api/v1/products", get(products::list).post(products::create))
-        .route("/api/v1/products/{id}", get(products::get).patch(products::patch).delete(products::delete))
-        .route("/api/v1/sessions/{id}/overlays", get(overlays::list).post(overlays::create))
+        .route(
+            "/api/v1/sessions/{id}/orders/{order_id}/cancel",
+            post(orders::cancel),
+        )
+        .route(
+            "/api/v1/products",
+            get(products::list).post(products::create),
+        )
+        .route(
+            "/api/v1/products/{id}",
+            get(products::get)
+                .patch(products::patch)
+                .delete(products::delete),
+        )
+        .route(
+            "/api/v1/sessions/{id}/overlays",
+            get(overlays::list).post(overlays::create),
+        )
         .route("/api/v1/sessions/{id}/overlays/hide", post(overlays::hide))
         .route("/api/v1/sessions/{id}/overlays/show", post(overlays::show))
         .route(
             "/api/v1/sessions/{id}/overlays/{layer_id}",
-            get(overlays::get).patch(overlays::patch).delete(overlays::delete),
+            get(overlays::get)
+                .patch(overlays::patch)
+                .delete(overlays::delete),
         )
-        .route("/api/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/api/v1/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
         .route("/api/v1/webhooks/{id}", delete(webhooks::delete))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_operator))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_operator,
+        ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
 
     // Image uploads: a larger limit, refused from Content-Length before any body is read.
     let images = Router::new()
-        .route("/api/v1/sessions/{id}/overlays/{layer_id}/image", put(overlays::layer_image))
+        .route(
+            "/api/v1/sessions/{id}/overlays/{layer_id}/image",
+            put(overlays::layer_image),
+        )
         .route("/api/v1/products/{id}/image", put(overlays::product_image))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_operator))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_operator,
+        ))
         .layer(RequestBodyLimitLayer::new(overlays::MAX_IMAGE_BYTES))
         .layer(DefaultBodyLimit::max(overlays::MAX_IMAGE_BYTES));
 
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::PUT, Method::OPTIONS])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("idempotency-key")])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::PUT,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("idempotency-key"),
+        ])
         .expose_headers([header::LOCATION, header::ETAG, header::CONTENT_TYPE]);
 
     // Public: buying, liking, the live state. Listing orders on the same path checks the
     // operator token in its handler.
     let public = Router::new()
-        .route("/api/v1/sessions/{id}/orders", post(orders::create).get(orders::list))
+        .route(
+            "/api/v1/sessions/{id}/orders",
+            post(orders::create).get(orders::list),
+        )
         .route("/api/v1/sessions/{id}/likes", post(live::like))
         .route("/api/v1/sessions/{id}/events", get(live::events))
         .route("/whep/{session_id}", post(whep::offer))
-        .route("/whep/{session_id}/{viewer_id}", delete(whep::leave).patch(whep::patch))
+        .route(
+            "/whep/{session_id}/{viewer_id}",
+            delete(whep::leave).patch(whep::patch),
+        )
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
 
@@ -96,10 +164,16 @@ pub fn router(state: AppState) -> Router {
 /// Turns a stock ledger answer into a response (problem+json for refusals).
 fn ledger_response(answer: Result<LedgerAnswer, LedgerError>) -> Result<Response, ApiError> {
     let answer = answer.map_err(|e| match e {
-        LedgerError::Busy => ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        LedgerError::Busy => {
+            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         LedgerError::Stopped => ApiError::internal(e),
     })?;
     let status = axum::http::StatusCode::from_u16(answer.status).map_err(ApiError::internal)?;
-    let content_type = if answer.status >= 400 { "application/problem+json" } else { "application/json" };
+    let content_type = if answer.status >= 400 {
+        "application/problem+json"
+    } else {
+        "application/json"
+    };
     Ok((status, [(header::CONTENT_TYPE, content_type)], answer.body).into_response())
 }

@@ -34,20 +34,32 @@ pub async fn create(
     Path(session_id): Path<String>,
     ApiJson(body): ApiJson<CreateOffer>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.store.session(&session_id)?.ok_or_else(|| ApiError::not_found("session"))?;
-    state.store.product(&body.product_id)?.ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
+    state
+        .store
+        .session(&session_id)?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    state
+        .store
+        .product(&body.product_id)?
+        .ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
     if !(0..=1_000_000_000_000).contains(&body.unit_amount) {
-        return Err(ApiError::unprocessable("unit_amount: an integer in minor units between 0 and 10^12"));
+        return Err(ApiError::unprocessable(
+            "unit_amount: an integer in minor units between 0 and 10^12",
+        ));
     }
     if !(1..=MAX_QUANTITY).contains(&body.quantity) {
-        return Err(ApiError::unprocessable(format!("quantity: between 1 and {MAX_QUANTITY}")));
+        return Err(ApiError::unprocessable(format!(
+            "quantity: between 1 and {MAX_QUANTITY}"
+        )));
     }
     if body.per_buyer_limit.is_some_and(|l| l < 1) {
         return Err(ApiError::unprocessable("per_buyer_limit: at least 1"));
     }
     let duration = body.duration_s.unwrap_or(DEFAULT_DURATION_S);
     if !(1..=MAX_DURATION_S).contains(&duration) {
-        return Err(ApiError::unprocessable(format!("duration_s: between 1 and {MAX_DURATION_S}")));
+        return Err(ApiError::unprocessable(format!(
+            "duration_s: between 1 and {MAX_DURATION_S}"
+        )));
     }
     let now = now_ms();
     let starts_at = body.starts_at.map(|s| s * 1000).unwrap_or(now);
@@ -69,25 +81,55 @@ pub async fn create(
         created_at: now / 1000,
     };
     state.store.insert_offer(&offer)?;
-    state.commerce.live.session(&state, &session_id).reload_offers(&state.store);
+    state
+        .commerce
+        .live
+        .session(&state, &session_id)
+        .reload_offers(&state.store);
     Ok((StatusCode::CREATED, ApiJson(offer_json(&offer, now))))
 }
 
 /// The session's offers with their live stock.
-pub async fn list(State(state): State<AppState>, Path(session_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let now = now_ms();
-    Ok(ApiJson(state.store.offers_of(&session_id)?.iter().map(|o| offer_json(o, now)).collect::<Vec<_>>()))
+    Ok(ApiJson(
+        state
+            .store
+            .offers_of(&session_id)?
+            .iter()
+            .map(|o| offer_json(o, now))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// One offer: state, allocated, remaining, sold.
-pub async fn get(State(state): State<AppState>, Path((session_id, offer_id)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
-    let offer = state.store.offer(&offer_id)?.filter(|o| o.session_id == session_id).ok_or_else(|| ApiError::not_found("offer"))?;
+pub async fn get(
+    State(state): State<AppState>,
+    Path((session_id, offer_id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let offer = state
+        .store
+        .offer(&offer_id)?
+        .filter(|o| o.session_id == session_id)
+        .ok_or_else(|| ApiError::not_found("offer"))?;
     Ok(ApiJson(offer_json(&offer, now_ms())))
 }
 
 /// Ends an offer now (`offer.ended` is sent).
-pub async fn end(State(state): State<AppState>, Path((session_id, offer_id)): Path<(String, String)>) -> Result<Response, ApiError> {
-    ledger_response(state.commerce.ledger.end_offer(&session_id, &offer_id).await)
+pub async fn end(
+    State(state): State<AppState>,
+    Path((session_id, offer_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    ledger_response(
+        state
+            .commerce
+            .ledger
+            .end_offer(&session_id, &offer_id)
+            .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -103,7 +145,15 @@ pub async fn add_stock(
     ApiJson(body): ApiJson<AddStock>,
 ) -> Result<Response, ApiError> {
     if !(1..=MAX_QUANTITY).contains(&body.quantity) {
-        return Err(ApiError::unprocessable(format!("quantity: between 1 and {MAX_QUANTITY}")));
+        return Err(ApiError::unprocessable(format!(
+            "quantity: between 1 and {MAX_QUANTITY}"
+        )));
     }
-    ledger_response(state.commerce.ledger.add_stock(&session_id, &offer_id, body.quantity).await)
+    ledger_response(
+        state
+            .commerce
+            .ledger
+            .add_stock(&session_id, &offer_id, body.quantity)
+            .await,
+    )
 }

@@ -30,10 +30,14 @@ struct OrderBody {
 fn field(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let len = value.trim().chars().count();
     if len == 0 {
-        return Err(ApiError::unprocessable(format!("{name}: must not be empty")));
+        return Err(ApiError::unprocessable(format!(
+            "{name}: must not be empty"
+        )));
     }
     if len > max {
-        return Err(ApiError::unprocessable(format!("{name}: at most {max} characters")));
+        return Err(ApiError::unprocessable(format!(
+            "{name}: at most {max} characters"
+        )));
     }
     Ok(())
 }
@@ -51,19 +55,36 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| ApiError::unprocessable("Idempotency-Key: send a unique key (up to 255 characters) with every order"))?
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "Idempotency-Key: send a unique key (up to 255 characters) with every order",
+            )
+        })?
         .to_string();
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !content_type.starts_with("application/json") {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the order as application/json"));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the order as application/json",
+        ));
     }
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
     // serde_json's map is ordered: this text is canonical for equal bodies.
     let request_hash = format!("{:x}", Sha256::digest(value.to_string().as_bytes()));
-    let order: OrderBody = serde_json::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let order: OrderBody =
+        serde_json::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     if !(1..=MAX_ORDER_QUANTITY).contains(&order.quantity) {
-        return Err(ApiError::unprocessable(format!("quantity: between 1 and {MAX_ORDER_QUANTITY}")));
+        return Err(ApiError::unprocessable(format!(
+            "quantity: between 1 and {MAX_ORDER_QUANTITY}"
+        )));
     }
     field("buyer.name", &order.buyer.name, 100)?;
     field("buyer.address", &order.buyer.address, 500)?;
@@ -72,7 +93,10 @@ pub async fn create(
     }
     let phone_key = normalize_phone(&order.buyer.phone)
         .ok_or_else(|| ApiError::unprocessable("buyer.phone: a phone number of 6 to 15 digits"))?;
-    state.store.session(&session_id)?.ok_or_else(|| ApiError::not_found("session"))?;
+    state
+        .store
+        .session(&session_id)?
+        .ok_or_else(|| ApiError::not_found("session"))?;
     let request = OrderRequest {
         session_id,
         idempotency_key: key,
@@ -92,12 +116,24 @@ pub struct OrderFilter {
     phone: Option<String>,
 }
 
-fn filtered(state: &AppState, session_id: &str, f: &OrderFilter) -> Result<Vec<crate::store::commerce::OrderRow>, ApiError> {
+fn filtered(
+    state: &AppState,
+    session_id: &str,
+    f: &OrderFilter,
+) -> Result<Vec<crate::store::commerce::OrderRow>, ApiError> {
     let phone_key = match &f.phone {
-        Some(p) => Some(normalize_phone(p).ok_or_else(|| ApiError::unprocessable("phone: not a phone number"))?),
+        Some(p) => Some(
+            normalize_phone(p)
+                .ok_or_else(|| ApiError::unprocessable("phone: not a phone number"))?,
+        ),
         None => None,
     };
-    Ok(state.store.orders_of(session_id, f.offer_id.as_deref(), f.status.as_deref(), phone_key.as_deref())?)
+    Ok(state.store.orders_of(
+        session_id,
+        f.offer_id.as_deref(),
+        f.status.as_deref(),
+        phone_key.as_deref(),
+    )?)
 }
 
 /// Lists a session's orders with the buyers' details (`?offer_id=&status=&phone=`).
@@ -122,7 +158,11 @@ pub async fn list(
 
 fn csv_cell(s: &str) -> String {
     // Quote everything; neutralise spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
@@ -135,9 +175,15 @@ pub async fn csv(
 ) -> Result<impl IntoResponse, ApiError> {
     let orders = filtered(&state, &session_id, &filter)?;
     let products = state.store.products()?;
-    let mut out = String::from("order_id,name,phone,address,city,product,quantity,amount,currency,status,created_at\r\n");
+    let mut out = String::from(
+        "order_id,name,phone,address,city,product,quantity,amount,currency,status,created_at\r\n",
+    );
     for o in &orders {
-        let product = products.iter().find(|p| p.id == o.product_id).map(|p| p.name.as_str()).unwrap_or("");
+        let product = products
+            .iter()
+            .find(|p| p.id == o.product_id)
+            .map(|p| p.name.as_str())
+            .unwrap_or("");
         let row = [
             csv_cell(&o.id),
             csv_cell(&o.buyer_name),
@@ -157,7 +203,10 @@ pub async fn csv(
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"orders-{session_id}.csv\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"orders-{session_id}.csv\""),
+            ),
         ],
         out,
     ))

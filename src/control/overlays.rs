@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::error::{ApiError, ApiJson};
 use crate::app::AppState;
 use crate::commerce::live::image_path;
-use crate::overlay::scene::{self, Layer, LayerKind, Scene};
 use crate::overlay::new_layer_id;
+use crate::overlay::scene::{self, Layer, LayerKind, Scene};
 
 /// Largest image upload.
 pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
@@ -25,7 +25,11 @@ fn scene_json(scene: &Scene) -> Value {
 }
 
 fn session_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
-    state.store.session(id)?.map(|_| ()).ok_or_else(|| ApiError::not_found("session"))
+    state
+        .store
+        .session(id)?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("session"))
 }
 
 /// Merges a JSON patch (top level, and one level into `style` and `content`) onto a layer.
@@ -38,7 +42,9 @@ fn merge(layer: &Layer, patch: &Value) -> Result<Layer, ApiError> {
         match key.as_str() {
             "id" | "kind" => {
                 if value.get(key) != Some(v) {
-                    return Err(ApiError::unprocessable(format!("{key}: cannot be changed; create another layer")));
+                    return Err(ApiError::unprocessable(format!(
+                        "{key}: cannot be changed; create another layer"
+                    )));
                 }
             }
             "style" | "content" if v.is_object() => {
@@ -49,7 +55,8 @@ fn merge(layer: &Layer, patch: &Value) -> Result<Layer, ApiError> {
             _ => value[key] = v.clone(),
         }
     }
-    let merged: Layer = serde_json::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let merged: Layer =
+        serde_json::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     scene::validate(&merged).map_err(ApiError::unprocessable)?;
     Ok(merged)
 }
@@ -57,18 +64,25 @@ fn merge(layer: &Layer, patch: &Value) -> Result<Layer, ApiError> {
 /// Applies a change to the stored scene and the live one (the next frame shows it).
 fn change_layer(state: &AppState, session_id: &str, layer: &Layer) -> Result<(), ApiError> {
     let json = serde_json::to_string(layer).map_err(ApiError::internal)?;
-    state.store.put_overlay_layer(session_id, &layer.id, &json)?;
+    state
+        .store
+        .put_overlay_layer(session_id, &layer.id, &json)?;
     let live = state.commerce.live.session(state, session_id);
     let layer = layer.clone();
-    live.update(move |d| match d.scene.layers.iter_mut().find(|l| l.id == layer.id) {
-        Some(existing) => *existing = layer,
-        None => d.scene.layers.push(layer),
-    });
+    live.update(
+        move |d| match d.scene.layers.iter_mut().find(|l| l.id == layer.id) {
+            Some(existing) => *existing = layer,
+            None => d.scene.layers.push(layer),
+        },
+    );
     Ok(())
 }
 
 /// The scene: `hidden` and the layers.
-pub async fn list(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     session_exists(&state, &id)?;
     let live = state.commerce.live.session(&state, &id);
     let json = scene_json(&live.data().scene);
@@ -76,13 +90,23 @@ pub async fn list(State(state): State<AppState>, Path(id): Path<String>) -> Resu
 }
 
 /// Adds a layer: `{"kind": "counter"}` gets the template's layout; any field may be given.
-pub async fn create(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<Value>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
     session_exists(&state, &id)?;
     let kind: LayerKind = body
         .get("kind")
         .cloned()
-        .ok_or_else(|| ApiError::unprocessable("kind: required (product_card, counter, countdown, toast, text, image, qr)"))
-        .and_then(|k| serde_json::from_value(k).map_err(|e| ApiError::unprocessable(format!("kind: {e}"))))?;
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "kind: required (product_card, counter, countdown, toast, text, image, qr)",
+            )
+        })
+        .and_then(|k| {
+            serde_json::from_value(k).map_err(|e| ApiError::unprocessable(format!("kind: {e}")))
+        })?;
     let template = scene::template(kind, new_layer_id());
     let mut patch = body.clone();
     if let Some(obj) = patch.as_object_mut() {
@@ -96,12 +120,21 @@ pub async fn create(State(state): State<AppState>, Path(id): Path<String>, ApiJs
 fn find(state: &AppState, session_id: &str, layer_id: &str) -> Result<Layer, ApiError> {
     session_exists(state, session_id)?;
     let live = state.commerce.live.session(state, session_id);
-    let layer = live.data().scene.layers.iter().find(|l| l.id == layer_id).cloned();
+    let layer = live
+        .data()
+        .scene
+        .layers
+        .iter()
+        .find(|l| l.id == layer_id)
+        .cloned();
     layer.ok_or_else(|| ApiError::not_found("layer"))
 }
 
 /// One layer.
-pub async fn get(State(state): State<AppState>, Path((id, layer_id)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path((id, layer_id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(find(&state, &id, &layer_id)?))
 }
 
@@ -117,15 +150,22 @@ pub async fn patch(
 }
 
 /// Removes a layer.
-pub async fn delete(State(state): State<AppState>, Path((id, layer_id)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((id, layer_id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id, &layer_id)?;
     state.store.delete_overlay_layer(&id, &layer_id)?;
     let _ = std::fs::remove_file(state.images_dir().join(format!("{layer_id}.png")));
-    state.commerce.live.session(&state, &id).update(|d| d.scene.layers.retain(|l| l.id != layer_id));
+    state
+        .commerce
+        .live
+        .session(&state, &id)
+        .update(|d| d.scene.layers.retain(|l| l.id != layer_id));
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn set_hidden(state: &AppState, id: &str, hidden: bool) -> Result<Value, ApiError> {
+fn set_hidden(state: &AppState, id: &str, hidden: bool) -> Result<Value, ApiError> {
     if !state.store.set_overlays_hidden(id, hidden)? {
         return Err(ApiError::not_found("session"));
     }
@@ -136,19 +176,32 @@ async fn set_hidden(state: &AppState, id: &str, hidden: bool) -> Result<Value, A
 }
 
 /// The emergency switch: no overlay is drawn from the next frame on.
-pub async fn hide(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    Ok(ApiJson(set_hidden(&state, &id, true).await?))
+pub async fn hide(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(ApiJson(set_hidden(&state, &id, true)?))
 }
 
 /// Shows the overlays again.
-pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    Ok(ApiJson(set_hidden(&state, &id, false).await?))
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(ApiJson(set_hidden(&state, &id, false)?))
 }
 
 /// Decodes an uploaded PNG, JPEG or WebP, scales it to fit [`STORED_IMAGE_SIDE`] and writes
 /// it as PNG. Refusals say why.
-fn store_image(headers: &HeaderMap, body: &[u8], path: &std::path::Path) -> Result<(u32, u32), ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+fn store_image(
+    headers: &HeaderMap,
+    body: &[u8],
+    path: &std::path::Path,
+) -> Result<(u32, u32), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let format = match content_type.split(';').next().map(str::trim) {
         Some("image/png") => image::ImageFormat::Png,
         Some("image/jpeg") => image::ImageFormat::Jpeg,
@@ -161,7 +214,10 @@ fn store_image(headers: &HeaderMap, body: &[u8], path: &std::path::Path) -> Resu
         }
     };
     if body.len() > MAX_IMAGE_BYTES {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the image is larger than {} MiB", MAX_IMAGE_BYTES >> 20)));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the image is larger than {} MiB", MAX_IMAGE_BYTES >> 20),
+        ));
     }
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(body), format);
     let mut limits = image::Limits::default();
@@ -169,17 +225,23 @@ fn store_image(headers: &HeaderMap, body: &[u8], path: &std::path::Path) -> Resu
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(256 << 20);
     reader.limits(limits);
-    let decoded = reader
-        .decode()
-        .map_err(|e| ApiError::unprocessable(format!("the image cannot be decoded as {content_type}: {e}")))?;
-    let scaled = decoded.thumbnail(STORED_IMAGE_SIDE, STORED_IMAGE_SIDE).to_rgba8();
+    let decoded = reader.decode().map_err(|e| {
+        ApiError::unprocessable(format!(
+            "the image cannot be decoded as {content_type}: {e}"
+        ))
+    })?;
+    let scaled = decoded
+        .thumbnail(STORED_IMAGE_SIDE, STORED_IMAGE_SIDE)
+        .to_rgba8();
     let dims = scaled.dimensions();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(ApiError::internal)?;
     }
     // Write then rename: a reader never sees half a file.
     let tmp = path.with_extension("png.tmp");
-    scaled.save_with_format(&tmp, image::ImageFormat::Png).map_err(ApiError::internal)?;
+    scaled
+        .save_with_format(&tmp, image::ImageFormat::Png)
+        .map_err(ApiError::internal)?;
     std::fs::rename(&tmp, path).map_err(ApiError::internal)?;
     Ok(dims)
 }
@@ -191,15 +253,24 @@ pub async fn product_image(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.store.product(&product_id)?.ok_or_else(|| ApiError::not_found("product"))?;
-    let (width, height) = store_image(&headers, &body, &image_path(&state.images_dir(), &product_id))?;
+    state
+        .store
+        .product(&product_id)?
+        .ok_or_else(|| ApiError::not_found("product"))?;
+    let (width, height) = store_image(
+        &headers,
+        &body,
+        &image_path(&state.images_dir(), &product_id),
+    )?;
     for live in state.commerce.live.known() {
         let pinned = live.data().pinned.as_ref().map(|p| p.product.id.clone());
         if pinned.as_deref() == Some(product_id.as_str()) {
             live.reload_pinned(&state.store);
         }
     }
-    Ok(ApiJson(json!({"product_id": product_id, "width": width, "height": height})))
+    Ok(ApiJson(
+        json!({"product_id": product_id, "width": width, "height": height}),
+    ))
 }
 
 /// An image layer's picture (a logo).
@@ -213,7 +284,13 @@ pub async fn layer_image(
     if layer.kind != LayerKind::Image {
         return Err(ApiError::unprocessable("only image layers take an image"));
     }
-    let (width, height) = store_image(&headers, &body, &state.images_dir().join(format!("{layer_id}.png")))?;
+    let (width, height) = store_image(
+        &headers,
+        &body,
+        &state.images_dir().join(format!("{layer_id}.png")),
+    )?;
     state.commerce.live.session(&state, &id).update(|_| {});
-    Ok(ApiJson(json!({"layer_id": layer_id, "width": width, "height": height})))
+    Ok(ApiJson(
+        json!({"layer_id": layer_id, "width": width, "height": height}),
+    ))
 }

@@ -17,19 +17,42 @@ pub struct Pin {
 }
 
 /// Pins a product on the session.
-pub async fn put(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<Pin>) -> Result<impl IntoResponse, ApiError> {
-    state.store.session(&id)?.ok_or_else(|| ApiError::not_found("session"))?;
-    let product = state.store.product(&body.product_id)?.ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
+pub async fn put(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Pin>,
+) -> Result<impl IntoResponse, ApiError> {
+    state
+        .store
+        .session(&id)?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    let product = state
+        .store
+        .product(&body.product_id)?
+        .ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
     state.store.set_pinned(&id, Some(&product.id))?;
-    state.commerce.live.session(&state, &id).reload_pinned(&state.store);
-    Ok(ApiJson(json!({"session_id": id, "product": product_json(&product)})))
+    state
+        .commerce
+        .live
+        .session(&state, &id)
+        .reload_pinned(&state.store);
+    Ok(ApiJson(
+        json!({"session_id": id, "product": product_json(&product)}),
+    ))
 }
 
 /// Unpins whatever is pinned.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     if !state.store.set_pinned(&id, None)? {
         return Err(ApiError::not_found("session"));
     }
-    state.commerce.live.session(&state, &id).reload_pinned(&state.store);
+    state
+        .commerce
+        .live
+        .session(&state, &id)
+        .reload_pinned(&state.store);
     Ok(StatusCode::NO_CONTENT)
 }

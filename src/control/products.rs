@@ -13,7 +13,9 @@ use crate::commerce::product_json;
 use crate::store::commerce::ProductRow;
 
 /// Units a product is sold by.
-pub const UNITS: &[&str] = &["piece", "jar", "kg", "g", "box", "bottle", "bag", "bunch", "dozen", "litre"];
+pub const UNITS: &[&str] = &[
+    "piece", "jar", "kg", "g", "box", "bottle", "bag", "bunch", "dozen", "litre",
+];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -31,10 +33,14 @@ pub struct ProductBody {
 fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     let v = value.trim();
     if v.is_empty() {
-        return Err(ApiError::unprocessable(format!("{field}: must not be empty")));
+        return Err(ApiError::unprocessable(format!(
+            "{field}: must not be empty"
+        )));
     }
     if v.chars().count() > max {
-        return Err(ApiError::unprocessable(format!("{field}: at most {max} characters")));
+        return Err(ApiError::unprocessable(format!(
+            "{field}: at most {max} characters"
+        )));
     }
     Ok(v.to_string())
 }
@@ -50,8 +56,13 @@ fn apply(mut p: ProductRow, b: ProductBody) -> Result<ProductRow, ApiError> {
     }
     if let Some(t) = b.translations {
         for (lang, name) in &t {
-            if lang.is_empty() || lang.len() > 16 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(ApiError::unprocessable(format!("translations: {lang:?} is not a language tag like \"ug\" or \"zh-CN\"")));
+            if lang.is_empty()
+                || lang.len() > 16
+                || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                return Err(ApiError::unprocessable(format!(
+                    "translations: {lang:?} is not a language tag like \"ug\" or \"zh-CN\""
+                )));
             }
             text(&format!("translations.{lang}"), name, 200)?;
         }
@@ -59,21 +70,28 @@ fn apply(mut p: ProductRow, b: ProductBody) -> Result<ProductRow, ApiError> {
     }
     if let Some(amount) = b.unit_amount {
         if !(0..=1_000_000_000_000).contains(&amount) {
-            return Err(ApiError::unprocessable("unit_amount: an integer in minor units between 0 and 10^12"));
+            return Err(ApiError::unprocessable(
+                "unit_amount: an integer in minor units between 0 and 10^12",
+            ));
         }
         p.unit_amount = amount;
     }
     if let Some(currency) = b.currency {
         let c = currency.trim().to_ascii_uppercase();
         if c.len() != 3 || !c.chars().all(|x| x.is_ascii_alphabetic()) {
-            return Err(ApiError::unprocessable("currency: a three-letter ISO 4217 code such as \"CNY\""));
+            return Err(ApiError::unprocessable(
+                "currency: a three-letter ISO 4217 code such as \"CNY\"",
+            ));
         }
         p.currency = c;
     }
     if let Some(unit) = b.unit {
         let u = unit.trim().to_ascii_lowercase();
         if !UNITS.contains(&u.as_str()) {
-            return Err(ApiError::unprocessable(format!("unit: one of {}", UNITS.join(", "))));
+            return Err(ApiError::unprocessable(format!(
+                "unit: one of {}",
+                UNITS.join(", ")
+            )));
         }
         p.unit = u;
     }
@@ -82,9 +100,17 @@ fn apply(mut p: ProductRow, b: ProductBody) -> Result<ProductRow, ApiError> {
     }
     if let Some(date) = b.harvest_date {
         let ok = date.len() == 10
-            && date.chars().enumerate().all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() });
+            && date.chars().enumerate().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    c == '-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            });
         if !ok {
-            return Err(ApiError::unprocessable("harvest_date: a date like 2026-06-01"));
+            return Err(ApiError::unprocessable(
+                "harvest_date: a date like 2026-06-01",
+            ));
         }
         p.harvest_date = Some(date);
     }
@@ -95,12 +121,22 @@ fn apply(mut p: ProductRow, b: ProductBody) -> Result<ProductRow, ApiError> {
 }
 
 fn find(state: &AppState, id: &str) -> Result<ProductRow, ApiError> {
-    state.store.product(id)?.ok_or_else(|| ApiError::not_found("product"))
+    state
+        .store
+        .product(id)?
+        .ok_or_else(|| ApiError::not_found("product"))
 }
 
 /// Creates a product: `name`, `unit_amount` and `currency` are required.
-pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<ProductBody>) -> Result<impl IntoResponse, ApiError> {
-    for (field, missing) in [("name", body.name.is_none()), ("unit_amount", body.unit_amount.is_none()), ("currency", body.currency.is_none())] {
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ProductBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    for (field, missing) in [
+        ("name", body.name.is_none()),
+        ("unit_amount", body.unit_amount.is_none()),
+        ("currency", body.currency.is_none()),
+    ] {
         if missing {
             return Err(ApiError::unprocessable(format!("{field}: required")));
         }
@@ -124,26 +160,46 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<Produc
 
 /// Lists the catalogue.
 pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(ApiJson(state.store.products()?.iter().map(product_json).collect::<Vec<_>>()))
+    Ok(ApiJson(
+        state
+            .store
+            .products()?
+            .iter()
+            .map(product_json)
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// One product.
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(product_json(&find(&state, &id)?)))
 }
 
 /// Changes any field; offers keep their own sale price.
-pub async fn patch(State(state): State<AppState>, Path(id): Path<String>, ApiJson(body): ApiJson<ProductBody>) -> Result<impl IntoResponse, ApiError> {
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ProductBody>,
+) -> Result<impl IntoResponse, ApiError> {
     let product = apply(find(&state, &id)?, body)?;
     state.store.update_product(&product)?;
     Ok(ApiJson(product_json(&product)))
 }
 
 /// Deletes a product that no offer uses (409 otherwise).
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id)?;
     if !state.store.delete_product(&id)? {
-        return Err(ApiError::new(StatusCode::CONFLICT, "the product is used by an offer; end the offer instead"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the product is used by an offer; end the offer instead",
+        ));
     }
     Ok(StatusCode::NO_CONTENT)
 }

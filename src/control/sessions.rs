@@ -51,13 +51,18 @@ fn valid_title(title: &str) -> Result<String, ApiError> {
         return Err(ApiError::unprocessable("title: must not be empty"));
     }
     if title.chars().count() > MAX_TITLE {
-        return Err(ApiError::unprocessable(format!("title: at most {MAX_TITLE} characters")));
+        return Err(ApiError::unprocessable(format!(
+            "title: at most {MAX_TITLE} characters"
+        )));
     }
     Ok(title.to_string())
 }
 
 fn find(state: &AppState, id: &str) -> Result<SessionRow, ApiError> {
-    state.store.session(id)?.ok_or_else(|| ApiError::not_found("session"))
+    state
+        .store
+        .session(id)?
+        .ok_or_else(|| ApiError::not_found("session"))
 }
 
 #[derive(Deserialize)]
@@ -67,7 +72,10 @@ pub struct CreateSession {
 }
 
 /// Creates a session with a fresh stream key; it goes on air when a publisher connects.
-pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateSession>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateSession>,
+) -> Result<impl IntoResponse, ApiError> {
     let title = valid_title(&body.title)?;
     let row = state.create_session(&title, false)?;
     Ok((StatusCode::CREATED, ApiJson(view(&state, row))))
@@ -76,11 +84,18 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<Create
 /// Lists all sessions, oldest first.
 pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let rows = state.store.sessions()?;
-    Ok(ApiJson(rows.into_iter().map(|r| view(&state, r)).collect::<Vec<_>>()))
+    Ok(ApiJson(
+        rows.into_iter()
+            .map(|r| view(&state, r))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// One session with its live state.
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(view(&state, find(&state, &id)?)))
 }
 
@@ -120,7 +135,10 @@ pub async fn patch(
 }
 
 /// Ends the show and deletes the session and its key.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id)?;
     state.studios.stop(&id);
     state.commerce.live.forget(&id);
@@ -130,7 +148,10 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
 }
 
 /// Issues a new stream key; the old one is refused from now on.
-pub async fn rotate_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id)?;
     let key = new_stream_key();
     state.store.set_stream_key(&id, &key)?;

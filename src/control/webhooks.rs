@@ -17,7 +17,10 @@ pub struct CreateWebhook {
 }
 
 /// Adds an endpoint; the answer carries its signing secret.
-pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateWebhook>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateWebhook>,
+) -> Result<impl IntoResponse, ApiError> {
     let url = body.url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2000 {
         return Err(ApiError::unprocessable("url: an http:// or https:// URL"));
@@ -38,6 +41,13 @@ pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
 }
 
 /// Removes an endpoint; its undelivered events are dropped.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    if state.store.delete_webhook(&id)? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("webhook")) }
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    if state.store.delete_webhook(&id)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("webhook"))
+    }
 }

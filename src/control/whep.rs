@@ -18,23 +18,38 @@ pub async fn offer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type.split(';').next().map(str::trim) != Some("application/sdp") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("send the SDP offer as application/sdp, not {content_type:?}"),
         ));
     }
-    state.store.session(&session_id)?.ok_or_else(|| ApiError::not_found("session"))?;
+    state
+        .store
+        .session(&session_id)?
+        .ok_or_else(|| ApiError::not_found("session"))?;
     let studio = state.studios.get(&session_id).ok_or_else(|| {
-        ApiError::new(StatusCode::CONFLICT, "the session is not on air yet; try again when the host goes live")
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "the session is not on air yet; try again when the host goes live",
+        )
     })?;
     let offer = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8"))?;
-    let answer = state.egress.add_viewer(studio, offer).await.map_err(|e| match e {
-        WhepError::BadSdp(_) | WhepError::NoCommonCodec => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
-        WhepError::Stopped | WhepError::Rtc(_) => ApiError::internal(e),
-    })?;
+    let answer = state
+        .egress
+        .add_viewer(studio, offer)
+        .await
+        .map_err(|e| match e {
+            WhepError::BadSdp(_) | WhepError::NoCommonCodec => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            WhepError::Stopped | WhepError::Rtc(_) => ApiError::internal(e),
+        })?;
     let location = format!("/whep/{session_id}/{}", answer.viewer_id);
     Ok((
         StatusCode::CREATED,
@@ -62,5 +77,8 @@ pub async fn leave(
 
 /// Trickle ICE and ICE restarts are not supported: the answer has every candidate.
 pub async fn patch() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "trickle ICE is not supported; all candidates are in the answer")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "trickle ICE is not supported; all candidates are in the answer",
+    )
 }

@@ -53,7 +53,17 @@ pub struct PlayOptions {
 
 impl Default for PlayOptions {
     fn default() -> Self {
-        Self { duration: Duration::from_secs(10), stop_after_frames: None, decode: true, dump_dir: None, dump_every: 30, h264_file: None, region: None, keep_last_frame: false, epoch: None }
+        Self {
+            duration: Duration::from_secs(10),
+            stop_after_frames: None,
+            decode: true,
+            dump_dir: None,
+            dump_every: 30,
+            h264_file: None,
+            region: None,
+            keep_last_frame: false,
+            epoch: None,
+        }
     }
 }
 
@@ -104,7 +114,10 @@ pub struct PlaybackReport {
 
 impl PlaybackReport {
     pub fn decoded_at_size(&self, width: u32, height: u32) -> usize {
-        self.decoded.iter().filter(|f| f.width == width && f.height == height).count()
+        self.decoded
+            .iter()
+            .filter(|f| f.width == width && f.height == height)
+            .count()
     }
 }
 
@@ -115,25 +128,44 @@ pub fn play(whep_url: &str, options: &PlayOptions) -> Result<PlaybackReport, Cli
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     let local = socket.local_addr()?;
     let mut config = RtcConfig::new().clear_codecs().enable_opus(true, false);
-    config.codec_config().add_h264(Pt::from(102), None, true, 0x42e01f);
+    config
+        .codec_config()
+        .add_h264(Pt::from(102), None, true, 0x42e01f);
     let mut rtc: Rtc = config.build(Instant::now());
     let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Rtc(e.to_string()))?;
     rtc.add_local_candidate(candidate);
     let mut changes = rtc.sdp_api();
     changes.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
     changes.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    let (offer, pending) = changes.apply().ok_or_else(|| ClientError::Rtc("no offer".into()))?;
+    let (offer, pending) = changes
+        .apply()
+        .ok_or_else(|| ClientError::Rtc("no offer".into()))?;
 
     let (answer_sdp, location) = post_offer(whep_url, &offer.to_sdp_string())?;
-    let answer = SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| ClientError::Rtc(e.to_string()))?;
-    rtc.sdp_api().accept_answer(pending, answer).map_err(|e| ClientError::Rtc(e.to_string()))?;
+    let answer =
+        SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| ClientError::Rtc(e.to_string()))?;
+    rtc.sdp_api()
+        .accept_answer(pending, answer)
+        .map_err(|e| ClientError::Rtc(e.to_string()))?;
 
     if let Some(dir) = &options.dump_dir {
         std::fs::create_dir_all(dir)?;
     }
-    let decoder = if options.decode { Some(Decoder::start(start, options)?) } else { None };
+    let decoder = if options.decode {
+        Some(Decoder::start(start, options)?)
+    } else {
+        None
+    };
     let mut report = PlaybackReport::default();
-    let result = run(&mut rtc, &socket, local, start, options, decoder.as_ref(), &mut report);
+    let result = run(
+        &mut rtc,
+        &socket,
+        local,
+        start,
+        options,
+        decoder.as_ref(),
+        &mut report,
+    );
     if let Some(location) = location {
         let _ = delete_resource(whep_url, &location);
     }
@@ -167,7 +199,10 @@ fn run(
         {
             return Ok(());
         }
-        let timeout = match rtc.poll_output().map_err(|e| ClientError::Rtc(e.to_string()))? {
+        let timeout = match rtc
+            .poll_output()
+            .map_err(|e| ClientError::Rtc(e.to_string()))?
+        {
             Output::Timeout(t) => t,
             Output::Transmit(t) => {
                 socket.send_to(&t.contents, t.destination)?;
@@ -185,7 +220,8 @@ fn run(
                         if codec == Codec::H264 {
                             report.video_frames += 1;
                             report.gaps += u64::from(!data.contiguous);
-                            report.video_packets += (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
+                            report.video_packets +=
+                                (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
                             let info = inspect_h264(&data.data);
                             report.keyframes += u64::from(info.idr);
                             report.b_slices += info.b_slices;
@@ -208,20 +244,40 @@ fn run(
                 continue;
             }
         };
-        let wait = timeout.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
+        let wait = timeout
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(50));
         if wait.is_zero() {
-            rtc.handle_input(Input::Timeout(Instant::now())).map_err(|e| ClientError::Rtc(e.to_string()))?;
+            rtc.handle_input(Input::Timeout(Instant::now()))
+                .map_err(|e| ClientError::Rtc(e.to_string()))?;
             continue;
         }
         socket.set_read_timeout(Some(wait))?;
         match socket.recv_from(&mut buf) {
             Ok((n, source)) => {
-                let Ok(contents) = buf[..n].try_into() else { continue };
-                let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
-                rtc.handle_input(input).map_err(|e| ClientError::Rtc(e.to_string()))?;
+                let Ok(contents) = buf[..n].try_into() else {
+                    continue;
+                };
+                let input = Input::Receive(
+                    Instant::now(),
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: local,
+                        contents,
+                    },
+                );
+                rtc.handle_input(input)
+                    .map_err(|e| ClientError::Rtc(e.to_string()))?;
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                rtc.handle_input(Input::Timeout(Instant::now())).map_err(|e| ClientError::Rtc(e.to_string()))?;
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                rtc.handle_input(Input::Timeout(Instant::now()))
+                    .map_err(|e| ClientError::Rtc(e.to_string()))?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -233,8 +289,15 @@ fn post_offer(url: &str, sdp: &str) -> Result<(String, Option<String>), ClientEr
         .header("Content-Type", "application/sdp")
         .send(sdp)
         .map_err(|e| ClientError::Http(e.to_string()))?;
-    let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let answer = response.body_mut().read_to_string().map_err(|e| ClientError::Http(e.to_string()))?;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let answer = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| ClientError::Http(e.to_string()))?;
     Ok((answer, location))
 }
 
@@ -246,7 +309,9 @@ fn delete_resource(whep_url: &str, location: &str) -> Result<(), ClientError> {
         let origin_end = whep_url.find("/whep/").unwrap_or(whep_url.len());
         format!("{}{}", &whep_url[..origin_end], location)
     };
-    ureq::delete(&url).call().map_err(|e| ClientError::Http(e.to_string()))?;
+    ureq::delete(&url)
+        .call()
+        .map_err(|e| ClientError::Http(e.to_string()))?;
     Ok(())
 }
 
@@ -267,7 +332,10 @@ pub fn inspect_h264(au: &[u8]) -> AccessUnitInfo {
             1 => {
                 // slice_header: first_mb_in_slice ue(v), slice_type ue(v)
                 let rbsp: Vec<u8> = unescape(&nal[1..nal.len().min(17)]);
-                let mut bits = BitReader { data: &rbsp, pos: 0 };
+                let mut bits = BitReader {
+                    data: &rbsp,
+                    pos: 0,
+                };
                 if bits.ue().is_some()
                     && let Some(slice_type) = bits.ue()
                     && slice_type % 5 == 1
@@ -391,8 +459,11 @@ impl Decoder {
                     let Ok(info) = gstreamer_video::VideoInfo::from_caps(caps) else {
                         return Ok(gst::FlowSuccess::Ok);
                     };
-                    let Ok(map) = buffer.map_readable() else { return Ok(gst::FlowSuccess::Ok) };
-                    let (width, height, stride) = (info.width(), info.height(), info.stride()[0] as usize);
+                    let Ok(map) = buffer.map_readable() else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let (width, height, stride) =
+                        (info.width(), info.height(), info.stride()[0] as usize);
                     let frame = DecodedFrame {
                         at: start.elapsed(),
                         width,
@@ -403,30 +474,50 @@ impl Decoder {
                     if keep_last {
                         let mut data = Vec::with_capacity((width * height * 3) as usize);
                         for y in 0..height as usize {
-                            if let Some(row) = map.get(y * stride..y * stride + width as usize * 3) {
+                            if let Some(row) = map.get(y * stride..y * stride + width as usize * 3)
+                            {
                                 data.extend_from_slice(row);
                             }
                         }
-                        *last_out.lock().unwrap_or_else(|e| e.into_inner()) = Some(RgbFrame { width, height, data });
+                        *last_out.lock().unwrap_or_else(|e| e.into_inner()) = Some(RgbFrame {
+                            width,
+                            height,
+                            data,
+                        });
                     }
                     let mut frames = out.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(dir) = &dump_dir
                         && frames.len() % dump_every == 0
                     {
                         let path = dir.join(format!("frame-{:05}.ppm", frames.len()));
-                        let _ = write_ppm(&path, &map, info.width() as usize, info.height() as usize, info.stride()[0] as usize);
+                        let _ = write_ppm(
+                            &path,
+                            &map,
+                            info.width() as usize,
+                            info.height() as usize,
+                            info.stride()[0] as usize,
+                        );
                     }
                     frames.push(frame);
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),
         );
-        pipeline.set_state(gst::State::Playing).map_err(|e| ClientError::Decoder(e.to_string()))?;
-        Ok(Self { pipeline, src, frames, last })
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| ClientError::Decoder(e.to_string()))?;
+        Ok(Self {
+            pipeline,
+            src,
+            frames,
+            last,
+        })
     }
 
     fn push(&self, access_unit: &[u8]) {
-        let _ = self.src.push_buffer(gst::Buffer::from_slice(access_unit.to_vec()));
+        let _ = self
+            .src
+            .push_buffer(gst::Buffer::from_slice(access_unit.to_vec()));
     }
 
     fn count(&self) -> usize {
@@ -443,7 +534,13 @@ impl Decoder {
     }
 }
 
-fn grey_region(data: &[u8], stride: usize, width: u32, height: u32, (rx, ry, rw, rh): (u32, u32, u32, u32)) -> Arc<[u8]> {
+fn grey_region(
+    data: &[u8],
+    stride: usize,
+    width: u32,
+    height: u32,
+    (rx, ry, rw, rh): (u32, u32, u32, u32),
+) -> Arc<[u8]> {
     let mut out = Vec::with_capacity((rw * rh / 4) as usize);
     for y in (ry..(ry + rh).min(height)).step_by(2) {
         for x in (rx..(rx + rw).min(width)).step_by(2) {
@@ -460,7 +557,9 @@ fn mean_rgb(data: &[u8], width: usize, height: usize, stride: usize) -> [u8; 3] 
     let mut sum = [0u64; 3];
     let mut n = 0u64;
     for y in (0..height).step_by(4) {
-        let Some(row) = data.get(y * stride..y * stride + width * 3) else { break };
+        let Some(row) = data.get(y * stride..y * stride + width * 3) else {
+            break;
+        };
         for px in row.chunks_exact(3).step_by(4) {
             sum[0] += px[0] as u64;
             sum[1] += px[1] as u64;
@@ -472,7 +571,13 @@ fn mean_rgb(data: &[u8], width: usize, height: usize, stride: usize) -> [u8; 3] 
     [(sum[0] / n) as u8, (sum[1] / n) as u8, (sum[2] / n) as u8]
 }
 
-fn write_ppm(path: &std::path::Path, data: &[u8], width: usize, height: usize, stride: usize) -> std::io::Result<()> {
+fn write_ppm(
+    path: &std::path::Path,
+    data: &[u8],
+    width: usize,
+    height: usize,
+    stride: usize,
+) -> std::io::Result<()> {
     let mut out = format!("P6\n{width} {height}\n255\n").into_bytes();
     for y in 0..height {
         if let Some(row) = data.get(y * stride..y * stride + width * 3) {
@@ -489,7 +594,30 @@ mod tests {
     #[test]
     fn slice_types_are_read_from_annex_b() {
         // IDR, then a P slice (slice_type 0 → ue "1"), then a B slice (slice_type 1 → "010").
-        let au = [0, 0, 0, 1, 0x65, 0x88, 0, 0, 1, 0x41, 0b1100_0000, 0, 0, 1, 0x01, 0b1010_0000];
-        assert_eq!(inspect_h264(&au), AccessUnitInfo { idr: true, b_slices: 1 });
+        let au = [
+            0,
+            0,
+            0,
+            1,
+            0x65,
+            0x88,
+            0,
+            0,
+            1,
+            0x41,
+            0b1100_0000,
+            0,
+            0,
+            1,
+            0x01,
+            0b1010_0000,
+        ];
+        assert_eq!(
+            inspect_h264(&au),
+            AccessUnitInfo {
+                idr: true,
+                b_slices: 1
+            }
+        );
     }
 }

@@ -48,7 +48,11 @@ pub(crate) async fn run(
     let mut batch = Vec::with_capacity(MEDIA_BATCH);
     loop {
         let now = Instant::now();
-        let next = viewers.values().map(|v| v.next_timeout).min().unwrap_or(now + Duration::from_millis(500));
+        let next = viewers
+            .values()
+            .map(|v| v.next_timeout)
+            .min()
+            .unwrap_or(now + Duration::from_millis(500));
         let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(next.max(now)));
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
@@ -141,7 +145,9 @@ fn flush(socket: &UdpSocket, viewer: &mut Viewer, counters: &EgressCounters) {
                     counters.packets_sent.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(_) => {
-                    counters.packets_dropped_viewer.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .packets_dropped_viewer
+                        .fetch_add(1, Ordering::Relaxed);
                     viewer.dropped();
                 }
             },

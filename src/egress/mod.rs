@@ -29,7 +29,11 @@ pub const COMMAND_QUEUE: usize = 256;
 
 pub(crate) enum Command {
     Add(Box<viewer::Viewer>),
-    Remove { session_id: String, viewer_id: String, reply: tokio::sync::oneshot::Sender<bool> },
+    Remove {
+        session_id: String,
+        viewer_id: String,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
 }
 
 /// Counters exported on `/metrics`.
@@ -54,7 +58,10 @@ pub struct Egress {
 
 impl Egress {
     /// Binds the one UDP socket and starts the event loop on the current runtime.
-    pub async fn start(bind: SocketAddr, public_ip: Option<std::net::IpAddr>) -> std::io::Result<Self> {
+    pub async fn start(
+        bind: SocketAddr,
+        public_ip: Option<std::net::IpAddr>,
+    ) -> std::io::Result<Self> {
         str0m::crypto::from_feature_flags().install_process_default();
         let socket = tokio::net::UdpSocket::bind(bind).await?;
         let local = socket.local_addr()?;
@@ -62,8 +69,19 @@ impl Egress {
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (media, media_rx) = mpsc::channel(MEDIA_QUEUE_PACKETS);
         let counters = Arc::new(EgressCounters::default());
-        tokio::spawn(event_loop::run(socket, command_rx, media_rx, counters.clone()));
-        Ok(Self { commands, media, announce, local, counters })
+        tokio::spawn(event_loop::run(
+            socket,
+            command_rx,
+            media_rx,
+            counters.clone(),
+        ));
+        Ok(Self {
+            commands,
+            media,
+            announce,
+            local,
+            counters,
+        })
     }
 
     /// The sink a studio's payloaders call for every packet (from a GStreamer thread).
@@ -74,15 +92,24 @@ impl Egress {
         Arc::new(move |packet| {
             counters.packets_in.fetch_add(1, Ordering::Relaxed);
             if media.try_send((session.clone(), packet)).is_err() {
-                counters.packets_dropped_queue.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .packets_dropped_queue
+                    .fetch_add(1, Ordering::Relaxed);
             }
         })
     }
 
     /// Answers a WHEP offer and hands the new viewer to the event loop.
-    pub async fn add_viewer(&self, studio: StudioHandle, offer_sdp: &str) -> Result<whep::Answer, WhepError> {
+    pub async fn add_viewer(
+        &self,
+        studio: StudioHandle,
+        offer_sdp: &str,
+    ) -> Result<whep::Answer, WhepError> {
         let (answer, viewer) = whep::accept_offer(studio, offer_sdp, self.announce)?;
-        self.commands.send(Command::Add(Box::new(viewer))).await.map_err(|_| WhepError::Stopped)?;
+        self.commands
+            .send(Command::Add(Box::new(viewer)))
+            .await
+            .map_err(|_| WhepError::Stopped)?;
         Ok(answer)
     }
 

@@ -67,7 +67,11 @@ impl Viewer {
                     tracing::debug!(viewer.id = %self.id, "media line without a usable codec");
                     return;
                 };
-                let track = Some(Track { mid: added.mid, pt, seq: rand::random::<u16>() as u64 / 2 });
+                let track = Some(Track {
+                    mid: added.mid,
+                    pt,
+                    seq: rand::random::<u16>() as u64 / 2,
+                });
                 match added.kind {
                     MediaKind::Video => self.video = track,
                     MediaKind::Audio => self.audio = track,
@@ -95,11 +99,11 @@ impl Viewer {
     fn negotiated_pt(&self, mid: Mid, codec: Codec) -> Option<Pt> {
         let media = self.rtc.media(mid)?;
         let config = self.rtc.codec_config();
-        media
-            .remote_pts()
-            .iter()
-            .copied()
-            .find(|pt| config.find(|p| p.pt() == *pt && p.spec().codec == codec).is_some())
+        media.remote_pts().iter().copied().find(|pt| {
+            config
+                .find(|p| p.pt() == *pt && p.spec().codec == codec)
+                .is_some()
+        })
     }
 
     /// Writes one shared packet into this viewer's session. Returns false if it was held back.
@@ -121,11 +125,19 @@ impl Viewer {
         };
         let Some(track) = track else { return false };
         let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(track.mid, None) else { return false };
+        let Some(stream) = api.stream_tx_by_mid(track.mid, None) else {
+            return false;
+        };
         stream.write_rtp(
-            RtpWrite::new(track.pt, track.seq.into(), packet.timestamp, packet.packetized_at, packet.payload.clone())
-                .marker(packet.marker)
-                .nackable(packet.kind == PacketKind::Video),
+            RtpWrite::new(
+                track.pt,
+                track.seq.into(),
+                packet.timestamp,
+                packet.packetized_at,
+                packet.payload.clone(),
+            )
+            .marker(packet.marker)
+            .nackable(packet.kind == PacketKind::Video),
         );
         track.seq += 1;
         true

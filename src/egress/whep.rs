@@ -24,7 +24,9 @@ pub const MAX_OFFER_BYTES: usize = 64 * 1024;
 pub enum WhepError {
     #[error("the SDP offer is malformed: {0}")]
     BadSdp(String),
-    #[error("the offer has no media we can send: offer H.264 (profile 42e01f, packetization-mode=1) or Opus, receive-only")]
+    #[error(
+        "the offer has no media we can send: offer H.264 (profile 42e01f, packetization-mode=1) or Opus, receive-only"
+    )]
     NoCommonCodec,
     #[error("the egress loop has stopped")]
     Stopped,
@@ -57,9 +59,12 @@ pub(crate) fn accept_offer(
     announce: SocketAddr,
 ) -> Result<(Answer, Viewer), WhepError> {
     if offer_sdp.len() > MAX_OFFER_BYTES {
-        return Err(WhepError::BadSdp(format!("larger than {MAX_OFFER_BYTES} bytes")));
+        return Err(WhepError::BadSdp(format!(
+            "larger than {MAX_OFFER_BYTES} bytes"
+        )));
     }
-    let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| WhepError::BadSdp(e.to_string()))?;
+    let offer =
+        SdpOffer::from_sdp_string(offer_sdp).map_err(|e| WhepError::BadSdp(e.to_string()))?;
     let mut rtc: Rtc = rtc_config().build(Instant::now());
     let candidate = Candidate::host(announce, "udp").map_err(|e| WhepError::Rtc(e.to_string()))?;
     rtc.add_local_candidate(candidate);
@@ -73,7 +78,9 @@ pub(crate) fn accept_offer(
         .iter()
         .any(|p| matches!(p.spec().codec, Codec::H264 | Codec::Opus) && p.pt() != Pt::from(0));
     let sdp = answer.to_sdp_string();
-    let sendable = sdp.lines().any(|l| l.starts_with("m=") && !l.starts_with("m=application") && !l.contains(" 0 "));
+    let sendable = sdp
+        .lines()
+        .any(|l| l.starts_with("m=") && !l.starts_with("m=application") && !l.contains(" 0 "));
     if !has_media || !sendable {
         return Err(WhepError::NoCommonCodec);
     }

@@ -8,7 +8,11 @@ pub enum VideoTag {
     /// AVCDecoderConfigurationRecord (the `codec_data` of `video/x-h264,stream-format=avc`).
     SequenceHeader(Bytes),
     /// One access unit of length-prefixed NAL units.
-    Frame { keyframe: bool, composition_ms: i32, data: Bytes },
+    Frame {
+        keyframe: bool,
+        composition_ms: i32,
+        data: Bytes,
+    },
     EndOfSequence,
 }
 
@@ -39,7 +43,9 @@ fn si24(b: &[u8]) -> i32 {
 }
 
 pub fn parse_video(payload: Bytes) -> Result<VideoTag, FlvError> {
-    let Some(&first) = payload.first() else { return Err(FlvError::Empty("video")) };
+    let Some(&first) = payload.first() else {
+        return Err(FlvError::Empty("video"));
+    };
     let frame_type = (first >> 4) & 0x07;
     if first & 0x80 != 0 {
         // Enhanced RTMP: [1|frame type|packet type] [FourCC] ...
@@ -49,7 +55,9 @@ pub fn parse_video(payload: Bytes) -> Result<VideoTag, FlvError> {
         }
         let fourcc = &payload[1..5];
         if fourcc != b"avc1" {
-            return Err(FlvError::VideoCodec(String::from_utf8_lossy(fourcc).into_owned()));
+            return Err(FlvError::VideoCodec(
+                String::from_utf8_lossy(fourcc).into_owned(),
+            ));
         }
         return match packet_type {
             0 => avc_config(payload.slice(5..)),
@@ -99,7 +107,9 @@ fn avc_config(record: Bytes) -> Result<VideoTag, FlvError> {
 }
 
 pub fn parse_audio(payload: Bytes) -> Result<AudioTag, FlvError> {
-    let Some(&first) = payload.first() else { return Err(FlvError::Empty("audio")) };
+    let Some(&first) = payload.first() else {
+        return Err(FlvError::Empty("audio"));
+    };
     let format = first >> 4;
     if format != 10 {
         return Err(FlvError::AudioCodec(format));
@@ -118,8 +128,10 @@ mod tests {
 
     #[test]
     fn classic_avc_frame_carries_composition_time() {
-        let tag = parse_video(Bytes::from_static(&[0x27, 1, 0xFF, 0xFF, 0xDE, 0, 0, 0, 1, 0x41]))
-            .unwrap();
+        let tag = parse_video(Bytes::from_static(&[
+            0x27, 1, 0xFF, 0xFF, 0xDE, 0, 0, 0, 1, 0x41,
+        ]))
+        .unwrap();
         assert_eq!(
             tag,
             VideoTag::Frame {
@@ -133,7 +145,14 @@ mod tests {
     #[test]
     fn enhanced_rtmp_avc1_is_accepted_and_hevc_refused() {
         let tag = parse_video(Bytes::from_static(&[0x93, b'a', b'v', b'c', b'1', 0xAA])).unwrap();
-        assert!(matches!(tag, VideoTag::Frame { keyframe: true, composition_ms: 0, .. }));
+        assert!(matches!(
+            tag,
+            VideoTag::Frame {
+                keyframe: true,
+                composition_ms: 0,
+                ..
+            }
+        ));
         let err = parse_video(Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2]));
         assert_eq!(err, Err(FlvError::VideoCodec("hvc1".into())));
     }
@@ -141,12 +160,21 @@ mod tests {
     #[test]
     fn malformed_tags_are_errors() {
         assert_eq!(parse_video(Bytes::new()), Err(FlvError::Empty("video")));
-        assert_eq!(parse_video(Bytes::from_static(&[0x17, 0])), Err(FlvError::Truncated("video")));
+        assert_eq!(
+            parse_video(Bytes::from_static(&[0x17, 0])),
+            Err(FlvError::Truncated("video"))
+        );
         assert_eq!(
             parse_video(Bytes::from_static(&[0x17, 0, 0, 0, 0, 1])),
             Err(FlvError::BadAvcConfig)
         );
-        assert_eq!(parse_audio(Bytes::from_static(&[0x2F, 1])), Err(FlvError::AudioCodec(2)));
-        assert_eq!(parse_audio(Bytes::from_static(&[0xAF])), Err(FlvError::Truncated("audio")));
+        assert_eq!(
+            parse_audio(Bytes::from_static(&[0x2F, 1])),
+            Err(FlvError::AudioCodec(2))
+        );
+        assert_eq!(
+            parse_audio(Bytes::from_static(&[0xAF])),
+            Err(FlvError::Truncated("audio"))
+        );
     }
 }

@@ -33,7 +33,13 @@ pub async fn serve(listener: TcpListener, app: AppState) {
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {
-            let mut connection = Connection { app, peer, publisher: None, decode: None, last_ts: None };
+            let mut connection = Connection {
+                app,
+                peer,
+                publisher: None,
+                decode: None,
+                last_ts: None,
+            };
             let result = connection.run(stream).await;
             connection.finish().await;
             if let Err(reason) = result {
@@ -96,7 +102,11 @@ impl Connection {
         }
     }
 
-    async fn handle_event(&mut self, session: &mut ServerSession, event: SessionEvent) -> Result<(), String> {
+    async fn handle_event(
+        &mut self,
+        session: &mut ServerSession,
+        event: SessionEvent,
+    ) -> Result<(), String> {
         match event {
             SessionEvent::PublishRequested { app, stream_key } => {
                 match self.admit(&app, &stream_key).await {
@@ -115,9 +125,11 @@ impl Connection {
                 if let Some(decode) = self.decode.as_mut() {
                     match tag {
                         VideoTag::SequenceHeader(record) => decode.set_video_config(record),
-                        VideoTag::Frame { keyframe, composition_ms, data } => {
-                            decode.push_video(ts, composition_ms, keyframe, data)
-                        }
+                        VideoTag::Frame {
+                            keyframe,
+                            composition_ms,
+                            data,
+                        } => decode.push_video(ts, composition_ms, keyframe, data),
                         VideoTag::EndOfSequence => {}
                     }
                 }
@@ -154,7 +166,9 @@ impl Connection {
     /// Checks the key and claims the studio. The error is shown to the publisher.
     async fn admit(&mut self, app: &str, stream_key: &str) -> Result<(), String> {
         if app != APP_NAME {
-            return Err(format!("unknown application {app:?}: publish to rtmp://HOST:PORT/{APP_NAME}/STREAM_KEY"));
+            return Err(format!(
+                "unknown application {app:?}: publish to rtmp://HOST:PORT/{APP_NAME}/STREAM_KEY"
+            ));
         }
         let row = match self.app.store.session_by_key(stream_key) {
             Ok(Some(row)) => row,
@@ -193,7 +207,11 @@ impl Connection {
             Some(last) => {
                 let epoch = last & !0xFFFF_FFFF;
                 let candidate = epoch | ts;
-                if candidate + (1 << 31) < last { candidate + (1 << 32) } else { candidate }
+                if candidate + (1 << 31) < last {
+                    candidate + (1 << 32)
+                } else {
+                    candidate
+                }
             }
         };
         self.last_ts = Some(extended);

@@ -12,7 +12,9 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::output::{OutputFeed, Source};
-use super::{MediaError, OutputFormat, PUBLISHER_DECODE, app_sink, app_src, format_vars, play, watch_bus};
+use super::{
+    MediaError, OutputFormat, PUBLISHER_DECODE, app_sink, app_src, format_vars, play, watch_bus,
+};
 
 /// Publisher timestamps are moved this far forward so a negative composition offset can
 /// never produce a negative PTS.
@@ -35,10 +37,24 @@ impl PublisherDecode {
         let pipeline = PUBLISHER_DECODE.launch(&format_vars(format))?;
         let video = app_src(&pipeline, "video")?;
         let audio = app_src(&pipeline, "audio")?;
-        forward(&app_sink(&pipeline, "video_out")?, feed.clone(), true, Source::Publisher);
-        forward(&app_sink(&pipeline, "audio_out")?, feed, false, Source::Publisher);
+        forward(
+            &app_sink(&pipeline, "video_out")?,
+            feed.clone(),
+            true,
+            Source::Publisher,
+        );
+        forward(
+            &app_sink(&pipeline, "audio_out")?,
+            feed,
+            false,
+            Source::Publisher,
+        );
         let failed = Arc::new(AtomicBool::new(false));
-        watch_bus(&pipeline, format!("publisher-decode {label}"), failed.clone());
+        watch_bus(
+            &pipeline,
+            format!("publisher-decode {label}"),
+            failed.clone(),
+        );
         play(&pipeline, PUBLISHER_DECODE.name)?;
         Ok(Self {
             pipeline,
@@ -69,7 +85,13 @@ impl PublisherDecode {
         self.waiting_for_keyframe = true;
     }
 
-    pub fn push_video(&mut self, timestamp_ms: u64, composition_ms: i32, keyframe: bool, data: Bytes) {
+    pub fn push_video(
+        &mut self,
+        timestamp_ms: u64,
+        composition_ms: i32,
+        keyframe: bool,
+        data: Bytes,
+    ) {
         if !self.have_video_config {
             return;
         }
@@ -112,7 +134,10 @@ impl PublisherDecode {
         }
         let pts = self.clock_time(timestamp_ms);
         let mut buffer = gst::Buffer::from_slice(data);
-        buffer.get_mut().expect("a new buffer has one owner").set_pts(pts);
+        buffer
+            .get_mut()
+            .expect("a new buffer has one owner")
+            .set_pts(pts);
         let _ = self.audio.push_buffer(buffer);
     }
 }

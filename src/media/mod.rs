@@ -28,7 +28,13 @@ pub struct OutputFormat {
 
 impl Default for OutputFormat {
     fn default() -> Self {
-        Self { width: 1280, height: 720, fps: 30, bitrate_kbps: 2500, keyint: 60 }
+        Self {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate_kbps: 2500,
+            keyint: 60,
+        }
     }
 }
 
@@ -37,7 +43,10 @@ pub enum MediaError {
     #[error("GStreamer could not start: {0}")]
     Init(String),
     #[error("GStreamer element `{element}` is missing: install the Debian package {package}")]
-    MissingElement { element: String, package: &'static str },
+    MissingElement {
+        element: String,
+        package: &'static str,
+    },
     #[error("pipeline {name}: {reason}")]
     Build { name: &'static str, reason: String },
     #[error("pipeline {name} did not start: {reason}")]
@@ -50,14 +59,22 @@ pub struct Description {
     pub text: &'static str,
 }
 
-pub const PUBLISHER_DECODE: Description =
-    Description { name: "publisher-decode", text: include_str!("../../pipelines/publisher-decode.pipeline") };
-pub const STUDIO_OUTPUT: Description =
-    Description { name: "studio-output", text: include_str!("../../pipelines/studio-output.pipeline") };
-pub const SLATE: Description =
-    Description { name: "slate", text: include_str!("../../pipelines/slate.pipeline") };
-pub const TEST_PATTERN: Description =
-    Description { name: "test-pattern", text: include_str!("../../pipelines/test-pattern.pipeline") };
+pub const PUBLISHER_DECODE: Description = Description {
+    name: "publisher-decode",
+    text: include_str!("../../pipelines/publisher-decode.pipeline"),
+};
+pub const STUDIO_OUTPUT: Description = Description {
+    name: "studio-output",
+    text: include_str!("../../pipelines/studio-output.pipeline"),
+};
+pub const SLATE: Description = Description {
+    name: "slate",
+    text: include_str!("../../pipelines/slate.pipeline"),
+};
+pub const TEST_PATTERN: Description = Description {
+    name: "test-pattern",
+    text: include_str!("../../pipelines/test-pattern.pipeline"),
+};
 
 pub const ALL: [&Description; 4] = [&PUBLISHER_DECODE, &STUDIO_OUTPUT, &SLATE, &TEST_PATTERN];
 
@@ -94,7 +111,9 @@ impl Description {
         let text = self.render(&[]);
         let mut names = Vec::new();
         for segment in text.split('!') {
-            let Some(first) = segment.split_whitespace().next() else { continue };
+            let Some(first) = segment.split_whitespace().next() else {
+                continue;
+            };
             // Caps filters (`video/x-raw,...`) are not elements.
             if first.contains('/') || first.contains('=') {
                 continue;
@@ -108,12 +127,16 @@ impl Description {
 
     pub fn launch(&self, vars: &[(&str, String)]) -> Result<gst::Pipeline, MediaError> {
         let text = self.render(vars);
-        let element = gst::parse::launch(&text)
-            .map_err(|e| MediaError::Build { name: self.name, reason: e.to_string() })?;
-        element.downcast::<gst::Pipeline>().map_err(|_| MediaError::Build {
+        let element = gst::parse::launch(&text).map_err(|e| MediaError::Build {
             name: self.name,
-            reason: "description is not a pipeline".into(),
-        })
+            reason: e.to_string(),
+        })?;
+        element
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| MediaError::Build {
+                name: self.name,
+                reason: "description is not a pipeline".into(),
+            })
     }
 }
 
@@ -137,14 +160,23 @@ pub(crate) fn app_src(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::A
     pipeline
         .by_name(name)
         .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-        .ok_or_else(|| MediaError::Build { name: "pipeline", reason: format!("no appsrc named {name}") })
+        .ok_or_else(|| MediaError::Build {
+            name: "pipeline",
+            reason: format!("no appsrc named {name}"),
+        })
 }
 
-pub(crate) fn app_sink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink, MediaError> {
+pub(crate) fn app_sink(
+    pipeline: &gst::Pipeline,
+    name: &str,
+) -> Result<gst_app::AppSink, MediaError> {
     pipeline
         .by_name(name)
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| MediaError::Build { name: "pipeline", reason: format!("no appsink named {name}") })
+        .ok_or_else(|| MediaError::Build {
+            name: "pipeline",
+            reason: format!("no appsink named {name}"),
+        })
 }
 
 /// Logs bus errors and warnings where they happen, keeping the element path and debug text,
@@ -184,7 +216,10 @@ pub(crate) fn watch_bus(
 pub(crate) fn play(pipeline: &gst::Pipeline, name: &'static str) -> Result<(), MediaError> {
     pipeline
         .set_state(gst::State::Playing)
-        .map_err(|e| MediaError::State { name, reason: e.to_string() })?;
+        .map_err(|e| MediaError::State {
+            name,
+            reason: e.to_string(),
+        })?;
     Ok(())
 }
 
@@ -204,8 +239,18 @@ mod tests {
     #[test]
     fn descriptions_list_their_elements() {
         let elements = STUDIO_OUTPUT.elements();
-        for e in ["appsrc", "identity", "x264enc", "rtph264pay", "opusenc", "appsink"] {
-            assert!(elements.iter().any(|x| x == e), "{e} missing from {elements:?}");
+        for e in [
+            "appsrc",
+            "identity",
+            "x264enc",
+            "rtph264pay",
+            "opusenc",
+            "appsink",
+        ] {
+            assert!(
+                elements.iter().any(|x| x == e),
+                "{e} missing from {elements:?}"
+            );
         }
         assert!(!elements.iter().any(|x| x.starts_with("video/")));
         assert_eq!(debian_package("x264enc"), "gstreamer1.0-plugins-ugly");

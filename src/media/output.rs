@@ -13,7 +13,9 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::packet::{EncodedPacket, PacketKind, h264_starts_keyframe, parse_rtp};
-use super::{MediaError, OutputFormat, SLATE, STUDIO_OUTPUT, app_sink, app_src, format_vars, play, watch_bus};
+use super::{
+    MediaError, OutputFormat, SLATE, STUDIO_OUTPUT, app_sink, app_src, format_vars, play, watch_bus,
+};
 
 /// No video from any source for this long: the slate takes over.
 pub const SLATE_AFTER: Duration = Duration::from_millis(250);
@@ -72,7 +74,9 @@ pub struct OutputFeed {
 impl OutputFeed {
     /// Marks a publisher as attached (the filler stops) or gone (the filler resumes).
     pub fn set_publisher_attached(&self, attached: bool) {
-        self.state.publisher_attached.store(attached, Ordering::Relaxed);
+        self.state
+            .publisher_attached
+            .store(attached, Ordering::Relaxed);
     }
 
     fn accepts(&self, source: Source) -> bool {
@@ -80,7 +84,9 @@ impl OutputFeed {
     }
 
     fn running_time(&self) -> gst::ClockTime {
-        self.pipeline.current_running_time().unwrap_or(gst::ClockTime::ZERO)
+        self.pipeline
+            .current_running_time()
+            .unwrap_or(gst::ClockTime::ZERO)
     }
 
     /// Pushes one raw frame (I420 at the output size). The memory is shared, not copied.
@@ -88,7 +94,9 @@ impl OutputFeed {
         if !self.accepts(source) {
             return;
         }
-        self.state.last_video.store(self.state.now_ns(), Ordering::Relaxed);
+        self.state
+            .last_video
+            .store(self.state.now_ns(), Ordering::Relaxed);
         self.push_video_now(&mut buffer);
     }
 
@@ -108,7 +116,9 @@ impl OutputFeed {
         if !self.accepts(source) {
             return;
         }
-        self.state.last_audio.store(self.state.now_ns(), Ordering::Relaxed);
+        self.state
+            .last_audio
+            .store(self.state.now_ns(), Ordering::Relaxed);
         self.push_audio_now(&mut buffer);
     }
 
@@ -117,9 +127,18 @@ impl OutputFeed {
         let duration = gst::ClockTime::from_nseconds(samples * 1_000_000_000 / 48_000);
         let arrival = self.running_time();
         let pts = {
-            let mut clock = self.state.audio_clock.lock().unwrap_or_else(|e| e.into_inner());
+            let mut clock = self
+                .state
+                .audio_clock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let pts = match clock.next {
-                Some(next) if next.nseconds().abs_diff(arrival.nseconds()) < AUDIO_RESYNC.as_nanos() as u64 => next,
+                Some(next)
+                    if next.nseconds().abs_diff(arrival.nseconds())
+                        < AUDIO_RESYNC.as_nanos() as u64 =>
+                {
+                    next
+                }
                 _ => arrival,
             };
             clock.next = Some(pts + duration);
@@ -147,7 +166,12 @@ pub struct StudioOutput {
 }
 
 impl StudioOutput {
-    pub fn start(label: &str, format: OutputFormat, sink: PacketSink, overlay: Option<OverlayHook>) -> Result<Self, MediaError> {
+    pub fn start(
+        label: &str,
+        format: OutputFormat,
+        sink: PacketSink,
+        overlay: Option<OverlayHook>,
+    ) -> Result<Self, MediaError> {
         let pipeline = STUDIO_OUTPUT.launch(&format_vars(&format))?;
         if let Some(hook) = overlay {
             connect_overlay(&pipeline, hook)?;
@@ -180,7 +204,12 @@ impl StudioOutput {
             publisher_attached: AtomicBool::new(false),
             audio_clock: Mutex::new(AudioClock::default()),
         });
-        let feed = OutputFeed { pipeline: pipeline.clone(), video, audio, state };
+        let feed = OutputFeed {
+            pipeline: pipeline.clone(),
+            video,
+            audio,
+            state,
+        };
         play(&pipeline, STUDIO_OUTPUT.name)?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -191,7 +220,10 @@ impl StudioOutput {
             std::thread::Builder::new()
                 .name(format!("filler-{label}"))
                 .spawn(move || run_filler(feed, slate, frame_interval, stop))
-                .map_err(|e| MediaError::Build { name: "filler", reason: e.to_string() })?
+                .map_err(|e| MediaError::Build {
+                    name: "filler",
+                    reason: e.to_string(),
+                })?
         };
         Ok(Self {
             pipeline,
@@ -233,7 +265,10 @@ fn connect_overlay(pipeline: &gst::Pipeline, hook: OverlayHook) -> Result<(), Me
     let pad = pipeline
         .by_name("overlay")
         .and_then(|e| e.static_pad("src"))
-        .ok_or_else(|| MediaError::Build { name: STUDIO_OUTPUT.name, reason: "no element named overlay".into() })?;
+        .ok_or_else(|| MediaError::Build {
+            name: STUDIO_OUTPUT.name,
+            reason: "no element named overlay".into(),
+        })?;
     let hook = Mutex::new(hook);
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
@@ -258,10 +293,15 @@ fn connect_packets(appsink: &gst_app::AppSink, kind: PacketKind, sink: PacketSin
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |appsink| {
                 let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
-                let Ok(map) = buffer.map_readable() else { return Ok(gst::FlowSuccess::Ok) };
+                let Some(buffer) = sample.buffer() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let Ok(map) = buffer.map_readable() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
                 if let Some(rtp) = parse_rtp(&map) {
-                    let keyframe_start = kind == PacketKind::Video && h264_starts_keyframe(rtp.payload);
+                    let keyframe_start =
+                        kind == PacketKind::Video && h264_starts_keyframe(rtp.payload);
                     sink(EncodedPacket {
                         kind,
                         timestamp: rtp.timestamp,
@@ -286,12 +326,20 @@ fn render_slate(format: &OutputFormat) -> Result<gst::Buffer, MediaError> {
     let _ = pipeline.set_state(gst::State::Null);
     sample
         .and_then(|s| s.buffer_owned())
-        .ok_or(MediaError::Build { name: SLATE.name, reason: "rendered no frame".into() })
+        .ok_or(MediaError::Build {
+            name: SLATE.name,
+            reason: "rendered no frame".into(),
+        })
 }
 
 /// Pushes the slate at the frame rate while no source pushes video, and silence while none
 /// pushes audio.
-fn run_filler(feed: OutputFeed, slate: gst::Buffer, frame_interval: Duration, stop: Arc<AtomicBool>) {
+fn run_filler(
+    feed: OutputFeed,
+    slate: gst::Buffer,
+    frame_interval: Duration,
+    stop: Arc<AtomicBool>,
+) {
     let silence_bytes = (48_000 * 4 * SILENCE_CHUNK.as_millis() / 1000) as usize;
     let silence = gst::Buffer::from_mut_slice(vec![0u8; silence_bytes]);
     let mut next_frame = Instant::now();

@@ -56,7 +56,9 @@ pub fn parse_rtp(packet: &[u8]) -> Option<RtpFields<'_>> {
 
 /// Whether an H.264 RTP payload (RFC 6184) carries an SPS: the start of a decodable picture.
 pub fn h264_starts_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else { return false };
+    let Some(&first) = payload.first() else {
+        return false;
+    };
     match first & 0x1F {
         7 => true,
         // STAP-A: [hdr] ([size16] [nal])*
@@ -92,6 +94,9 @@ mod tests {
         assert!(!h264_starts_keyframe(&[0x41, 0x9a]));
         assert!(!h264_starts_keyframe(&[24, 0, 9, 0x68]));
         assert_eq!(parse_rtp(&[0x80, 0]), None);
-        assert_eq!(parse_rtp(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF]), None);
+        assert_eq!(
+            parse_rtp(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF]),
+            None
+        );
     }
 }

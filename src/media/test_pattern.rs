@@ -19,9 +19,23 @@ pub struct TestPattern {
 impl TestPattern {
     pub fn start(label: &str, format: &OutputFormat, feed: OutputFeed) -> Result<Self, MediaError> {
         let pipeline = TEST_PATTERN.launch(&format_vars(format))?;
-        forward(&app_sink(&pipeline, "video_out")?, feed.clone(), true, Source::Filler);
-        forward(&app_sink(&pipeline, "audio_out")?, feed, false, Source::Filler);
-        watch_bus(&pipeline, format!("test-pattern {label}"), Arc::new(AtomicBool::new(false)));
+        forward(
+            &app_sink(&pipeline, "video_out")?,
+            feed.clone(),
+            true,
+            Source::Filler,
+        );
+        forward(
+            &app_sink(&pipeline, "audio_out")?,
+            feed,
+            false,
+            Source::Filler,
+        );
+        watch_bus(
+            &pipeline,
+            format!("test-pattern {label}"),
+            Arc::new(AtomicBool::new(false)),
+        );
         play(&pipeline, TEST_PATTERN.name)?;
         Ok(Self { pipeline })
     }

@@ -40,7 +40,9 @@ impl YuvOverlay {
                 let p = &rgba[row * stride + col * 4..row * stride + col * 4 + 4];
                 let alpha = p[3] as f32 / 255.0;
                 let luma = KR * p[0] as f32 + KG * p[1] as f32 + KB * p[2] as f32;
-                y[row * w + col] = (16.0 * alpha + luma * 219.0 / 255.0).round().clamp(0.0, 255.0) as u8;
+                y[row * w + col] = (16.0 * alpha + luma * 219.0 / 255.0)
+                    .round()
+                    .clamp(0.0, 255.0) as u8;
                 a[row * w + col] = p[3];
             }
         }
@@ -64,7 +66,15 @@ impl YuvOverlay {
                 a_chroma[row * cw + col] = al.round() as u8;
             }
         }
-        Self { width: w as u32, height: h as u32, y, a, u, v, a_chroma }
+        Self {
+            width: w as u32,
+            height: h as u32,
+            y,
+            a,
+            u,
+            v,
+            a_chroma,
+        }
     }
 }
 
@@ -83,8 +93,8 @@ pub struct I420<'a> {
 #[inline]
 fn over(dst: &mut u8, src: u8, alpha: u8, global: u32) {
     // global is 0..=256; src is premultiplied.
-    let src = src as u32 * global >> 8;
-    let a = alpha as u32 * global >> 8;
+    let src = (src as u32 * global) >> 8;
+    let a = (alpha as u32 * global) >> 8;
     *dst = (src + (*dst as u32 * (255 - a) + 127) / 255).min(255) as u8;
 }
 
@@ -152,15 +162,37 @@ mod tests {
             }
         }
         let overlay = YuvOverlay::from_premultiplied_rgba(&rgba, 4, 4);
-        let mut f = I420 { width: 8, height: 8, y: &mut y, y_stride: 8, u: &mut u, u_stride: 4, v: &mut v, v_stride: 4 };
+        let mut f = I420 {
+            width: 8,
+            height: 8,
+            y: &mut y,
+            y_stride: 8,
+            u: &mut u,
+            u_stride: 4,
+            v: &mut v,
+            v_stride: 4,
+        };
         blend(&mut f, &overlay, 2, 2, 1.0);
         assert_eq!(f.y[2 * 8 + 2], 235, "white is Y 235 in limited range");
-        assert_eq!(f.y[2 * 8 + 4], 16, "transparent pixels leave the frame alone");
+        assert_eq!(
+            f.y[2 * 8 + 4],
+            16,
+            "transparent pixels leave the frame alone"
+        );
         assert_eq!(f.y[0], 16, "outside the overlay nothing changes");
         assert_eq!((f.u[4 + 1], f.v[4 + 1]), (128, 128), "white has no chroma");
         // Half opacity: halfway between black and white.
         let (mut y2, mut u2, mut v2) = frame(8, 8);
-        let mut f = I420 { width: 8, height: 8, y: &mut y2, y_stride: 8, u: &mut u2, u_stride: 4, v: &mut v2, v_stride: 4 };
+        let mut f = I420 {
+            width: 8,
+            height: 8,
+            y: &mut y2,
+            y_stride: 8,
+            u: &mut u2,
+            u_stride: 4,
+            v: &mut v2,
+            v_stride: 4,
+        };
         blend(&mut f, &overlay, 0, 0, 0.5);
         assert!((124..=127).contains(&f.y[0]), "{}", f.y[0]);
     }
@@ -169,7 +201,16 @@ mod tests {
     fn overlays_hanging_off_the_frame_are_clipped() {
         let (mut y, mut u, mut v) = frame(8, 8);
         let overlay = YuvOverlay::from_premultiplied_rgba(&[255u8; 6 * 6 * 4], 6, 6);
-        let mut f = I420 { width: 8, height: 8, y: &mut y, y_stride: 8, u: &mut u, u_stride: 4, v: &mut v, v_stride: 4 };
+        let mut f = I420 {
+            width: 8,
+            height: 8,
+            y: &mut y,
+            y_stride: 8,
+            u: &mut u,
+            u_stride: 4,
+            v: &mut v,
+            v_stride: 4,
+        };
         blend(&mut f, &overlay, -4, 6, 1.0);
         blend(&mut f, &overlay, 100, 100, 1.0);
         assert_eq!(f.y[7 * 8], 235);

@@ -50,10 +50,14 @@ pub struct OverlayCounters {
 impl OverlayCounters {
     fn record_update(&self, elapsed: Duration) {
         let ms = elapsed.as_millis() as u64;
-        let bucket = UPDATE_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(UPDATE_BUCKETS_MS.len());
+        let bucket = UPDATE_BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(UPDATE_BUCKETS_MS.len());
         self.update_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.update_count.fetch_add(1, Ordering::Relaxed);
-        self.update_us_sum.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.update_us_sum
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -117,12 +121,28 @@ impl Compositor {
         if layers.is_empty() {
             return;
         }
-        let Ok(mut frame) = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer.make_mut(), info) else { return };
-        let (y_stride, u_stride, v_stride) =
-            (frame.plane_stride()[0] as usize, frame.plane_stride()[1] as usize, frame.plane_stride()[2] as usize);
+        let Ok(mut frame) =
+            gst_video::VideoFrameRef::from_buffer_ref_writable(buffer.make_mut(), info)
+        else {
+            return;
+        };
+        let (y_stride, u_stride, v_stride) = (
+            frame.plane_stride()[0] as usize,
+            frame.plane_stride()[1] as usize,
+            frame.plane_stride()[2] as usize,
+        );
         let (width, height) = (frame.width(), frame.height());
         let [y, u, v, _] = frame.planes_data_mut();
-        let mut planes = I420 { width, height, y, y_stride, u, u_stride, v, v_stride };
+        let mut planes = I420 {
+            width,
+            height,
+            y,
+            y_stride,
+            u,
+            u_stride,
+            v,
+            v_stride,
+        };
         for layer in layers.iter() {
             blend::blend(&mut planes, &layer.overlay, layer.x, layer.y, layer.opacity);
         }
@@ -143,7 +163,8 @@ impl Compositor {
         if self.last.as_ref().is_none_or(|(v, _)| *v != version)
             && let Some(changed_at) = self.live.take_changed_at()
         {
-            self.counters.record_update(now.saturating_duration_since(changed_at));
+            self.counters
+                .record_update(now.saturating_duration_since(changed_at));
         }
         self.last = Some((version, composition.clone()));
         composition
@@ -173,19 +194,32 @@ impl Compositor {
                 continue;
             }
             time_dependent |= matches!(layer.kind, LayerKind::Countdown | LayerKind::Toast);
-            let Some(key) = render::key(layer, &view) else { continue };
+            let Some(key) = render::key(layer, &view) else {
+                continue;
+            };
             let place = layout::place(layer, self.width, self.height);
             let cached = self.cache.get(&layer.id);
-            let fresh = cached.is_none_or(|c| c.key != key || c.place != place || c.leaving_since.is_some());
+            let fresh = cached
+                .is_none_or(|c| c.key != key || c.place != place || c.leaving_since.is_some());
             if fresh {
                 let started = Instant::now();
-                let Some(pixmap) = render::render(layer, &view, place.width, place.height) else { continue };
-                let overlay = Arc::new(YuvOverlay::from_premultiplied_rgba(pixmap.data(), pixmap.width(), pixmap.height()));
+                let Some(pixmap) = render::render(layer, &view, place.width, place.height) else {
+                    continue;
+                };
+                let overlay = Arc::new(YuvOverlay::from_premultiplied_rgba(
+                    pixmap.data(),
+                    pixmap.width(),
+                    pixmap.height(),
+                ));
                 self.counters.redraws.fetch_add(1, Ordering::Relaxed);
-                self.counters.redraw_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                self.counters
+                    .redraw_us
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 // A new toast slides in anew; other layers keep their entrance time.
                 let shown_at = match cached {
-                    Some(c) if c.leaving_since.is_none() && layer.kind != LayerKind::Toast => c.shown_at,
+                    Some(c) if c.leaving_since.is_none() && layer.kind != LayerKind::Toast => {
+                        c.shown_at
+                    }
                     _ => now,
                 };
                 self.cache.insert(
@@ -212,16 +246,21 @@ impl Compositor {
         for (id, cached) in self.cache.iter_mut() {
             if !present.iter().any(|(_, p)| p == id) {
                 let since = *cached.leaving_since.get_or_insert(now);
-                if cached.transition_out != Transition::None && now.duration_since(since) < cached.transition {
+                if cached.transition_out != Transition::None
+                    && now.duration_since(since) < cached.transition
+                {
                     present.push((i32::MIN, id.clone()));
                 }
             }
         }
-        self.cache.retain(|id, _| present.iter().any(|(_, p)| p == id));
+        self.cache
+            .retain(|id, _| present.iter().any(|(_, p)| p == id));
 
         let mut placed = Vec::with_capacity(present.len());
         for (_, id) in &present {
-            let Some(cached) = self.cache.get(id) else { continue };
+            let Some(cached) = self.cache.get(id) else {
+                continue;
+            };
             let (layer, animating) = animate(cached, now, self.width);
             time_dependent |= animating;
             placed.push(layer);
@@ -235,16 +274,28 @@ impl Compositor {
 fn animate(c: &Cached, now: Instant, frame_w: u32) -> (Placed, bool) {
     let length = c.transition.as_secs_f32().max(0.001);
     let (progress, transition) = match c.leaving_since {
-        Some(since) => (1.0 - now.duration_since(since).as_secs_f32() / length, c.transition_out),
-        None => (now.duration_since(c.shown_at).as_secs_f32() / length, c.transition_in),
+        Some(since) => (
+            1.0 - now.duration_since(since).as_secs_f32() / length,
+            c.transition_out,
+        ),
+        None => (
+            now.duration_since(c.shown_at).as_secs_f32() / length,
+            c.transition_in,
+        ),
     };
     let mut progress = progress.clamp(0.0, 1.0);
     // A toast leaves by itself at the end of its time.
     if c.kind == LayerKind::Toast && c.leaving_since.is_none() {
-        let left = render::TOAST_SHOW_MS as f32 / 1000.0 - now.duration_since(c.shown_at).as_secs_f32();
+        let left =
+            render::TOAST_SHOW_MS as f32 / 1000.0 - now.duration_since(c.shown_at).as_secs_f32();
         progress = progress.min((left / length).clamp(0.0, 1.0));
     }
-    let mut placed = Placed { overlay: c.overlay.clone(), x: c.place.x, y: c.place.y, opacity: 1.0 };
+    let mut placed = Placed {
+        overlay: c.overlay.clone(),
+        x: c.place.x,
+        y: c.place.y,
+        opacity: 1.0,
+    };
     if transition == Transition::None || progress >= 1.0 {
         return (placed, c.kind == LayerKind::Toast);
     }
@@ -253,9 +304,17 @@ fn animate(c: &Cached, now: Instant, frame_w: u32) -> (Placed, bool) {
         Transition::Fade => placed.opacity = eased,
         Transition::Slide => {
             // Slide in from the nearer side edge.
-            let from_right = matches!(c.anchor, Anchor::TopRight | Anchor::Right | Anchor::BottomRight);
-            let travel = (c.place.width as f32 + c.place.x.min(frame_w as i32) as f32) * (1.0 - eased);
-            placed.x = if from_right { c.place.x + travel as i32 } else { c.place.x - travel as i32 };
+            let from_right = matches!(
+                c.anchor,
+                Anchor::TopRight | Anchor::Right | Anchor::BottomRight
+            );
+            let travel =
+                (c.place.width as f32 + c.place.x.min(frame_w as i32) as f32) * (1.0 - eased);
+            placed.x = if from_right {
+                c.place.x + travel as i32
+            } else {
+                c.place.x - travel as i32
+            };
             placed.opacity = eased.max(0.05);
         }
         Transition::None => {}

@@ -39,7 +39,12 @@ pub fn place(layer: &Layer, frame_w: u32, frame_h: u32) -> Rect {
         1 => (fh - height) / 2.0 + dy,
         _ => fh - height - dy,
     };
-    Rect { x: x.round() as i32, y: y.round() as i32, width: width as u32, height: height as u32 }
+    Rect {
+        x: x.round() as i32,
+        y: y.round() as i32,
+        width: width as u32,
+        height: height as u32,
+    }
 }
 
 #[cfg(test)]
@@ -53,12 +58,44 @@ mod tests {
         l.anchor = Anchor::TopRight;
         l.offset = [0.05, 0.1];
         l.size = [0.25, 0.1];
-        assert_eq!(place(&l, 1280, 720), Rect { x: 896, y: 72, width: 320, height: 72 });
-        assert_eq!(place(&l, 640, 360), Rect { x: 448, y: 36, width: 160, height: 36 });
+        assert_eq!(
+            place(&l, 1280, 720),
+            Rect {
+                x: 896,
+                y: 72,
+                width: 320,
+                height: 72
+            }
+        );
+        assert_eq!(
+            place(&l, 640, 360),
+            Rect {
+                x: 448,
+                y: 36,
+                width: 160,
+                height: 36
+            }
+        );
         l.anchor = Anchor::BottomLeft;
-        assert_eq!(place(&l, 1280, 720), Rect { x: 64, y: 576, width: 320, height: 72 });
+        assert_eq!(
+            place(&l, 1280, 720),
+            Rect {
+                x: 64,
+                y: 576,
+                width: 320,
+                height: 72
+            }
+        );
         l.anchor = Anchor::Center;
         l.offset = [0.0, 0.0];
-        assert_eq!(place(&l, 1280, 720), Rect { x: 480, y: 324, width: 320, height: 72 });
+        assert_eq!(
+            place(&l, 1280, 720),
+            Rect {
+                x: 480,
+                y: 324,
+                width: 320,
+                height: 72
+            }
+        );
     }
 }

@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
-use tiny_skia::{Color, FillRule, Paint, PathBuilder, Pixmap, PixmapPaint, Rect as SkRect, Stroke, Transform};
+use tiny_skia::{
+    Color, FillRule, Paint, PathBuilder, Pixmap, PixmapPaint, Rect as SkRect, Stroke, Transform,
+};
 
 use super::scene::{Layer, LayerKind, Metric, parse_color};
 use super::text::{TextAlign, TextStyle, engine};
@@ -34,7 +36,12 @@ impl View<'_> {
     /// The offer a card or countdown is about: the pinned product's running offer, else any
     /// running offer.
     pub fn active_offer(&self) -> Option<&OfferRow> {
-        let running = |o: &&OfferRow| matches!(offer_state(o, self.now_ms), OfferState::Live | OfferState::SoldOut);
+        let running = |o: &&OfferRow| {
+            matches!(
+                offer_state(o, self.now_ms),
+                OfferState::Live | OfferState::SoldOut
+            )
+        };
         let pinned_id = self.pinned.map(|p| p.product.id.as_str());
         self.offers
             .iter()
@@ -49,7 +56,9 @@ impl View<'_> {
     }
 
     fn latest_toast(&self) -> Option<&Toast> {
-        self.toasts.back().filter(|t| self.now_ms - t.at_ms < TOAST_SHOW_MS)
+        self.toasts
+            .back()
+            .filter(|t| self.now_ms - t.at_ms < TOAST_SHOW_MS)
     }
 }
 
@@ -73,11 +82,19 @@ pub fn money(minor: i64, currency: &str) -> String {
         grouped = format!(",{tail}{grouped}");
     }
     let number = if decimals > 0 {
-        format!("{}{digits}{grouped}.{rest:0width$}", if minor < 0 { "-" } else { "" }, width = decimals as usize)
+        format!(
+            "{}{digits}{grouped}.{rest:0width$}",
+            if minor < 0 { "-" } else { "" },
+            width = decimals as usize
+        )
     } else {
         format!("{}{digits}{grouped}", if minor < 0 { "-" } else { "" })
     };
-    if symbol.is_empty() { format!("{number} {currency}") } else { format!("{symbol}{number}") }
+    if symbol.is_empty() {
+        format!("{number} {currency}")
+    } else {
+        format!("{symbol}{number}")
+    }
 }
 
 /// 999, 1.2k, 12k, 1.3M.
@@ -92,13 +109,20 @@ pub fn compact(n: i64) -> String {
 
 fn countdown_text(ms: i64) -> String {
     let s = (ms.max(0) + 999) / 1000;
-    if s >= 3600 { format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) } else { format!("{}:{:02}", s / 60, s % 60) }
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
 }
 
 fn countdown_target(layer: &Layer, view: &View) -> Option<i64> {
     match layer.content.until {
         Some(until) => Some(until * 1000),
-        None => view.active_offer().filter(|o| offer_state(o, view.now_ms) == OfferState::Live).map(|o| o.ends_at),
+        None => view
+            .active_offer()
+            .filter(|o| offer_state(o, view.now_ms) == OfferState::Live)
+            .map(|o| o.ends_at),
     }
     .filter(|t| *t > view.now_ms)
 }
@@ -109,7 +133,10 @@ fn image_file(view: &View, layer: &Layer) -> std::path::PathBuf {
 
 /// What the layer shows now, or `None` when it has nothing to show.
 pub fn key(layer: &Layer, view: &View) -> Option<String> {
-    let style = format!("{}|{}|{}", layer.style.theme, layer.style.font_scale, layer.style.radius);
+    let style = format!(
+        "{}|{}|{}",
+        layer.style.theme, layer.style.font_scale, layer.style.radius
+    );
     let body = match layer.kind {
         LayerKind::ProductCard => {
             let pinned = view.pinned?;
@@ -117,10 +144,22 @@ pub fn key(layer: &Layer, view: &View) -> Option<String> {
             let offer = view
                 .active_offer()
                 .filter(|o| o.product_id == p.id)
-                .map(|o| format!("{}/{}/{}/{}", o.unit_amount, o.available, o.sold, o.allocated))
+                .map(|o| {
+                    format!(
+                        "{}/{}/{}/{}",
+                        o.unit_amount, o.available, o.sold, o.allocated
+                    )
+                })
                 .unwrap_or_default();
-            let image = pinned.image.as_ref().map(|i| Arc::as_ptr(i) as usize).unwrap_or(0);
-            format!("{}|{}|{}|{}|{:?}|{offer}|{image}", p.name, p.unit_amount, p.currency, p.unit, p.origin)
+            let image = pinned
+                .image
+                .as_ref()
+                .map(|i| Arc::as_ptr(i) as usize)
+                .unwrap_or(0);
+            format!(
+                "{}|{}|{}|{}|{:?}|{offer}|{image}",
+                p.name, p.unit_amount, p.currency, p.unit, p.origin
+            )
         }
         LayerKind::Counter => layer
             .content
@@ -140,12 +179,21 @@ pub fn key(layer: &Layer, view: &View) -> Option<String> {
         }
         LayerKind::Text => layer.content.text.clone()?,
         LayerKind::Image => {
-            let modified = std::fs::metadata(image_file(view, layer)).and_then(|m| m.modified()).ok()?;
+            let modified = std::fs::metadata(image_file(view, layer))
+                .and_then(|m| m.modified())
+                .ok()?;
             format!("{modified:?}")
         }
-        LayerKind::Qr => layer.content.text.clone().unwrap_or_else(|| view.watch_url.to_string()),
+        LayerKind::Qr => layer
+            .content
+            .text
+            .clone()
+            .unwrap_or_else(|| view.watch_url.to_string()),
     };
-    Some(format!("{style}|{}x{}|{body}", layer.size[0], layer.size[1]))
+    Some(format!(
+        "{style}|{}x{}|{body}",
+        layer.size[0], layer.size[1]
+    ))
 }
 
 fn color(rgb: (u8, u8, u8), alpha: u8) -> Color {
@@ -174,7 +222,13 @@ fn rounded(pixmap: &mut Pixmap, x: f32, y: f32, w: f32, h: f32, r: f32, c: Color
     pb.cubic_to(x, y + r - k, x + r - k, y, x + r, y);
     pb.close();
     if let Some(path) = pb.finish() {
-        pixmap.fill_path(&path, &paint(c), FillRule::Winding, Transform::identity(), None);
+        pixmap.fill_path(
+            &path,
+            &paint(c),
+            FillRule::Winding,
+            Transform::identity(),
+            None,
+        );
     }
 }
 
@@ -183,7 +237,12 @@ fn theme(layer: &Layer) -> (u8, u8, u8) {
 }
 
 fn text_style(size: f32, bold: bool, rgba: [u8; 4], align: TextAlign) -> TextStyle {
-    TextStyle { size_px: size, bold, rgba, align }
+    TextStyle {
+        size_px: size,
+        bold,
+        rgba,
+        align,
+    }
 }
 
 /// Draws one line of text vertically centred in a box of height `h`, shrinking the font
@@ -210,28 +269,79 @@ pub fn render(layer: &Layer, view: &View, width: u32, height: u32) -> Option<Pix
             let left = countdown_target(layer, view)? - view.now_ms;
             rounded(&mut pm, 0.0, 0.0, w, h, radius, color(theme(layer), 235));
             let label = format!("Ends in {}", countdown_text(left));
-            one_line(&mut pm, &label, 0.0, h, w, text_style(h * 0.5 * scale, true, [255, 255, 255, 255], TextAlign::Center));
+            one_line(
+                &mut pm,
+                &label,
+                0.0,
+                h,
+                w,
+                text_style(
+                    h * 0.5 * scale,
+                    true,
+                    [255, 255, 255, 255],
+                    TextAlign::Center,
+                ),
+            );
         }
         LayerKind::Toast => {
             let toast = view.latest_toast()?;
-            rounded(&mut pm, 0.0, 0.0, w, h, radius, Color::from_rgba8(255, 255, 255, 240));
+            rounded(
+                &mut pm,
+                0.0,
+                0.0,
+                w,
+                h,
+                radius,
+                Color::from_rgba8(255, 255, 255, 240),
+            );
             let dot = h * 0.28;
-            rounded(&mut pm, h * 0.3, (h - dot) / 2.0, dot, dot, dot / 2.0, color(theme(layer), 255));
+            rounded(
+                &mut pm,
+                h * 0.3,
+                (h - dot) / 2.0,
+                dot,
+                dot,
+                dot / 2.0,
+                color(theme(layer), 255),
+            );
             let x = h * 0.3 + dot + h * 0.25;
-            one_line(&mut pm, &toast.text, x, h, w - x - h * 0.2, text_style(h * 0.38 * scale, true, [25, 30, 28, 255], TextAlign::Start));
+            one_line(
+                &mut pm,
+                &toast.text,
+                x,
+                h,
+                w - x - h * 0.2,
+                text_style(h * 0.38 * scale, true, [25, 30, 28, 255], TextAlign::Start),
+            );
         }
         LayerKind::Text => {
             let text = layer.content.text.as_deref()?;
             rounded(&mut pm, 0.0, 0.0, w, h, radius, color(theme(layer), 230));
             let pad = h * 0.3;
-            one_line(&mut pm, text, pad, h, w - 2.0 * pad, text_style(h * 0.45 * scale, true, [255, 255, 255, 255], TextAlign::Center));
+            one_line(
+                &mut pm,
+                text,
+                pad,
+                h,
+                w - 2.0 * pad,
+                text_style(
+                    h * 0.45 * scale,
+                    true,
+                    [255, 255, 255, 255],
+                    TextAlign::Center,
+                ),
+            );
         }
         LayerKind::Image => {
             let image = Pixmap::load_png(image_file(view, layer)).ok()?;
             draw_fit(&mut pm, &image, 0.0, 0.0, w, h);
         }
         LayerKind::Qr => {
-            let url = layer.content.text.clone().unwrap_or_else(|| view.watch_url.to_string());
+            let url = layer
+                .content
+                .text
+                .clone()
+                .unwrap_or_else(|| view.watch_url.to_string());
             draw_qr(&mut pm, &url, w, h)?;
         }
     }
@@ -243,26 +353,67 @@ fn draw_fit(pm: &mut Pixmap, image: &Pixmap, x: f32, y: f32, w: f32, h: f32) {
     let s = (w / image.width() as f32).min(h / image.height() as f32);
     let (dw, dh) = (image.width() as f32 * s, image.height() as f32 * s);
     let t = Transform::from_row(s, 0.0, 0.0, s, x + (w - dw) / 2.0, y + (h - dh) / 2.0);
-    pm.draw_pixmap(0, 0, image.as_ref(), &PixmapPaint { quality: tiny_skia::FilterQuality::Bicubic, ..Default::default() }, t, None);
+    pm.draw_pixmap(
+        0,
+        0,
+        image.as_ref(),
+        &PixmapPaint {
+            quality: tiny_skia::FilterQuality::Bicubic,
+            ..Default::default()
+        },
+        t,
+        None,
+    );
 }
 
-fn draw_card(pm: &mut Pixmap, layer: &Layer, view: &View, w: f32, h: f32, scale: f32, radius: f32) -> Option<()> {
+fn draw_card(
+    pm: &mut Pixmap,
+    layer: &Layer,
+    view: &View,
+    w: f32,
+    h: f32,
+    scale: f32,
+    radius: f32,
+) -> Option<()> {
     let pinned = view.pinned?;
     let p = &pinned.product;
     let accent = theme(layer);
-    rounded(pm, 0.0, 0.0, w, h, radius, Color::from_rgba8(255, 255, 255, 255));
+    rounded(
+        pm,
+        0.0,
+        0.0,
+        w,
+        h,
+        radius,
+        Color::from_rgba8(255, 255, 255, 255),
+    );
     let pad = h * 0.08;
     let side = h - 2.0 * pad;
     match &pinned.image {
         Some(image) => {
-            rounded(pm, pad, pad, side, side, radius * 0.6, Color::from_rgba8(240, 240, 236, 255));
+            rounded(
+                pm,
+                pad,
+                pad,
+                side,
+                side,
+                radius * 0.6,
+                Color::from_rgba8(240, 240, 236, 255),
+            );
             draw_fit(pm, image, pad, pad, side, side);
         }
         None => {
             rounded(pm, pad, pad, side, side, radius * 0.6, color(accent, 255));
             let initial: String = p.name.chars().take(1).collect();
             let size = side * 0.5;
-            engine().draw(pm, &initial, pad, pad + (side - size * 1.3) / 2.0, side, &text_style(size, true, [255, 255, 255, 255], TextAlign::Center));
+            engine().draw(
+                pm,
+                &initial,
+                pad,
+                pad + (side - size * 1.3) / 2.0,
+                side,
+                &text_style(size, true, [255, 255, 255, 255], TextAlign::Center),
+            );
         }
     }
     let x = pad * 2.0 + side;
@@ -271,10 +422,28 @@ fn draw_card(pm: &mut Pixmap, layer: &Layer, view: &View, w: f32, h: f32, scale:
     let grey = [110, 116, 112, 255];
     let mut y = pad * 0.8;
     let name_size = h * 0.15 * scale;
-    y += engine().draw(pm, &p.name, x, y, text_w, &text_style(name_size, true, dark, TextAlign::Start)).min(name_size * 2.7);
+    y += engine()
+        .draw(
+            pm,
+            &p.name,
+            x,
+            y,
+            text_w,
+            &text_style(name_size, true, dark, TextAlign::Start),
+        )
+        .min(name_size * 2.7);
     if let Some(origin) = &p.origin {
         let size = h * 0.095 * scale;
-        y += engine().draw(pm, origin, x, y, text_w, &text_style(size, false, grey, TextAlign::Start)).min(size * 1.4);
+        y += engine()
+            .draw(
+                pm,
+                origin,
+                x,
+                y,
+                text_w,
+                &text_style(size, false, grey, TextAlign::Start),
+            )
+            .min(size * 1.4);
     }
     let offer = view.active_offer().filter(|o| o.product_id == p.id);
     let price_size = h * 0.16 * scale;
@@ -283,7 +452,12 @@ fn draw_card(pm: &mut Pixmap, layer: &Layer, view: &View, w: f32, h: f32, scale:
         Some(o) => {
             let price = money(o.unit_amount, &p.currency);
             let mut eng = engine();
-            let style = text_style(price_size, true, [accent.0, accent.1, accent.2, 255], TextAlign::Start);
+            let style = text_style(
+                price_size,
+                true,
+                [accent.0, accent.1, accent.2, 255],
+                TextAlign::Start,
+            );
             let (pw, _) = eng.measure(&price, &style, text_w);
             eng.draw(pm, &price, x, y, text_w, &style);
             if o.unit_amount < p.unit_amount {
@@ -298,31 +472,99 @@ fn draw_card(pm: &mut Pixmap, layer: &Layer, view: &View, w: f32, h: f32, scale:
                 pb.move_to(wx, wy + price_size * 0.42);
                 pb.line_to(wx + ww, wy + price_size * 0.42);
                 if let Some(line) = pb.finish() {
-                    pm.stroke_path(&line, &paint(Color::from_rgba8(110, 116, 112, 255)), &Stroke { width: (h * 0.012).max(1.0), ..Default::default() }, Transform::identity(), None);
+                    pm.stroke_path(
+                        &line,
+                        &paint(Color::from_rgba8(110, 116, 112, 255)),
+                        &Stroke {
+                            width: (h * 0.012).max(1.0),
+                            ..Default::default()
+                        },
+                        Transform::identity(),
+                        None,
+                    );
                 }
             }
             // "N left" and the progress of the sale.
             let bar_h = h * 0.07;
             let bar_y = h - pad - bar_h;
             let left_size = h * 0.1 * scale;
-            let left = if o.available > 0 { format!("{} left · {} sold", o.available, o.sold) } else { "Sold out".to_string() };
-            engine().draw(pm, &left, x, bar_y - left_size * 1.45, text_w, &text_style(left_size, true, dark, TextAlign::Start));
-            rounded(pm, x, bar_y, text_w, bar_h, bar_h / 2.0, Color::from_rgba8(226, 230, 227, 255));
-            let frac = if o.allocated > 0 { o.sold as f32 / o.allocated as f32 } else { 0.0 };
+            let left = if o.available > 0 {
+                format!("{} left · {} sold", o.available, o.sold)
+            } else {
+                "Sold out".to_string()
+            };
+            engine().draw(
+                pm,
+                &left,
+                x,
+                bar_y - left_size * 1.45,
+                text_w,
+                &text_style(left_size, true, dark, TextAlign::Start),
+            );
+            rounded(
+                pm,
+                x,
+                bar_y,
+                text_w,
+                bar_h,
+                bar_h / 2.0,
+                Color::from_rgba8(226, 230, 227, 255),
+            );
+            let frac = if o.allocated > 0 {
+                o.sold as f32 / o.allocated as f32
+            } else {
+                0.0
+            };
             if frac > 0.0 {
-                rounded(pm, x, bar_y, (text_w * frac).max(bar_h), bar_h, bar_h / 2.0, color(accent, 255));
+                rounded(
+                    pm,
+                    x,
+                    bar_y,
+                    (text_w * frac).max(bar_h),
+                    bar_h,
+                    bar_h / 2.0,
+                    color(accent, 255),
+                );
             }
         }
         None => {
             let price = format!("{}{unit}", money(p.unit_amount, &p.currency));
-            engine().draw(pm, &price, x, y, text_w, &text_style(price_size, true, [accent.0, accent.1, accent.2, 255], TextAlign::Start));
+            engine().draw(
+                pm,
+                &price,
+                x,
+                y,
+                text_w,
+                &text_style(
+                    price_size,
+                    true,
+                    [accent.0, accent.1, accent.2, 255],
+                    TextAlign::Start,
+                ),
+            );
         }
     }
     Some(())
 }
 
-fn draw_counter(pm: &mut Pixmap, layer: &Layer, view: &View, w: f32, h: f32, scale: f32, radius: f32) {
-    rounded(pm, 0.0, 0.0, w, h, radius, Color::from_rgba8(12, 16, 14, 170));
+fn draw_counter(
+    pm: &mut Pixmap,
+    layer: &Layer,
+    view: &View,
+    w: f32,
+    h: f32,
+    scale: f32,
+    radius: f32,
+) {
+    rounded(
+        pm,
+        0.0,
+        0.0,
+        w,
+        h,
+        radius,
+        Color::from_rgba8(12, 16, 14, 170),
+    );
     let n = layer.content.metrics.len().max(1) as f32;
     let slot = w / n;
     let size = h * 0.42 * scale;
@@ -338,7 +580,14 @@ fn draw_counter(pm: &mut Pixmap, layer: &Layer, view: &View, w: f32, h: f32, sca
         let iy = (h - icon) / 2.0;
         draw_icon(pm, *metric, ix, iy, icon, icon_color);
         let tx = ix + icon + slot * 0.07;
-        one_line(pm, &value, tx, h, x0 + slot - tx, text_style(size, true, [255, 255, 255, 255], TextAlign::Start));
+        one_line(
+            pm,
+            &value,
+            tx,
+            h,
+            x0 + slot - tx,
+            text_style(size, true, [255, 255, 255, 255], TextAlign::Start),
+        );
     }
 }
 
@@ -353,21 +602,56 @@ fn draw_icon(pm: &mut Pixmap, metric: Metric, x: f32, y: f32, s: f32, rgb: (u8, 
             pb.quad_to(x + s / 2.0, y + s * 1.1, x, y + s / 2.0);
             pb.close();
             if let Some(path) = pb.finish() {
-                pm.stroke_path(&path, &paint(c), &Stroke { width: s * 0.1, ..Default::default() }, Transform::identity(), None);
+                pm.stroke_path(
+                    &path,
+                    &paint(c),
+                    &Stroke {
+                        width: s * 0.1,
+                        ..Default::default()
+                    },
+                    Transform::identity(),
+                    None,
+                );
             }
             if let Some(pupil) = PathBuilder::from_circle(x + s / 2.0, y + s / 2.0, s * 0.16) {
-                pm.fill_path(&pupil, &paint(c), FillRule::Winding, Transform::identity(), None);
+                pm.fill_path(
+                    &pupil,
+                    &paint(c),
+                    FillRule::Winding,
+                    Transform::identity(),
+                    None,
+                );
             }
         }
         Metric::Likes => {
             // A heart: two lobes and a point.
             let mut pb = PathBuilder::new();
             pb.move_to(x + s / 2.0, y + s * 0.95);
-            pb.cubic_to(x - s * 0.2, y + s * 0.45, x + s * 0.15, y - s * 0.1, x + s / 2.0, y + s * 0.28);
-            pb.cubic_to(x + s * 0.85, y - s * 0.1, x + s * 1.2, y + s * 0.45, x + s / 2.0, y + s * 0.95);
+            pb.cubic_to(
+                x - s * 0.2,
+                y + s * 0.45,
+                x + s * 0.15,
+                y - s * 0.1,
+                x + s / 2.0,
+                y + s * 0.28,
+            );
+            pb.cubic_to(
+                x + s * 0.85,
+                y - s * 0.1,
+                x + s * 1.2,
+                y + s * 0.45,
+                x + s / 2.0,
+                y + s * 0.95,
+            );
             pb.close();
             if let Some(path) = pb.finish() {
-                pm.fill_path(&path, &paint(c), FillRule::Winding, Transform::identity(), None);
+                pm.fill_path(
+                    &path,
+                    &paint(c),
+                    FillRule::Winding,
+                    Transform::identity(),
+                    None,
+                );
             }
         }
         Metric::Sold => {
@@ -375,9 +659,25 @@ fn draw_icon(pm: &mut Pixmap, metric: Metric, x: f32, y: f32, s: f32, rgb: (u8, 
             rounded(pm, x + s * 0.1, y + s * 0.3, s * 0.8, s * 0.68, s * 0.1, c);
             let mut pb = PathBuilder::new();
             pb.move_to(x + s * 0.3, y + s * 0.35);
-            pb.cubic_to(x + s * 0.3, y - s * 0.05, x + s * 0.7, y - s * 0.05, x + s * 0.7, y + s * 0.35);
+            pb.cubic_to(
+                x + s * 0.3,
+                y - s * 0.05,
+                x + s * 0.7,
+                y - s * 0.05,
+                x + s * 0.7,
+                y + s * 0.35,
+            );
             if let Some(path) = pb.finish() {
-                pm.stroke_path(&path, &paint(c), &Stroke { width: s * 0.09, ..Default::default() }, Transform::identity(), None);
+                pm.stroke_path(
+                    &path,
+                    &paint(c),
+                    &Stroke {
+                        width: s * 0.09,
+                        ..Default::default()
+                    },
+                    Transform::identity(),
+                    None,
+                );
             }
         }
     }
@@ -394,7 +694,12 @@ fn draw_qr(pm: &mut Pixmap, url: &str, w: f32, h: f32) -> Option<()> {
     for (i, module) in code.to_colors().iter().enumerate() {
         if *module == qrcode::Color::Dark {
             let (cx, cy) = ((i % n) as f32, (i / n) as f32);
-            if let Some(r) = SkRect::from_xywh((cx + quiet) * cell, (cy + quiet) * cell, cell + 0.5, cell + 0.5) {
+            if let Some(r) = SkRect::from_xywh(
+                (cx + quiet) * cell,
+                (cy + quiet) * cell,
+                cell + 0.5,
+                cell + 0.5,
+            ) {
                 pm.fill_rect(r, &black, Transform::identity(), None);
             }
         }

@@ -68,7 +68,11 @@ pub struct Style {
 
 impl Default for Style {
     fn default() -> Self {
-        Self { theme: "#2e7d4f".into(), font_scale: 1.0, radius: 0.18 }
+        Self {
+            theme: "#2e7d4f".into(),
+            font_scale: 1.0,
+            radius: 0.18,
+        }
     }
 }
 
@@ -128,14 +132,24 @@ impl Scene {
 pub fn template(kind: LayerKind, id: String) -> Layer {
     let (anchor, offset, size, z, metrics) = match kind {
         LayerKind::ProductCard => (Anchor::BottomLeft, [0.03, 0.05], [0.36, 0.25], 20, vec![]),
-        LayerKind::Counter => (Anchor::TopRight, [0.025, 0.04], [0.26, 0.075], 30, vec![Metric::Viewers, Metric::Likes, Metric::Sold]),
+        LayerKind::Counter => (
+            Anchor::TopRight,
+            [0.025, 0.04],
+            [0.26, 0.075],
+            30,
+            vec![Metric::Viewers, Metric::Likes, Metric::Sold],
+        ),
         LayerKind::Countdown => (Anchor::TopLeft, [0.025, 0.04], [0.2, 0.075], 30, vec![]),
         LayerKind::Toast => (Anchor::Left, [0.03, 0.0], [0.34, 0.07], 40, vec![]),
         LayerKind::Text => (Anchor::Top, [0.0, 0.04], [0.36, 0.075], 10, vec![]),
         LayerKind::Image => (Anchor::TopRight, [0.025, 0.14], [0.1, 0.1], 10, vec![]),
         LayerKind::Qr => (Anchor::BottomRight, [0.03, 0.05], [0.12, 0.213], 10, vec![]),
     };
-    let transition_in = if kind == LayerKind::Toast { Transition::Slide } else { Transition::Fade };
+    let transition_in = if kind == LayerKind::Toast {
+        Transition::Slide
+    } else {
+        Transition::Fade
+    };
     Layer {
         id,
         kind,
@@ -148,23 +162,35 @@ pub fn template(kind: LayerKind, id: String) -> Layer {
         transition_in,
         transition_out: transition_in,
         transition_ms: 300,
-        content: Content { metrics, ..Default::default() },
+        content: Content {
+            metrics,
+            ..Default::default()
+        },
     }
 }
 
 /// The scene every new session starts with: one call (pin a product, open an offer) shows
 /// a card, counters, a countdown and purchase toasts, laid out.
 pub fn default_layers(mut new_id: impl FnMut() -> String) -> Vec<Layer> {
-    [LayerKind::ProductCard, LayerKind::Counter, LayerKind::Countdown, LayerKind::Toast]
-        .into_iter()
-        .map(|k| template(k, new_id()))
-        .collect()
+    [
+        LayerKind::ProductCard,
+        LayerKind::Counter,
+        LayerKind::Countdown,
+        LayerKind::Toast,
+    ]
+    .into_iter()
+    .map(|k| template(k, new_id()))
+    .collect()
 }
 
 /// Checks a layer; the error names the field.
 pub fn validate(layer: &Layer) -> Result<(), String> {
     let unit = |name: &str, v: f32, min: f32| {
-        if v.is_finite() && (min..=1.0).contains(&v) { Ok(()) } else { Err(format!("{name}: between {min} and 1")) }
+        if v.is_finite() && (min..=1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(format!("{name}: between {min} and 1"))
+        }
     };
     unit("offset[0]", layer.offset[0], -1.0)?;
     unit("offset[1]", layer.offset[1], -1.0)?;
@@ -183,10 +209,21 @@ pub fn validate(layer: &Layer) -> Result<(), String> {
     if layer.transition_ms > 5000 {
         return Err("transition_ms: at most 5000".into());
     }
-    if layer.content.text.as_ref().is_some_and(|t| t.chars().count() > 500) {
+    if layer
+        .content
+        .text
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > 500)
+    {
         return Err("content.text: at most 500 characters".into());
     }
-    if layer.kind == LayerKind::Text && layer.content.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
+    if layer.kind == LayerKind::Text
+        && layer
+            .content
+            .text
+            .as_deref()
+            .is_none_or(|t| t.trim().is_empty())
+    {
         return Err("content.text: a text layer needs its words".into());
     }
     Ok(())
@@ -214,7 +251,14 @@ mod tests {
             format!("l{n}")
         });
         assert!(layers.iter().any(|l| l.kind == LayerKind::ProductCard));
-        for kind in [LayerKind::ProductCard, LayerKind::Counter, LayerKind::Countdown, LayerKind::Toast, LayerKind::Image, LayerKind::Qr] {
+        for kind in [
+            LayerKind::ProductCard,
+            LayerKind::Counter,
+            LayerKind::Countdown,
+            LayerKind::Toast,
+            LayerKind::Image,
+            LayerKind::Qr,
+        ] {
             assert_eq!(validate(&template(kind, "x".into())), Ok(()), "{kind:?}");
         }
         let mut text = template(LayerKind::Text, "t".into());

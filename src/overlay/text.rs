@@ -5,7 +5,9 @@
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use cosmic_text::{Align, Attrs, Buffer, Color, Family, FontSystem, Metrics, Shaping, SwashCache, Weight, Wrap};
+use cosmic_text::{
+    Align, Attrs, Buffer, Color, Family, FontSystem, Metrics, Shaping, SwashCache, Weight, Wrap,
+};
 use tiny_skia::Pixmap;
 
 /// Font files loaded when present, in this order (the first family is the default).
@@ -64,12 +66,17 @@ impl TextEngine {
             }
         }
         if loaded == 0 {
-            tracing::warn!("no Noto or DejaVu fonts found; install fonts-noto-core and fonts-noto-cjk. Using system fonts");
+            tracing::warn!(
+                "no Noto or DejaVu fonts found; install fonts-noto-core and fonts-noto-cjk. Using system fonts"
+            );
             db.load_system_fonts();
         }
         db.set_sans_serif_family(DEFAULT_FAMILY);
         let fonts = FontSystem::new_with_locale_and_db("en-US".into(), db);
-        Self { fonts, cache: SwashCache::new() }
+        Self {
+            fonts,
+            cache: SwashCache::new(),
+        }
     }
 
     fn buffer(&mut self, text: &str, style: &TextStyle, max_width: f32) -> Buffer {
@@ -77,7 +84,11 @@ impl TextEngine {
         let mut buffer = Buffer::new(&mut self.fonts, metrics);
         buffer.set_wrap(Wrap::WordOrGlyph);
         buffer.set_size(Some(max_width.max(1.0)), None);
-        let weight = if style.bold { Weight::BOLD } else { Weight::NORMAL };
+        let weight = if style.bold {
+            Weight::BOLD
+        } else {
+            Weight::NORMAL
+        };
         let attrs = Attrs::new().family(Family::SansSerif).weight(weight);
         let align = match style.align {
             TextAlign::Start => None,
@@ -103,7 +114,15 @@ impl TextEngine {
 
     /// Draws `text` with its top-left at (`x`, `y`), wrapped at `max_width`; returns the
     /// height used.
-    pub fn draw(&mut self, pixmap: &mut Pixmap, text: &str, x: f32, y: f32, max_width: f32, style: &TextStyle) -> f32 {
+    pub fn draw(
+        &mut self,
+        pixmap: &mut Pixmap,
+        text: &str,
+        x: f32,
+        y: f32,
+        max_width: f32,
+        style: &TextStyle,
+    ) -> f32 {
         let mut buffer = self.buffer(text, style, max_width);
         let [r, g, b, a] = style.rgba;
         let (pw, ph) = (pixmap.width() as i32, pixmap.height() as i32);
@@ -113,24 +132,33 @@ impl TextEngine {
         for run in buffer.layout_runs() {
             height = run.line_top + run.line_height;
         }
-        buffer.draw(&mut self.fonts, &mut self.cache, Color::rgba(r, g, b, a), |gx, gy, w, h, color| {
-            let alpha = color.a() as u32;
-            if alpha == 0 {
-                return;
-            }
-            for py in (oy + gy)..(oy + gy + h as i32) {
-                if py < 0 || py >= ph {
-                    continue;
+        buffer.draw(
+            &mut self.fonts,
+            &mut self.cache,
+            Color::rgba(r, g, b, a),
+            |gx, gy, w, h, color| {
+                let alpha = color.a() as u32;
+                if alpha == 0 {
+                    return;
                 }
-                for px in (ox + gx)..(ox + gx + w as i32) {
-                    if px < 0 || px >= pw {
+                for py in (oy + gy)..(oy + gy + h as i32) {
+                    if py < 0 || py >= ph {
                         continue;
                     }
-                    let i = ((py * pw + px) * 4) as usize;
-                    blend(&mut data[i..i + 4], [color.r(), color.g(), color.b()], alpha);
+                    for px in (ox + gx)..(ox + gx + w as i32) {
+                        if px < 0 || px >= pw {
+                            continue;
+                        }
+                        let i = ((py * pw + px) * 4) as usize;
+                        blend(
+                            &mut data[i..i + 4],
+                            [color.r(), color.g(), color.b()],
+                            alpha,
+                        );
+                    }
                 }
-            }
-        });
+            },
+        );
         height
     }
 }

@@ -83,8 +83,7 @@ pub struct OutboxRow {
     pub attempts: i64,
 }
 
-const PRODUCT_COLUMNS: &str =
-    "id, name, translations, unit_amount, currency, unit, origin, harvest_date, description, created_at";
+const PRODUCT_COLUMNS: &str = "id, name, translations, unit_amount, currency, unit, origin, harvest_date, description, created_at";
 const OFFER_COLUMNS: &str = "id, session_id, product_id, unit_amount, allocated, available, sold, per_buyer_limit, starts_at, ends_at, ended_early, created_at";
 const ORDER_COLUMNS: &str = "id, session_id, offer_id, product_id, quantity, amount, currency, buyer_name, buyer_phone, phone_key, buyer_address, buyer_city, status, created_at";
 
@@ -148,11 +147,21 @@ pub fn offer(conn: &Connection, id: &str) -> Result<Option<OfferRow>, StoreError
         .optional()?)
 }
 
-pub fn idempotent_response(conn: &Connection, session_id: &str, key: &str) -> Result<Option<IdempotentResponse>, StoreError> {
+pub fn idempotent_response(
+    conn: &Connection,
+    session_id: &str,
+    key: &str,
+) -> Result<Option<IdempotentResponse>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT request_hash, status, body FROM idempotency WHERE session_id = ?1 AND key = ?2")?
+        .prepare_cached(
+            "SELECT request_hash, status, body FROM idempotency WHERE session_id = ?1 AND key = ?2",
+        )?
         .query_row([session_id, key], |r| {
-            Ok(IdempotentResponse { request_hash: r.get(0)?, status: r.get(1)?, body: r.get(2)? })
+            Ok(IdempotentResponse {
+                request_hash: r.get(0)?,
+                status: r.get(1)?,
+                body: r.get(2)?,
+            })
         })
         .optional()?)
 }
@@ -225,25 +234,40 @@ pub fn insert_order(conn: &Connection, o: &OrderRow) -> Result<(), StoreError> {
 
 pub fn order(conn: &Connection, id: &str) -> Result<Option<OrderRow>, StoreError> {
     Ok(conn
-        .query_row(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"), [id], order_row)
+        .query_row(
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"),
+            [id],
+            order_row,
+        )
         .optional()?)
 }
 
 pub fn set_order_status(conn: &Connection, id: &str, status: &str) -> Result<(), StoreError> {
-    conn.execute("UPDATE orders SET status = ?2 WHERE id = ?1", params![id, status])?;
+    conn.execute(
+        "UPDATE orders SET status = ?2 WHERE id = ?1",
+        params![id, status],
+    )?;
     Ok(())
 }
 
 pub fn product_in(conn: &Connection, id: &str) -> Result<Option<ProductRow>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?1"
+        ))?
         .query_row([id], product_row)
         .optional()?)
 }
 
 /// Queues an event for every configured webhook, in the caller's transaction: a crash after
 /// the commit loses nothing, a crash before it loses the event together with its cause.
-pub fn enqueue_event(conn: &Connection, event_id: &str, event_type: &str, body: &str, now: i64) -> Result<(), StoreError> {
+pub fn enqueue_event(
+    conn: &Connection,
+    event_id: &str,
+    event_type: &str,
+    body: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO outbox (event_id, webhook_id, event_type, body, next_attempt_at)
          SELECT ?1, id, ?2, ?3, ?4 FROM webhooks",
@@ -257,12 +281,17 @@ pub fn offers_to_end(conn: &Connection, now_ms: i64) -> Result<Vec<OfferRow>, St
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {OFFER_COLUMNS} FROM offers WHERE end_notified = 0 AND ends_at <= ?1"
     ))?;
-    let rows = stmt.query_map([now_ms], offer_row)?.collect::<Result<Vec<_>, _>>()?;
+    let rows = stmt
+        .query_map([now_ms], offer_row)?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
 pub fn mark_end_notified(conn: &Connection, offer_id: &str) -> Result<(), StoreError> {
-    conn.execute("UPDATE offers SET end_notified = 1 WHERE id = ?1", [offer_id])?;
+    conn.execute(
+        "UPDATE offers SET end_notified = 1 WHERE id = ?1",
+        [offer_id],
+    )?;
     Ok(())
 }
 
@@ -297,19 +326,30 @@ impl Store {
 
     pub fn products(&self) -> Result<Vec<ProductRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY created_at, id"))?;
-        let rows = stmt.query_map([], product_row)?.collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([], product_row)?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
     /// Deletes a product no offer refers to; returns false if none was deleted.
     pub fn delete_product(&self, id: &str) -> Result<bool, StoreError> {
         let conn = self.conn();
-        let used: i64 = conn.query_row("SELECT COUNT(*) FROM offers WHERE product_id = ?1", [id], |r| r.get(0))?;
+        let used: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM offers WHERE product_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
         if used > 0 {
             return Ok(false);
         }
-        conn.execute("UPDATE sessions SET pinned_product_id = NULL WHERE pinned_product_id = ?1", [id])?;
+        conn.execute(
+            "UPDATE sessions SET pinned_product_id = NULL WHERE pinned_product_id = ?1",
+            [id],
+        )?;
         Ok(conn.execute("DELETE FROM products WHERE id = ?1", [id])? == 1)
     }
 
@@ -330,9 +370,12 @@ impl Store {
 
     pub fn offers_of(&self, session_id: &str) -> Result<Vec<OfferRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {OFFER_COLUMNS} FROM offers WHERE session_id = ?1 ORDER BY created_at, id"))?;
-        let rows = stmt.query_map([session_id], offer_row)?.collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {OFFER_COLUMNS} FROM offers WHERE session_id = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([session_id], offer_row)?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
@@ -356,7 +399,11 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn set_pinned(&self, session_id: &str, product_id: Option<&str>) -> Result<bool, StoreError> {
+    pub fn set_pinned(
+        &self,
+        session_id: &str,
+        product_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
         Ok(self.conn().execute(
             "UPDATE sessions SET pinned_product_id = ?2 WHERE id = ?1",
             params![session_id, product_id],
@@ -366,7 +413,11 @@ impl Store {
     pub fn pinned(&self, session_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT pinned_product_id FROM sessions WHERE id = ?1", [session_id], |r| r.get(0))
+            .query_row(
+                "SELECT pinned_product_id FROM sessions WHERE id = ?1",
+                [session_id],
+                |r| r.get(0),
+            )
             .optional()?
             .flatten())
     }
@@ -374,13 +425,20 @@ impl Store {
     pub fn likes(&self, session_id: &str) -> Result<i64, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT likes FROM sessions WHERE id = ?1", [session_id], |r| r.get(0))
+            .query_row(
+                "SELECT likes FROM sessions WHERE id = ?1",
+                [session_id],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(0))
     }
 
     pub fn add_likes(&self, session_id: &str, count: i64) -> Result<(), StoreError> {
-        self.conn().execute("UPDATE sessions SET likes = likes + ?2 WHERE id = ?1", params![session_id, count])?;
+        self.conn().execute(
+            "UPDATE sessions SET likes = likes + ?2 WHERE id = ?1",
+            params![session_id, count],
+        )?;
         Ok(())
     }
 
@@ -394,16 +452,27 @@ impl Store {
 
     pub fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, url, secret, created_at FROM webhooks ORDER BY created_at, id")?;
+        let mut stmt = conn
+            .prepare("SELECT id, url, secret, created_at FROM webhooks ORDER BY created_at, id")?;
         let rows = stmt
-            .query_map([], |r| Ok(WebhookRow { id: r.get(0)?, url: r.get(1)?, secret: r.get(2)?, created_at: r.get(3)? }))?
+            .query_map([], |r| {
+                Ok(WebhookRow {
+                    id: r.get(0)?,
+                    url: r.get(1)?,
+                    secret: r.get(2)?,
+                    created_at: r.get(3)?,
+                })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
     pub fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
         let conn = self.conn();
-        conn.execute("DELETE FROM outbox WHERE webhook_id = ?1 AND delivered_at IS NULL", [id])?;
+        conn.execute(
+            "DELETE FROM outbox WHERE webhook_id = ?1 AND delivered_at IS NULL",
+            [id],
+        )?;
         Ok(conn.execute("DELETE FROM webhooks WHERE id = ?1", [id])? == 1)
     }
 
@@ -430,11 +499,19 @@ impl Store {
     }
 
     pub fn mark_delivered(&self, seq: i64, now: i64) -> Result<(), StoreError> {
-        self.conn().execute("UPDATE outbox SET delivered_at = ?2, last_error = NULL WHERE seq = ?1", params![seq, now])?;
+        self.conn().execute(
+            "UPDATE outbox SET delivered_at = ?2, last_error = NULL WHERE seq = ?1",
+            params![seq, now],
+        )?;
         Ok(())
     }
 
-    pub fn mark_failed(&self, seq: i64, next_attempt_at: i64, error: &str) -> Result<(), StoreError> {
+    pub fn mark_failed(
+        &self,
+        seq: i64,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE seq = ?1",
             params![seq, next_attempt_at, error],

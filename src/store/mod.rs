@@ -138,8 +138,10 @@ pub struct Store {
 /// Opens a connection with the pragmas every connection uses: WAL, full fsync on commit
 /// (an acknowledged order survives power loss), foreign keys.
 pub fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)
-        .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+    let conn = Connection::open(path).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -149,7 +151,10 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let store = Store { conn: Mutex::new(connect(path)?), path: path.to_path_buf() };
+        let store = Store {
+            conn: Mutex::new(connect(path)?),
+            path: path.to_path_buf(),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -189,7 +194,9 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions ORDER BY created_at, id",
         )?;
-        let rows = stmt.query_map([], session_row)?.collect::<Result<Vec<_>, _>>()?;
+        let rows = stmt
+            .query_map([], session_row)?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
@@ -214,22 +221,31 @@ impl Store {
 
     /// Returns false when no such session exists.
     pub fn set_session_title(&self, id: &str, title: &str) -> Result<bool, StoreError> {
-        Ok(self.conn().execute("UPDATE sessions SET title = ?2 WHERE id = ?1", params![id, title])? == 1)
+        Ok(self.conn().execute(
+            "UPDATE sessions SET title = ?2 WHERE id = ?1",
+            params![id, title],
+        )? == 1)
     }
 
     pub fn set_session_live(&self, id: &str, live: bool) -> Result<bool, StoreError> {
-        Ok(self.conn().execute("UPDATE sessions SET live = ?2 WHERE id = ?1", params![id, live])? == 1)
+        Ok(self.conn().execute(
+            "UPDATE sessions SET live = ?2 WHERE id = ?1",
+            params![id, live],
+        )? == 1)
     }
 
     pub fn set_stream_key(&self, id: &str, stream_key: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()
-            .execute("UPDATE sessions SET stream_key = ?2 WHERE id = ?1", params![id, stream_key])?
-            == 1)
+        Ok(self.conn().execute(
+            "UPDATE sessions SET stream_key = ?2 WHERE id = ?1",
+            params![id, stream_key],
+        )? == 1)
     }
 
     pub fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.conn().execute("DELETE FROM sessions WHERE id = ?1", [id])? == 1)
+        Ok(self
+            .conn()
+            .execute("DELETE FROM sessions WHERE id = ?1", [id])?
+            == 1)
     }
 }
 
@@ -265,7 +281,10 @@ mod tests {
         Store::open(&path).unwrap().insert_session(&row).unwrap();
         let store = Store::open(&path).unwrap();
         assert_eq!(store.session("s1").unwrap(), Some(row.clone()));
-        assert_eq!(store.session_by_key("k1").unwrap().map(|r| r.id), Some("s1".into()));
+        assert_eq!(
+            store.session_by_key("k1").unwrap().map(|r| r.id),
+            Some("s1".into())
+        );
         assert!(store.set_stream_key("s1", "k2").unwrap());
         assert_eq!(store.session_by_key("k1").unwrap(), None);
         assert!(store.delete_session("s1").unwrap());

@@ -9,16 +9,29 @@ impl Store {
     pub fn overlay_layers(&self, session_id: &str) -> Result<(Vec<String>, bool), StoreError> {
         let conn = self.conn();
         let created: bool = conn
-            .query_row("SELECT scene_created FROM sessions WHERE id = ?1", [session_id], |r| r.get(0))
+            .query_row(
+                "SELECT scene_created FROM sessions WHERE id = ?1",
+                [session_id],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(false);
-        let mut stmt = conn.prepare_cached("SELECT layer FROM overlay_layers WHERE session_id = ?1 ORDER BY rowid")?;
-        let layers = stmt.query_map([session_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT layer FROM overlay_layers WHERE session_id = ?1 ORDER BY rowid",
+        )?;
+        let layers = stmt
+            .query_map([session_id], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
         Ok((layers, created))
     }
 
     /// Inserts or replaces a layer; marks the scene as created.
-    pub fn put_overlay_layer(&self, session_id: &str, id: &str, layer_json: &str) -> Result<(), StoreError> {
+    pub fn put_overlay_layer(
+        &self,
+        session_id: &str,
+        id: &str,
+        layer_json: &str,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -26,28 +39,44 @@ impl Store {
              ON CONFLICT (session_id, id) DO UPDATE SET layer = excluded.layer",
             params![session_id, id, layer_json],
         )?;
-        tx.execute("UPDATE sessions SET scene_created = 1 WHERE id = ?1", [session_id])?;
+        tx.execute(
+            "UPDATE sessions SET scene_created = 1 WHERE id = ?1",
+            [session_id],
+        )?;
         tx.commit()?;
         Ok(())
     }
 
     pub fn mark_scene_created(&self, session_id: &str) -> Result<(), StoreError> {
-        self.conn().execute("UPDATE sessions SET scene_created = 1 WHERE id = ?1", [session_id])?;
+        self.conn().execute(
+            "UPDATE sessions SET scene_created = 1 WHERE id = ?1",
+            [session_id],
+        )?;
         Ok(())
     }
 
     pub fn delete_overlay_layer(&self, session_id: &str, id: &str) -> Result<bool, StoreError> {
-        Ok(self.conn().execute("DELETE FROM overlay_layers WHERE session_id = ?1 AND id = ?2", [session_id, id])? == 1)
+        Ok(self.conn().execute(
+            "DELETE FROM overlay_layers WHERE session_id = ?1 AND id = ?2",
+            [session_id, id],
+        )? == 1)
     }
 
     pub fn set_overlays_hidden(&self, session_id: &str, hidden: bool) -> Result<bool, StoreError> {
-        Ok(self.conn().execute("UPDATE sessions SET overlays_hidden = ?2 WHERE id = ?1", params![session_id, hidden])? == 1)
+        Ok(self.conn().execute(
+            "UPDATE sessions SET overlays_hidden = ?2 WHERE id = ?1",
+            params![session_id, hidden],
+        )? == 1)
     }
 
     pub fn overlays_hidden(&self, session_id: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT overlays_hidden FROM sessions WHERE id = ?1", [session_id], |r| r.get(0))
+            .query_row(
+                "SELECT overlays_hidden FROM sessions WHERE id = ?1",
+                [session_id],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(false))
     }

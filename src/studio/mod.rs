@@ -54,8 +54,12 @@ pub struct PublisherLink {
 }
 
 pub(crate) enum Request {
-    AttachPublisher { reply: oneshot::Sender<Result<PublisherLink, StudioError>> },
-    DetachPublisher { id: u64 },
+    AttachPublisher {
+        reply: oneshot::Sender<Result<PublisherLink, StudioError>>,
+    },
+    DetachPublisher {
+        id: u64,
+    },
     ForceKeyframe,
 }
 
@@ -70,7 +74,10 @@ impl StudioHandle {
     /// Claims the studio for one publisher; a second one is refused with [`StudioError::Busy`].
     pub async fn attach_publisher(&self) -> Result<PublisherLink, StudioError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request::AttachPublisher { reply }).await.map_err(|_| StudioError::Gone)?;
+        self.tx
+            .send(Request::AttachPublisher { reply })
+            .await
+            .map_err(|_| StudioError::Gone)?;
         rx.await.map_err(|_| StudioError::Gone)?
     }
 
@@ -96,10 +103,15 @@ pub struct Studios {
 
 impl Studios {
     pub fn new(format: OutputFormat) -> Self {
-        Self { running: Mutex::new(HashMap::new()), format }
+        Self {
+            running: Mutex::new(HashMap::new()),
+            format,
+        }
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (StudioHandle, owner::Stopper)>> {
+    fn running(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (StudioHandle, owner::Stopper)>> {
         // Poisoning needs a panic while holding this short lock; the map is still consistent.
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -142,6 +154,8 @@ impl Studios {
     }
 
     pub fn viewers(&self, session_id: &str) -> usize {
-        self.get(session_id).map(|h| h.stats.viewers.load(Ordering::Relaxed)).unwrap_or(0)
+        self.get(session_id)
+            .map(|h| h.stats.viewers.load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{Filler, OverlayFactory, PublisherLink, Request, STUDIO_REQUESTS, StudioError, StudioHandle, StudioStats};
+use super::{
+    Filler, OverlayFactory, PublisherLink, Request, STUDIO_REQUESTS, StudioError, StudioHandle,
+    StudioStats,
+};
 use crate::media::OutputFormat;
 use crate::media::output::{PacketSink, StudioOutput};
 use crate::media::test_pattern::TestPattern;
@@ -44,8 +47,19 @@ pub(crate) fn spawn(
     };
     let (tx, rx) = mpsc::channel(STUDIO_REQUESTS);
     let (stop_tx, stop_rx) = oneshot::channel();
-    let handle = StudioHandle { session_id: Arc::from(session_id), tx, stats: stats.clone() };
-    let owner = Owner { label, output, _pattern: pattern, stats, publisher: None, next_publisher: 1 };
+    let handle = StudioHandle {
+        session_id: Arc::from(session_id),
+        tx,
+        stats: stats.clone(),
+    };
+    let owner = Owner {
+        label,
+        output,
+        _pattern: pattern,
+        stats,
+        publisher: None,
+        next_publisher: 1,
+    };
     tokio::spawn(owner.run(rx, stop_rx));
     Ok((handle, Stopper(stop_tx)))
 }
@@ -124,7 +138,9 @@ impl Owner {
                 break;
             }
         }
-        self.stats.publisher_connected.store(false, Ordering::Relaxed);
+        self.stats
+            .publisher_connected
+            .store(false, Ordering::Relaxed);
         tracing::info!(session.id = %self.label, "studio stopped");
     }
 }

@@ -50,7 +50,15 @@ impl Server {
             .open(data.join("server.log"))
             .expect("open server log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
-            .args(["serve", "--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--webrtc-udp", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--rtmp",
+                "127.0.0.1:0",
+                "--webrtc-udp",
+                "127.0.0.1:0",
+            ])
             .arg("--data")
             .arg(data)
             .args(["--api-token", TOKEN])
@@ -65,7 +73,10 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         let ready = loop {
             assert!(Instant::now() < deadline, "fieldcast did not become ready");
-            let line = lines.next().expect("fieldcast exited before ready").expect("read stdout");
+            let line = lines
+                .next()
+                .expect("fieldcast exited before ready")
+                .expect("read stdout");
             if line.starts_with("fieldcast ready") {
                 break line;
             }
@@ -79,7 +90,12 @@ impl Server {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| panic!("no {name}= in {ready:?}"))
         };
-        Server { http: field("http"), rtmp: field("rtmp"), child, data: data.to_path_buf() }
+        Server {
+            http: field("http"),
+            rtmp: field("rtmp"),
+            child,
+            data: data.to_path_buf(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -92,7 +108,11 @@ impl Server {
     }
 
     pub fn create_session(&self, title: &str) -> Value {
-        let (status, body) = self.api("POST", "/api/v1/sessions", Some(serde_json::json!({ "title": title })));
+        let (status, body) = self.api(
+            "POST",
+            "/api/v1/sessions",
+            Some(serde_json::json!({ "title": title })),
+        );
         assert_eq!(status, 201, "{body}");
         body
     }
@@ -104,7 +124,10 @@ impl Server {
     }
 
     pub fn state(&self, id: &str) -> String {
-        self.session(id)["state"].as_str().unwrap_or_default().to_string()
+        self.session(id)["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Waits until the session reports `state`, or panics after `timeout`.
@@ -115,14 +138,20 @@ impl Server {
             if now == state {
                 return;
             }
-            assert!(Instant::now() < deadline, "session {id} stayed {now:?}, expected {state:?}");
+            assert!(
+                Instant::now() < deadline,
+                "session {id} stayed {now:?}, expected {state:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// An operator API call; returns status and JSON body (Null when empty).
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
         let url = self.url(path);
         let auth = format!("Bearer {TOKEN}");
         let response = match (method, body) {
@@ -130,7 +159,10 @@ impl Server {
             ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
             ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
             ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
-            ("PATCH", Some(b)) => agent.patch(&url).header("Authorization", &auth).send_json(b),
+            ("PATCH", Some(b)) => agent
+                .patch(&url)
+                .header("Authorization", &auth)
+                .send_json(b),
             ("PUT", Some(b)) => agent.put(&url).header("Authorization", &auth).send_json(b),
             other => panic!("unsupported call {other:?}"),
         };
@@ -160,9 +192,22 @@ impl Publisher {
     pub fn ffmpeg(url: &str, size: &str, seconds: u32) -> Publisher {
         let child = Command::new("ffmpeg")
             .args(["-loglevel", "error", "-nostdin", "-re"])
-            .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30:duration={seconds}")])
-            .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}")])
-            .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60", "-pix_fmt", "yuv420p"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("testsrc2=size={size}:rate=30:duration={seconds}"),
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+            ])
+            .args([
+                "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60", "-pix_fmt",
+                "yuv420p",
+            ])
             .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv", url])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -227,15 +272,26 @@ impl Drop for Publisher {
 /// Whether a decoded frame is the slate (its background colour, within a margin for the
 /// text and the codec).
 pub fn is_slate(rgb: [u8; 3]) -> bool {
-    rgb.iter().zip(SLATE_RGB).all(|(&a, b)| (a as i32 - b as i32).abs() <= 24)
+    rgb.iter()
+        .zip(SLATE_RGB)
+        .all(|(&a, b)| (a as i32 - b as i32).abs() <= 24)
 }
 
 /// A minimal async HTTP/1.1 client (one request per connection) for load-shaped tests:
 /// thousands of requests in flight at once from one thread.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> std::io::Result<(u16, String)> {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -246,7 +302,10 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     stream.read_to_end(&mut response).await?;
     let text = String::from_utf8_lossy(&response);
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -254,10 +313,16 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
 pub fn first_sse_data(server: &Server, path: &str) -> serde_json::Value {
     use std::io::BufRead;
     let stream = std::net::TcpStream::connect(server.http).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut writer = stream.try_clone().unwrap();
     use std::io::Write;
-    write!(writer, "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    write!(
+        writer,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
     for line in BufReader::new(stream).lines() {
         let line = line.expect("read SSE");
         if let Some(data) = line.strip_prefix("data: ") {
@@ -268,7 +333,12 @@ pub fn first_sse_data(server: &Server, path: &str) -> serde_json::Value {
 }
 
 /// A product and a live offer of `quantity` units in a new session.
-pub fn offer(server: &Server, quantity: i64, per_buyer_limit: Option<i64>, duration_s: i64) -> (String, String) {
+pub fn offer(
+    server: &Server,
+    quantity: i64,
+    per_buyer_limit: Option<i64>,
+    duration_s: i64,
+) -> (String, String) {
     let session = server.create_session("Flash sale");
     let session_id = session["id"].as_str().unwrap().to_string();
     let (status, product) = server.api(
@@ -281,7 +351,11 @@ pub fn offer(server: &Server, quantity: i64, per_buyer_limit: Option<i64>, durat
     if let Some(limit) = per_buyer_limit {
         body["per_buyer_limit"] = limit.into();
     }
-    let (status, offer) = server.api("POST", &format!("/api/v1/sessions/{session_id}/offers"), Some(body));
+    let (status, offer) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{session_id}/offers"),
+        Some(body),
+    );
     assert_eq!(status, 201, "{offer}");
     (session_id, offer["id"].as_str().unwrap().to_string())
 }

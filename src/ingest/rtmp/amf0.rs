@@ -79,7 +79,10 @@ impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], Amf0Error> {
         let available = self.bytes.len() - self.pos;
         if n > available {
-            return Err(Amf0Error::Truncated { needed: n, available });
+            return Err(Amf0Error::Truncated {
+                needed: n,
+                available,
+            });
         }
         let out = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
@@ -252,10 +255,16 @@ mod tests {
     fn string_longer_than_the_data_is_an_error() {
         // String marker, length 0x1000, but only three bytes follow.
         let bytes = [0x02, 0x10, 0x00, b'a', b'b', b'c'];
-        assert!(matches!(decode_all(&bytes), Err(Amf0Error::Truncated { .. })));
+        assert!(matches!(
+            decode_all(&bytes),
+            Err(Amf0Error::Truncated { .. })
+        ));
         // Long string claiming 4 GiB.
         let bytes = [0x0C, 0xFF, 0xFF, 0xFF, 0xFF, b'a'];
-        assert!(matches!(decode_all(&bytes), Err(Amf0Error::Truncated { .. })));
+        assert!(matches!(
+            decode_all(&bytes),
+            Err(Amf0Error::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -63,7 +63,10 @@ pub struct ChunkDecoder {
 
 impl Default for ChunkDecoder {
     fn default() -> Self {
-        Self { chunk_size: DEFAULT_CHUNK_SIZE, streams: HashMap::new() }
+        Self {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            streams: HashMap::new(),
+        }
     }
 }
 
@@ -113,7 +116,9 @@ impl ChunkDecoder {
 
     /// Parses one chunk. `Ok(None)` means more bytes are needed.
     fn decode_one(&mut self, buf: &[u8]) -> Result<Option<(usize, Option<Message>)>, ChunkError> {
-        let Some(&first) = buf.first() else { return Ok(None) };
+        let Some(&first) = buf.first() else {
+            return Ok(None);
+        };
         let fmt = first >> 6;
         let (csid, mut pos) = match first & 0x3F {
             0 => match buf.get(1) {
@@ -224,7 +229,9 @@ pub struct ChunkEncoder {
 
 impl Default for ChunkEncoder {
     fn default() -> Self {
-        Self { chunk_size: DEFAULT_CHUNK_SIZE }
+        Self {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
     }
 }
 
@@ -305,12 +312,18 @@ mod tests {
     #[test]
     fn huge_chunk_size_is_refused() {
         let mut dec = ChunkDecoder::default();
-        assert_eq!(dec.set_chunk_size(0x7FFF_FFFF), Err(ChunkError::ChunkSize(0x7FFF_FFFF)));
+        assert_eq!(
+            dec.set_chunk_size(0x7FFF_FFFF),
+            Err(ChunkError::ChunkSize(0x7FFF_FFFF))
+        );
         // As a Set Chunk Size message on the wire.
         let mut bytes = vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0];
         bytes.extend_from_slice(&0x7FFF_FFFFu32.to_be_bytes());
         let mut out = Vec::new();
-        assert_eq!(dec.decode(&bytes, &mut out), Err(ChunkError::ChunkSize(0x7FFF_FFFF)));
+        assert_eq!(
+            dec.decode(&bytes, &mut out),
+            Err(ChunkError::ChunkSize(0x7FFF_FFFF))
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub enum RtmpError {
     #[error(transparent)]
     Chunk(#[from] ChunkError),
     #[error("malformed AMF0 in {context}: {source}")]
-    Amf0 { context: &'static str, source: Amf0Error },
+    Amf0 {
+        context: &'static str,
+        source: Amf0Error,
+    },
     #[error("malformed {0} message")]
     Malformed(&'static str),
     #[error("command {0:?} is not supported by this server (publish only)")]
@@ -49,10 +52,19 @@ pub enum RtmpError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
     /// The peer asked to publish on `app` with `stream_key` (query string removed).
-    PublishRequested { app: String, stream_key: String },
+    PublishRequested {
+        app: String,
+        stream_key: String,
+    },
     Metadata(Amf0Value),
-    Video { timestamp_ms: u32, tag: VideoTag },
-    Audio { timestamp_ms: u32, tag: AudioTag },
+    Video {
+        timestamp_ms: u32,
+        tag: VideoTag,
+    },
+    Audio {
+        timestamp_ms: u32,
+        tag: AudioTag,
+    },
     /// The peer stopped publishing (FCUnpublish / deleteStream).
     Unpublished,
 }
@@ -166,7 +178,8 @@ impl ServerSession {
         if self.bytes_in - self.last_ack >= self.peer_window as u64 {
             self.last_ack = self.bytes_in;
             let seq = (self.bytes_in & 0xFFFF_FFFF) as u32;
-            self.encoder.write(&mut self.out, 2, 3, 0, 0, &seq.to_be_bytes());
+            self.encoder
+                .write(&mut self.out, 2, 3, 0, 0, &seq.to_be_bytes());
         }
         Ok(())
     }
@@ -210,7 +223,8 @@ impl ServerSession {
         for v in values {
             amf0::encode(v, &mut payload);
         }
-        self.encoder.write(&mut self.out, csid, 20, stream_id, 0, &payload);
+        self.encoder
+            .write(&mut self.out, csid, 20, stream_id, 0, &payload);
     }
 
     fn handle_message(&mut self, m: Message) -> Result<(), RtmpError> {
@@ -231,20 +245,28 @@ impl ServerSession {
             8 => {
                 if self.phase == Phase::Publishing && !m.payload.is_empty() {
                     let tag = flv::parse_audio(Bytes::from(m.payload))?;
-                    self.events.push_back(SessionEvent::Audio { timestamp_ms: m.timestamp, tag });
+                    self.events.push_back(SessionEvent::Audio {
+                        timestamp_ms: m.timestamp,
+                        tag,
+                    });
                 }
                 Ok(())
             }
             9 => {
                 if self.phase == Phase::Publishing && !m.payload.is_empty() {
                     let tag = flv::parse_video(Bytes::from(m.payload))?;
-                    self.events.push_back(SessionEvent::Video { timestamp_ms: m.timestamp, tag });
+                    self.events.push_back(SessionEvent::Video {
+                        timestamp_ms: m.timestamp,
+                        tag,
+                    });
                 }
                 Ok(())
             }
             18 => {
-                let values = amf0::decode_all(&m.payload)
-                    .map_err(|source| RtmpError::Amf0 { context: "data message", source })?;
+                let values = amf0::decode_all(&m.payload).map_err(|source| RtmpError::Amf0 {
+                    context: "data message",
+                    source,
+                })?;
                 let mut values = values.into_iter();
                 let mut name = values.next();
                 if name.as_ref().and_then(Amf0Value::as_str) == Some("@setDataFrame") {
@@ -266,9 +288,14 @@ impl ServerSession {
     }
 
     fn handle_command(&mut self, m: &Message) -> Result<(), RtmpError> {
-        let values = amf0::decode_all(&m.payload)
-            .map_err(|source| RtmpError::Amf0 { context: "command", source })?;
-        let name = values.first().and_then(Amf0Value::as_str).ok_or(RtmpError::Malformed("command"))?;
+        let values = amf0::decode_all(&m.payload).map_err(|source| RtmpError::Amf0 {
+            context: "command",
+            source,
+        })?;
+        let name = values
+            .first()
+            .and_then(Amf0Value::as_str)
+            .ok_or(RtmpError::Malformed("command"))?;
         let txn = values.get(1).and_then(Amf0Value::as_number).unwrap_or(0.0);
         match name {
             "connect" => {
@@ -279,11 +306,13 @@ impl ServerSession {
                     .unwrap_or_default()
                     .trim_end_matches('/')
                     .to_string();
-                self.encoder.write(&mut self.out, 2, 5, 0, 0, &WINDOW_ACK_SIZE.to_be_bytes());
+                self.encoder
+                    .write(&mut self.out, 2, 5, 0, 0, &WINDOW_ACK_SIZE.to_be_bytes());
                 let mut bw = WINDOW_ACK_SIZE.to_be_bytes().to_vec();
                 bw.push(2);
                 self.encoder.write(&mut self.out, 2, 6, 0, 0, &bw);
-                self.encoder.write(&mut self.out, 2, 1, 0, 0, &OUR_CHUNK_SIZE.to_be_bytes());
+                self.encoder
+                    .write(&mut self.out, 2, 1, 0, 0, &OUR_CHUNK_SIZE.to_be_bytes());
                 self.encoder.set_chunk_size(OUR_CHUNK_SIZE);
                 let props = amf0::object([
                     ("fmsVer", Amf0Value::String("FMS/3,0,1,123".into())),
@@ -291,36 +320,72 @@ impl ServerSession {
                 ]);
                 let info = amf0::object([
                     ("level", Amf0Value::String("status".into())),
-                    ("code", Amf0Value::String("NetConnection.Connect.Success".into())),
-                    ("description", Amf0Value::String("Connection succeeded.".into())),
+                    (
+                        "code",
+                        Amf0Value::String("NetConnection.Connect.Success".into()),
+                    ),
+                    (
+                        "description",
+                        Amf0Value::String("Connection succeeded.".into()),
+                    ),
                     ("objectEncoding", Amf0Value::Number(0.0)),
                 ]);
-                self.send_command(3, 0, &[Amf0Value::String("_result".into()), Amf0Value::Number(txn), props, info]);
+                self.send_command(
+                    3,
+                    0,
+                    &[
+                        Amf0Value::String("_result".into()),
+                        Amf0Value::Number(txn),
+                        props,
+                        info,
+                    ],
+                );
             }
-            "releaseStream" | "FCPublish" | "_checkbw" | "getStreamLength" => {
-                if txn > 0.0 {
-                    self.send_command(3, 0, &[Amf0Value::String("_result".into()), Amf0Value::Number(txn), Amf0Value::Null, Amf0Value::Undefined]);
-                }
+            // Answered only when the peer waits for an answer (a transaction id).
+            "releaseStream" | "FCPublish" | "_checkbw" | "getStreamLength" if txn > 0.0 => {
+                self.send_command(
+                    3,
+                    0,
+                    &[
+                        Amf0Value::String("_result".into()),
+                        Amf0Value::Number(txn),
+                        Amf0Value::Null,
+                        Amf0Value::Undefined,
+                    ],
+                );
             }
             "createStream" => {
-                self.send_command(3, 0, &[Amf0Value::String("_result".into()), Amf0Value::Number(txn), Amf0Value::Null, Amf0Value::Number(1.0)]);
+                self.send_command(
+                    3,
+                    0,
+                    &[
+                        Amf0Value::String("_result".into()),
+                        Amf0Value::Number(txn),
+                        Amf0Value::Null,
+                        Amf0Value::Number(1.0),
+                    ],
+                );
             }
             "publish" => {
                 if self.phase != Phase::Commands {
                     return Err(RtmpError::Malformed("second publish on one connection"));
                 }
-                let raw = values.get(3).and_then(Amf0Value::as_str).ok_or(RtmpError::Malformed("publish"))?;
+                let raw = values
+                    .get(3)
+                    .and_then(Amf0Value::as_str)
+                    .ok_or(RtmpError::Malformed("publish"))?;
                 let stream_key = raw.split('?').next().unwrap_or_default().to_string();
                 self.publish_stream_id = m.stream_id;
                 self.publish_txn = txn;
                 self.phase = Phase::AwaitingDecision;
-                self.events.push_back(SessionEvent::PublishRequested { app: self.app.clone(), stream_key });
+                self.events.push_back(SessionEvent::PublishRequested {
+                    app: self.app.clone(),
+                    stream_key,
+                });
             }
-            "FCUnpublish" | "deleteStream" | "closeStream" => {
-                if self.phase == Phase::Publishing {
-                    self.phase = Phase::Commands;
-                    self.events.push_back(SessionEvent::Unpublished);
-                }
+            "FCUnpublish" | "deleteStream" | "closeStream" if self.phase == Phase::Publishing => {
+                self.phase = Phase::Commands;
+                self.events.push_back(SessionEvent::Unpublished);
             }
             "play" | "play2" => return Err(RtmpError::Unsupported(name.to_string())),
             _ => {}
@@ -355,9 +420,23 @@ mod tests {
 
     fn publish_flow(key: &str) -> Vec<u8> {
         client_bytes(&[
-            vec![Amf0Value::String("connect".into()), Amf0Value::Number(1.0), amf0::object([("app", Amf0Value::String("live".into()))])],
-            vec![Amf0Value::String("createStream".into()), Amf0Value::Number(2.0), Amf0Value::Null],
-            vec![Amf0Value::String("publish".into()), Amf0Value::Number(3.0), Amf0Value::Null, Amf0Value::String(key.into()), Amf0Value::String("live".into())],
+            vec![
+                Amf0Value::String("connect".into()),
+                Amf0Value::Number(1.0),
+                amf0::object([("app", Amf0Value::String("live".into()))]),
+            ],
+            vec![
+                Amf0Value::String("createStream".into()),
+                Amf0Value::Number(2.0),
+                Amf0Value::Null,
+            ],
+            vec![
+                Amf0Value::String("publish".into()),
+                Amf0Value::Number(3.0),
+                Amf0Value::Null,
+                Amf0Value::String(key.into()),
+                Amf0Value::String("live".into()),
+            ],
         ])
     }
 
@@ -368,7 +447,10 @@ mod tests {
         assert!(s.take_output().len() > 1 + 2 * HANDSHAKE_LEN);
         assert_eq!(
             s.poll_event(),
-            Some(SessionEvent::PublishRequested { app: "live".into(), stream_key: "abc".into() })
+            Some(SessionEvent::PublishRequested {
+                app: "live".into(),
+                stream_key: "abc".into()
+            })
         );
         s.accept_publish();
         assert!(s.is_publishing());
@@ -381,9 +463,19 @@ mod tests {
         let mut s = ServerSession::new();
         s.handle_input(&publish_flow("k")).unwrap();
         let mut bytes = Vec::new();
-        ChunkEncoder::default().write(&mut bytes, 6, 9, 1, 0, &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]);
+        ChunkEncoder::default().write(
+            &mut bytes,
+            6,
+            9,
+            1,
+            0,
+            &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65],
+        );
         s.handle_input(&bytes).unwrap();
-        assert!(matches!(s.poll_event(), Some(SessionEvent::PublishRequested { .. })));
+        assert!(matches!(
+            s.poll_event(),
+            Some(SessionEvent::PublishRequested { .. })
+        ));
         assert_eq!(s.poll_event(), None);
     }
 
@@ -404,7 +496,10 @@ mod tests {
         let mut s = ServerSession::new();
         s.handle_input(&[3, 0, 0, 0]).unwrap();
         assert!(s.take_output().is_empty());
-        assert!(matches!(ServerSession::new().handle_input(&[6; 10]), Err(RtmpError::Version(6))));
+        assert!(matches!(
+            ServerSession::new().handle_input(&[6; 10]),
+            Err(RtmpError::Version(6))
+        ));
     }
 
     #[test]
@@ -413,7 +508,10 @@ mod tests {
         bytes.extend(std::iter::repeat_n(0u8, HANDSHAKE_LEN * 2));
         // A command whose string claims more bytes than follow.
         ChunkEncoder::default().write(&mut bytes, 3, 20, 0, 0, &[0x02, 0x00, 0x50, b'c']);
-        assert!(matches!(ServerSession::new().handle_input(&bytes), Err(RtmpError::Amf0 { .. })));
+        assert!(matches!(
+            ServerSession::new().handle_input(&bytes),
+            Err(RtmpError::Amf0 { .. })
+        ));
         // A @setDataFrame with a broken object.
         let mut bytes = vec![3];
         bytes.extend(std::iter::repeat_n(0u8, HANDSHAKE_LEN * 2));
@@ -428,7 +526,14 @@ mod tests {
     fn every_prefix_and_bit_flip_of_a_session_is_handled_without_panic() {
         let mut bytes = publish_flow("key");
         let enc = ChunkEncoder::default();
-        enc.write(&mut bytes, 6, 9, 1, 0, &[0x17, 0, 0, 0, 0, 1, 0x42, 0, 0x1f, 0xff, 0xe1, 0, 0]);
+        enc.write(
+            &mut bytes,
+            6,
+            9,
+            1,
+            0,
+            &[0x17, 0, 0, 0, 0, 1, 0x42, 0, 0x1f, 0xff, 0xe1, 0, 0],
+        );
         enc.write(&mut bytes, 6, 8, 1, 0, &[0xAF, 0, 0x12, 0x10]);
         for cut in 0..bytes.len() {
             let mut s = ServerSession::new();
