@@ -2,8 +2,8 @@
 //!
 //! It waits on three things: a datagram (routed to the viewer whose `Rtc` accepts it), a
 //! batch of studio packets (written to every viewer of that studio), or the earliest str0m
-//! timeout. After each, it drains the touched viewers' output. Sends never wait: a socket
-//! that cannot take a viewer's packet drops it and that viewer resumes at the next keyframe.
+//! timeout. After each, it drains the touched viewers' output into one batch of datagrams
+//! sent with `sendmmsg`. Sends never wait: what the socket cannot take is dropped.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use str0m::{Input, Output};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::send::Outbox;
 use super::viewer::Viewer;
 use super::{Command, EgressCounters};
 use crate::media::EncodedPacket;
@@ -46,6 +47,7 @@ pub(crate) async fn run(
     let mut routes: HashMap<SocketAddr, String> = HashMap::new();
     let mut buf = vec![0u8; DATAGRAM_MAX];
     let mut batch = Vec::with_capacity(MEDIA_BATCH);
+    let mut outbox = Outbox::default();
     loop {
         let now = Instant::now();
         let next = viewers
@@ -70,7 +72,7 @@ pub(crate) async fn run(
                         tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer input rejected");
                         viewer.dead = true;
                     }
-                    flush(&socket, viewer, &counters);
+                    flush(&mut outbox, viewer);
                 }
             }
             command = commands.recv() => {
@@ -78,7 +80,7 @@ pub(crate) async fn run(
                 match command {
                     Command::Add(viewer) => {
                         let mut viewer = *viewer;
-                        flush(&socket, &mut viewer, &counters);
+                        flush(&mut outbox, &mut viewer);
                         counters.viewers.fetch_add(1, Ordering::Relaxed);
                         viewers.insert(viewer.id.clone(), viewer);
                     }
@@ -86,7 +88,7 @@ pub(crate) async fn run(
                         let found = viewers.get(&viewer_id).is_some_and(|v| v.session_id() == session_id);
                         if found && let Some(viewer) = viewers.get_mut(&viewer_id) {
                             viewer.rtc.disconnect();
-                            flush(&socket, viewer, &counters);
+                            flush(&mut outbox, viewer);
                             viewer.dead = true;
                         }
                         let _ = reply.send(found);
@@ -101,7 +103,7 @@ pub(crate) async fn run(
                     }
                 }
                 for viewer in viewers.values_mut() {
-                    flush(&socket, viewer, &counters);
+                    flush(&mut outbox, viewer);
                 }
             }
             _ = sleep => {
@@ -113,10 +115,15 @@ pub(crate) async fn run(
                     if viewer.connected_at.is_none() && now.duration_since(viewer.created_at) > CONNECT_TIMEOUT {
                         viewer.dead = true;
                     }
-                    flush(&socket, viewer, &counters);
+                    flush(&mut outbox, viewer);
                 }
             }
         }
+        // One batched send for everything this wake-up produced. A full socket drops the
+        // rest; viewers recover by NACK (served from str0m's buffer) or a keyframe on PLI.
+        let sent = outbox.flush(&socket);
+        counters.packets_sent.fetch_add(sent.sent as u64, Ordering::Relaxed);
+        counters.packets_dropped_viewer.fetch_add(sent.dropped as u64, Ordering::Relaxed);
         if viewers.values().any(|v| v.dead || !v.rtc.is_alive()) {
             viewers.retain(|_, v| {
                 let keep = !v.dead && v.rtc.is_alive();
@@ -132,25 +139,16 @@ pub(crate) async fn run(
     }
 }
 
-/// Drains a viewer's output: transmits, events, and its next timeout.
-fn flush(socket: &UdpSocket, viewer: &mut Viewer, counters: &EgressCounters) {
+/// Drains a viewer's output: transmits (queued for one batched send), events, and its next
+/// timeout.
+fn flush(outbox: &mut Outbox, viewer: &mut Viewer) {
     loop {
         match viewer.rtc.poll_output() {
             Ok(Output::Timeout(at)) => {
                 viewer.next_timeout = at;
                 return;
             }
-            Ok(Output::Transmit(t)) => match socket.try_send_to(&t.contents, t.destination) {
-                Ok(_) => {
-                    counters.packets_sent.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    counters
-                        .packets_dropped_viewer
-                        .fetch_add(1, Ordering::Relaxed);
-                    viewer.dropped();
-                }
-            },
+            Ok(Output::Transmit(t)) => outbox.push(t.destination, t.contents.into()),
             Ok(Output::Event(event)) => viewer.handle_event(event),
             Err(e) => {
                 tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer session failed");

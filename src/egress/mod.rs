@@ -4,6 +4,7 @@
 
 pub mod client;
 mod event_loop;
+mod send;
 mod viewer;
 pub mod whep;
 

@@ -26,7 +26,7 @@ pub(crate) struct Viewer {
     pub rtc: Rtc,
     video: Option<Track>,
     audio: Option<Track>,
-    /// Video is held back until a keyframe; set again after the viewer dropped packets.
+    /// Video is held back until the first keyframe.
     video_started: bool,
     pub next_timeout: Instant,
     pub connected_at: Option<Instant>,
@@ -141,14 +141,6 @@ impl Viewer {
         );
         track.seq += 1;
         true
-    }
-
-    /// The socket could not take this viewer's packets: drop, and resume at the next keyframe.
-    pub fn dropped(&mut self) {
-        if self.video_started {
-            self.video_started = false;
-            self.studio.request_keyframe();
-        }
     }
 
     /// Takes the viewer out of its studio's count; call once, when it is removed.
