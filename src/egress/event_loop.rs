@@ -122,8 +122,12 @@ pub(crate) async fn run(
         // One batched send for everything this wake-up produced. A full socket drops the
         // rest; viewers recover by NACK (served from str0m's buffer) or a keyframe on PLI.
         let sent = outbox.flush(&socket);
-        counters.packets_sent.fetch_add(sent.sent as u64, Ordering::Relaxed);
-        counters.packets_dropped_viewer.fetch_add(sent.dropped as u64, Ordering::Relaxed);
+        counters
+            .packets_sent
+            .fetch_add(sent.sent as u64, Ordering::Relaxed);
+        counters
+            .packets_dropped_viewer
+            .fetch_add(sent.dropped as u64, Ordering::Relaxed);
         if viewers.values().any(|v| v.dead || !v.rtc.is_alive()) {
             viewers.retain(|_, v| {
                 let keep = !v.dead && v.rtc.is_alive();

@@ -38,7 +38,10 @@ impl Outbox {
             }
         }
         self.datagrams.clear();
-        Sent { sent, dropped: total - sent }
+        Sent {
+            sent,
+            dropped: total - sent,
+        }
     }
 }
 
@@ -51,7 +54,9 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_port = a.port().to_be();
-            sin.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) };
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            };
             std::mem::size_of::<libc::sockaddr_in>()
         }
         SocketAddr::V6(a) => {
@@ -59,7 +64,9 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
             sin6.sin6_flowinfo = a.flowinfo();
             sin6.sin6_scope_id = a.scope_id();
             std::mem::size_of::<libc::sockaddr_in6>()
@@ -71,10 +78,14 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 /// One `sendmmsg` call; the number of datagrams the kernel took, or `None` on an error
 /// (including a full socket buffer).
 fn send_batch(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> Option<usize> {
-    let mut addrs: Vec<(libc::sockaddr_storage, libc::socklen_t)> = datagrams.iter().map(|(a, _)| sockaddr(a)).collect();
+    let mut addrs: Vec<(libc::sockaddr_storage, libc::socklen_t)> =
+        datagrams.iter().map(|(a, _)| sockaddr(a)).collect();
     let mut iovecs: Vec<libc::iovec> = datagrams
         .iter()
-        .map(|(_, d)| libc::iovec { iov_base: d.as_ptr() as *mut libc::c_void, iov_len: d.len() })
+        .map(|(_, d)| libc::iovec {
+            iov_base: d.as_ptr() as *mut libc::c_void,
+            iov_len: d.len(),
+        })
         .collect();
     let mut headers: Vec<libc::mmsghdr> = addrs
         .iter_mut()
@@ -92,7 +103,12 @@ fn send_batch(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> Option
     // SAFETY: every header points into `addrs` and `iovecs`, which outlive the call, and the
     // iovecs point into `datagrams`, borrowed for the whole call. MSG_DONTWAIT: never block.
     let n = unsafe {
-        libc::sendmmsg(socket.as_raw_fd(), headers.as_mut_ptr(), headers.len() as libc::c_uint, libc::MSG_DONTWAIT)
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            headers.as_mut_ptr(),
+            headers.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
     };
     (n >= 0).then_some(n as usize)
 }

@@ -133,6 +133,18 @@ impl ServerSession {
     }
 
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
+        let result = self.handle_bytes(bytes);
+        // Media we cannot take (another codec) is told to the publisher before the close.
+        if let Err(RtmpError::Flv(e)) = &result
+            && self.phase == Phase::Publishing
+        {
+            self.phase = Phase::Refused;
+            self.on_status("error", "NetStream.Publish.Rejected", &e.to_string());
+        }
+        result
+    }
+
+    fn handle_bytes(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
         self.bytes_in += bytes.len() as u64;
         self.inbuf.extend_from_slice(bytes);
         loop {
@@ -489,6 +501,31 @@ mod tests {
         assert!(out.windows(25).any(|w| w == b"NetStream.Publish.BadName"));
         assert!(out.windows(18).any(|w| w == b"unknown stream key"));
         assert!(!s.is_publishing());
+    }
+
+    #[test]
+    fn an_unsupported_codec_is_refused_with_a_status_the_publisher_shows() {
+        let mut s = ServerSession::new();
+        s.handle_input(&publish_flow("k")).unwrap();
+        s.accept_publish();
+        s.take_output();
+        let mut bytes = Vec::new();
+        // Enhanced RTMP HEVC sequence start.
+        ChunkEncoder::default().write(
+            &mut bytes,
+            6,
+            9,
+            1,
+            0,
+            &[0x90, b'h', b'v', b'c', b'1', 1, 2, 3],
+        );
+        assert!(matches!(s.handle_input(&bytes), Err(RtmpError::Flv(_))));
+        let out = s.take_output();
+        assert!(out.windows(26).any(|w| w == b"NetStream.Publish.Rejected"));
+        assert!(
+            out.windows(4).any(|w| w == b"hvc1"),
+            "the description names the codec"
+        );
     }
 
     #[test]
