@@ -6,10 +6,8 @@
 //! Run: `cargo bench --bench orders` (or `make bench`); `-- --quick` for a short run.
 //! The load generator runs on the same machine and shares its cores with the server.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,78 +16,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpStream;
 
-const TOKEN: &str = "bench-operator-token-0123456789";
+mod harness;
 
-struct Server {
-    child: Child,
-    http: SocketAddr,
-}
-
-impl Server {
-    /// CPU seconds (user + system) the server process has used so far.
-    fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields
-            .get(11)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            + fields
-                .get(12)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
-        // SAFETY: sysconf has no preconditions.
-        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(data: &PathBuf) -> Server {
-    let _ = std::fs::remove_dir_all(data);
-    std::fs::create_dir_all(data).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--rtmp",
-            "127.0.0.1:0",
-            "--webrtc-udp",
-            "127.0.0.1:0",
-            "--api-token",
-            TOKEN,
-        ])
-        .arg("--data")
-        .arg(data)
-        .env("FIELDCAST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start fieldcast");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if line.starts_with("fieldcast ready") {
-            break line;
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let http = ready
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("http="))
-        .unwrap()
-        .parse()
-        .unwrap();
-    Server { child, http }
-}
+use harness::{Server, TOKEN, percentile};
 
 /// One keep-alive HTTP/1.1 connection.
 struct Conn {
@@ -197,13 +126,6 @@ fn order_body(offer_id: &str, n: u64) -> String {
     .to_string()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 async fn sustained(
     addr: SocketAddr,
     clients: usize,
@@ -255,11 +177,10 @@ async fn sustained(
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
     (
         all.len() as f64 / elapsed,
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
+        percentile(&mut all, 0.5),
+        percentile(&mut all, 0.99),
         errors,
     )
 }
@@ -324,7 +245,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     fieldcast::server::raise_fd_limit();
     let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-orders");
-    let server = start_server(&data);
+    let server = Server::start(&data, &[]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -349,9 +270,9 @@ fn main() {
     println!("| clients | durable orders/s | p50 | p99 | errors | server CPU per order |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for clients in [16, 64, 256] {
-        let cpu_before = server.cpu_seconds();
+        let cpu_before = server.usage().0;
         let (rate, p50, p99, errors) = rt.block_on(sustained(server.http, clients, seconds));
-        let per_order = (server.cpu_seconds() - cpu_before) / (rate * seconds as f64);
+        let per_order = (server.usage().0 - cpu_before) / (rate * seconds as f64);
         println!(
             "| {clients} | {rate:.0} | {:.1} ms | {:.1} ms | {errors} | {:.0} µs |",
             p50.as_secs_f64() * 1e3,

@@ -21,15 +21,9 @@ use fieldcast::studio::StudioStats;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes the struct we pass.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-        t(usage.ru_utime) + t(usage.ru_stime)
-    }
-}
+mod harness;
+
+use harness::self_cpu;
 
 fn scene_live() -> Arc<SessionLive> {
     let now = fieldcast::commerce::ledger::now_ms();
@@ -201,14 +195,14 @@ fn run(frames: u32, encode: bool, variant: Variant) -> f64 {
             });
     }
     let bus = pipeline.bus().unwrap();
-    let before = cpu_seconds();
+    let before = self_cpu();
     pipeline.set_state(gst::State::Playing).unwrap();
     let _ = bus.timed_pop_filtered(
         gst::ClockTime::from_seconds(300),
         &[gst::MessageType::Eos, gst::MessageType::Error],
     );
     pipeline.set_state(gst::State::Null).unwrap();
-    (cpu_seconds() - before) * 1000.0 / frames as f64
+    (self_cpu() - before) * 1000.0 / frames as f64
 }
 
 /// Wall time of every `Compositor::apply` call (compose + copy-on-write + blend).

@@ -116,12 +116,7 @@ fn whep_refuses_wrong_content_type_bad_sdp_and_unknown_sessions() {
     let server = Server::start(&data_dir("whep-bad"));
     let session = server.create_session("WHEP");
     let id = session["id"].as_str().unwrap();
-    let (status, _) = server.api(
-        "PATCH",
-        &format!("/api/v1/sessions/{id}"),
-        Some(json!({"state": "live"})),
-    );
-    assert_eq!(status, 200);
+    server.go_live(id);
     let whep = server.url(&format!("/whep/{id}"));
 
     let r = agent()

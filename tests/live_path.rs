@@ -121,12 +121,7 @@ fn sessions_and_keys_survive_a_restart_and_live_sessions_resume() {
     let server = Server::start(&data);
     let session = server.create_session("Survives");
     let id = session["id"].as_str().unwrap().to_string();
-    let (status, _) = server.api(
-        "PATCH",
-        &format!("/api/v1/sessions/{id}"),
-        Some(serde_json::json!({"state": "live"})),
-    );
-    assert_eq!(status, 200);
+    server.go_live(&id);
     server.kill();
 
     let server = Server::start(&data);

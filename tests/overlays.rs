@@ -115,16 +115,7 @@ fn pinned_card_shows_on_the_video_like_its_reference_rendering_and_hide_all_remo
     let session = server.create_session("Card");
     let id = session["id"].as_str().unwrap().to_string();
     // On air with no publisher: the slate is a steady background.
-    assert_eq!(
-        server
-            .api(
-                "PATCH",
-                &format!("/api/v1/sessions/{id}"),
-                Some(json!({"state": "live"}))
-            )
-            .0,
-        200
-    );
+    server.go_live(&id);
     let (status, product) = server.api(
         "POST",
         "/api/v1/products",
@@ -225,16 +216,7 @@ fn counter_changes_reach_the_video_within_two_frames() {
     let server = Server::start(&data_dir("counter"));
     let session = server.create_session("Counter");
     let id = session["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        server
-            .api(
-                "PATCH",
-                &format!("/api/v1/sessions/{id}"),
-                Some(json!({"state": "live"}))
-            )
-            .0,
-        200
-    );
+    server.go_live(&id);
     let counter = template(LayerKind::Counter, "c".into());
     let place = layout::place(&counter, 1280, 720);
 

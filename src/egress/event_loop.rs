@@ -97,12 +97,17 @@ pub(crate) async fn run(
             }
             received = media.recv_many(&mut batch, MEDIA_BATCH) => {
                 if received == 0 { return; }
+                let mut touched: Vec<Arc<str>> = Vec::new();
                 for (session, packet) in batch.drain(..) {
                     for viewer in viewers.values_mut().filter(|v| *v.session_id() == *session) {
                         viewer.write(&packet);
                     }
+                    if !touched.contains(&session) {
+                        touched.push(session);
+                    }
                 }
-                for viewer in viewers.values_mut() {
+                // Only the viewers of studios that sent something have new output.
+                for viewer in viewers.values_mut().filter(|v| touched.iter().any(|s| **s == *v.session_id())) {
                     flush(&mut outbox, viewer);
                 }
             }

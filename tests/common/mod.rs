@@ -117,6 +117,16 @@ impl Server {
         body
     }
 
+    /// Puts a session on air with no publisher (the slate plays).
+    pub fn go_live(&self, id: &str) {
+        let (status, body) = self.api(
+            "PATCH",
+            &format!("/api/v1/sessions/{id}"),
+            Some(serde_json::json!({"state": "live"})),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
     pub fn session(&self, id: &str) -> Value {
         let (status, body) = self.api("GET", &format!("/api/v1/sessions/{id}"), None);
         assert_eq!(status, 200, "{body}");
