@@ -6,6 +6,7 @@ pub mod commerce;
 pub mod config;
 pub mod control;
 pub mod egress;
+pub mod histogram;
 pub mod ingest;
 pub mod media;
 pub mod overlay;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::{Publisher, Server, data_dir, is_slate};
 use fieldcast::egress::client::{PlayOptions, PlaybackReport, play};
+use fieldcast::histogram::{parse_buckets, quantile};
 
 /// Plays until `frames` pictures were decoded, or 30 s passed (a loaded CI machine runs
 /// slower than real time; the test asserts counts, not speed).
@@ -55,6 +56,26 @@ fn ffmpeg_publisher_with_b_frames_plays_as_720p_h264_and_opus() {
         .filter(|f| !is_slate(f.mean_rgb))
         .count();
     assert!(live >= 60, "only {live} frames showed the publisher");
+    // Every publisher frame sent to the viewer was timed from its RTMP message to its first
+    // RTP packet (`/metrics`); the slate's frames are not.
+    let metrics = ureq::get(&server.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let buckets = parse_buckets(&metrics, "fieldcast_server_latency_seconds");
+    let timed = buckets.last().map(|b| b.1).unwrap_or(0);
+    assert!(
+        timed >= 60 && timed as usize <= report.video_frames as usize + 5,
+        "{timed} frames timed for {} received",
+        report.video_frames
+    );
+    let p50 = quantile(&buckets, 0.5).unwrap();
+    assert!(
+        p50 > 0.0 && p50 < 0.5,
+        "server-added latency p50 {p50} s: not a frame's decode + encode"
+    );
 }
 
 #[test]

@@ -8,7 +8,6 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use crate::app::AppState;
-use crate::overlay::compositor::UPDATE_BUCKETS_MS;
 
 /// Liveness: answers while the server runs.
 pub async fn healthz() -> &'static str {
@@ -74,29 +73,15 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "counter",
         o.redraw_us.load(Ordering::Relaxed),
     );
-    let name = "fieldcast_overlay_update_to_frame_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} From a change of the live state to the first frame composited with it.\n# TYPE {name} histogram"
+    o.update_to_frame.render(
+        &mut out,
+        "fieldcast_overlay_update_to_frame_seconds",
+        "From a change of the live state to the first frame composited with it.",
     );
-    let mut cumulative = 0;
-    for (i, bucket) in o.update_buckets.iter().enumerate() {
-        cumulative += bucket.load(Ordering::Relaxed);
-        let le = UPDATE_BUCKETS_MS
-            .get(i)
-            .map(|ms| format!("{}", *ms as f64 / 1000.0))
-            .unwrap_or_else(|| "+Inf".into());
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-    }
-    let _ = writeln!(
-        out,
-        "{name}_sum {}",
-        o.update_us_sum.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(
-        out,
-        "{name}_count {}",
-        o.update_count.load(Ordering::Relaxed)
+    c.server_latency.render(
+        &mut out,
+        "fieldcast_server_latency_seconds",
+        "From an RTMP video message arriving to the first RTP packet of its frame leaving for a viewer.",
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

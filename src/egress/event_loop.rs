@@ -48,6 +48,8 @@ pub(crate) async fn run(
     let mut buf = vec![0u8; DATAGRAM_MAX];
     let mut batch = Vec::with_capacity(MEDIA_BATCH);
     let mut outbox = Outbox::default();
+    // Publisher frames written to viewers and not yet sent: when their RTMP message arrived.
+    let mut frames_arrived: Vec<Instant> = Vec::new();
     loop {
         let now = Instant::now();
         let next = viewers
@@ -99,8 +101,13 @@ pub(crate) async fn run(
                 if received == 0 { return; }
                 let mut touched: Vec<Arc<str>> = Vec::new();
                 for (session, packet) in batch.drain(..) {
+                    let mut written = false;
                     for viewer in viewers.values_mut().filter(|v| *v.session_id() == *session) {
                         viewer.write(&packet);
+                        written = true;
+                    }
+                    if written && let Some(at) = packet.arrived_at {
+                        frames_arrived.push(at);
                     }
                     if !touched.contains(&session) {
                         touched.push(session);
@@ -127,6 +134,16 @@ pub(crate) async fn run(
         // One batched send for everything this wake-up produced. A full socket drops the
         // rest; viewers recover by NACK (served from str0m's buffer) or a keyframe on PLI.
         let sent = outbox.flush(&socket);
+        // str0m may hold a written packet for a later wake-up (its pacer): a frame counts as
+        // gone with the first send after it was written.
+        if !frames_arrived.is_empty() && sent.sent > 0 {
+            let now = Instant::now();
+            for at in frames_arrived.drain(..) {
+                counters
+                    .server_latency
+                    .observe(now.saturating_duration_since(at));
+            }
+        }
         counters
             .packets_sent
             .fetch_add(sent.sent as u64, Ordering::Relaxed);

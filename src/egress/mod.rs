@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
+use crate::histogram::LatencyHistogram;
 use crate::media::EncodedPacket;
 use crate::media::output::PacketSink;
 use crate::studio::StudioHandle;
@@ -37,14 +38,35 @@ pub(crate) enum Command {
     },
 }
 
+/// Upper bounds (ms) of the server-added latency histogram's buckets; the last is +Inf.
+pub const SERVER_LATENCY_BUCKETS_MS: [f64; 19] = [
+    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 66.0, 100.0,
+    200.0, 500.0,
+];
+
 /// Counters exported on `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EgressCounters {
     pub packets_in: AtomicU64,
     pub packets_dropped_queue: AtomicU64,
     pub packets_sent: AtomicU64,
     pub packets_dropped_viewer: AtomicU64,
     pub viewers: AtomicU64,
+    /// From an RTMP video message arriving to the first RTP packet of its frame leaving.
+    pub server_latency: LatencyHistogram,
+}
+
+impl Default for EgressCounters {
+    fn default() -> Self {
+        Self {
+            packets_in: AtomicU64::new(0),
+            packets_dropped_queue: AtomicU64::new(0),
+            packets_sent: AtomicU64::new(0),
+            packets_dropped_viewer: AtomicU64::new(0),
+            viewers: AtomicU64::new(0),
+            server_latency: LatencyHistogram::new(&SERVER_LATENCY_BUCKETS_MS),
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::arrival;
 use super::output::{OutputFeed, Source};
 use super::{
     MediaError, OutputFormat, PUBLISHER_DECODE, app_sink, app_src, format_vars, play, watch_bus,
@@ -110,6 +112,7 @@ impl PublisherDecode {
             let b = buffer.get_mut().expect("a new buffer has one owner");
             b.set_dts(dts);
             b.set_pts(pts);
+            arrival::stamp(b, Instant::now());
             if !keyframe {
                 b.set_flags(gst::BufferFlags::DELTA_UNIT);
             }

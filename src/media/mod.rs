@@ -4,6 +4,7 @@
 //! GStreamer callbacks never block on async code: they push to appsrcs (bounded, leaky) or
 //! call a non-blocking packet sink.
 
+pub mod arrival;
 pub mod decode;
 pub mod output;
 pub mod packet;

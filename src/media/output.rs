@@ -12,6 +12,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::arrival;
 use super::packet::{EncodedPacket, PacketKind, h264_starts_keyframe, parse_rtp};
 use super::{
     MediaError, OutputFormat, SLATE, STUDIO_OUTPUT, app_sink, app_src, format_vars, play, watch_bus,
@@ -289,6 +290,8 @@ pub(crate) fn raw_audio_caps() -> gst::Caps {
 }
 
 fn connect_packets(appsink: &gst_app::AppSink, kind: PacketKind, sink: PacketSink) {
+    // RTP timestamp of the frame whose first packet went last: the next one starts a frame.
+    let mut frame_timestamp = None;
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |appsink| {
@@ -302,6 +305,13 @@ fn connect_packets(appsink: &gst_app::AppSink, kind: PacketKind, sink: PacketSin
                 if let Some(rtp) = parse_rtp(&map) {
                     let keyframe_start =
                         kind == PacketKind::Video && h264_starts_keyframe(rtp.payload);
+                    let starts_frame =
+                        frame_timestamp.replace(rtp.timestamp) != Some(rtp.timestamp);
+                    let arrived_at = if kind == PacketKind::Video && starts_frame {
+                        arrival::arrived_at(buffer)
+                    } else {
+                        None
+                    };
                     sink(EncodedPacket {
                         kind,
                         timestamp: rtp.timestamp,
@@ -309,6 +319,7 @@ fn connect_packets(appsink: &gst_app::AppSink, kind: PacketKind, sink: PacketSin
                         keyframe_start,
                         payload: Arc::from(rtp.payload),
                         packetized_at: Instant::now(),
+                        arrived_at,
                     });
                 }
                 Ok(gst::FlowSuccess::Ok)

@@ -21,6 +21,8 @@ pub struct EncodedPacket {
     pub payload: Arc<[u8]>,
     /// When the payloader handed it over (monotonic); str0m's RTCP wallclock mapping.
     pub packetized_at: std::time::Instant,
+    /// On the first packet of a publisher's frame: when its RTMP message arrived.
+    pub arrived_at: Option<std::time::Instant>,
 }
 
 #[derive(Debug, PartialEq)]

@@ -21,10 +21,11 @@ use super::render::{self, View};
 use super::scene::{Anchor, LayerKind, Transition};
 use crate::commerce::ledger::now_ms;
 use crate::commerce::live::SessionLive;
+use crate::histogram::LatencyHistogram;
 use crate::studio::StudioStats;
 
 /// Upper bounds (ms) of the change-to-frame histogram buckets; the last is +Inf.
-pub const UPDATE_BUCKETS_MS: [u64; 9] = [5, 10, 20, 33, 50, 66, 100, 200, 500];
+pub const UPDATE_BUCKETS_MS: [f64; 9] = [5.0, 10.0, 20.0, 33.0, 50.0, 66.0, 100.0, 200.0, 500.0];
 
 /// One layer on one frame.
 #[derive(Debug, Clone)]
@@ -36,28 +37,23 @@ pub struct Placed {
 }
 
 /// Counters of all compositors, for `/metrics` and the benchmarks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OverlayCounters {
     pub frames: AtomicU64,
     pub redraws: AtomicU64,
     pub redraw_us: AtomicU64,
     /// From a change of the live state to the first frame composited with it.
-    pub update_buckets: [AtomicU64; UPDATE_BUCKETS_MS.len() + 1],
-    pub update_count: AtomicU64,
-    pub update_us_sum: AtomicU64,
+    pub update_to_frame: LatencyHistogram,
 }
 
-impl OverlayCounters {
-    fn record_update(&self, elapsed: Duration) {
-        let ms = elapsed.as_millis() as u64;
-        let bucket = UPDATE_BUCKETS_MS
-            .iter()
-            .position(|b| ms <= *b)
-            .unwrap_or(UPDATE_BUCKETS_MS.len());
-        self.update_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.update_count.fetch_add(1, Ordering::Relaxed);
-        self.update_us_sum
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+impl Default for OverlayCounters {
+    fn default() -> Self {
+        Self {
+            frames: AtomicU64::new(0),
+            redraws: AtomicU64::new(0),
+            redraw_us: AtomicU64::new(0),
+            update_to_frame: LatencyHistogram::new(&UPDATE_BUCKETS_MS),
+        }
     }
 }
 
@@ -164,7 +160,8 @@ impl Compositor {
             && let Some(changed_at) = self.live.take_changed_at()
         {
             self.counters
-                .record_update(now.saturating_duration_since(changed_at));
+                .update_to_frame
+                .observe(now.saturating_duration_since(changed_at));
         }
         self.last = Some((version, composition.clone()));
         composition
