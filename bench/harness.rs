@@ -8,11 +8,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use serde_json::json;
+
 pub const TOKEN: &str = "bench-operator-token-0123456789";
 
 pub struct Server {
     pub child: Child,
     pub http: SocketAddr,
+    pub rtmp: SocketAddr,
     /// The demo session's id, when started with `--demo`.
     pub demo_session: Option<String>,
 }
@@ -55,36 +58,134 @@ impl Server {
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        let http = ready
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("http="))
-            .and_then(|v| v.parse().ok())
-            .expect("http= in the ready line");
+        let addr = |key: &str| -> SocketAddr {
+            ready
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{key} in the ready line: {ready}"))
+        };
         Server {
             child,
-            http,
+            http: addr("http="),
+            rtmp: addr("rtmp="),
             demo_session,
         }
     }
 
     /// CPU seconds (user + system) and resident memory (KiB) of the server so far.
     pub fn usage(&self) -> (f64, u64) {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // SAFETY: sysconf has no preconditions.
-        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss_kb = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0);
-        ((field(11) + field(12)) / tick, rss_kb)
+        process_usage(self.child.id())
     }
+
+    /// An operator API call; panics on a refusal (the benchmark's own setup is wrong).
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let url = format!("http://{}{path}", self.http);
+        let auth = format!("Bearer {TOKEN}");
+        let result = match body {
+            Some(body) => ureq::http::Request::builder()
+                .method(method)
+                .uri(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .map_err(|e| e.to_string())
+                .and_then(|r| ureq::run(r).map_err(|e| e.to_string())),
+            None => ureq::http::Request::builder()
+                .method(method)
+                .uri(&url)
+                .header("Authorization", &auth)
+                .body(String::new())
+                .map_err(|e| e.to_string())
+                .and_then(|r| ureq::run(r).map_err(|e| e.to_string())),
+        };
+        let text = result
+            .and_then(|mut r| r.body_mut().read_to_string().map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A session on air as a show looks: a pinned product card, a running flash sale
+    /// (counters, countdown). Returns (session id, stream key).
+    pub fn show(&self, title: &str) -> (String, String) {
+        let session = self.api("POST", "/api/v1/sessions", Some(json!({ "title": title })));
+        let id = session["id"].as_str().expect("session id").to_string();
+        let key = session["stream_key"]
+            .as_str()
+            .expect("stream key")
+            .to_string();
+        let product = self.api(
+            "POST",
+            "/api/v1/products",
+            Some(
+                json!({"name": "Rose jam", "unit_amount": 3500, "currency": "CNY", "unit": "jar"}),
+            ),
+        );
+        let product_id = product["id"].as_str().expect("product id");
+        self.api(
+            "PUT",
+            &format!("/api/v1/sessions/{id}/pinned"),
+            Some(json!({ "product_id": product_id })),
+        );
+        self.api(
+            "POST",
+            &format!("/api/v1/sessions/{id}/offers"),
+            Some(json!({"product_id": product_id, "unit_amount": 2900, "quantity": 100, "duration_s": 3600})),
+        );
+        self.api(
+            "PATCH",
+            &format!("/api/v1/sessions/{id}"),
+            Some(json!({"state": "live"})),
+        );
+        (id, key)
+    }
+
+    /// The server's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        ureq::get(&format!("http://{}/metrics", self.http))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default()
+    }
+
+    /// One counter or gauge from `/metrics` (0 when absent).
+    pub fn metric(&self, name: &str) -> u64 {
+        self.metrics()
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The RTMP publish URL for a stream key.
+    pub fn publish_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{key}", self.rtmp)
+    }
+}
+
+/// CPU seconds (user + system) and resident memory (KiB) of process `pid` so far, from
+/// /proc (threads included).
+pub fn process_usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    ((field(11) + field(12)) / tick, rss_kb)
 }
 
 impl Drop for Server {

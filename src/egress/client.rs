@@ -17,6 +17,9 @@ use str0m::media::{Direction, MediaKind, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
+use crate::media::time_code;
+use gstreamer_video::prelude::VideoFrameExt;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("WHEP request failed: {0}")]
@@ -49,6 +52,10 @@ pub struct PlayOptions {
     pub keep_last_frame: bool,
     /// The clock `DecodedFrame::at` counts from (default: when `play` starts).
     pub epoch: Option<Instant>,
+    /// Read a wall-clock time code ([`crate::media::time_code`]) at this origin from each
+    /// decoded picture, as it leaves the decoder, into
+    /// [`PlaybackReport::time_code_latency_ms`].
+    pub time_code: Option<(usize, usize)>,
 }
 
 impl Default for PlayOptions {
@@ -63,6 +70,7 @@ impl Default for PlayOptions {
             region: None,
             keep_last_frame: false,
             epoch: None,
+            time_code: None,
         }
     }
 }
@@ -110,6 +118,8 @@ pub struct PlaybackReport {
     pub first_frame_after: Option<Duration>,
     pub decoded: Vec<DecodedFrame>,
     pub last_frame: Option<RgbFrame>,
+    /// Per decoded picture with a readable time code: now minus the time it carries.
+    pub time_code_latency_ms: Vec<i64>,
 }
 
 impl PlaybackReport {
@@ -121,32 +131,96 @@ impl PlaybackReport {
     }
 }
 
-/// Plays `whep_url` for `options.duration` (or until enough frames) and reports.
-pub fn play(whep_url: &str, options: &PlayOptions) -> Result<PlaybackReport, ClientError> {
+/// How a viewer gets its session negotiated: a WHEP server answers our offer; other servers
+/// (Janus, in the benchmarks) send an offer that we answer.
+pub trait Signalling {
+    /// Binds a socket, builds `config` into a session with a host candidate on it and
+    /// negotiates it with the server.
+    fn open(&self, config: RtcConfig) -> Result<Negotiated, ClientError>;
+}
+
+/// A negotiated viewer session, before any packet flowed.
+pub struct Negotiated {
+    pub rtc: Rtc,
+    pub socket: UdpSocket,
+    pub local: SocketAddr,
+    /// Ends the session on the server (WHEP: DELETE the resource).
+    pub leave: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// WHEP (draft-ietf-wish-whep): POST our offer, get the answer and a resource to DELETE.
+pub struct Whep {
+    pub url: String,
+}
+
+impl Signalling for Whep {
+    fn open(&self, config: RtcConfig) -> Result<Negotiated, ClientError> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        let local = socket.local_addr()?;
+        let mut rtc = config.build(Instant::now());
+        let candidate =
+            Candidate::host(local, "udp").map_err(|e| ClientError::Rtc(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let mut changes = rtc.sdp_api();
+        changes.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        changes.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = changes
+            .apply()
+            .ok_or_else(|| ClientError::Rtc("no offer".into()))?;
+        let (answer_sdp, location) = post_offer(&self.url, &offer.to_sdp_string())?;
+        let answer =
+            SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| ClientError::Rtc(e.to_string()))?;
+        rtc.sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| ClientError::Rtc(e.to_string()))?;
+        let url = self.url.clone();
+        let leave = location.map(|location| {
+            Box::new(move || {
+                let _ = delete_resource(&url, &location);
+            }) as Box<dyn FnOnce() + Send>
+        });
+        Ok(Negotiated {
+            rtc,
+            socket,
+            local,
+            leave,
+        })
+    }
+}
+
+/// What a viewer accepts: H.264 constrained baseline (packetization-mode 1) and Opus, as a
+/// browser would offer them.
+pub fn viewer_config() -> RtcConfig {
     str0m::crypto::from_feature_flags().install_process_default();
-    let start = options.epoch.unwrap_or_else(Instant::now);
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
-    let local = socket.local_addr()?;
     let mut config = RtcConfig::new().clear_codecs().enable_opus(true, false);
     config
         .codec_config()
         .add_h264(Pt::from(102), None, true, 0x42e01f);
-    let mut rtc: Rtc = config.build(Instant::now());
-    let candidate = Candidate::host(local, "udp").map_err(|e| ClientError::Rtc(e.to_string()))?;
-    rtc.add_local_candidate(candidate);
-    let mut changes = rtc.sdp_api();
-    changes.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    changes.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    let (offer, pending) = changes
-        .apply()
-        .ok_or_else(|| ClientError::Rtc("no offer".into()))?;
+    config
+}
 
-    let (answer_sdp, location) = post_offer(whep_url, &offer.to_sdp_string())?;
-    let answer =
-        SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| ClientError::Rtc(e.to_string()))?;
-    rtc.sdp_api()
-        .accept_answer(pending, answer)
-        .map_err(|e| ClientError::Rtc(e.to_string()))?;
+/// Plays `whep_url` for `options.duration` (or until enough frames) and reports.
+pub fn play(whep_url: &str, options: &PlayOptions) -> Result<PlaybackReport, ClientError> {
+    play_via(
+        &Whep {
+            url: whep_url.to_string(),
+        },
+        options,
+    )
+}
+
+/// Plays what `signalling` negotiates, like [`play`].
+pub fn play_via(
+    signalling: &dyn Signalling,
+    options: &PlayOptions,
+) -> Result<PlaybackReport, ClientError> {
+    let start = options.epoch.unwrap_or_else(Instant::now);
+    let Negotiated {
+        mut rtc,
+        socket,
+        local,
+        leave,
+    } = signalling.open(viewer_config())?;
 
     if let Some(dir) = &options.dump_dir {
         std::fs::create_dir_all(dir)?;
@@ -166,11 +240,15 @@ pub fn play(whep_url: &str, options: &PlayOptions) -> Result<PlaybackReport, Cli
         decoder.as_ref(),
         &mut report,
     );
-    if let Some(location) = location {
-        let _ = delete_resource(whep_url, &location);
+    if let Some(leave) = leave {
+        leave();
     }
     if let Some(decoder) = decoder {
-        (report.decoded, report.last_frame) = decoder.finish();
+        (
+            report.decoded,
+            report.last_frame,
+            report.time_code_latency_ms,
+        ) = decoder.finish();
     }
     result.map(|()| report)
 }
@@ -419,6 +497,7 @@ struct Decoder {
     src: gst_app::AppSrc,
     frames: Arc<Mutex<Vec<DecodedFrame>>>,
     last: Arc<Mutex<Option<RgbFrame>>>,
+    time_code_latency: Arc<Mutex<Vec<i64>>>,
 }
 
 impl Decoder {
@@ -427,7 +506,7 @@ impl Decoder {
         let pipeline = gst::parse::launch(
             "appsrc name=src is-live=true format=time \
                caps=video/x-h264,stream-format=byte-stream,alignment=au \
-             ! h264parse ! avdec_h264 thread-type=slice ! videoconvert \
+             ! h264parse ! avdec_h264 name=decoder thread-type=slice ! videoconvert \
              ! video/x-raw,format=RGB ! appsink name=sink sync=false",
         )
         .map_err(|e| ClientError::Decoder(e.to_string()))?
@@ -441,6 +520,10 @@ impl Decoder {
             .by_name("sink")
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| ClientError::Decoder("no appsink".into()))?;
+        let time_code_latency = Arc::new(Mutex::new(Vec::new()));
+        if let Some(origin) = options.time_code {
+            read_time_codes(&pipeline, origin, time_code_latency.clone())?;
+        }
         let frames = Arc::new(Mutex::new(Vec::new()));
         let out = frames.clone();
         let last = Arc::new(Mutex::new(None));
@@ -511,6 +594,7 @@ impl Decoder {
             src,
             frames,
             last,
+            time_code_latency,
         })
     }
 
@@ -524,14 +608,59 @@ impl Decoder {
         self.frames.lock().map(|f| f.len()).unwrap_or(0)
     }
 
-    fn finish(self) -> (Vec<DecodedFrame>, Option<RgbFrame>) {
+    fn finish(self) -> (Vec<DecodedFrame>, Option<RgbFrame>, Vec<i64>) {
         let _ = self.src.end_of_stream();
         std::thread::sleep(Duration::from_millis(100));
         let _ = self.pipeline.set_state(gst::State::Null);
         let frames = std::mem::take(&mut *self.frames.lock().unwrap_or_else(|e| e.into_inner()));
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).take();
-        (frames, last)
+        let latency = std::mem::take(
+            &mut *self
+                .time_code_latency
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        (frames, last, latency)
     }
+}
+
+/// Reads the time code from each picture as the decoder hands it over (I420, before any
+/// conversion), and records how old it is.
+fn read_time_codes(
+    pipeline: &gst::Pipeline,
+    origin: (usize, usize),
+    out: Arc<Mutex<Vec<i64>>>,
+) -> Result<(), ClientError> {
+    let pad = pipeline
+        .by_name("decoder")
+        .and_then(|e| e.static_pad("src"))
+        .ok_or_else(|| ClientError::Decoder("no decoder src pad".into()))?;
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let now = time_code::now_ms();
+        let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_ref() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(info) = pad
+            .current_caps()
+            .and_then(|caps| gstreamer_video::VideoInfo::from_caps(&caps).ok())
+        else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Ok(frame) = gstreamer_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let (Ok(y), Some(&stride)) = (frame.plane_data(0), frame.plane_stride().first()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if let Some(stamp) = time_code::read(y, stride as usize, origin) {
+            out.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(now.wrapping_sub(stamp) as i32 as i64);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }
 
 fn grey_region(

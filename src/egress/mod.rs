@@ -5,6 +5,7 @@
 pub mod client;
 mod event_loop;
 mod send;
+pub mod swarm;
 mod viewer;
 pub mod whep;
 

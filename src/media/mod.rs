@@ -9,6 +9,7 @@ pub mod decode;
 pub mod output;
 pub mod packet;
 pub mod test_pattern;
+pub mod time_code;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
