@@ -246,31 +246,10 @@ fn fieldcast(kind: PublisherKind, seconds: Duration) -> (Run, (f64, f64, u64)) {
     (Run::new(samples, frames, &publisher), server_added)
 }
 
-/// A product card for ffmpeg's overlay: a 460×180 panel with the product's name and price.
-fn card_png(dir: &Path) -> PathBuf {
-    let path = dir.join("card.png");
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("color=c=0x2e7d4f:s=460x180")
-        .args(["-vf", &format!("drawtext=fontfile={FONT}:text='Rose jam':x=24:y=24:fontsize=44:fontcolor=white,drawtext=fontfile={FONT}:text='29.00 CNY  88 left':x=24:y=110:fontsize=36:fontcolor=white")])
-        .args(["-frames:v", "1"])
-        .arg(&path)
-        .status()
-        .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg could not draw the card");
-    path
-}
-
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-
 /// ffmpeg between nginx-rtmp and Janus: pull RTMP without buffering, overlay the card and a
-/// counter, libx264 veryfast zerolatency constrained baseline at the studio's bitrate, Opus,
-/// RTP to the Janus mountpoint.
+/// counter, encode as the studio does, RTP to the Janus mountpoint.
 fn ffmpeg_chain(input: &str, card: &Path, janus: &Janus, log: &Path) -> Peer {
     let (video, audio) = janus.rtp_targets();
-    let filter = format!(
-        "[0:v][1:v]overlay=38:500,drawtext=fontfile={FONT}:text='Viewers 120  Likes 3400  Sold 12':x=w-tw-32:y=29:fontsize=30:fontcolor=white:box=1:boxcolor=black@0.55:boxborderw=12[v]"
-    );
     let mut command = Command::new("ffmpeg");
     command
         .args(["-nostdin", "-loglevel", "warning"])
@@ -282,37 +261,8 @@ fn ffmpeg_chain(input: &str, card: &Path, janus: &Janus, log: &Path) -> Peer {
             "-thread_type",
             "slice",
         ])
-        .args(["-i", input])
-        .args(["-loop", "1", "-i"])
-        .arg(card)
-        .args(["-filter_complex", &filter])
-        .args([
-            "-map",
-            "[v]",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-profile:v",
-            "baseline",
-            "-b:v",
-            "2500k",
-            "-g",
-            "60",
-            "-bf",
-            "0",
-        ])
-        .args(["-payload_type", "96", "-f", "rtp"])
-        .arg(format!("rtp://{video}?pkt_size=1200"))
-        .args([
-            "-map", "0:a", "-c:a", "libopus", "-b:a", "64k", "-ar", "48000", "-ac", "2",
-        ])
-        .args(["-payload_type", "111", "-f", "rtp"])
-        .arg(format!("rtp://{audio}"));
+        .args(["-i", input]);
+    peers::overlay_and_encode(&mut command, card, video, audio);
     Peer::spawn("ffmpeg (overlay + encode)", &mut command, log)
 }
 
@@ -323,7 +273,7 @@ fn chain(kind: PublisherKind, seconds: Duration) -> Run {
     std::fs::create_dir_all(&dir).expect("chain dir");
     let nginx = NginxRtmp::start(&dir.join("nginx"));
     let janus = Janus::start(&dir.join("janus"));
-    let card = card_png(&dir);
+    let card = peers::card_png(&dir);
     let url = nginx.url("probe");
     let publisher = Publisher::start(&url, kind);
     std::thread::sleep(Duration::from_secs(1));
