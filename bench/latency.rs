@@ -8,7 +8,7 @@
 //! frame out of its encoder) and Fieldcast's server-added latency from its `/metrics`
 //! histogram.
 //!
-//! Run: `cargo bench --bench latency` (or `make bench`); `-- --quick` for 15 s per run
+//! Run: `cargo bench --bench latency` (or `make bench`); `-- --quick` for 10 s per run
 //! instead of 60 s.
 
 use std::collections::HashMap;
@@ -304,7 +304,7 @@ fn row(name: &str, run: &mut Run) -> (f64, f64) {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     gst::init().expect("GStreamer");
-    let seconds = Duration::from_secs(if quick { 15 } else { 60 });
+    let seconds = Duration::from_secs(if quick { 10 } else { 60 });
     println!(
         "glass-to-glass latency: time code burnt in at the publisher, read back from the viewer's decoded frames ({} s per run)",
         seconds.as_secs()

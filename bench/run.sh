@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# `make bench`: runs the benchmarks and prints their tables. `--quick` for a short run.
-# Never part of `make test`. Numbers and the commands that produced them go in BENCHMARKS.md.
+# `make bench`: runs the benchmarks and prints their tables. `--quick` for a short run
+# (under 5 minutes on a 2-core machine). Never part of `make test`. Numbers and the commands
+# that produced them go in BENCHMARKS.md.
+#
+# The peers (nginx-rtmp, ffmpeg, the Janus streaming plugin) come from Debian's packages
+# (`scripts/deps.sh bench`); each benchmark starts them on loopback and stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
 for arg in "$@"; do [[ "$arg" == --quick ]] && quick=(--quick); done
-echo "== orders (bench/orders.rs)"
-cargo bench --locked --bench orders -- "${quick[@]}"
-echo
-echo "== overlay cost (bench/overlay.rs)"
-cargo bench --locked --bench overlay -- "${quick[@]}"
-echo
-echo "== fan-out (bench/fanout.rs)"
-cargo bench --locked --bench fanout -- "${quick[@]}"
+scripts/deps.sh bench
+cargo build --release --locked --benches
+started=$SECONDS
+run() {
+  echo "== $1 (bench/$2.rs)"
+  cargo bench --locked --bench "$2" -- "${quick[@]}"
+  echo
+}
+run "orders" orders
+run "overlay cost" overlay
+run "fan-out, against Janus" fanout
+run "glass-to-glass and server-added latency, against nginx-rtmp → ffmpeg → Janus" latency
+run "transcode cost per studio, against ffmpeg" transcode
+echo "benchmarks took $((SECONDS - started)) s"

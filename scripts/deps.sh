@@ -3,6 +3,7 @@
 #   scripts/deps.sh run    GStreamer runtime plugins (to run the server)
 #   scripts/deps.sh build  + compiler and GStreamer headers (to build it)
 #   scripts/deps.sh test   + ffmpeg, Chromium, Node.js (publishers and browser for the tests)
+#   scripts/deps.sh bench  + ffmpeg, nginx-rtmp and Janus (the peers `make bench` compares with)
 # As root it runs apt-get; otherwise it prints the exact apt-get line and fails.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
           fonts-noto-core fonts-noto-cjk)
 build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
 test_pkgs=(ffmpeg chromium)
+bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus)
 
 want=("${run_pkgs[@]}")
 case "${1:-run}" in
@@ -19,7 +21,8 @@ case "${1:-run}" in
   test) want+=("${build_pkgs[@]}" "${test_pkgs[@]}")
         command -v node >/dev/null 2>&1 || want+=(nodejs)
         command -v npm >/dev/null 2>&1 || want+=(npm) ;;
-  *) echo "usage: $0 run|build|test" >&2; exit 2 ;;
+  bench) want+=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 run|build|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -1,5 +1,6 @@
 //! The `fieldcast` command: `serve` runs the server; `watch` plays a session with the
-//! built-in WHEP client; `check` verifies the GStreamer installation.
+//! built-in WHEP client; `swarm` load-tests one with many viewers; `check` verifies the
+//! GStreamer installation.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use fieldcast::config::{ServeArgs, Settings};
 use fieldcast::egress::client::{self, PlayOptions};
+use fieldcast::egress::swarm;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +46,20 @@ enum Command {
         /// Write the received video as an H.264 elementary stream to this file.
         #[arg(long)]
         h264: Option<PathBuf>,
+    },
+    /// Load-test a session: many WHEP viewers on one thread (no decoding), joining at a
+    /// steady rate; reports what they received.
+    Swarm {
+        /// WHEP endpoint, e.g. http://127.0.0.1:8080/whep/SESSION_ID
+        url: String,
+        #[arg(long, default_value_t = 100)]
+        viewers: usize,
+        /// Milliseconds between two viewers joining.
+        #[arg(long, default_value_t = 20)]
+        join_interval_ms: u64,
+        /// Seconds everyone watches after the last viewer joined.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Check that every GStreamer element the pipelines need is installed.
     Check,
@@ -94,6 +110,58 @@ fn main() -> ExitCode {
                     report.audio_packets,
                 );
             }).map_err(anyhow::Error::from)
+        }
+        Command::Swarm {
+            url,
+            viewers,
+            join_interval_ms,
+            seconds,
+        } => {
+            fieldcast::server::raise_fd_limit();
+            let options = swarm::SwarmOptions {
+                viewers,
+                join_interval: Duration::from_millis(join_interval_ms),
+                watch: Duration::from_secs(seconds),
+                progress: Default::default(),
+            };
+            let report = swarm::run(&client::Whep { url }, &options);
+            let played = report
+                .viewers
+                .iter()
+                .filter(|v| v.first_frame_after.is_some())
+                .count();
+            let mut ttff: Vec<Duration> = report
+                .viewers
+                .iter()
+                .filter_map(|v| v.first_frame_after)
+                .collect();
+            ttff.sort();
+            let at = |p: f64| {
+                ttff.get(((ttff.len().max(1) - 1) as f64 * p).round() as usize)
+                    .copied()
+                    .unwrap_or_default()
+            };
+            println!(
+                "{played} of {viewers} viewers played (all joined after {:.1} s); {} with gaps ({} frames after a gap); \
+                 {} frames, {} keyframes, {} video and {} audio packets in all; first frame p50 {:?}, p95 {:?}",
+                report.all_joined_after.as_secs_f64(),
+                report.viewers.iter().filter(|v| v.gaps > 0).count(),
+                report.viewers.iter().map(|v| v.gaps).sum::<u64>(),
+                report.viewers.iter().map(|v| v.frames).sum::<u64>(),
+                report.viewers.iter().map(|v| v.keyframes).sum::<u64>(),
+                report.viewers.iter().map(|v| v.video_packets).sum::<u64>(),
+                report.viewers.iter().map(|v| v.audio_packets).sum::<u64>(),
+                at(0.5),
+                at(0.95),
+            );
+            if let Some(error) = report.viewers.iter().find_map(|v| v.error.as_ref()) {
+                eprintln!("first error: {error}");
+            }
+            if played == viewers {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("{} viewers did not play", viewers - played))
+            }
         }
         Command::Check => fieldcast::media::init()
             .map_err(anyhow::Error::from)

@@ -1,9 +1,10 @@
 //! The egress event loop: one task, one UDP socket, all viewers.
 //!
-//! It waits on three things: a datagram (routed to the viewer whose `Rtc` accepts it), a
-//! batch of studio packets (written to every viewer of that studio), or the earliest str0m
-//! timeout. After each, it drains the touched viewers' output into one batch of datagrams
-//! sent with `sendmmsg`. Sends never wait: what the socket cannot take is dropped.
+//! It waits on three things: a datagram (routed to the viewer whose `Rtc` accepts it),
+//! studio frames (a video frame's packets arrive together and are written to every viewer
+//! of that studio), or the earliest str0m timeout. After each, it drains the touched
+//! viewers' output into one batch of datagrams sent with `sendmmsg` (each viewer's run of
+//! one frame as one GSO message). Sends never wait: what the socket cannot take is dropped.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,11 +19,13 @@ use tokio::sync::mpsc;
 
 use super::send::Outbox;
 use super::viewer::Viewer;
-use super::{Command, EgressCounters};
-use crate::media::EncodedPacket;
+use super::{Command, EgressCounters, MediaFrame};
 
-/// Studio packets taken per wake-up before the touched viewers are flushed.
+/// Studio frames taken per wake-up before the touched viewers are flushed.
 const MEDIA_BATCH: usize = 64;
+
+/// Most due str0m timeouts one flush runs for a viewer.
+const FLUSH_DUE_ROUNDS: usize = 64;
 
 /// A viewer that has not connected within this time is dropped.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -33,7 +36,7 @@ const DATAGRAM_MAX: usize = 2048;
 pub(crate) async fn run(
     socket: UdpSocket,
     mut commands: mpsc::Receiver<Command>,
-    mut media: mpsc::Receiver<(Arc<str>, EncodedPacket)>,
+    mut media: mpsc::Receiver<MediaFrame>,
     counters: Arc<EgressCounters>,
 ) {
     let local = match socket.local_addr() {
@@ -100,21 +103,29 @@ pub(crate) async fn run(
             received = media.recv_many(&mut batch, MEDIA_BATCH) => {
                 if received == 0 { return; }
                 let mut touched: Vec<Arc<str>> = Vec::new();
-                for (session, packet) in batch.drain(..) {
+                for (session, packets) in batch.drain(..) {
                     let mut written = false;
                     for viewer in viewers.values_mut().filter(|v| *v.session_id() == *session) {
-                        viewer.write(&packet);
+                        for packet in &packets {
+                            viewer.write(packet);
+                        }
                         written = true;
                     }
-                    if written && let Some(at) = packet.arrived_at {
-                        frames_arrived.push(at);
+                    if written {
+                        frames_arrived.extend(packets.iter().filter_map(|p| p.arrived_at));
                     }
                     if !touched.contains(&session) {
                         touched.push(session);
                     }
                 }
-                // Only the viewers of studios that sent something have new output.
+                // Only the viewers of studios that sent something have new output. str0m
+                // releases written packets on its next timeout: run it now, so they leave in
+                // this wake-up, each viewer's together.
+                let now = Instant::now();
                 for viewer in viewers.values_mut().filter(|v| touched.iter().any(|s| **s == *v.session_id())) {
+                    if viewer.rtc.handle_input(Input::Timeout(now)).is_err() {
+                        viewer.dead = true;
+                    }
                     flush(&mut outbox, viewer);
                 }
             }
@@ -168,8 +179,18 @@ pub(crate) async fn run(
 /// Drains a viewer's output: transmits (queued for one batched send), events, and its next
 /// timeout.
 fn flush(outbox: &mut Outbox, viewer: &mut Viewer) {
+    let now = Instant::now();
+    // str0m hands out queued packets a few per timeout: while its timeout is already due,
+    // run it again, so everything ready leaves now, this viewer's packets together.
+    let mut due_rounds = 0;
     loop {
         match viewer.rtc.poll_output() {
+            Ok(Output::Timeout(at)) if at <= now && due_rounds < FLUSH_DUE_ROUNDS => {
+                due_rounds += 1;
+                if viewer.rtc.handle_input(Input::Timeout(now)).is_err() {
+                    viewer.dead = true;
+                }
+            }
             Ok(Output::Timeout(at)) => {
                 viewer.next_timeout = at;
                 return;

@@ -16,16 +16,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 use crate::histogram::LatencyHistogram;
-use crate::media::EncodedPacket;
 use crate::media::output::PacketSink;
+use crate::media::{EncodedPacket, PacketKind};
 use crate::studio::StudioHandle;
 
 pub use whep::WhepError;
 
-/// Packets queued from all studios to the event loop. When the loop falls this far behind,
-/// new packets are dropped (counted), never buffered without bound: ~4 s of one 2.5 Mb/s
-/// studio.
-pub const MEDIA_QUEUE_PACKETS: usize = 4096;
+/// Frames (a video frame's packets, or one audio packet) queued from all studios to the event
+/// loop. When the loop falls this far behind, new ones are dropped (counted), never buffered
+/// without bound: ~6 s of one studio (30 video frames and 50 audio packets a second).
+pub const MEDIA_QUEUE_FRAMES: usize = 512;
+
+/// A video frame's packets, or one audio packet, from one studio: the event loop wakes once
+/// for each.
+pub(crate) type MediaFrame = (Arc<str>, Vec<EncodedPacket>);
 
 /// Viewer commands (add/remove) queued to the event loop.
 pub const COMMAND_QUEUE: usize = 256;
@@ -73,7 +77,7 @@ impl Default for EgressCounters {
 #[derive(Clone)]
 pub struct Egress {
     commands: mpsc::Sender<Command>,
-    media: mpsc::Sender<(Arc<str>, EncodedPacket)>,
+    media: mpsc::Sender<MediaFrame>,
     /// The address announced in answers' host candidates.
     pub announce: SocketAddr,
     pub local: SocketAddr,
@@ -91,7 +95,7 @@ impl Egress {
         let local = socket.local_addr()?;
         let announce = SocketAddr::new(public_ip.unwrap_or(local.ip()), local.port());
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
-        let (media, media_rx) = mpsc::channel(MEDIA_QUEUE_PACKETS);
+        let (media, media_rx) = mpsc::channel(MEDIA_QUEUE_FRAMES);
         let counters = Arc::new(EgressCounters::default());
         tokio::spawn(event_loop::run(
             socket,
@@ -108,17 +112,31 @@ impl Egress {
         })
     }
 
-    /// The sink a studio's payloaders call for every packet (from a GStreamer thread).
+    /// The sink a studio's payloaders call for every packet (from a GStreamer thread). It
+    /// hands a video frame's packets over together, at the frame's last (marker) packet.
     pub fn packet_sink(&self, session_id: &str) -> PacketSink {
         let media = self.media.clone();
         let session: Arc<str> = Arc::from(session_id);
         let counters = self.counters.clone();
+        let frame: std::sync::Mutex<Vec<EncodedPacket>> = Default::default();
         Arc::new(move |packet| {
             counters.packets_in.fetch_add(1, Ordering::Relaxed);
-            if media.try_send((session.clone(), packet)).is_err() {
+            let packets = if packet.kind == PacketKind::Video {
+                let mut frame = frame.lock().unwrap_or_else(|e| e.into_inner());
+                let last = packet.marker;
+                frame.push(packet);
+                if !last {
+                    return;
+                }
+                std::mem::take(&mut *frame)
+            } else {
+                vec![packet]
+            };
+            let n = packets.len() as u64;
+            if media.try_send((session.clone(), packets)).is_err() {
                 counters
                     .packets_dropped_queue
-                    .fetch_add(1, Ordering::Relaxed);
+                    .fetch_add(n, Ordering::Relaxed);
             }
         })
     }

@@ -1,18 +1,36 @@
 //! Batched sends: the event loop queues every datagram of one wake-up, then hands them to
-//! the kernel with `sendmmsg(2)`, up to [`SEND_BATCH`] per system call, never waiting. What
-//! the socket cannot take now is dropped and counted; viewers recover by NACK or keyframe.
+//! the kernel with `sendmmsg(2)`, up to [`SEND_BATCH`] messages per system call, never
+//! waiting. What the socket cannot take now is dropped and counted; viewers recover by NACK
+//! or keyframe.
+//!
+//! Consecutive datagrams to one viewer of one size (the packets of a frame: the payloader
+//! cuts them to one MTU; the last may be shorter) go as one message with UDP generic
+//! segmentation offload (`UDP_SEGMENT`): the kernel walks its send path once for the run
+//! and cuts the datagrams at the end. Where the kernel refuses it, the batch is resent one
+//! datagram per message and GSO stays off.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::UdpSocket;
 
-/// Datagrams per `sendmmsg` call.
+/// Messages per `sendmmsg` call.
 pub const SEND_BATCH: usize = 64;
+/// Most datagrams in one GSO message (the kernel's limit is 64) and most bytes.
+const GSO_SEGMENTS: usize = 64;
+const GSO_BYTES: usize = 60_000;
+/// `UDP_SEGMENT` from linux/udp.h (not in the libc crate for glibc targets).
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// Whether the kernel takes `UDP_SEGMENT`; cleared at its first refusal.
+static GSO: AtomicBool = AtomicBool::new(true);
 
 #[derive(Default)]
 pub(crate) struct Outbox {
     datagrams: Vec<(SocketAddr, Vec<u8>)>,
+    messages: Vec<Range<usize>>,
 }
 
 /// What a flush achieved.
@@ -29,11 +47,31 @@ impl Outbox {
     /// Sends everything queued; what the socket refuses is dropped.
     pub fn flush(&mut self, socket: &UdpSocket) -> Sent {
         let total = self.datagrams.len();
+        let mut gso = GSO.load(Ordering::Relaxed);
+        group(&self.datagrams, gso, &mut self.messages);
         let mut sent = 0;
-        while sent < total {
-            let end = (sent + SEND_BATCH).min(total);
-            match send_batch(socket, &self.datagrams[sent..end]) {
-                Some(n) if n > 0 => sent += n,
+        let mut next = 0;
+        while next < self.messages.len() {
+            let end = (next + SEND_BATCH).min(self.messages.len());
+            match send_batch(socket, &self.datagrams, &self.messages[next..end]) {
+                Ok(n) if n > 0 => {
+                    sent += self.messages[next..next + n]
+                        .iter()
+                        .map(|m| m.len())
+                        .sum::<usize>();
+                    next += n;
+                }
+                Err(e) if gso && gso_refused(&e) => {
+                    tracing::info!(error = %e, "UDP GSO refused; sending one datagram per message");
+                    GSO.store(false, Ordering::Relaxed);
+                    gso = false;
+                    let rest = self.messages[next].start;
+                    group(&self.datagrams[rest..], false, &mut self.messages);
+                    for m in self.messages.iter_mut() {
+                        *m = m.start + rest..m.end + rest;
+                    }
+                    next = 0;
+                }
                 _ => break,
             }
         }
@@ -42,6 +80,45 @@ impl Outbox {
             sent,
             dropped: total - sent,
         }
+    }
+}
+
+fn gso_refused(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT)
+    )
+}
+
+/// Cuts `datagrams` into messages: with `gso`, runs to one destination of one size (the
+/// last may be shorter); without, one datagram each.
+fn group(datagrams: &[(SocketAddr, Vec<u8>)], gso: bool, messages: &mut Vec<Range<usize>>) {
+    messages.clear();
+    let mut i = 0;
+    while i < datagrams.len() {
+        let (to, first) = &datagrams[i];
+        let size = first.len();
+        let mut end = i + 1;
+        let mut bytes = size;
+        if gso && size > 0 {
+            while end < datagrams.len() && end - i < GSO_SEGMENTS {
+                let (next_to, next) = &datagrams[end];
+                if next_to != to
+                    || next.len() > size
+                    || next.is_empty()
+                    || bytes + next.len() > GSO_BYTES
+                {
+                    break;
+                }
+                bytes += next.len();
+                end += 1;
+                if next.len() < size {
+                    break;
+                }
+            }
+        }
+        messages.push(i..end);
+        i = end;
     }
 }
 
@@ -75,33 +152,60 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (storage, len as libc::socklen_t)
 }
 
-/// One `sendmmsg` call; the number of datagrams the kernel took, or `None` on an error
-/// (including a full socket buffer).
-fn send_batch(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> Option<usize> {
-    let mut addrs: Vec<(libc::sockaddr_storage, libc::socklen_t)> =
-        datagrams.iter().map(|(a, _)| sockaddr(a)).collect();
-    let mut iovecs: Vec<libc::iovec> = datagrams
+/// One `sendmmsg` call for `messages` (ranges of `datagrams`); the number of messages the
+/// kernel took, or the error (a full socket buffer included).
+fn send_batch(
+    socket: &UdpSocket,
+    datagrams: &[(SocketAddr, Vec<u8>)],
+    messages: &[Range<usize>],
+) -> std::io::Result<usize> {
+    let mut addrs: Vec<(libc::sockaddr_storage, libc::socklen_t)> = messages
         .iter()
+        .map(|m| sockaddr(&datagrams[m.start].0))
+        .collect();
+    let mut iovecs: Vec<libc::iovec> = messages
+        .iter()
+        .flat_map(|m| datagrams[m.clone()].iter())
         .map(|(_, d)| libc::iovec {
             iov_base: d.as_ptr() as *mut libc::c_void,
             iov_len: d.len(),
         })
         .collect();
-    let mut headers: Vec<libc::mmsghdr> = addrs
-        .iter_mut()
-        .zip(iovecs.iter_mut())
-        .map(|((addr, len), iov)| {
-            // SAFETY: an all-zero msghdr is valid (no control data, no flags).
-            let mut hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            hdr.msg_hdr.msg_name = addr as *mut _ as *mut libc::c_void;
-            hdr.msg_hdr.msg_namelen = *len;
-            hdr.msg_hdr.msg_iov = iov as *mut libc::iovec;
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr
-        })
-        .collect();
-    // SAFETY: every header points into `addrs` and `iovecs`, which outlive the call, and the
-    // iovecs point into `datagrams`, borrowed for the whole call. MSG_DONTWAIT: never block.
+    // One control buffer per message (8-byte aligned, as cmsghdr needs).
+    let mut controls: Vec<[u64; 4]> = vec![[0; 4]; messages.len()];
+    let mut headers: Vec<libc::mmsghdr> = Vec::with_capacity(messages.len());
+    let mut first_iov = 0;
+    for ((m, (addr, len)), control) in messages
+        .iter()
+        .zip(addrs.iter_mut())
+        .zip(controls.iter_mut())
+    {
+        // SAFETY: an all-zero msghdr is valid (no control data, no flags).
+        let mut hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_hdr.msg_name = addr as *mut _ as *mut libc::c_void;
+        hdr.msg_hdr.msg_namelen = *len;
+        hdr.msg_hdr.msg_iov = iovecs[first_iov..].as_mut_ptr();
+        hdr.msg_hdr.msg_iovlen = m.len();
+        first_iov += m.len();
+        if m.len() > 1 {
+            let segment = datagrams[m.start].1.len() as u16;
+            // SAFETY: `control` is 32 bytes, 8-aligned: room for one cmsghdr with a u16
+            // (CMSG_SPACE(2) = 24); the CMSG macros stay inside the buffer we declare.
+            unsafe {
+                hdr.msg_hdr.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+                hdr.msg_hdr.msg_controllen = libc::CMSG_SPACE(2) as usize;
+                let cmsg = libc::CMSG_FIRSTHDR(&hdr.msg_hdr);
+                (*cmsg).cmsg_level = libc::SOL_UDP;
+                (*cmsg).cmsg_type = UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut u16, segment);
+            }
+        }
+        headers.push(hdr);
+    }
+    // SAFETY: every header points into `addrs`, `iovecs` and `controls`, which outlive the
+    // call, and the iovecs point into `datagrams`, borrowed for the whole call.
+    // MSG_DONTWAIT: never block.
     let n = unsafe {
         libc::sendmmsg(
             socket.as_raw_fd(),
@@ -110,7 +214,11 @@ fn send_batch(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> Option
             libc::MSG_DONTWAIT,
         )
     };
-    (n >= 0).then_some(n as usize)
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 #[cfg(test)]
@@ -133,5 +241,35 @@ mod tests {
             let n = rx.recv(&mut buf).await.unwrap();
             assert_eq!((n, buf[0]), (10 + i as usize, i));
         }
+    }
+
+    #[tokio::test]
+    async fn runs_of_one_size_to_one_viewer_arrive_as_separate_datagrams() {
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut outbox = Outbox::default();
+        // A frame of 5 packets (the last shorter) to each of two viewers, then one more.
+        for (to, tag) in [(a.local_addr().unwrap(), 1u8), (b.local_addr().unwrap(), 2)] {
+            for i in 0..5u8 {
+                let len = if i == 4 { 300 } else { 1200 };
+                outbox.push(to, vec![tag * 10 + i; len]);
+            }
+        }
+        outbox.push(a.local_addr().unwrap(), vec![99; 1200]);
+        group(&outbox.datagrams, true, &mut outbox.messages);
+        assert_eq!(outbox.messages, vec![0..5, 5..10, 10..11]);
+        let sent = outbox.flush(&tx);
+        assert_eq!((sent.sent, sent.dropped), (11, 0));
+        let mut buf = [0u8; 2048];
+        for (rx, tag) in [(&a, 1u8), (&b, 2)] {
+            for i in 0..5u8 {
+                let n = rx.recv(&mut buf).await.unwrap();
+                let len = if i == 4 { 300 } else { 1200 };
+                assert_eq!((n, buf[0], buf[n - 1]), (len, tag * 10 + i, tag * 10 + i));
+            }
+        }
+        let n = a.recv(&mut buf).await.unwrap();
+        assert_eq!((n, buf[0]), (1200, 99));
     }
 }

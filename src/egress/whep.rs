@@ -8,6 +8,7 @@ use std::time::Instant;
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::Pt;
+use str0m::rtp::Extension;
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::viewer::Viewer;
@@ -43,6 +44,11 @@ pub(crate) fn rtc_config() -> RtcConfig {
     let mut config = RtcConfig::new()
         .set_ice_lite(true)
         .set_rtp_mode(true)
+        // Only the mid (BUNDLE demux): the studio's one encoding cannot follow any viewer's
+        // bandwidth, so transport-cc feedback and send-time stamps would cost every viewer
+        // datagrams and bytes for nothing.
+        .clear_extension_map()
+        .set_extension(4, Extension::RtpMid)
         .clear_codecs()
         .enable_opus(true, false)
         .set_send_buffer_video(1000);
