@@ -6,10 +6,11 @@
 //! gets the same test pattern encoded with the studio's own x264 settings and payloader by a
 //! separate `gst-launch-1.0`, as RTP on loopback, so the Janus process does fan-out only. The
 //! viewers are the project's load generator (src/egress/swarm.rs): str0m sessions on one
-//! thread, joining 20 ms apart. Per server: CPU from /proc over a window with everyone
-//! joined (Fieldcast's studio-alone CPU, measured just before, subtracted), per viewer and
-//! per packet delivered (as counted by the viewers), the load generator's own CPU, RSS per
-//! viewer, gaps, and time to first frame.
+//! thread, joining 20 ms apart. Per server: the fan-out's CPU from /proc over a window with
+//! everyone joined (Fieldcast: its egress threads, not the studio's; Janus: the process),
+//! less the same with no viewer, per viewer and per packet delivered (as counted by the
+//! viewers), its kernel share, the load generator's own CPU, RSS per viewer, gaps, and time
+//! to first frame.
 //!
 //! Run: `cargo bench --bench fanout` (or `make bench`); `-- --quick` for fewer viewers.
 
@@ -25,26 +26,30 @@ use fieldcast::egress::swarm::{self, SwarmOptions, SwarmProgress};
 mod harness;
 mod peers;
 
-use harness::{Server, percentile, self_cpu};
+use harness::{Server, percentile, process_times, self_cpu, thread_times};
 use peers::{Janus, Peer};
 
 struct Row {
     viewers: usize,
     played: usize,
     server_cores: f64,
-    base_cores: f64,
+    /// CPU of the fan-out over the window, less the same with no viewer.
+    fan_out_cores: f64,
+    /// Of which system (kernel) time.
+    kernel_cores: f64,
+    /// Frames after a loss, all viewers, during the window.
+    window_gaps: u64,
     packets_per_s: f64,
     gen_cores: f64,
     rss_per_viewer_kib: f64,
     with_gaps: usize,
-    gap_frames: u64,
     ttff_p50: Duration,
     ttff_p95: Duration,
 }
 
 impl Row {
     fn egress_cores(&self) -> f64 {
-        (self.server_cores - self.base_cores).max(0.0)
+        self.fan_out_cores
     }
     fn per_packet_us(&self) -> f64 {
         self.egress_cores() * 1e6 / self.packets_per_s.max(1.0)
@@ -55,14 +60,39 @@ fn bench_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 
-/// Runs `viewers` swarm members against `signalling` while `usage` reads the server's CPU
-/// seconds and RSS; `base` is the server's CPU (cores) and RSS with no viewer.
+/// A server's CPU with no viewer: cores in all, of which system, and RSS (KiB).
+struct Base {
+    cores: f64,
+    system: f64,
+    rss: u64,
+}
+
+/// Where a server's fan-out runs: the whole process, or only its threads named so.
+#[derive(Clone, Copy)]
+enum FanOut {
+    Process,
+    Threads(&'static str),
+}
+
+fn cpu_times(pid: u32, fan_out: FanOut) -> (f64, f64) {
+    match fan_out {
+        FanOut::Process => {
+            let (user, system, _) = process_times(pid);
+            (user, system)
+        }
+        FanOut::Threads(prefix) => thread_times(pid, prefix),
+    }
+}
+
+/// Runs `viewers` swarm members against `signalling` while reading the CPU of the server
+/// process `pid` (and of its fan-out); `base` is the same with no viewer.
 fn measure(
     viewers: usize,
     window: Duration,
     signalling: Box<dyn Signalling + Send>,
-    usage: &dyn Fn() -> (f64, u64),
-    base: (f64, u64),
+    pid: u32,
+    fan_out: FanOut,
+    base: Base,
 ) -> Row {
     let progress = Arc::new(SwarmProgress::default());
     let settle = Duration::from_secs(3);
@@ -77,12 +107,16 @@ fn measure(
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(settle);
-    let (cpu0, _) = usage();
+    let (user0, sys0, _) = process_times(pid);
+    let (fan_user0, fan_sys0) = cpu_times(pid, fan_out);
     let packets0 = progress.packets.load(Ordering::Relaxed);
+    let gaps0 = progress.gaps.load(Ordering::Relaxed);
     let gen0 = self_cpu();
     std::thread::sleep(window);
-    let (cpu1, rss) = usage();
+    let (user1, sys1, rss) = process_times(pid);
+    let (fan_user1, fan_sys1) = cpu_times(pid, fan_out);
     let packets1 = progress.packets.load(Ordering::Relaxed);
+    let gaps1 = progress.gaps.load(Ordering::Relaxed);
     let gen1 = self_cpu();
     let report = swarm.join().expect("swarm thread");
     let secs = window.as_secs_f64();
@@ -98,36 +132,44 @@ fn measure(
     Row {
         viewers,
         played: played.len(),
-        server_cores: (cpu1 - cpu0) / secs,
-        base_cores: base.0,
+        server_cores: (user1 + sys1 - user0 - sys0) / secs,
+        fan_out_cores: ((fan_user1 + fan_sys1 - fan_user0 - fan_sys0) / secs - base.cores).max(0.0),
+        kernel_cores: ((fan_sys1 - fan_sys0) / secs - base.system).max(0.0),
+        window_gaps: gaps1 - gaps0,
         packets_per_s: (packets1 - packets0) as f64 / secs,
         gen_cores: (gen1 - gen0) / secs,
-        rss_per_viewer_kib: rss.saturating_sub(base.1) as f64 / viewers as f64,
+        rss_per_viewer_kib: rss.saturating_sub(base.rss) as f64 / viewers as f64,
         with_gaps: report.viewers.iter().filter(|v| v.gaps > 0).count(),
-        gap_frames: report.viewers.iter().map(|v| v.gaps).sum(),
         ttff_p50: percentile(&mut ttff, 0.5),
         ttff_p95: percentile(&mut ttff, 0.95),
     }
 }
 
-/// CPU (cores) and RSS of a process with no viewer, over `secs`.
-fn idle(usage: &dyn Fn() -> (f64, u64), secs: u64) -> (f64, u64) {
-    let (c0, _) = usage();
+/// Fan-out CPU and process RSS of `pid` with no viewer, over `secs`.
+fn idle(pid: u32, fan_out: FanOut, secs: u64) -> Base {
+    let (u0, s0) = cpu_times(pid, fan_out);
     std::thread::sleep(Duration::from_secs(secs));
-    let (c1, rss) = usage();
-    ((c1 - c0) / secs as f64, rss)
+    let (u1, s1) = cpu_times(pid, fan_out);
+    let (_, _, rss) = process_times(pid);
+    Base {
+        cores: (u1 + s1 - u0 - s0) / secs as f64,
+        system: (s1 - s0) / secs as f64,
+        rss,
+    }
 }
 
 fn fieldcast(viewers: usize, window: Duration) -> Row {
     let server = Server::start(&bench_dir("bench-fanout"), &["--demo"]);
     std::thread::sleep(Duration::from_secs(2));
-    let usage = || server.usage();
-    let base = idle(&usage, 3);
+    let pid = server.child.id();
+    // The egress loop runs on the tokio workers; the studio on GStreamer's threads.
+    let fan_out = FanOut::Threads("tokio-rt-worker");
+    let base = idle(pid, fan_out, 3);
     let session = server.demo_session.clone().expect("a demo session");
     let whep = Whep {
         url: format!("http://{}/whep/{session}", server.http),
     };
-    measure(viewers, window, Box::new(whep), &usage, base)
+    measure(viewers, window, Box::new(whep), pid, fan_out, base)
 }
 
 /// The studio's test pattern with the studio's encoder settings, as RTP to Janus.
@@ -190,33 +232,40 @@ fn janus(viewers: usize, window: Duration) -> Row {
     let mut feed = janus_feed(&janus, &dir);
     std::thread::sleep(Duration::from_secs(2));
     feed.check_running();
-    let usage = || janus.peer.usage();
-    let base = idle(&usage, 3);
-    let row = measure(viewers, window, Box::new(janus.viewer()), &usage, base);
+    let base = idle(janus.peer.pid(), FanOut::Process, 3);
+    let row = measure(
+        viewers,
+        window,
+        Box::new(janus.viewer()),
+        janus.peer.pid(),
+        FanOut::Process,
+        base,
+    );
     feed.check_running();
     row
 }
 
 fn print_header() {
     println!(
-        "| server | viewers (played) | server CPU | fan-out CPU | per viewer | per packet delivered | load generator CPU | RSS per viewer | viewers with gaps | frames after a gap | TTFF p50 | TTFF p95 |"
+        "| server | viewers (played) | server CPU | fan-out CPU (of which kernel) | per viewer | per packet delivered | load generator CPU | RSS per viewer | frames after a gap, in the window | viewers with a gap, whole run | TTFF p50 | TTFF p95 |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 }
 
 fn print_row(server: &str, r: &Row) {
     println!(
-        "| {server} | {} ({}) | {:.2} cores | {:.3} cores | {:.2} % of a core | {:.2} µs | {:.2} cores | {:.0} KiB | {} | {} | {:.0} ms | {:.0} ms |",
+        "| {server} | {} ({}) | {:.2} cores | {:.3} ({:.3}) cores | {:.2} % of a core | {:.2} µs | {:.2} cores | {:.0} KiB | {} | {} | {:.0} ms | {:.0} ms |",
         r.viewers,
         r.played,
         r.server_cores,
         r.egress_cores(),
+        r.kernel_cores,
         r.egress_cores() * 100.0 / r.viewers as f64,
         r.per_packet_us(),
         r.gen_cores,
         r.rss_per_viewer_kib,
+        r.window_gaps,
         r.with_gaps,
-        r.gap_frames,
         r.ttff_p50.as_secs_f64() * 1e3,
         r.ttff_p95.as_secs_f64() * 1e3,
     );
@@ -257,7 +306,7 @@ fn main() {
                 janus(n, window)
             };
             print_row(name, &row);
-            if row.with_gaps == 0 && row.played == n {
+            if row.window_gaps == 0 && row.played == n {
                 held[i] = held[i].max(n);
             } else {
                 going[i] = false;
@@ -278,6 +327,6 @@ fn main() {
         held[0], held[1]
     );
     println!(
-        "(fan-out CPU = server CPU minus the same server with no viewer, measured just before: Fieldcast's studio encodes, Janus's feed is a separate process; TTFF = from the start of signalling to the first complete video frame)"
+        "(fan-out CPU: Fieldcast's egress threads (tokio workers; the studio encodes on GStreamer's threads), the whole Janus process (its feed is a separate process); each less the same with no viewer, measured just before. Kernel = system time: on loopback it includes delivering each datagram to the viewer's socket. Held = every viewer played and no frame came after a loss during the window; a viewer's first second may show one gap at Janus, whose cached keyframe is not contiguous with the live packets. TTFF = from the start of signalling to the first complete video frame)"
     );
 }

@@ -172,6 +172,12 @@ impl Server {
 /// CPU seconds (user + system) and resident memory (KiB) of process `pid` so far, from
 /// /proc (threads included).
 pub fn process_usage(pid: u32) -> (f64, u64) {
+    let (user, system, rss) = process_times(pid);
+    (user + system, rss)
+}
+
+/// User and system CPU seconds, and resident memory (KiB), of process `pid` so far.
+pub fn process_times(pid: u32) -> (f64, f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -185,7 +191,7 @@ pub fn process_usage(pid: u32) -> (f64, u64) {
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0);
-    ((field(11) + field(12)) / tick, rss_kb)
+    (field(11) / tick, field(12) / tick, rss_kb)
 }
 
 impl Drop for Server {
@@ -213,4 +219,31 @@ pub fn percentile(values: &mut [Duration], p: f64) -> Duration {
     }
     values.sort();
     values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+/// User and system CPU seconds so far of the threads of process `pid` whose name starts with
+/// `prefix` (from /proc/PID/task/*/stat).
+pub fn thread_times(pid: u32, prefix: &str) -> (f64, f64) {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return (0.0, 0.0);
+    };
+    let mut total = (0.0, 0.0);
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        total.0 += field(11) / tick;
+        total.1 += field(12) / tick;
+    }
+    total
 }

@@ -33,6 +33,8 @@ pub struct SwarmProgress {
     pub joined: AtomicUsize,
     /// RTP packets (video and audio) received by all viewers.
     pub packets: AtomicU64,
+    /// Video frames that arrived after a loss, all viewers.
+    pub gaps: AtomicU64,
 }
 
 /// What one viewer saw.
@@ -97,7 +99,10 @@ impl Member {
                 if codec == Codec::H264 {
                     let s = &mut self.stats;
                     s.frames += 1;
-                    s.gaps += u64::from(!data.contiguous);
+                    if !data.contiguous {
+                        s.gaps += 1;
+                        self.progress.gaps.fetch_add(1, Ordering::Relaxed);
+                    }
                     let packets =
                         (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
                     s.video_packets += packets;
