@@ -46,6 +46,24 @@ fn input_file(dir: &Path) -> PathBuf {
     path
 }
 
+/// ffmpeg reading `input` in real time, over and over (decoding with slice threads, when it
+/// decodes).
+fn looped(input: &Path) -> Command {
+    let mut command = Command::new("ffmpeg");
+    command
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+        ])
+        .args(["-thread_type", "slice", "-i"])
+        .arg(input);
+    command
+}
+
 /// CPU cores per studio and RSS per studio (MiB).
 struct Cost {
     cores_per_studio: f64,
@@ -66,18 +84,8 @@ fn fieldcast(studios: usize, input: &Path, dir: &Path, window: Duration) -> Cost
     let publishers: Vec<Peer> = (0..studios)
         .map(|i| {
             let (_, key) = server.show(&format!("Studio {i}"));
-            let mut command = Command::new("ffmpeg");
+            let mut command = looped(input);
             command
-                .args([
-                    "-nostdin",
-                    "-loglevel",
-                    "error",
-                    "-re",
-                    "-stream_loop",
-                    "-1",
-                    "-i",
-                ])
-                .arg(input)
                 .args(["-c", "copy", "-f", "flv"])
                 .arg(server.publish_url(&key));
             Peer::spawn(
@@ -103,18 +111,7 @@ fn ffmpeg(studios: usize, input: &Path, card: &Path, dir: &Path, window: Duratio
         .collect();
     let mut peers: Vec<Peer> = (0..studios)
         .map(|i| {
-            let mut command = Command::new("ffmpeg");
-            command
-                .args([
-                    "-nostdin",
-                    "-loglevel",
-                    "error",
-                    "-re",
-                    "-stream_loop",
-                    "-1",
-                ])
-                .args(["-thread_type", "slice", "-i"])
-                .arg(input);
+            let mut command = looped(input);
             peers::overlay_and_encode(
                 &mut command,
                 card,

@@ -333,18 +333,9 @@ fn run(
         socket.set_read_timeout(Some(wait))?;
         match socket.recv_from(&mut buf) {
             Ok((n, source)) => {
-                let Ok(contents) = buf[..n].try_into() else {
+                let Some(input) = received(&buf[..n], source, local) else {
                     continue;
                 };
-                let input = Input::Receive(
-                    Instant::now(),
-                    Receive {
-                        proto: Protocol::Udp,
-                        source,
-                        destination: local,
-                        contents,
-                    },
-                );
                 rtc.handle_input(input)
                     .map_err(|e| ClientError::Rtc(e.to_string()))?;
             }
@@ -360,6 +351,24 @@ fn run(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// A datagram that arrived on a viewer's socket, as str0m input (`None` if it is not one
+/// str0m could take: too short or too long).
+pub(crate) fn received(
+    contents: &[u8],
+    source: SocketAddr,
+    destination: SocketAddr,
+) -> Option<Input<'_>> {
+    Some(Input::Receive(
+        Instant::now(),
+        Receive {
+            proto: Protocol::Udp,
+            source,
+            destination,
+            contents: contents.try_into().ok()?,
+        },
+    ))
 }
 
 fn post_offer(url: &str, sdp: &str) -> Result<(String, Option<String>), ClientError> {

@@ -27,6 +27,10 @@ pub use whep::WhepError;
 /// without bound: ~6 s of one studio (30 video frames and 50 audio packets a second).
 pub const MEDIA_QUEUE_FRAMES: usize = 512;
 
+/// Most packets of one video frame held back for its marker (a 720p keyframe at 2.5 Mb/s
+/// is a few dozen).
+const MAX_FRAME_PACKETS: usize = 512;
+
 /// A video frame's packets, or one audio packet, from one studio: the event loop wakes once
 /// for each.
 pub(crate) type MediaFrame = (Arc<str>, Vec<EncodedPacket>);
@@ -125,7 +129,8 @@ impl Egress {
                 let mut frame = frame.lock().unwrap_or_else(|e| e.into_inner());
                 let last = packet.marker;
                 frame.push(packet);
-                if !last {
+                // A frame ends at its marker; a runaway one (no marker) goes out in pieces.
+                if !last && frame.len() < MAX_FRAME_PACKETS {
                     return;
                 }
                 std::mem::take(&mut *frame)

@@ -10,10 +10,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
-use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
 
-use super::client::{ClientError, Negotiated, Signalling, viewer_config};
+use super::client::{ClientError, Negotiated, Signalling, received, viewer_config};
 
 #[derive(Debug, Clone)]
 pub struct SwarmOptions {
@@ -128,18 +127,9 @@ impl Member {
         while self.alive {
             match self.session.socket.recv_from(buf) {
                 Ok((n, source)) => {
-                    let Ok(contents) = buf[..n].try_into() else {
+                    let Some(input) = received(&buf[..n], source, self.session.local) else {
                         continue;
                     };
-                    let input = Input::Receive(
-                        Instant::now(),
-                        Receive {
-                            proto: Protocol::Udp,
-                            source,
-                            destination: self.session.local,
-                            contents,
-                        },
-                    );
                     if let Err(e) = self.session.rtc.handle_input(input) {
                         self.fail(e.to_string());
                     }

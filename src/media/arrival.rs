@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 
-/// The process's monotonic origin; stamps are nanoseconds since it.
+/// The monotonic origin stamps count nanoseconds from: a minute before the first use, so an
+/// arrival taken just before that first use is still after it.
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(60)).unwrap_or(now)
+    })
 }
 
 fn reference() -> &'static gst::Caps {
