@@ -251,6 +251,7 @@ impl Janus {
                 "general: {{\n}}\n\
                  bench: {{\n  type = \"rtp\"\n  id = 1\n  description = \"bench\"\n\
                  audio = true\n  video = true\n  audioport = {audio_port}\n  audiopt = 111\n\
+                 audioiface = \"127.0.0.1\"\n  videoiface = \"127.0.0.1\"\n\
                  audiocodec = \"opus\"\n  videoport = {video_port}\n  videopt = 96\n\
                  videocodec = \"h264\"\n\
                  videofmtp = \"profile-level-id=42e01f;packetization-mode=1\"\n\

@@ -42,6 +42,14 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The benchmarks start nginx and Janus themselves, on loopback, and stop them: the system
+  # services the packages enable on install are not wanted running.
+  for service in nginx janus; do
+    if [[ " ${missing[*]} " == *" ${service/nginx/nginx-light} "* ]] && command -v systemctl >/dev/null 2>&1 \
+       && [[ -d /run/systemd/system ]]; then
+      systemctl disable --now "$service" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 if [[ "${1:-run}" != run ]] && ! command -v cargo >/dev/null 2>&1; then
