@@ -130,20 +130,22 @@ fn main() -> ExitCode {
                 .iter()
                 .filter(|v| v.first_frame_after.is_some())
                 .count();
-            let mut ttff: Vec<Duration> = report
-                .viewers
-                .iter()
-                .filter_map(|v| v.first_frame_after)
-                .collect();
-            ttff.sort();
-            let at = |p: f64| {
-                ttff.get(((ttff.len().max(1) - 1) as f64 * p).round() as usize)
+            let sorted = |f: fn(&swarm::ViewerStats) -> Option<Duration>| {
+                let mut v: Vec<Duration> = report.viewers.iter().filter_map(f).collect();
+                v.sort();
+                v
+            };
+            let at = |v: &[Duration], p: f64| {
+                v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
                     .copied()
                     .unwrap_or_default()
             };
+            let ttff = sorted(|v| v.first_frame_after);
+            let connected = sorted(|v| v.connected_after);
             println!(
                 "{played} of {viewers} viewers played (all joined after {:.1} s); {} with gaps ({} frames after a gap); \
-                 {} frames, {} keyframes, {} video and {} audio packets in all; first frame p50 {:?}, p95 {:?}",
+                 {} frames, {} keyframes, {} video and {} audio packets in all; \
+                 connected (ICE + DTLS) p50 {:?}, p95 {:?}; first frame p50 {:?}, p95 {:?}",
                 report.all_joined_after.as_secs_f64(),
                 report.viewers.iter().filter(|v| v.gaps > 0).count(),
                 report.viewers.iter().map(|v| v.gaps).sum::<u64>(),
@@ -151,8 +153,10 @@ fn main() -> ExitCode {
                 report.viewers.iter().map(|v| v.keyframes).sum::<u64>(),
                 report.viewers.iter().map(|v| v.video_packets).sum::<u64>(),
                 report.viewers.iter().map(|v| v.audio_packets).sum::<u64>(),
-                at(0.5),
-                at(0.95),
+                at(&connected, 0.5),
+                at(&connected, 0.95),
+                at(&ttff, 0.5),
+                at(&ttff, 0.95),
             );
             if let Some(error) = report.viewers.iter().find_map(|v| v.error.as_ref()) {
                 eprintln!("first error: {error}");

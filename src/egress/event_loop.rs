@@ -83,11 +83,12 @@ pub(crate) async fn run(
             command = commands.recv() => {
                 let Some(command) = command else { return };
                 match command {
-                    Command::Add(viewer) => {
+                    Command::Add { viewer, added } => {
                         let mut viewer = *viewer;
                         flush(&mut outbox, &mut viewer);
                         counters.viewers.fetch_add(1, Ordering::Relaxed);
                         viewers.insert(viewer.id.clone(), viewer);
+                        let _ = added.send(());
                     }
                     Command::Remove { session_id, viewer_id, reply } => {
                         let found = viewers.get(&viewer_id).is_some_and(|v| v.session_id() == session_id);

@@ -39,7 +39,12 @@ pub(crate) type MediaFrame = (Arc<str>, Vec<EncodedPacket>);
 pub const COMMAND_QUEUE: usize = 256;
 
 pub(crate) enum Command {
-    Add(Box<viewer::Viewer>),
+    /// A new viewer; `added` is answered once the loop holds it, so the answer goes out
+    /// only when the viewer's first connectivity check will find it.
+    Add {
+        viewer: Box<viewer::Viewer>,
+        added: tokio::sync::oneshot::Sender<()>,
+    },
     Remove {
         session_id: String,
         viewer_id: String,
@@ -153,10 +158,18 @@ impl Egress {
         offer_sdp: &str,
     ) -> Result<whep::Answer, WhepError> {
         let (answer, viewer) = whep::accept_offer(studio, offer_sdp, self.announce)?;
+        let (added, held) = tokio::sync::oneshot::channel();
+        let command = Command::Add {
+            viewer: Box::new(viewer),
+            added,
+        };
         self.commands
-            .send(Command::Add(Box::new(viewer)))
+            .send(command)
             .await
             .map_err(|_| WhepError::Stopped)?;
+        // Before this, a viewer's first STUN check could reach the loop ahead of the viewer,
+        // be ignored, and cost it a 250 ms retransmission.
+        held.await.map_err(|_| WhepError::Stopped)?;
         Ok(answer)
     }
 
