@@ -172,7 +172,7 @@ fn main() {
     }
     println!();
     println!(
-        "(Fieldcast: the server process's CPU over {} s with the studios live and no viewer, divided by the studios; its publishers run in their own processes. ffmpeg: the studios' processes summed. 4 studios need more than this machine's 2 cores in both, so that row shows them sharing it.)",
+        "(Fieldcast: the server process's CPU over {} s with the studios live and no viewer, divided by the studios; its publishers run in their own processes. ffmpeg: the studios' processes summed. 4 studios take most of this machine's 2 cores on either side.)",
         window.as_secs()
     );
 }
