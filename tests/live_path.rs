@@ -58,12 +58,7 @@ fn ffmpeg_publisher_with_b_frames_plays_as_720p_h264_and_opus() {
     assert!(live >= 60, "only {live} frames showed the publisher");
     // Every publisher frame sent to the viewer was timed from its RTMP message to its first
     // RTP packet (`/metrics`); the slate's frames are not.
-    let metrics = ureq::get(&server.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = server.metrics();
     let buckets = parse_buckets(&metrics, "fieldcast_server_latency_seconds");
     let timed = buckets.last().map(|b| b.1).unwrap_or(0);
     assert!(

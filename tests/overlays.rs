@@ -250,12 +250,7 @@ fn counter_changes_reach_the_video_within_two_frames() {
         .join()
         .unwrap()
         .unwrap_or_else(|e| panic!("viewer: {e}"));
-    let metrics = ureq::get(&server.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = server.metrics();
 
     // The first decoded frame after each call whose counter differs from the frame before.
     let frames = &report.decoded;

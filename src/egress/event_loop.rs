@@ -119,14 +119,9 @@ pub(crate) async fn run(
                         touched.push(session);
                     }
                 }
-                // Only the viewers of studios that sent something have new output. str0m
-                // releases written packets on its next timeout: run it now, so they leave in
-                // this wake-up, each viewer's together.
-                let now = Instant::now();
+                // Only the viewers of studios that sent something have new output (`flush`
+                // runs str0m's due timeout, which releases what was just written).
                 for viewer in viewers.values_mut().filter(|v| touched.iter().any(|s| **s == *v.session_id())) {
-                    if viewer.rtc.handle_input(Input::Timeout(now)).is_err() {
-                        viewer.dead = true;
-                    }
                     flush(&mut outbox, viewer);
                 }
             }

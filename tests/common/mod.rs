@@ -157,6 +157,16 @@ impl Server {
     }
 
     /// An operator API call; returns status and JSON body (Null when empty).
+    /// The server's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        ureq::get(&self.url("/metrics"))
+            .call()
+            .expect("GET /metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("metrics text")
+    }
+
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
