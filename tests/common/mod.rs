@@ -188,7 +188,13 @@ impl Server {
         };
         let mut response = response.expect("HTTP call");
         let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
+        // ureq reads at most 10 MB by default; the crash test lists tens of thousands of orders.
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("{method} {path}: reading the body: {e}"));
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
