@@ -7,9 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commerce::Commerce;
 use crate::commerce::ledger::{EffectSink, StockLedger};
-use crate::commerce::rate::{ORDER_BURST, ORDER_REFILL_PER_S, RateLimiter};
 use crate::config::Settings;
+use crate::control::client::PublicLimits;
 use crate::egress::Egress;
+use crate::ingest::limits::IngestLimits;
 use crate::media::OutputFormat;
 use crate::overlay::compositor::{Compositor, OverlayCounters};
 use crate::store::{SessionRow, Store, StoreError};
@@ -23,6 +24,12 @@ pub struct App {
     pub commerce: Commerce,
     /// Shared by every studio's overlay compositor.
     pub overlay_counters: Arc<OverlayCounters>,
+    /// RTMP connection caps and counters.
+    pub ingest: IngestLimits,
+    /// Rate limits per client address on the public routes.
+    pub public: PublicLimits,
+    /// Set once on SIGTERM: new requests are refused and live streams end.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
     pub api_token: String,
     /// Addresses actually bound (a `:0` port in the settings is resolved here).
     pub http_addr: SocketAddr,
@@ -69,9 +76,31 @@ impl AppState {
                 compositor.apply(frame, &info)
             }))
         });
-        let handle =
-            self.studios
-                .start(&row.id, filler, self.egress.packet_sink(&row.id), overlay)?;
+        // The demo's test pattern is its own publisher; a real show ends by itself once its
+        // publisher stayed away past the grace (viewers see the slate until then).
+        let idle: Option<(std::time::Duration, crate::studio::IdleHook)> = if row.test_pattern {
+            None
+        } else {
+            let app = self.clone();
+            let id = row.id.clone();
+            Some((
+                self.settings.reconnect_grace,
+                Box::new(move || {
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = app.end_show(&id) {
+                            tracing::error!(session.id = %id, error = %e, "could not end the show");
+                        }
+                    });
+                }),
+            ))
+        };
+        let handle = self.studios.start(
+            &row.id,
+            filler,
+            self.egress.packet_sink(&row.id),
+            overlay,
+            idle,
+        )?;
         if !row.live {
             self.store.set_session_live(&row.id, true)?;
         }
@@ -159,19 +188,29 @@ impl App {
                 app.commerce.webhook_wake.notify_one();
             }
         });
-        let order_limiter = Arc::new(RateLimiter::new(ORDER_BURST, ORDER_REFILL_PER_S));
-        let ledger = StockLedger::start(store.connect()?, effects, order_limiter.clone())?;
-        let commerce = Commerce::new(ledger, order_limiter, tokio::runtime::Handle::current());
+        let ledger = StockLedger::start(store.connect()?, effects)?;
+        let commerce = Commerce::new(ledger, tokio::runtime::Handle::current());
         let app = AppState(Arc::new(App {
-            settings,
             store,
             studios: Studios::new(OutputFormat::default()),
             egress,
             commerce,
             overlay_counters: Arc::new(OverlayCounters::default()),
+            shutdown: tokio::sync::watch::Sender::new(false),
+            public: PublicLimits::new(
+                settings.rate_orders,
+                settings.rate_likes,
+                settings.rate_whep,
+                settings.max_events_per_address,
+            ),
+            ingest: IngestLimits::new(
+                settings.rtmp_max_connections,
+                settings.rtmp_max_connections_per_address,
+            ),
             api_token,
             http_addr,
             rtmp_addr,
+            settings,
         }));
         let _ = app_cell.set(app.clone());
         crate::commerce::spawn_background(app.clone());

@@ -38,6 +38,42 @@ pub struct ServeArgs {
     /// Base URL that links (watch_url, whep_url, rtmp_url) use; default from --http
     #[arg(long, env = "FIELDCAST_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// RTMP connections open at once, from everyone [default: 256]
+    #[arg(long, env = "FIELDCAST_RTMP_MAX_CONNECTIONS")]
+    pub rtmp_max_connections: Option<usize>,
+    /// RTMP connections open at once from one IP address [default: 8]
+    #[arg(long, env = "FIELDCAST_RTMP_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub rtmp_max_connections_per_address: Option<usize>,
+    /// Proxies whose X-Forwarded-For is believed, comma-separated IPs [default: none]
+    #[arg(long, env = "FIELDCAST_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Orders per client address, as BURST:PER_SECOND [default: 5:0.5]
+    #[arg(long, env = "FIELDCAST_RATE_ORDERS")]
+    pub rate_orders: Option<String>,
+    /// Like requests per client address, as BURST:PER_SECOND [default: 40:20]
+    #[arg(long, env = "FIELDCAST_RATE_LIKES")]
+    pub rate_likes: Option<String>,
+    /// WHEP offers per client address, as BURST:PER_SECOND [default: 10:1]
+    #[arg(long, env = "FIELDCAST_RATE_WHEP")]
+    pub rate_whep: Option<String>,
+    /// Live-state (SSE) streams open at once per client address [default: 16]
+    #[arg(long, env = "FIELDCAST_MAX_EVENTS_PER_ADDRESS")]
+    pub max_events_per_address: Option<usize>,
+    /// WebRTC viewers of one session; past it WHEP answers 503 [default: 500]
+    #[arg(long, env = "FIELDCAST_MAX_VIEWERS_PER_SESSION")]
+    pub max_viewers_per_session: Option<usize>,
+    /// WHEP viewers not yet connected, from everyone [default: 256]
+    #[arg(long, env = "FIELDCAST_WHEP_MAX_PENDING")]
+    pub whep_max_pending: Option<usize>,
+    /// WHEP viewers not yet connected, from one client address [default: 8]
+    #[arg(long, env = "FIELDCAST_WHEP_MAX_PENDING_PER_ADDRESS")]
+    pub whep_max_pending_per_address: Option<usize>,
+    /// What a purchase toast on the video shows: name-and-city, city or nothing [default: name-and-city]
+    #[arg(long, env = "FIELDCAST_TOAST_BUYER")]
+    pub toast_buyer: Option<String>,
+    /// Seconds a show waits for its publisher to come back (viewers see the slate) before it ends [default: 30]
+    #[arg(long, env = "FIELDCAST_RECONNECT_GRACE")]
+    pub reconnect_grace: Option<u64>,
     /// TOML file with any of the settings above (keys as the flags, with underscores)
     #[arg(long, env = "FIELDCAST_CONFIG")]
     pub config: Option<PathBuf>,
@@ -54,6 +90,56 @@ struct FileSettings {
     webrtc_udp: Option<String>,
     public_ip: Option<String>,
     public_url: Option<String>,
+    rtmp_max_connections: Option<usize>,
+    rtmp_max_connections_per_address: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
+    rate_orders: Option<String>,
+    rate_likes: Option<String>,
+    rate_whep: Option<String>,
+    max_events_per_address: Option<usize>,
+    max_viewers_per_session: Option<usize>,
+    whep_max_pending: Option<usize>,
+    whep_max_pending_per_address: Option<usize>,
+    toast_buyer: Option<String>,
+    reconnect_grace: Option<u64>,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub burst: f64,
+    pub per_second: f64,
+}
+
+impl Rate {
+    fn parse(name: &'static str, text: &str) -> Result<Self, ConfigError> {
+        let bad = || {
+            invalid(
+                name,
+                format!(
+                    "{text:?} is not BURST:PER_SECOND, e.g. 5:0.5 (five at once, then one every 2 s)"
+                ),
+            )
+        };
+        let (burst, rate) = text.split_once(':').ok_or_else(bad)?;
+        let burst: f64 = burst.trim().parse().map_err(|_| bad())?;
+        let per_second: f64 = rate.trim().parse().map_err(|_| bad())?;
+        if !(burst >= 1.0 && burst.is_finite() && per_second > 0.0 && per_second.is_finite()) {
+            return Err(bad());
+        }
+        Ok(Rate { burst, per_second })
+    }
+}
+
+/// What a purchase toast burned into the video says about the buyer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToastBuyer {
+    /// "Aysha from Kashgar"
+    NameAndCity,
+    /// "someone from Kashgar"
+    City,
+    /// "someone"
+    Nothing,
 }
 
 /// Validated settings the server runs with.
@@ -66,6 +152,18 @@ pub struct Settings {
     pub webrtc_udp: SocketAddr,
     pub public_ip: Option<IpAddr>,
     pub public_url: Option<String>,
+    pub rtmp_max_connections: usize,
+    pub rtmp_max_connections_per_address: usize,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub rate_orders: Rate,
+    pub rate_likes: Rate,
+    pub rate_whep: Rate,
+    pub max_events_per_address: usize,
+    pub max_viewers_per_session: usize,
+    pub whep_max_pending: usize,
+    pub whep_max_pending_per_address: usize,
+    pub toast_buyer: ToastBuyer,
+    pub reconnect_grace: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +221,82 @@ impl Settings {
             None => None,
         };
         let public_url = args.public_url.clone().or(file.public_url);
+        let rtmp_max_connections = args
+            .rtmp_max_connections
+            .or(file.rtmp_max_connections)
+            .unwrap_or(crate::ingest::limits::DEFAULT_MAX_CONNECTIONS);
+        let rtmp_max_connections_per_address = args
+            .rtmp_max_connections_per_address
+            .or(file.rtmp_max_connections_per_address)
+            .unwrap_or(crate::ingest::limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
+        let trusted_proxies = match args
+            .trusted_proxies
+            .as_ref()
+            .map(|list| list.split(',').map(|s| s.trim().to_string()).collect())
+            .or(file.trusted_proxies)
+        {
+            Some(list) => list
+                .iter()
+                .filter(|s: &&String| !s.is_empty())
+                .map(|s| {
+                    s.parse::<IpAddr>().map_err(|_| {
+                        invalid("trusted_proxies", format!("{s:?} is not an IP address"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let rate = |name, flag: &Option<String>, file: &Option<String>, default: &str| {
+            Rate::parse(name, &pick(flag, file, default))
+        };
+        let rate_orders = rate("rate_orders", &args.rate_orders, &file.rate_orders, "5:0.5")?;
+        let rate_likes = rate("rate_likes", &args.rate_likes, &file.rate_likes, "40:20")?;
+        let rate_whep = rate("rate_whep", &args.rate_whep, &file.rate_whep, "10:1")?;
+        let count =
+            |flag: Option<usize>, file: Option<usize>, default| flag.or(file).unwrap_or(default);
+        let toast_buyer = match pick(&args.toast_buyer, &file.toast_buyer, "name-and-city").as_str()
+        {
+            "name-and-city" => ToastBuyer::NameAndCity,
+            "city" => ToastBuyer::City,
+            "nothing" => ToastBuyer::Nothing,
+            other => {
+                return Err(invalid(
+                    "toast_buyer",
+                    format!("{other:?} is not one of name-and-city, city, nothing"),
+                ));
+            }
+        };
         let settings = Settings {
+            trusted_proxies,
+            rate_orders,
+            rate_likes,
+            rate_whep,
+            max_events_per_address: count(
+                args.max_events_per_address,
+                file.max_events_per_address,
+                16,
+            ),
+            max_viewers_per_session: count(
+                args.max_viewers_per_session,
+                file.max_viewers_per_session,
+                crate::egress::admission::DEFAULT_MAX_VIEWERS_PER_SESSION,
+            ),
+            whep_max_pending: count(
+                args.whep_max_pending,
+                file.whep_max_pending,
+                crate::egress::admission::DEFAULT_MAX_PENDING,
+            ),
+            whep_max_pending_per_address: count(
+                args.whep_max_pending_per_address,
+                file.whep_max_pending_per_address,
+                crate::egress::admission::DEFAULT_MAX_PENDING_PER_ADDRESS,
+            ),
+            toast_buyer,
+            reconnect_grace: std::time::Duration::from_secs(
+                args.reconnect_grace.or(file.reconnect_grace).unwrap_or(30),
+            ),
+            rtmp_max_connections,
+            rtmp_max_connections_per_address,
             http,
             rtmp,
             data,
@@ -161,6 +334,24 @@ impl Settings {
                 "public_url",
                 format!("{url:?} must start with http:// or https://"),
             ));
+        }
+        for (name, value) in [
+            ("rtmp_max_connections", self.rtmp_max_connections),
+            (
+                "rtmp_max_connections_per_address",
+                self.rtmp_max_connections_per_address,
+            ),
+            ("max_events_per_address", self.max_events_per_address),
+            ("max_viewers_per_session", self.max_viewers_per_session),
+            ("whep_max_pending", self.whep_max_pending),
+            (
+                "whep_max_pending_per_address",
+                self.whep_max_pending_per_address,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(name, "must be at least 1"));
+            }
         }
         if self.data.as_os_str().is_empty() {
             return Err(invalid("data", "must not be empty"));

@@ -72,7 +72,11 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     media::init()?;
     let store = Store::open(&settings.data.join("fieldcast.db"))?;
     let api_token = operator_token(&settings)?;
-    let egress = Egress::start(settings.webrtc_udp, settings.public_ip)
+    let pending = crate::egress::admission::PendingLimits::new(
+        settings.whep_max_pending,
+        settings.whep_max_pending_per_address,
+    );
+    let egress = Egress::start(settings.webrtc_udp, settings.public_ip, pending)
         .await
         .map_err(|e| {
             anyhow::anyhow!(
@@ -105,14 +109,25 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         app.http_addr, app.rtmp_addr, app.egress.local
     );
     tracing::info!(http = %app.http_addr, rtmp = %app.rtmp_addr, webrtc = %app.egress.local, "listening");
+    let stopping = app.clone();
     axum::serve(
         http,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // New requests are refused from here; SSE streams send `end` and close, so the
+        // server's wait for open connections ends.
+        tracing::info!("shutting down: refusing new work");
+        stopping.shutdown.send_replace(true);
+        let viewers = stopping.egress.end_all().await;
+        tracing::info!(viewers, "viewers' sessions closed");
+    })
     .await?;
     crate::commerce::flush_likes(&app);
-    tracing::info!("shutting down");
+    // Every order the ledger has taken is answered; then its database connection closes.
+    app.commerce.ledger.close().await;
+    tracing::info!("shut down cleanly");
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, data_dir, first_sse_data, http, offer, order_body};
+use common::{Server, client_ip, data_dir, first_sse_data, http, http_from, offer, order_body};
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -56,7 +56,8 @@ fn flash_sale_of_100_units_to_2000_concurrent_buyers_sells_exactly_100() {
                         ("Content-Type", "application/json"),
                         ("Idempotency-Key", key.as_str()),
                     ];
-                    http(addr, "POST", &path, &headers, &body)
+                    // 2,000 buyers: each from an address of their own.
+                    http_from(Some(client_ip(n)), addr, "POST", &path, &headers, &body)
                         .await
                         .map(|(s, _)| s)
                         .unwrap_or(0)
@@ -135,7 +136,8 @@ fn one_idempotency_key_makes_one_order_and_refuses_another_body() {
 
     let other = order_body(&offer_id, 1, 3);
     let (status, problem) = runtime()
-        .block_on(http(
+        .block_on(http_from(
+            Some(client_ip(1)),
             addr,
             "POST",
             &path,
@@ -156,8 +158,11 @@ fn orders_are_refused_with_the_right_status() {
     let (session_id, offer_id) = offer(&server, 10, Some(2), 600);
     let path = format!("/api/v1/sessions/{session_id}/orders");
     let rt = runtime();
-    let post = |key: &str, body: &str| {
-        rt.block_on(http(
+    // Each request from a client of its own, unless it says from whom.
+    let next_client = std::cell::Cell::new(10);
+    let post_from = |from: std::net::IpAddr, key: &str, body: &str| {
+        rt.block_on(http_from(
+            Some(from),
             server.http,
             "POST",
             &path,
@@ -169,11 +174,21 @@ fn orders_are_refused_with_the_right_status() {
         ))
         .unwrap()
     };
+    let post = |key: &str, body: &str| {
+        next_client.set(next_client.get() + 1);
+        post_from(client_ip(next_client.get()), key, body)
+    };
     assert_eq!(post("k1", &order_body(&offer_id, 7, 2)).0, 201);
     let (status, body) = post("k2", &order_body(&offer_id, 7, 1));
     assert_eq!(status, 422, "over the per-buyer limit: {body}");
+    // It says the limit, never what this phone number already bought.
+    assert!(
+        body.contains("limit of 2 per buyer") && !body.contains("already"),
+        "{body}"
+    );
     let (status, body) = rt
-        .block_on(http(
+        .block_on(http_from(
+            Some(client_ip(1)),
             server.http,
             "POST",
             &path,
@@ -186,11 +201,18 @@ fn orders_are_refused_with_the_right_status() {
     assert_eq!(status, 422, "{body}");
     let (status, _) = post("k4", "{not json");
     assert_eq!(status, 400);
-    // A phone that keeps hammering is rate-limited.
+    // A network that keeps hammering is rate-limited (5 at once by default), whatever
+    // phone numbers it sends; another network is not.
+    let hammer = client_ip(2);
     let statuses: Vec<u16> = (0..8)
-        .map(|i| post(&format!("r{i}"), &order_body(&offer_id, 9, 100)).0)
+        .map(|i| post_from(hammer, &format!("r{i}"), &order_body(&offer_id, 100 + i, 1)).0)
         .collect();
-    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_ne!(post("r-other", &order_body(&offer_id, 200, 1)).0, 429);
 
     let (status, _) = server.api(
         "POST",
@@ -219,7 +241,18 @@ async fn buy_until(
             ("Content-Type", "application/json"),
             ("Idempotency-Key", key.as_str()),
         ];
-        match http(addr, "POST", &path, &headers, &order_body(&offer_id, n, 1)).await {
+        // Each attempt from its own address: this is many buyers, not one client's flood.
+        let from = Some(client_ip(n));
+        match http_from(
+            from,
+            addr,
+            "POST",
+            &path,
+            &headers,
+            &order_body(&offer_id, n, 1),
+        )
+        .await
+        {
             Ok((201, body)) => {
                 let order: Value = serde_json::from_str(&body).unwrap();
                 acknowledged.push(order["id"].as_str().unwrap().to_string());

@@ -7,13 +7,12 @@
 //! only ever taken by one conditional update — available + sold = allocated always holds.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::rate::RateLimiter;
 use super::rules::{self, OfferState, Refusal};
 use crate::store::StoreError;
 use crate::store::commerce::{self as sql, IdempotentResponse, OrderRow};
@@ -86,8 +85,12 @@ impl LedgerAnswer {
 pub enum Effect {
     /// The session's offers or orders changed.
     Changed { session_id: String },
-    /// A purchase to show as a toast: first name (or initial) and city only.
-    Purchase { session_id: String, toast: String },
+    /// A purchase, for the toast (the live state decides what of the buyer it shows).
+    Purchase {
+        session_id: String,
+        buyer: Buyer,
+        quantity: i64,
+    },
 }
 
 enum Command {
@@ -109,6 +112,8 @@ enum Command {
         reply: oneshot::Sender<LedgerAnswer>,
     },
     EndDueOffers,
+    /// Shutdown: answer what is queued before it, then close the database connection.
+    Close(oneshot::Sender<()>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,17 +134,13 @@ pub struct StockLedger {
 pub type EffectSink = Arc<dyn Fn(Vec<Effect>) + Send + Sync>;
 
 impl StockLedger {
-    /// `limiter` rate-limits new orders per buyer phone; replays of a known
-    /// `Idempotency-Key` are not counted.
-    pub fn start(
-        conn: Connection,
-        effects: EffectSink,
-        limiter: Arc<RateLimiter>,
-    ) -> std::io::Result<Self> {
+    /// Orders are rate-limited per client address before they reach the ledger (the HTTP
+    /// layer), so a flood never fills this queue or the database.
+    pub fn start(conn: Connection, effects: EffectSink) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(LEDGER_QUEUE);
         std::thread::Builder::new()
             .name("stock-ledger".into())
-            .spawn(move || run(conn, rx, effects, limiter))?;
+            .spawn(move || run(conn, rx, effects))?;
         Ok(Self { tx })
     }
 
@@ -204,6 +205,15 @@ impl StockLedger {
         .await
     }
 
+    /// Drains the queue (every request sent before this is answered), then closes the
+    /// ledger's database connection. Later requests are answered 503.
+    pub async fn close(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Close(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Announces offers whose time is up (`offer.ended`). Called by a clock task.
     pub fn end_due_offers(&self) {
         let _ = self.tx.try_send(Command::EndDueOffers);
@@ -247,12 +257,7 @@ fn event(conn: &Connection, event_type: &str, data: Value, now: i64) -> Result<(
     sql::enqueue_event(conn, &id, event_type, &body, now / 1000)
 }
 
-fn run(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Command>,
-    effects: EffectSink,
-    limiter: Arc<RateLimiter>,
-) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSink) {
     let mut batch = Vec::with_capacity(LEDGER_BATCH);
     loop {
         if rx.blocking_recv().map(|c| batch.push(c)).is_none() {
@@ -265,7 +270,7 @@ fn run(
             }
         }
         let mut changes = Vec::new();
-        let answers = match commit(&mut conn, &batch, &mut changes, &limiter) {
+        let answers = match commit(&mut conn, &batch, &mut changes) {
             Ok(answers) => answers,
             Err(e) => {
                 // Nothing of the batch was committed. Retry each request on its own, so one
@@ -276,7 +281,7 @@ fn run(
                     .iter()
                     .map(|command| {
                         let mut own = Vec::new();
-                        match commit(&mut conn, std::slice::from_ref(command), &mut own, &limiter) {
+                        match commit(&mut conn, std::slice::from_ref(command), &mut own) {
                             Ok(mut answer) => {
                                 changes.extend(own);
                                 answer.pop().flatten()
@@ -294,13 +299,25 @@ fn run(
             }
         };
         // Answer only now: everything answered 2xx is on disk.
+        let mut close = None;
         for (command, answer) in batch.drain(..).zip(answers) {
-            if let Some(answer) = answer {
-                command.reply(answer);
+            match (command, answer) {
+                (Command::Close(reply), _) => close = Some(reply),
+                (command, Some(answer)) => command.reply(answer),
+                _ => {}
             }
         }
         if !changes.is_empty() {
             effects(changes);
+        }
+        if let Some(reply) = close {
+            rx.close();
+            // Whatever was queued after the close is answered "stopped" as its sender drops.
+            while rx.try_recv().is_ok() {}
+            drop(conn);
+            tracing::info!("stock ledger closed");
+            let _ = reply.send(());
+            return;
         }
     }
 }
@@ -312,7 +329,7 @@ impl Command {
             | Command::Cancel { reply, .. }
             | Command::AddStock { reply, .. }
             | Command::EndOffer { reply, .. } => reply,
-            Command::EndDueOffers => return,
+            Command::EndDueOffers | Command::Close(_) => return,
         };
         let _ = reply.send(answer);
     }
@@ -325,12 +342,11 @@ fn commit(
     conn: &mut Connection,
     commands: &[Command],
     changes: &mut Vec<Effect>,
-    limiter: &RateLimiter,
 ) -> Result<Vec<Option<LedgerAnswer>>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(commands.len());
     for command in commands {
-        answers.push(apply(&tx, command, now_ms(), changes, limiter)?);
+        answers.push(apply(&tx, command, now_ms(), changes)?);
     }
     tx.commit()?;
     Ok(answers)
@@ -341,10 +357,9 @@ fn apply(
     command: &Command,
     now: i64,
     changes: &mut Vec<Effect>,
-    limiter: &RateLimiter,
 ) -> Result<Option<LedgerAnswer>, StoreError> {
     Ok(Some(match command {
-        Command::Order(request, _) => place_order(conn, request, now, changes, limiter)?,
+        Command::Order(request, _) => place_order(conn, request, now, changes)?,
         Command::Cancel {
             session_id,
             order_id,
@@ -365,6 +380,7 @@ fn apply(
             end_due(conn, now, changes)?;
             return Ok(None);
         }
+        Command::Close(_) => return Ok(None),
     }))
 }
 
@@ -373,7 +389,6 @@ fn place_order(
     r: &OrderRequest,
     now: i64,
     changes: &mut Vec<Effect>,
-    limiter: &RateLimiter,
 ) -> Result<LedgerAnswer, StoreError> {
     if let Some(stored) = sql::idempotent_response(conn, &r.session_id, &r.idempotency_key)? {
         if stored.request_hash != r.request_hash {
@@ -386,13 +401,6 @@ fn place_order(
             status: stored.status,
             body: stored.body,
         });
-    }
-    if !limiter.allow(&r.phone_key, Instant::now()) {
-        // Not stored: a later retry with the same key may succeed.
-        return Ok(LedgerAnswer::problem(
-            429,
-            "too many orders from this phone number; wait a few seconds",
-        ));
     }
     let answer = decide_order(conn, r, now, changes)?;
     if answer.status < 500 {
@@ -476,31 +484,13 @@ fn decide_order(
     });
     changes.push(Effect::Purchase {
         session_id: r.session_id.clone(),
-        toast: toast(&r.buyer, r.quantity),
+        buyer: r.buyer.clone(),
+        quantity: r.quantity,
     });
     Ok(LedgerAnswer {
         status: 201,
         body: order_json(&order).to_string(),
     })
-}
-
-/// "Aygul in Kashgar just bought 2": first name only (or an initial), city only.
-fn toast(buyer: &Buyer, quantity: i64) -> String {
-    let first = buyer.name.split_whitespace().next().unwrap_or("Someone");
-    let who = if first.chars().count() > 12 {
-        format!("{}.", first.chars().next().unwrap_or('?'))
-    } else {
-        first.to_string()
-    };
-    match buyer
-        .city
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-    {
-        Some(city) => format!("{who} in {city} just bought {quantity}"),
-        None => format!("{who} just bought {quantity}"),
-    }
 }
 
 fn cancel(

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::ledger::{Effect, now_ms, offer_json};
+use super::ledger::{Buyer, Effect, now_ms, offer_json};
+use super::rules::broadcast_text;
 use crate::app::AppState;
+use crate::config::ToastBuyer;
 use crate::overlay::scene::Scene;
 use crate::store::Store;
 use crate::store::commerce::{OfferRow, ProductRow};
@@ -224,10 +226,15 @@ impl LiveHub {
                         reload.push(session_id);
                     }
                 }
-                Effect::Purchase { session_id, toast } => {
+                Effect::Purchase {
+                    session_id,
+                    buyer,
+                    quantity,
+                } => {
+                    let text = toast(&buyer, quantity, app.settings.toast_buyer);
                     self.session(app, &session_id).update(|d| {
                         d.toasts.push_back(Toast {
-                            text: toast,
+                            text,
                             at_ms: now_ms(),
                             at: Instant::now(),
                         });
@@ -283,4 +290,65 @@ pub fn snapshot(app: &AppState, live: &SessionLive) -> Value {
         "toasts": data.toasts.iter().map(|t| json!({"text": t.text, "at": t.at_ms / 1000})).collect::<Vec<_>>(),
         "overlays_hidden": data.scene.hidden,
     })
+}
+
+/// Longest city a toast shows; a longer one is cut with an ellipsis.
+const TOAST_CITY_CHARS: usize = 24;
+/// Longest first name a toast shows; a longer one is shown as its initial.
+const TOAST_NAME_CHARS: usize = 12;
+
+/// "Aygul in Kashgar just bought 2": what the operator's `toast_buyer` allows of the buyer,
+/// first name only (or an initial) and city only, each cleaned by [`broadcast_text`]: a
+/// stranger's text goes on the broadcast.
+fn toast(buyer: &Buyer, quantity: i64, shows: ToastBuyer) -> String {
+    let name = broadcast_text(&buyer.name, usize::MAX);
+    let first = name.split(' ').next().unwrap_or_default();
+    let who = match first.chars().count() {
+        _ if shows != ToastBuyer::NameAndCity => "Someone".to_string(),
+        0 => "Someone".to_string(),
+        n if n > TOAST_NAME_CHARS => format!("{}.", first.chars().next().unwrap_or('?')),
+        _ => first.to_string(),
+    };
+    let city = buyer
+        .city
+        .as_deref()
+        .map(|c| broadcast_text(c, TOAST_CITY_CHARS))
+        .filter(|c| !c.is_empty() && shows != ToastBuyer::Nothing);
+    match city {
+        Some(city) => format!("{who} in {city} just bought {quantity}"),
+        None => format!("{who} just bought {quantity}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buyer(name: &str, city: Option<&str>) -> Buyer {
+        Buyer {
+            name: name.into(),
+            phone: "+8613800000000".into(),
+            address: "1 Road".into(),
+            city: city.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_toast_shows_what_the_operator_allows_and_nothing_unsanitised() {
+        let b = buyer("Aygul\u{7} Tursun", Some("Kash\u{0}gar\u{202E}"));
+        assert_eq!(
+            toast(&b, 2, ToastBuyer::NameAndCity),
+            "Aygul in Kash gar just bought 2"
+        );
+        assert_eq!(
+            toast(&b, 2, ToastBuyer::City),
+            "Someone in Kash gar just bought 2"
+        );
+        assert_eq!(toast(&b, 2, ToastBuyer::Nothing), "Someone just bought 2");
+        let long = buyer("\u{1B}\u{1B}", Some(&"x".repeat(500)));
+        let text = toast(&long, 1, ToastBuyer::NameAndCity);
+        assert!(text.starts_with("Someone in xxxxxxxx"), "{text}");
+        assert!(text.chars().count() < 60, "{text}");
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
 }

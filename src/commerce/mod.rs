@@ -28,25 +28,15 @@ const OFFER_CLOCK: Duration = Duration::from_millis(250);
 pub struct Commerce {
     pub ledger: StockLedger,
     pub live: live::LiveHub,
-    /// Order attempts per buyer phone (checked by the ledger).
-    pub order_limiter: Arc<rate::RateLimiter>,
-    /// Like requests per client address.
-    pub like_limiter: rate::RateLimiter,
     /// Wakes the webhook dispatcher after a commit.
     pub webhook_wake: Arc<Notify>,
 }
 
 impl Commerce {
-    pub fn new(
-        ledger: StockLedger,
-        order_limiter: Arc<rate::RateLimiter>,
-        runtime: tokio::runtime::Handle,
-    ) -> Self {
+    pub fn new(ledger: StockLedger, runtime: tokio::runtime::Handle) -> Self {
         Self {
             ledger,
             live: live::LiveHub::new(runtime),
-            order_limiter,
-            like_limiter: rate::RateLimiter::new(rate::LIKE_BURST, rate::LIKE_REFILL_PER_S),
             webhook_wake: Arc::new(Notify::new()),
         }
     }
@@ -71,8 +61,7 @@ pub fn spawn_background(app: AppState) {
         loop {
             tick.tick().await;
             flush_likes(&app);
-            app.commerce.order_limiter.forget_idle();
-            app.commerce.like_limiter.forget_idle();
+            app.public.forget_idle();
         }
     });
 }

@@ -1,15 +1,10 @@
-//! Token-bucket rate limiting keyed by a string (a buyer's phone, a client address).
+//! Token-bucket rate limiting keyed by a string (a client address). The public routes' own
+//! buckets and their settings are in `control::client`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// A buyer may try 5 orders at once, then one every 2 s.
-pub const ORDER_BURST: f64 = 5.0;
-pub const ORDER_REFILL_PER_S: f64 = 0.5;
-/// A viewer may send 40 like requests at once, then 20 a second (each carries a count).
-pub const LIKE_BURST: f64 = 40.0;
-pub const LIKE_REFILL_PER_S: f64 = 20.0;
 /// Buckets are forgotten once full again; at most this many are kept.
 const MAX_KEYS: usize = 1_000_000;
 

@@ -49,10 +49,9 @@ impl Refusal {
             Refusal::SoldOut => "sold out".into(),
             Refusal::NotLive(OfferState::Scheduled) => "the offer has not started yet".into(),
             Refusal::NotLive(_) => "the offer has ended".into(),
-            Refusal::OverLimit { limit, already } => {
-                format!(
-                    "quantity: at most {limit} per buyer for this offer; this phone number already has {already}"
-                )
+            // Says nothing of what this phone number already bought: anyone can type one.
+            Refusal::OverLimit { limit, .. } => {
+                format!("quantity: over the limit of {limit} per buyer for this offer")
             }
         }
     }
@@ -77,6 +76,51 @@ pub fn check_order(
         return Err(Refusal::OverLimit { limit, already });
     }
     Ok(())
+}
+
+/// A stranger's text made fit for the broadcast: no control or invisible formatting
+/// characters (bidi overrides, zero-width spaces, line separators), whitespace folded to one
+/// space, at most `max` characters (cut with an ellipsis). Linear in the input.
+pub fn broadcast_text(raw: &str, max: usize) -> String {
+    // Invisible formatting: bidi embeddings, overrides and isolates, marks, zero-width space,
+    // BOM and interlinear annotation. Dropped; joiners (U+200C/D) stay, scripts need them.
+    let invisible = |c: char| {
+        matches!(
+            c,
+            '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{FEFF}'
+        ) || ('\u{202A}'..='\u{202E}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+            || ('\u{FFF9}'..='\u{FFFB}').contains(&c)
+    };
+    let mut out = String::new();
+    let mut count = 0;
+    let mut space = false;
+    for c in raw.chars() {
+        if invisible(c) {
+            continue;
+        }
+        // Controls and line breaks separate words like any white space.
+        if c.is_whitespace() || c.is_control() {
+            space = !out.is_empty();
+            continue;
+        }
+        if count == max {
+            out.push('…');
+            return out;
+        }
+        if space {
+            if count + 1 == max {
+                out.push('…');
+                return out;
+            }
+            out.push(' ');
+            count += 1;
+            space = false;
+        }
+        out.push(c);
+        count += 1;
+    }
+    out
 }
 
 /// The per-buyer key of a phone number: its digits, with the leading `+` kept and a leading
@@ -180,5 +224,23 @@ mod tests {
         );
         assert_eq!(normalize_phone("12"), None);
         assert_eq!(normalize_phone("call me"), None);
+    }
+
+    #[test]
+    fn broadcast_text_drops_controls_and_invisible_formatting_and_caps_length() {
+        assert_eq!(
+            broadcast_text("  Aygul\u{0}\u{7}\n  Tursun\t", 100),
+            "Aygul Tursun"
+        );
+        assert_eq!(broadcast_text("\u{202E}gnp.exe\u{202C}", 100), "gnp.exe");
+        assert_eq!(broadcast_text("a\u{200B}b\u{2028}c", 100), "ab c");
+        assert_eq!(broadcast_text("\u{1B}[31mred", 100), "[31mred");
+        let long = "K".repeat(500);
+        let cut = broadcast_text(&long, 24);
+        assert_eq!(cut.chars().count(), 25, "24 characters and the ellipsis");
+        assert!(cut.ends_with('…'));
+        // Uyghur stays as written (the joiners are kept).
+        assert_eq!(broadcast_text("قەشقەر", 24), "قەشقەر");
+        assert_eq!(broadcast_text("\u{0}\u{0}", 24), "");
     }
 }

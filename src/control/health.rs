@@ -83,5 +83,57 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "fieldcast_server_latency_seconds",
         "From an RTMP video message arriving to the first RTP packet of its frame leaving for a viewer.",
     );
+    let ingest = &state.ingest;
+    let _ = writeln!(
+        out,
+        "# HELP fieldcast_rtmp_connections RTMP connections open.\n# TYPE fieldcast_rtmp_connections gauge\nfieldcast_rtmp_connections {}",
+        ingest.open_connections()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fieldcast_rtmp_publishes_refused_total Publishes refused (unknown key, wrong application, key live elsewhere).\n# TYPE fieldcast_rtmp_publishes_refused_total counter\nfieldcast_rtmp_publishes_refused_total {}",
+        ingest.refused_publishes.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fieldcast_rtmp_connections_closed_total RTMP connections closed, by reason.\n# TYPE fieldcast_rtmp_connections_closed_total counter"
+    );
+    for reason in crate::ingest::limits::CloseReason::ALL {
+        let _ = writeln!(
+            out,
+            "fieldcast_rtmp_connections_closed_total{{reason=\"{}\"}} {}",
+            reason.label(),
+            ingest.closed(reason)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP fieldcast_rate_limited_total Public requests refused by a per-address limit, by route.\n# TYPE fieldcast_rate_limited_total counter"
+    );
+    for route in crate::control::client::PublicRoute::ALL {
+        let _ = writeln!(
+            out,
+            "fieldcast_rate_limited_total{{route=\"{}\"}} {}",
+            route.label(),
+            state.public.limited(route)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP fieldcast_viewers_ended_total Viewers the server ended itself, by reason.\n# TYPE fieldcast_viewers_ended_total counter"
+    );
+    for reason in crate::egress::Ended::ALL {
+        let _ = writeln!(
+            out,
+            "fieldcast_viewers_ended_total{{reason=\"{}\"}} {}",
+            reason.label(),
+            c.reaped[reason as usize].load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP fieldcast_viewers_pending WHEP viewers not connected yet.\n# TYPE fieldcast_viewers_pending gauge\nfieldcast_viewers_pending {}",
+        state.egress.pending.pending()
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

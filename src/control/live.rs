@@ -1,16 +1,15 @@
 //! Public live interaction: likes, and the live state stream (SSE).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
+use super::client::{Client, PublicLimits, PublicRoute};
 use super::error::{ApiError, ApiJson};
 use crate::app::AppState;
 
@@ -27,7 +26,7 @@ pub struct Likes {
 pub async fn like(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
-    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    Client(client): Client,
     ApiJson(body): ApiJson<Likes>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !(1..=MAX_LIKES_PER_REQUEST).contains(&body.count) {
@@ -35,13 +34,7 @@ pub async fn like(
             "count: between 1 and {MAX_LIKES_PER_REQUEST}"
         )));
     }
-    let who = peer.map(|p| p.0.0.ip().to_string()).unwrap_or_default();
-    if !state.commerce.like_limiter.allow(&who, Instant::now()) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many likes; batch taps into one request",
-        ));
-    }
+    state.public.check(PublicRoute::Likes, client)?;
     if state.store.session(&session_id)?.is_none() {
         return Err(ApiError::not_found("session"));
     }
@@ -58,22 +51,37 @@ pub async fn like(
 pub async fn events(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
+    Client(client): Client,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     if state.store.session(&session_id)?.is_none() {
         return Err(ApiError::not_found("session"));
     }
+    // Held by the stream: the place is given back when the client goes.
+    let guard = PublicLimits::open_events(&state, client)?;
     let live = state.commerce.live.session(&state, &session_id);
     let mut rx = live.subscribe();
     rx.mark_changed();
-    let stream = stream::unfold((rx, live), |(mut rx, live)| async move {
+    let shutdown = state.shutdown.subscribe();
+    // The stream ends with an `end` event when the server shuts down.
+    let stream = stream::unfold(Some((rx, live, guard, shutdown)), |open| async move {
+        let (mut rx, live, guard, mut shutdown) = open?;
         loop {
-            rx.changed().await.ok()?;
+            if *shutdown.borrow_and_update() {
+                return Some((Ok(Event::default().event("end").data("shutdown")), None));
+            }
+            tokio::select! {
+                changed = rx.changed() => changed.ok()?,
+                gone = shutdown.changed() => {
+                    gone.ok()?;
+                    continue;
+                }
+            }
             let snapshot = rx.borrow_and_update().clone();
             // Empty only before the first snapshot is built.
             if !snapshot.is_empty() {
                 return Some((
                     Ok(Event::default().event("state").data(&*snapshot)),
-                    (rx, live),
+                    Some((rx, live, guard, shutdown)),
                 ));
             }
         }

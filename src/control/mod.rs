@@ -1,6 +1,7 @@
 //! The HTTP control plane (axum): one route list, one file per resource. It owns no media.
 
 mod auth;
+pub mod client;
 pub mod error;
 mod health;
 mod live;
@@ -150,15 +151,85 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
 
+    // Other origins (a co-op's shop embedding the player) reach only the public routes: no
+    // operator route answers a CORS preflight.
+    let public = public.route("/watch/{id}", get(pages::watch)).layer(cors);
+
     Router::new()
         .merge(operator)
         .merge(images)
         .merge(public)
-        .route("/watch/{id}", get(pages::watch))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
-        .layer(cors)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            deadline_and_problems,
+        ))
         .with_state(state)
+}
+
+/// Longest a request may take to be answered (reading its body included). A stream (SSE)
+/// has its head by then and goes on.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Every route: refusal while shutting down, the request deadline, and errors from the layers below the handlers (the
+/// body limit's 413, an extractor's plain-text rejection) as problem+json like our own.
+async fn deadline_and_problems(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if *state.shutdown.borrow() {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down; try again in a moment",
+        )
+        .retry_after(5)
+        .into_response();
+    }
+    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            return ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request took longer than {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            )
+            .into_response();
+        }
+    };
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let detail = match status {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            format!(
+                "the request body is larger than this route takes ({MAX_BODY_BYTES} bytes for JSON and SDP)"
+            )
+        }
+        axum::http::StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed here".into(),
+        axum::http::StatusCode::NOT_FOUND => "no such route".into(),
+        _ => {
+            // The layer's own words, bounded.
+            let body = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .unwrap_or_default();
+            String::from_utf8_lossy(&body).trim().to_string()
+        }
+    };
+    let mut problem = ApiError::new(status, detail).into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    problem
 }
 
 /// Turns a stock ledger answer into a response (problem+json for refusals).

@@ -10,6 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::auth::Operator;
+use super::client::{Client, PublicRoute};
 use super::error::{ApiError, ApiJson};
 use super::ledger_response;
 use crate::app::AppState;
@@ -47,9 +48,12 @@ fn field(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
 pub async fn create(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    // First, before any parsing or SQL: a flood from one network costs a token lookup.
+    state.public.check(PublicRoute::Orders, client)?;
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
-use crate::app::{AppState, SessionState, new_stream_key, redact};
+use crate::app::{AppState, SessionState, new_stream_key, redact, unix_now};
 use crate::store::SessionRow;
 
 /// Longest session title accepted.
@@ -134,16 +134,19 @@ pub async fn patch(
     Ok(ApiJson(view(&state, find(&state, &id)?)))
 }
 
-/// Ends the show and deletes the session and its key.
+/// Ends the show and archives the session: it leaves the lists and its key stops working;
+/// its offers and orders stay queryable (orders are accounting records).
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    find(&state, &id)?;
+    // The database first: once it says archived, stopping the show cannot leave it half done.
+    if !state.store.archive_session(&id, unix_now())? {
+        return Err(ApiError::not_found("session"));
+    }
     state.studios.stop(&id);
     state.commerce.live.forget(&id);
-    state.store.delete_session(&id)?;
-    tracing::info!(session.id = %id, "session deleted");
+    tracing::info!(session.id = %id, "session archived; its orders stay");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::client::{Client, PublicRoute};
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::egress::WhepError;
@@ -15,9 +16,11 @@ use crate::egress::WhepError;
 pub async fn offer(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    state.public.check(PublicRoute::Whep, client)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -42,11 +45,22 @@ pub async fn offer(
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8"))?;
     let answer = state
         .egress
-        .add_viewer(studio, offer)
+        .add_viewer(
+            studio,
+            offer,
+            client,
+            state.settings.max_viewers_per_session,
+        )
         .await
         .map_err(|e| match e {
             WhepError::BadSdp(_) | WhepError::NoCommonCodec => {
                 ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            WhepError::PendingFromAddress => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(5)
+            }
+            WhepError::PendingTotal | WhepError::SessionFull(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(10)
             }
             WhepError::Stopped | WhepError::Rtc(_) => ApiError::internal(e),
         })?;

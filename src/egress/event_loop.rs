@@ -28,7 +28,37 @@ const MEDIA_BATCH: usize = 64;
 const FLUSH_DUE_ROUNDS: usize = 64;
 
 /// A viewer that has not connected within this time is dropped.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A viewer heard from for this long has lost consent (RFC 7675: browsers check every ~5 s).
+pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often viewers are checked for the ends above and for a stopped studio.
+const REAP_EVERY: Duration = Duration::from_millis(500);
+
+/// Why the loop ended a viewer itself, as `/metrics` labels it.
+#[derive(Debug, Clone, Copy)]
+pub enum Ended {
+    NeverConnected = 0,
+    ConsentExpired = 1,
+    StudioStopped = 2,
+}
+
+impl Ended {
+    pub const ALL: [Ended; 3] = [
+        Ended::NeverConnected,
+        Ended::ConsentExpired,
+        Ended::StudioStopped,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Ended::NeverConnected => "never_connected",
+            Ended::ConsentExpired => "consent_expired",
+            Ended::StudioStopped => "studio_stopped",
+        }
+    }
+}
 
 /// Largest datagram we read.
 const DATAGRAM_MAX: usize = 2048;
@@ -48,6 +78,9 @@ pub(crate) async fn run(
     };
     let mut viewers: HashMap<String, Viewer> = HashMap::new();
     let mut routes: HashMap<SocketAddr, String> = HashMap::new();
+    let mut by_ufrag: HashMap<String, String> = HashMap::new();
+    let mut reap = tokio::time::interval(REAP_EVERY);
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; DATAGRAM_MAX];
     let mut batch = Vec::with_capacity(MEDIA_BATCH);
     let mut outbox = Outbox::default();
@@ -66,19 +99,25 @@ pub(crate) async fn run(
                 let Ok((n, source)) = received else { continue };
                 let Ok(contents) = buf[..n].try_into() else { continue };
                 let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
+                // O(1): by the source once known, by the ICE ufrag of a STUN check before that.
                 let id = match routes.get(&source) {
-                    Some(id) if viewers.get(id).is_some_and(|v| v.rtc.accepts(&input)) => Some(id.clone()),
-                    _ => viewers.iter().find(|(_, v)| v.rtc.accepts(&input)).map(|(id, _)| id.clone()),
+                    Some(id) => Some(id.clone()),
+                    None => super::stun::local_ufrag(&buf[..n])
+                        .and_then(|ufrag| by_ufrag.get(ufrag))
+                        .cloned(),
                 };
                 let Some(id) = id else { continue };
-                routes.insert(source, id.clone());
-                if let Some(viewer) = viewers.get_mut(&id) {
-                    if let Err(e) = viewer.rtc.handle_input(input) {
-                        tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer input rejected");
-                        viewer.dead = true;
-                    }
-                    flush(&mut outbox, viewer);
+                let Some(viewer) = viewers.get_mut(&id) else { continue };
+                if !viewer.rtc.accepts(&input) {
+                    continue;
                 }
+                routes.entry(source).or_insert_with(|| id.clone());
+                viewer.last_heard = Instant::now();
+                if let Err(e) = viewer.rtc.handle_input(input) {
+                    tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer input rejected");
+                    viewer.dead = true;
+                }
+                flush(&mut outbox, viewer);
             }
             command = commands.recv() => {
                 let Some(command) = command else { return };
@@ -87,6 +126,7 @@ pub(crate) async fn run(
                         let mut viewer = *viewer;
                         flush(&mut outbox, &mut viewer);
                         counters.viewers.fetch_add(1, Ordering::Relaxed);
+                        by_ufrag.insert(viewer.ufrag.clone(), viewer.id.clone());
                         viewers.insert(viewer.id.clone(), viewer);
                         let _ = added.send(());
                     }
@@ -99,18 +139,26 @@ pub(crate) async fn run(
                         }
                         let _ = reply.send(found);
                     }
+                    Command::EndAll { reply } => {
+                        for viewer in viewers.values_mut() {
+                            viewer.rtc.disconnect();
+                            flush(&mut outbox, viewer);
+                            viewer.dead = true;
+                        }
+                        let _ = reply.send(viewers.len());
+                    }
                 }
             }
             received = media.recv_many(&mut batch, MEDIA_BATCH) => {
                 if received == 0 { return; }
                 let mut touched: Vec<Arc<str>> = Vec::new();
                 for (session, packets) in batch.drain(..) {
+                    // The frame counts for the server-added latency only if some viewer took it.
                     let mut written = false;
                     for viewer in viewers.values_mut().filter(|v| *v.session_id() == *session) {
                         for packet in &packets {
-                            viewer.write(packet);
+                            written |= viewer.write(packet);
                         }
-                        written = true;
                     }
                     if written {
                         frames_arrived.extend(packets.iter().filter_map(|p| p.arrived_at));
@@ -131,10 +179,29 @@ pub(crate) async fn run(
                     if viewer.rtc.handle_input(Input::Timeout(now)).is_err() {
                         viewer.dead = true;
                     }
-                    if viewer.connected_at.is_none() && now.duration_since(viewer.created_at) > CONNECT_TIMEOUT {
-                        viewer.dead = true;
-                    }
                     flush(&mut outbox, viewer);
+                }
+            }
+            _ = reap.tick() => {
+                let now = Instant::now();
+                for viewer in viewers.values_mut().filter(|v| !v.dead) {
+                    let ended = if viewer.connected_at.is_none() && now.duration_since(viewer.created_at) > CONNECT_TIMEOUT {
+                        Some(Ended::NeverConnected)
+                    } else if now.duration_since(viewer.last_heard) > CONSENT_TIMEOUT {
+                        Some(Ended::ConsentExpired)
+                    } else if !viewer.studio.is_running() {
+                        Some(Ended::StudioStopped)
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = ended {
+                        // A clean end (DTLS close_notify) where the viewer can still hear it.
+                        viewer.rtc.disconnect();
+                        flush(&mut outbox, viewer);
+                        viewer.dead = true;
+                        counters.reaped[reason as usize].fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(viewer.id = %viewer.id, reason = reason.label(), "viewer ended");
+                    }
                 }
             }
         }
@@ -168,6 +235,7 @@ pub(crate) async fn run(
                 keep
             });
             routes.retain(|_, id| viewers.contains_key(id));
+            by_ufrag.retain(|_, id| viewers.contains_key(id));
         }
     }
 }

@@ -2,12 +2,16 @@
 //! one event loop. Each studio's packets are encoded and packetized once; per viewer only the
 //! RTP header, SRTP and the send remain.
 
+pub mod admission;
 pub mod client;
 mod event_loop;
 mod send;
+mod stun;
 pub mod swarm;
 mod viewer;
 pub mod whep;
+
+pub use event_loop::{CONNECT_TIMEOUT, CONSENT_TIMEOUT, Ended};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +54,10 @@ pub(crate) enum Command {
         viewer_id: String,
         reply: tokio::sync::oneshot::Sender<bool>,
     },
+    /// The server is stopping: every viewer's session is closed (DTLS close_notify).
+    EndAll {
+        reply: tokio::sync::oneshot::Sender<usize>,
+    },
 }
 
 /// Upper bounds (ms) of the server-added latency histogram's buckets; the last is +Inf.
@@ -66,6 +74,8 @@ pub struct EgressCounters {
     pub packets_sent: AtomicU64,
     pub packets_dropped_viewer: AtomicU64,
     pub viewers: AtomicU64,
+    /// Viewers the loop ended itself, by [`Ended`].
+    pub reaped: [AtomicU64; 3],
     /// From an RTMP video message arriving to the first RTP packet of its frame leaving.
     pub server_latency: LatencyHistogram,
 }
@@ -78,6 +88,7 @@ impl Default for EgressCounters {
             packets_sent: AtomicU64::new(0),
             packets_dropped_viewer: AtomicU64::new(0),
             viewers: AtomicU64::new(0),
+            reaped: Default::default(),
             server_latency: LatencyHistogram::new(&SERVER_LATENCY_BUCKETS_MS),
         }
     }
@@ -91,33 +102,50 @@ pub struct Egress {
     pub announce: SocketAddr,
     pub local: SocketAddr,
     pub counters: Arc<EgressCounters>,
+    /// Viewers not connected yet, capped per address and in total.
+    pub pending: Arc<admission::PendingLimits>,
 }
 
 impl Egress {
-    /// Binds the one UDP socket and starts the event loop on the current runtime.
+    /// Binds the one UDP socket and starts the event loop on a thread of its own, with its own
+    /// runtime: ingest parsing, the API and SQL run on the shared runtime's workers and can
+    /// never delay a packet.
     pub async fn start(
         bind: SocketAddr,
         public_ip: Option<std::net::IpAddr>,
+        pending: Arc<admission::PendingLimits>,
     ) -> std::io::Result<Self> {
         str0m::crypto::from_feature_flags().install_process_default();
-        let socket = tokio::net::UdpSocket::bind(bind).await?;
+        let socket = std::net::UdpSocket::bind(bind)?;
+        socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
         let announce = SocketAddr::new(public_ip.unwrap_or(local.ip()), local.port());
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (media, media_rx) = mpsc::channel(MEDIA_QUEUE_FRAMES);
         let counters = Arc::new(EgressCounters::default());
-        tokio::spawn(event_loop::run(
-            socket,
-            command_rx,
-            media_rx,
-            counters.clone(),
-        ));
+        let loop_counters = counters.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("egress".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::UdpSocket::from_std(socket) {
+                        Ok(socket) => {
+                            event_loop::run(socket, command_rx, media_rx, loop_counters).await
+                        }
+                        Err(e) => tracing::error!(error = %e, "egress socket unusable"),
+                    }
+                })
+            })?;
         Ok(Self {
             commands,
             media,
             announce,
             local,
             counters,
+            pending,
         })
     }
 
@@ -151,13 +179,33 @@ impl Egress {
         })
     }
 
-    /// Answers a WHEP offer and hands the new viewer to the event loop.
+    /// Answers a WHEP offer from `client` and hands the new viewer to the event loop. Refused
+    /// before any work when the studio has `max_viewers` or the pending caps are reached.
     pub async fn add_viewer(
         &self,
         studio: StudioHandle,
         offer_sdp: &str,
+        client: std::net::IpAddr,
+        max_viewers: usize,
     ) -> Result<whep::Answer, WhepError> {
-        let (answer, viewer) = whep::accept_offer(studio, offer_sdp, self.announce)?;
+        if studio.stats.viewers.load(Ordering::Relaxed) >= max_viewers {
+            return Err(WhepError::SessionFull(max_viewers));
+        }
+        let slot = self
+            .pending
+            .admit(client)
+            .map_err(|refusal| match refusal {
+                admission::PendingRefusal::Address => WhepError::PendingFromAddress,
+                admission::PendingRefusal::Total => WhepError::PendingTotal,
+            })?;
+        // Parsing the offer and setting up ICE and DTLS is CPU work: off the async workers.
+        let announce = self.announce;
+        let offer_sdp = offer_sdp.to_string();
+        let (answer, viewer) = tokio::task::spawn_blocking(move || {
+            whep::accept_offer(studio, &offer_sdp, announce, slot)
+        })
+        .await
+        .map_err(|e| WhepError::Rtc(e.to_string()))??;
         let (added, held) = tokio::sync::oneshot::channel();
         let command = Command::Add {
             viewer: Box::new(viewer),
@@ -171,6 +219,15 @@ impl Egress {
         // be ignored, and cost it a 250 ms retransmission.
         held.await.map_err(|_| WhepError::Stopped)?;
         Ok(answer)
+    }
+
+    /// Closes every viewer's session cleanly (shutdown). Returns how many there were.
+    pub async fn end_all(&self) -> usize {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        if self.commands.send(Command::EndAll { reply }).await.is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
     }
 
     /// Ends a viewer's session. Returns false when no such viewer exists.

@@ -9,6 +9,7 @@ use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::RtpWrite;
 use str0m::{Event, IceConnectionState, Rtc};
 
+use super::admission::PendingSlot;
 use crate::media::{EncodedPacket, PacketKind};
 use crate::studio::StudioHandle;
 
@@ -31,16 +32,31 @@ pub(crate) struct Viewer {
     pub next_timeout: Instant,
     pub connected_at: Option<Instant>,
     pub created_at: Instant,
+    /// When a datagram from the viewer was last taken: consent (RFC 7675) expires without.
+    pub last_heard: Instant,
+    /// The ICE ufrag of our answer: a first STUN check from a new address is routed by it.
+    pub ufrag: String,
+    /// Its place among the pending viewers, until it connects.
+    pub pending: Option<PendingSlot>,
     pub dead: bool,
 }
 
 impl Viewer {
-    pub fn new(id: String, studio: StudioHandle, rtc: Rtc) -> Self {
+    pub fn new(
+        id: String,
+        studio: StudioHandle,
+        rtc: Rtc,
+        ufrag: String,
+        pending: PendingSlot,
+    ) -> Self {
         let now = Instant::now();
         Self {
             id,
             studio,
             rtc,
+            ufrag,
+            pending: Some(pending),
+            last_heard: now,
             video: None,
             audio: None,
             video_started: false,
@@ -79,6 +95,7 @@ impl Viewer {
             }
             Event::Connected => {
                 self.connected_at = Some(Instant::now());
+                self.pending = None;
                 tracing::info!(
                     session.id = %self.session_id(),
                     viewer.id = %self.id,

@@ -11,6 +11,9 @@ use str0m::media::Pt;
 use str0m::rtp::Extension;
 use str0m::{Candidate, Rtc, RtcConfig};
 
+use str0m::config::DtlsCert;
+
+use super::admission::PendingSlot;
 use super::viewer::Viewer;
 use crate::studio::StudioHandle;
 
@@ -31,6 +34,12 @@ pub enum WhepError {
     NoCommonCodec,
     #[error("the egress loop has stopped")]
     Stopped,
+    #[error("too many viewers are connecting from this address; try again in a few seconds")]
+    PendingFromAddress,
+    #[error("too many viewers are connecting; try again in a few seconds")]
+    PendingTotal,
+    #[error("this show's WebRTC audience is full ({0} viewers); try again later")]
+    SessionFull(usize),
     #[error("WebRTC setup failed: {0}")]
     Rtc(String),
 }
@@ -38,6 +47,27 @@ pub enum WhepError {
 pub struct Answer {
     pub viewer_id: String,
     pub sdp: String,
+}
+
+/// A DTLS certificate is made this often, not per offer: making one costs a key generation.
+const CERT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The process's DTLS certificate, made again once it is an hour old.
+static CERT: std::sync::Mutex<Option<(DtlsCert, Instant)>> = std::sync::Mutex::new(None);
+
+fn dtls_cert() -> Result<DtlsCert, WhepError> {
+    let mut cert = CERT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((c, made)) = cert.as_ref()
+        && made.elapsed() < CERT_LIFETIME
+    {
+        return Ok(c.clone());
+    }
+    let made = str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate()
+        .ok_or_else(|| WhepError::Rtc("no DTLS certificate could be made".into()))?;
+    *cert = Some((made.clone(), Instant::now()));
+    Ok(made)
 }
 
 pub(crate) fn rtc_config() -> RtcConfig {
@@ -63,6 +93,7 @@ pub(crate) fn accept_offer(
     studio: StudioHandle,
     offer_sdp: &str,
     announce: SocketAddr,
+    pending: PendingSlot,
 ) -> Result<(Answer, Viewer), WhepError> {
     if offer_sdp.len() > MAX_OFFER_BYTES {
         return Err(WhepError::BadSdp(format!(
@@ -71,7 +102,9 @@ pub(crate) fn accept_offer(
     }
     let offer =
         SdpOffer::from_sdp_string(offer_sdp).map_err(|e| WhepError::BadSdp(e.to_string()))?;
-    let mut rtc: Rtc = rtc_config().build(Instant::now());
+    let mut rtc: Rtc = rtc_config()
+        .set_dtls_cert(dtls_cert()?)
+        .build(Instant::now());
     let candidate = Candidate::host(announce, "udp").map_err(|e| WhepError::Rtc(e.to_string()))?;
     rtc.add_local_candidate(candidate);
     let answer = rtc
@@ -90,8 +123,11 @@ pub(crate) fn accept_offer(
     if !has_media || !sendable {
         return Err(WhepError::NoCommonCodec);
     }
+    let ufrag = super::stun::sdp_ufrag(&sdp)
+        .ok_or_else(|| WhepError::Rtc("the answer has no ICE ufrag".into()))?
+        .to_string();
     let viewer_id = random_id();
-    let viewer = Viewer::new(viewer_id.clone(), studio, rtc);
+    let viewer = Viewer::new(viewer_id.clone(), studio, rtc, ufrag, pending);
     Ok((Answer { viewer_id, sdp }, viewer))
 }
 

@@ -65,17 +65,21 @@ pub fn parse_video(payload: Bytes) -> Result<VideoTag, FlvError> {
                 if payload.len() < 8 {
                     return Err(FlvError::Truncated("video"));
                 }
+                check_nal_lengths(&payload[8..])?;
                 Ok(VideoTag::Frame {
                     keyframe: frame_type == 1,
                     composition_ms: si24(&payload[5..8]),
                     data: payload.slice(8..),
                 })
             }
-            3 => Ok(VideoTag::Frame {
-                keyframe: frame_type == 1,
-                composition_ms: 0,
-                data: payload.slice(5..),
-            }),
+            3 => {
+                check_nal_lengths(&payload[5..])?;
+                Ok(VideoTag::Frame {
+                    keyframe: frame_type == 1,
+                    composition_ms: 0,
+                    data: payload.slice(5..),
+                })
+            }
             2 => Ok(VideoTag::EndOfSequence),
             other => Err(FlvError::VideoCodec(format!("avc1 packet type {other}"))),
         };
@@ -89,21 +93,66 @@ pub fn parse_video(payload: Bytes) -> Result<VideoTag, FlvError> {
     }
     match payload[1] {
         0 => avc_config(payload.slice(5..)),
-        1 => Ok(VideoTag::Frame {
-            keyframe: frame_type == 1,
-            composition_ms: si24(&payload[2..5]),
-            data: payload.slice(5..),
-        }),
+        1 => {
+            check_nal_lengths(&payload[5..])?;
+            Ok(VideoTag::Frame {
+                keyframe: frame_type == 1,
+                composition_ms: si24(&payload[2..5]),
+                data: payload.slice(5..),
+            })
+        }
         _ => Ok(VideoTag::EndOfSequence),
     }
 }
 
+/// An AVCDecoderConfigurationRecord (ISO 14496-15 5.2.4.1): configurationVersion 1, profile,
+/// compatibility, level, 4-byte NAL lengths, then its SPS and PPS lists, every length within
+/// the record and at least one SPS.
 fn avc_config(record: Bytes) -> Result<VideoTag, FlvError> {
-    // configurationVersion(1) profile(1) compat(1) level(1) lengthSizeMinusOne(1) numSps(1)...
     if record.len() < 7 || record[0] != 1 || record[4] & 0x03 != 3 {
         return Err(FlvError::BadAvcConfig);
     }
+    let sps_count = (record[5] & 0x1F) as usize;
+    if sps_count == 0 {
+        return Err(FlvError::BadAvcConfig);
+    }
+    let mut pos = 6;
+    let parameter_sets = |count: usize, pos: &mut usize| -> Result<(), FlvError> {
+        for _ in 0..count {
+            let len = record
+                .get(*pos..*pos + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+                .ok_or(FlvError::BadAvcConfig)?;
+            *pos += 2;
+            if len == 0 || record.len() - *pos < len {
+                return Err(FlvError::BadAvcConfig);
+            }
+            *pos += len;
+        }
+        Ok(())
+    };
+    parameter_sets(sps_count, &mut pos)?;
+    let pps_count = *record.get(pos).ok_or(FlvError::BadAvcConfig)? as usize;
+    pos += 1;
+    parameter_sets(pps_count, &mut pos)?;
     Ok(VideoTag::SequenceHeader(record))
+}
+
+/// Checks that a frame's NAL units (4-byte big-endian lengths) tile it exactly.
+fn check_nal_lengths(data: &[u8]) -> Result<(), FlvError> {
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let len = data
+            .get(pos..pos + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or(FlvError::Truncated("video NAL length"))?;
+        pos += 4;
+        if len > data.len() - pos {
+            return Err(FlvError::Truncated("video NAL unit"));
+        }
+        pos += len;
+    }
+    Ok(())
 }
 
 pub fn parse_audio(payload: Bytes) -> Result<AudioTag, FlvError> {
@@ -144,7 +193,10 @@ mod tests {
 
     #[test]
     fn enhanced_rtmp_avc1_is_accepted_and_hevc_refused() {
-        let tag = parse_video(Bytes::from_static(&[0x93, b'a', b'v', b'c', b'1', 0xAA])).unwrap();
+        let tag = parse_video(Bytes::from_static(&[
+            0x93, b'a', b'v', b'c', b'1', 0, 0, 0, 1, 0xAA,
+        ]))
+        .unwrap();
         assert!(matches!(
             tag,
             VideoTag::Frame {
@@ -175,6 +227,42 @@ mod tests {
         assert_eq!(
             parse_audio(Bytes::from_static(&[0xAF])),
             Err(FlvError::Truncated("audio"))
+        );
+    }
+
+    #[test]
+    fn avc_records_and_nal_lengths_that_run_past_the_end_are_errors() {
+        // One SPS of 4 bytes, one PPS of 2 bytes: valid.
+        let good = [
+            0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0, 4, 0x67, 0x64, 0, 0x1F, 1, 0, 2,
+            0x68, 0xEE,
+        ];
+        assert!(matches!(
+            parse_video(Bytes::copy_from_slice(&good)),
+            Ok(VideoTag::SequenceHeader(_))
+        ));
+        // The SPS claims 40 bytes; the PPS count is missing; no SPS at all.
+        let mut sps_past_end = good;
+        sps_past_end[12] = 40;
+        let no_pps = &good[..17];
+        let mut no_sps = good;
+        no_sps[10] = 0xE0;
+        for bad in [&sps_past_end[..], no_pps, &no_sps[..]] {
+            assert_eq!(
+                parse_video(Bytes::copy_from_slice(bad)),
+                Err(FlvError::BadAvcConfig)
+            );
+        }
+        // A NAL unit that claims more than the frame holds, and a cut length prefix.
+        assert_eq!(
+            parse_video(Bytes::from_static(&[0x27, 1, 0, 0, 0, 0, 0, 0, 9, 0x41])),
+            Err(FlvError::Truncated("video NAL unit"))
+        );
+        assert_eq!(
+            parse_video(Bytes::from_static(&[
+                0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41, 0, 0
+            ])),
+            Err(FlvError::Truncated("video NAL length"))
         );
     }
 }

@@ -2,6 +2,7 @@
 //! (`rtmp/`) with FLV tag parsing (`flv`).
 
 pub mod flv;
+pub mod limits;
 pub mod rtmp;
 mod server;
 

@@ -5,17 +5,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::flv::{AudioTag, VideoTag};
+use super::limits::{ADMIT_DEADLINE, CloseReason, MEDIA_IDLE_DEADLINE, WRITE_DEADLINE};
 use super::rtmp::session::{APP_NAME, ServerSession, SessionEvent};
 use crate::app::{AppState, redact};
 use crate::media::decode::PublisherDecode;
 use crate::studio::{PublisherLink, StudioHandle};
-
-/// A connection that sends nothing for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes read per socket read.
 const READ_BUFFER: usize = 64 * 1024;
@@ -33,17 +33,25 @@ pub async fn serve(listener: TcpListener, app: AppState) {
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {
+            let limits = &app.ingest;
+            let Some(_slot) = limits.admit(peer.ip()) else {
+                // Closed at once: an over-cap client costs an accept and a close.
+                limits.count_close(CloseReason::OverCapacity);
+                tracing::debug!(peer = %mask(peer), "RTMP connection over the cap; closed");
+                return;
+            };
             let mut connection = Connection {
-                app,
+                app: app.clone(),
                 peer,
                 publisher: None,
                 decode: None,
                 last_ts: None,
             };
-            let result = connection.run(stream).await;
+            let (reason, detail) = connection.run(stream).await;
             connection.finish().await;
-            if let Err(reason) = result {
-                tracing::warn!(peer = %mask(peer), "RTMP connection closed: {reason}");
+            limits.count_close(reason);
+            if reason != CloseReason::PeerClosed {
+                tracing::warn!(peer = %mask(peer), reason = reason.label(), "RTMP connection closed: {detail}");
             }
         });
     }
@@ -69,35 +77,98 @@ struct Connection {
     last_ts: Option<u64>,
 }
 
+/// How a connection ended: the reason `/metrics` counts, and words for the log.
+type Closed = (CloseReason, String);
+
 impl Connection {
-    async fn run(&mut self, mut stream: TcpStream) -> Result<(), String> {
+    /// Serves the connection until it ends. Every wait has a deadline: the publish must be
+    /// accepted within [`ADMIT_DEADLINE`] of the accept, then media must keep arriving
+    /// ([`MEDIA_IDLE_DEADLINE`]), and every write must finish within [`WRITE_DEADLINE`].
+    async fn run(&mut self, mut stream: TcpStream) -> Closed {
         let mut session = ServerSession::new();
         let mut buf = vec![0u8; READ_BUFFER];
+        let admit_by = Instant::now() + ADMIT_DEADLINE;
+        let mut last_media = Instant::now();
         loop {
-            let n = match tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut buf)).await {
-                Err(_) => return Err("idle for 30 s".into()),
-                Ok(Err(e)) => return Err(e.to_string()),
-                Ok(Ok(0)) => return Ok(()),
+            let (deadline, on_timeout) = if session.is_publishing() {
+                (last_media + MEDIA_IDLE_DEADLINE, CloseReason::MediaIdle)
+            } else {
+                (admit_by, CloseReason::AdmitTimeout)
+            };
+            let presence = self
+                .publisher
+                .as_ref()
+                .map(|(_, link)| link.presence.clone());
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => read,
+                _ = async {
+                    match &presence {
+                        Some(p) => p.replaced.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => return (CloseReason::Replaced, "a new connection took the stream key over".into()),
+            };
+            let n = match read {
+                Err(_) => {
+                    let what = if on_timeout == CloseReason::MediaIdle {
+                        format!("no media for {} s", MEDIA_IDLE_DEADLINE.as_secs())
+                    } else {
+                        format!("not publishing within {} s", ADMIT_DEADLINE.as_secs())
+                    };
+                    return (on_timeout, what);
+                }
+                Ok(Err(e)) => return (CloseReason::PeerClosed, e.to_string()),
+                Ok(Ok(0)) => return (CloseReason::PeerClosed, "closed by the peer".into()),
                 Ok(Ok(n)) => n,
             };
+            let was_publishing = session.is_publishing();
             let input = session.handle_input(&buf[..n]);
             let mut refused = None;
             while let Some(event) = session.poll_event() {
+                if matches!(
+                    event,
+                    SessionEvent::Video { .. } | SessionEvent::Audio { .. }
+                ) {
+                    last_media = Instant::now();
+                    if let Some((_, link)) = &self.publisher {
+                        link.presence.media_arrived();
+                    }
+                }
                 if let Err(reason) = self.handle_event(&mut session, event).await {
                     refused = Some(reason);
                     break;
                 }
             }
+            if !was_publishing && session.is_publishing() {
+                // Just accepted: the media deadline runs from now.
+                last_media = Instant::now();
+            }
             let out = session.take_output();
             if !out.is_empty() {
-                stream.write_all(&out).await.map_err(|e| e.to_string())?;
+                match tokio::time::timeout(WRITE_DEADLINE, stream.write_all(&out)).await {
+                    Err(_) => {
+                        return (
+                            CloseReason::WriteTimeout,
+                            format!("the peer read nothing for {} s", WRITE_DEADLINE.as_secs()),
+                        );
+                    }
+                    Ok(Err(e)) => return (CloseReason::PeerClosed, e.to_string()),
+                    Ok(Ok(())) => {}
+                }
             }
             if let Err(e) = input {
-                return Err(format!("malformed RTMP: {e}"));
+                return (CloseReason::Malformed, format!("malformed RTMP: {e}"));
             }
             if let Some(reason) = refused {
-                let _ = stream.shutdown().await;
-                return Err(format!("publish refused: {reason}"));
+                self.app
+                    .ingest
+                    .refused_publishes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = tokio::time::timeout(WRITE_DEADLINE, stream.shutdown()).await;
+                return (
+                    CloseReason::PublishRefused,
+                    format!("publish refused: {reason}"),
+                );
             }
         }
     }
@@ -185,7 +256,10 @@ impl Connection {
             tracing::error!(session.id = %row.id, error = %e, "studio did not start");
             "server error; try again".to_string()
         })?;
-        let link = studio.attach_publisher().await.map_err(|e| e.to_string())?;
+        let link = studio
+            .attach_publisher(MEDIA_IDLE_DEADLINE)
+            .await
+            .map_err(|e| e.to_string())?;
         let decode = PublisherDecode::start(&row.id, &link.format, link.feed.clone());
         match decode {
             Ok(decode) => self.decode = Some(decode),

@@ -108,6 +108,8 @@ const MIGRATIONS: &[&str] = &[
         layer      TEXT NOT NULL,
         PRIMARY KEY (session_id, id)
     );",
+    // Deleting a session archives it: orders are accounting records and stay.
+    "ALTER TABLE sessions ADD COLUMN archived_at INTEGER;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +194,7 @@ impl Store {
     pub fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions ORDER BY created_at, id",
+            "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE archived_at IS NULL ORDER BY created_at, id",
         )?;
         let rows = stmt
             .query_map([], session_row)?
@@ -203,7 +205,7 @@ impl Store {
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
         Ok(self
             .conn()
-            .prepare_cached("SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE id = ?1")?
+            .prepare_cached("SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE id = ?1 AND archived_at IS NULL")?
             .query_row([id], session_row)
             .optional()?)
     }
@@ -212,7 +214,7 @@ impl Store {
         Ok(self
             .conn()
             .query_row(
-                "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE stream_key = ?1",
+                "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE stream_key = ?1 AND archived_at IS NULL",
                 [stream_key],
                 session_row,
             )
@@ -241,11 +243,13 @@ impl Store {
         )? == 1)
     }
 
-    pub fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM sessions WHERE id = ?1", [id])?
-            == 1)
+    /// Archives a session: it leaves every list and lookup (its key no longer publishes),
+    /// while its offers and orders stay. Returns false when no such session is there.
+    pub fn archive_session(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE sessions SET archived_at = ?2, live = 0 WHERE id = ?1 AND archived_at IS NULL",
+            params![id, now],
+        )? == 1)
     }
 }
 
@@ -287,7 +291,11 @@ mod tests {
         );
         assert!(store.set_stream_key("s1", "k2").unwrap());
         assert_eq!(store.session_by_key("k1").unwrap(), None);
-        assert!(store.delete_session("s1").unwrap());
-        assert!(!store.delete_session("s1").unwrap());
+        assert!(store.archive_session("s1", 2).unwrap());
+        assert!(!store.archive_session("s1", 3).unwrap());
+        // Archived: out of every lookup, its key no longer publishes.
+        assert_eq!(store.session("s1").unwrap(), None);
+        assert_eq!(store.session_by_key("k2").unwrap(), None);
+        assert!(store.sessions().unwrap().is_empty());
     }
 }

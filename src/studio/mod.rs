@@ -43,6 +43,10 @@ pub struct StudioStats {
     pub publisher_connected: AtomicBool,
 }
 
+/// Called once when the studio ends its show by itself: the publisher stayed away past the
+/// reconnect grace. It must not block (it runs on the studio's task).
+pub type IdleHook = Box<dyn FnOnce() + Send>;
+
 /// Builds the studio's overlay hook once its counters exist (the overlays show its viewers).
 pub type OverlayFactory = Box<dyn FnOnce(Arc<StudioStats>) -> Option<OverlayHook> + Send>;
 
@@ -51,11 +55,42 @@ pub struct PublisherLink {
     pub id: u64,
     pub feed: OutputFeed,
     pub format: OutputFormat,
+    pub presence: Arc<PublisherPresence>,
+}
+
+/// What the studio knows of its publisher's connection without asking it: when media last
+/// arrived, and a way to tell it that a new connection took the key over.
+#[derive(Debug)]
+pub struct PublisherPresence {
+    last_media: Mutex<std::time::Instant>,
+    pub replaced: tokio::sync::Notify,
+}
+
+impl PublisherPresence {
+    fn new() -> Self {
+        Self {
+            last_media: Mutex::new(std::time::Instant::now()),
+            replaced: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Called by the connection on every audio or video message.
+    pub fn media_arrived(&self) {
+        *self.last_media.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    }
+
+    pub fn silent_for(&self) -> std::time::Duration {
+        self.last_media
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
 }
 
 pub(crate) enum Request {
     AttachPublisher {
         reply: oneshot::Sender<Result<PublisherLink, StudioError>>,
+        takeover_after: std::time::Duration,
     },
     DetachPublisher {
         id: u64,
@@ -71,11 +106,18 @@ pub struct StudioHandle {
 }
 
 impl StudioHandle {
-    /// Claims the studio for one publisher; a second one is refused with [`StudioError::Busy`].
-    pub async fn attach_publisher(&self) -> Result<PublisherLink, StudioError> {
+    /// Claims the studio for one publisher. A second one is refused with [`StudioError::Busy`]
+    /// while the first sends media; a first one silent for `takeover_after` is replaced.
+    pub async fn attach_publisher(
+        &self,
+        takeover_after: std::time::Duration,
+    ) -> Result<PublisherLink, StudioError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::AttachPublisher { reply })
+            .send(Request::AttachPublisher {
+                reply,
+                takeover_after,
+            })
             .await
             .map_err(|_| StudioError::Gone)?;
         rx.await.map_err(|_| StudioError::Gone)?
@@ -123,13 +165,16 @@ impl Studios {
             .filter(StudioHandle::is_running)
     }
 
-    /// Starts the session's studio unless it runs already. `sink` receives its packets.
+    /// Starts the session's studio unless it runs already. `sink` receives its packets. With
+    /// `idle`, the show ends by itself (the hook is called) once a publisher has left and none
+    /// came back within the grace period.
     pub fn start(
         &self,
         session_id: &str,
         filler: Filler,
         sink: PacketSink,
         overlay: OverlayFactory,
+        idle: Option<(std::time::Duration, IdleHook)>,
     ) -> Result<StudioHandle, StudioError> {
         let mut running = self.running();
         if let Some((handle, _)) = running.get(session_id)
@@ -137,7 +182,7 @@ impl Studios {
         {
             return Ok(handle.clone());
         }
-        let (handle, stopper) = owner::spawn(session_id, self.format, filler, sink, overlay)?;
+        let (handle, stopper) = owner::spawn(session_id, self.format, filler, sink, overlay, idle)?;
         running.insert(session_id.to_string(), (handle.clone(), stopper));
         Ok(handle)
     }

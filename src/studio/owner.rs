@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{
-    Filler, OverlayFactory, PublisherLink, Request, STUDIO_REQUESTS, StudioError, StudioHandle,
-    StudioStats,
+    Filler, OverlayFactory, PublisherLink, PublisherPresence, Request, STUDIO_REQUESTS,
+    StudioError, StudioHandle, StudioStats,
 };
 use crate::media::OutputFormat;
 use crate::media::output::{PacketSink, StudioOutput};
@@ -33,6 +33,7 @@ pub(crate) fn spawn(
     filler: Filler,
     sink: PacketSink,
     overlay: OverlayFactory,
+    idle: Option<(Duration, super::IdleHook)>,
 ) -> Result<(StudioHandle, Stopper), StudioError> {
     let label = short(session_id);
     let stats = Arc::new(StudioStats::default());
@@ -59,6 +60,8 @@ pub(crate) fn spawn(
         stats,
         publisher: None,
         next_publisher: 1,
+        idle,
+        idle_at: None,
     };
     tokio::spawn(owner.run(rx, stop_rx));
     Ok((handle, Stopper(stop_tx)))
@@ -73,8 +76,12 @@ struct Owner {
     output: StudioOutput,
     _pattern: Option<TestPattern>,
     stats: Arc<StudioStats>,
-    publisher: Option<u64>,
+    publisher: Option<(u64, Arc<PublisherPresence>)>,
     next_publisher: u64,
+    /// The reconnect grace and what to call when it runs out.
+    idle: Option<(Duration, super::IdleHook)>,
+    /// When the show ends unless a publisher comes back (set when one leaves).
+    idle_at: Option<Instant>,
 }
 
 impl Owner {
@@ -84,8 +91,16 @@ impl Owner {
         let mut pending_keyframe: Option<Instant> = None;
         loop {
             let deadline = pending_keyframe;
+            let idle_at = self.idle_at;
             tokio::select! {
                 _ = &mut stop => break,
+                _ = async { tokio::time::sleep_until(idle_at.unwrap_or_else(Instant::now)).await }, if idle_at.is_some() => {
+                    tracing::info!(session.id = %self.label, "no publisher within the reconnect grace; the show ends");
+                    if let Some((_, hook)) = self.idle.take() {
+                        hook();
+                    }
+                    break;
+                }
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
                     pending_keyframe = None;
                     last_keyframe = Some(Instant::now());
@@ -94,26 +109,40 @@ impl Owner {
                 request = rx.recv() => {
                     let Some(request) = request else { break };
                     match request {
-                        Request::AttachPublisher { reply } => {
-                            let result = if self.publisher.is_some() {
+                        Request::AttachPublisher { reply, takeover_after } => {
+                            let busy = match &self.publisher {
+                                Some((id, presence)) if presence.silent_for() >= takeover_after => {
+                                    tracing::warn!(session.id = %self.label, publisher.id = id, "publisher silent; a new connection takes the key over");
+                                    presence.replaced.notify_one();
+                                    false
+                                }
+                                Some(_) => true,
+                                None => false,
+                            };
+                            let result = if busy {
                                 Err(StudioError::Busy)
                             } else {
                                 let id = self.next_publisher;
                                 self.next_publisher += 1;
-                                self.publisher = Some(id);
+                                let presence = Arc::new(PublisherPresence::new());
+                                self.publisher = Some((id, presence.clone()));
+                                self.idle_at = None;
                                 self.stats.publisher_connected.store(true, Ordering::Relaxed);
                                 let feed = self.output.feed();
                                 feed.set_publisher_attached(true);
                                 tracing::info!(session.id = %self.label, publisher.id = id, "publisher attached");
-                                Ok(PublisherLink { id, feed, format: self.output.format })
+                                Ok(PublisherLink { id, feed, format: self.output.format, presence })
                             };
                             let _ = reply.send(result);
                         }
                         Request::DetachPublisher { id } => {
-                            if self.publisher == Some(id) {
+                            if self.publisher.as_ref().is_some_and(|(current, _)| *current == id) {
                                 self.publisher = None;
                                 self.stats.publisher_connected.store(false, Ordering::Relaxed);
                                 self.output.feed().set_publisher_attached(false);
+                                if let Some((grace, _)) = &self.idle {
+                                    self.idle_at = Some(Instant::now() + *grace);
+                                }
                                 tracing::info!(session.id = %self.label, publisher.id = id, "publisher detached; slate on");
                             }
                         }

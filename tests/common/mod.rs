@@ -156,7 +156,19 @@ impl Server {
         }
     }
 
-    /// An operator API call; returns status and JSON body (Null when empty).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// One sample of `/metrics` by its name with labels (`name{label="x"}`), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(series))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// The server's `/metrics` text.
     pub fn metrics(&self) -> String {
         ureq::get(&self.url("/metrics"))
@@ -312,8 +324,33 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    http_from(None, addr, method, path, headers, body).await
+}
+
+/// The loopback address of the `n`th distinct client (127.1.x.y): rate limits are per client
+/// address, so a test plays many people by binding each one's socket to its own address.
+pub fn client_ip(n: usize) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 1, (n / 250 % 250) as u8, (n % 250 + 1) as u8])
+}
+
+/// One HTTP/1.1 request with `Connection: close`, from `from` when given.
+pub async fn http_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut stream = match from {
+        None => tokio::net::TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

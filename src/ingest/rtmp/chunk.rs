@@ -15,6 +15,10 @@ pub const MAX_MESSAGE_LEN: u32 = 8 << 20;
 /// Most chunk streams one connection may keep state for. Publishers use four or five.
 pub const MAX_CHUNK_STREAMS: usize = 64;
 
+/// Most bytes of unfinished messages one connection holds, over all its chunk streams: a
+/// publisher interleaves one audio and one video message at a time.
+pub const MAX_BUFFERED: usize = 2 * MAX_MESSAGE_LEN as usize;
+
 /// Chunk size both sides start with (RTMP spec 5.4.1).
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 
@@ -28,6 +32,17 @@ pub enum ChunkError {
     UnknownChunkStream(u32),
     #[error("more than {MAX_CHUNK_STREAMS} chunk streams in use")]
     TooManyChunkStreams,
+    #[error(
+        "a header mid-message declares {declared} bytes for a message of {was} bytes, \
+         {reassembled} of them already received"
+    )]
+    LengthChanged {
+        declared: u32,
+        was: u32,
+        reassembled: usize,
+    },
+    #[error("more than {MAX_BUFFERED} bytes of unfinished messages")]
+    TooMuchBuffered,
 }
 
 /// One reassembled RTMP message.
@@ -41,7 +56,8 @@ pub struct Message {
     pub payload: Vec<u8>,
 }
 
-#[derive(Debug, Default, Clone)]
+/// What a chunk stream remembers between chunks. It exists once a fmt 0 header started it.
+#[derive(Debug, Default)]
 struct StreamState {
     timestamp: u32,
     /// Timestamp delta of the last header (fmt 1/2), re-applied by fmt 3 on a new message.
@@ -52,13 +68,14 @@ struct StreamState {
     extended: bool,
     /// Bytes of the message being reassembled; empty between messages.
     partial: Vec<u8>,
-    has_header: bool,
 }
 
 #[derive(Debug)]
 pub struct ChunkDecoder {
     chunk_size: u32,
     streams: HashMap<u32, StreamState>,
+    /// Bytes held in `partial` over all streams (bounded by [`MAX_BUFFERED`]).
+    buffered: usize,
 }
 
 impl Default for ChunkDecoder {
@@ -66,6 +83,7 @@ impl Default for ChunkDecoder {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: HashMap::new(),
+            buffered: 0,
         }
     }
 }
@@ -79,10 +97,16 @@ impl ChunkDecoder {
         Ok(())
     }
 
+    /// Bytes of unfinished messages held, over all chunk streams.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
     /// Drops a partly received message (Abort message, type 2).
     pub fn abort(&mut self, csid: u32) {
         if let Some(s) = self.streams.get_mut(&csid) {
-            s.partial.clear();
+            self.buffered -= s.partial.len();
+            s.partial = Vec::new();
         }
     }
 
@@ -114,7 +138,10 @@ impl ChunkDecoder {
         }
     }
 
-    /// Parses one chunk. `Ok(None)` means more bytes are needed.
+    /// Parses one chunk. `Ok(None)` means more bytes are needed; then nothing is changed, so
+    /// the same chunk is parsed again, from its header, once more bytes arrived. The header is
+    /// read and checked before any state changes, and the payload is appended in place: a
+    /// chunk costs work in proportion to its own size, never to the message it belongs to.
     fn decode_one(&mut self, buf: &[u8]) -> Result<Option<(usize, Option<Message>)>, ChunkError> {
         let Some(&first) = buf.first() else {
             return Ok(None);
@@ -135,56 +162,72 @@ impl ChunkDecoder {
         if buf.len() < pos + header_len {
             return Ok(None);
         }
-        if !self.streams.contains_key(&csid) {
-            if fmt != 0 {
-                return Err(ChunkError::UnknownChunkStream(csid));
-            }
-            if self.streams.len() >= MAX_CHUNK_STREAMS {
+        let prev = self.streams.get(&csid);
+        match prev {
+            None if fmt != 0 => return Err(ChunkError::UnknownChunkStream(csid)),
+            None if self.streams.len() >= MAX_CHUNK_STREAMS => {
                 return Err(ChunkError::TooManyChunkStreams);
-            }
-        }
-        let prev = self.streams.get(&csid).cloned().unwrap_or_default();
-        if fmt != 0 && !prev.has_header {
-            return Err(ChunkError::UnknownChunkStream(csid));
-        }
-        let h = &buf[pos..pos + header_len];
-        let be24 = |b: &[u8]| u32::from_be_bytes([0, b[0], b[1], b[2]]);
-        let mut state = prev;
-        let starts_message = state.partial.is_empty();
-        let mut raw_ts = 0;
-        match fmt {
-            0 => {
-                raw_ts = be24(&h[0..3]);
-                state.length = be24(&h[3..6]);
-                state.type_id = h[6];
-                state.stream_id = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
-                state.extended = raw_ts == 0xFF_FFFF;
-            }
-            1 => {
-                raw_ts = be24(&h[0..3]);
-                state.length = be24(&h[3..6]);
-                state.type_id = h[6];
-                state.extended = raw_ts == 0xFF_FFFF;
-            }
-            2 => {
-                raw_ts = be24(&h[0..3]);
-                state.extended = raw_ts == 0xFF_FFFF;
             }
             _ => {}
         }
+        let h = &buf[pos..pos + header_len];
+        let be24 = |b: &[u8]| u32::from_be_bytes([0, b[0], b[1], b[2]]);
+        // What this chunk declares, over what the stream had (fmt 3 declares nothing).
+        let prev_length = prev.map_or(0, |s| s.length);
+        let have = prev.map_or(0, |s| s.partial.len());
+        let length = if fmt <= 1 {
+            be24(&h[3..6])
+        } else {
+            prev_length
+        };
+        let mut raw_ts = if fmt <= 2 { be24(&h[0..3]) } else { 0 };
+        let extended = if fmt <= 2 {
+            raw_ts == 0xFF_FFFF
+        } else {
+            prev.is_some_and(|s| s.extended)
+        };
         pos += header_len;
         // Extended timestamp: present on every chunk of a stream whose header used it.
-        if state.extended {
-            if buf.len() < pos + 4 {
+        if extended {
+            let Some(b) = buf.get(pos..pos + 4) else {
                 return Ok(None);
-            }
-            raw_ts = u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]);
+            };
+            raw_ts = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
             pos += 4;
         }
-        if state.length > MAX_MESSAGE_LEN {
-            return Err(ChunkError::MessageTooLong(state.length));
+        if length > MAX_MESSAGE_LEN {
+            return Err(ChunkError::MessageTooLong(length));
         }
-        if starts_message {
+        // A header in the middle of a message must not change its length: a shorter one would
+        // leave more reassembled than declared, a longer one would grow a message under way.
+        if have > 0 && length != prev_length {
+            return Err(ChunkError::LengthChanged {
+                declared: length,
+                was: prev_length,
+                reassembled: have,
+            });
+        }
+        let take = (length as usize - have).min(self.chunk_size as usize);
+        let Some(payload) = buf.get(pos..pos + take) else {
+            return Ok(None);
+        };
+        if self.buffered + take > MAX_BUFFERED {
+            return Err(ChunkError::TooMuchBuffered);
+        }
+        pos += take;
+
+        let state = self.streams.entry(csid).or_default();
+        match fmt {
+            0 => {
+                state.type_id = h[6];
+                state.stream_id = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
+            }
+            1 => state.type_id = h[6],
+            _ => {}
+        }
+        state.length = length;
+        state.extended = extended;
+        if have == 0 {
             match fmt {
                 0 => state.timestamp = raw_ts,
                 1 | 2 => {
@@ -194,18 +237,10 @@ impl ChunkDecoder {
                 _ => state.timestamp = state.timestamp.wrapping_add(state.delta),
             }
         }
-        let remaining = state.length as usize - state.partial.len();
-        let take = remaining.min(self.chunk_size as usize);
-        if buf.len() < pos + take {
-            return Ok(None);
-        }
-        if starts_message {
-            state.partial.reserve_exact(state.length as usize);
-        }
-        state.partial.extend_from_slice(&buf[pos..pos + take]);
-        pos += take;
-        state.has_header = true;
-        let message = if state.partial.len() == state.length as usize {
+        state.partial.extend_from_slice(payload);
+        self.buffered += take;
+        let message = if state.partial.len() == length as usize {
+            self.buffered -= state.partial.len();
             Some(Message {
                 csid,
                 type_id: state.type_id,
@@ -216,7 +251,6 @@ impl ChunkDecoder {
         } else {
             None
         };
-        self.streams.insert(csid, state);
         Ok(Some((pos, message)))
     }
 }
@@ -375,5 +409,92 @@ mod tests {
         assert_eq!(dec.decode(&[0x03, 0, 0], &mut out), Ok(0));
         assert_eq!(dec.decode(&[0x00], &mut out), Ok(0));
         assert!(out.is_empty());
+    }
+
+    /// fmt 0 on csid 4: timestamp 0, `length`, type 9, stream 1.
+    fn fmt0(length: u32) -> Vec<u8> {
+        let l = length.to_be_bytes();
+        vec![0x04, 0, 0, 0, l[1], l[2], l[3], 9, 1, 0, 0, 0]
+    }
+
+    #[test]
+    fn a_shorter_or_longer_length_mid_message_is_refused() {
+        for declared in [100u32, 300, 2000] {
+            let mut dec = ChunkDecoder::default();
+            let mut out = Vec::new();
+            let mut bytes = fmt0(1000);
+            bytes.extend(std::iter::repeat_n(0xAB, 128));
+            bytes.extend(fmt0(declared));
+            bytes.extend(std::iter::repeat_n(0xAB, 128));
+            assert_eq!(
+                dec.decode(&bytes, &mut out),
+                Err(ChunkError::LengthChanged {
+                    declared,
+                    was: 1000,
+                    reassembled: 128
+                })
+            );
+            assert!(out.is_empty());
+        }
+        // The same length again mid-message is no change.
+        let mut dec = ChunkDecoder::default();
+        let mut out = Vec::new();
+        let mut bytes = fmt0(200);
+        bytes.extend(std::iter::repeat_n(1, 128));
+        bytes.extend(fmt0(200));
+        bytes.extend(std::iter::repeat_n(2, 72));
+        assert_eq!(dec.decode(&bytes, &mut out), Ok(bytes.len()));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].payload.len(), 200);
+    }
+
+    #[test]
+    fn unfinished_messages_are_bounded_over_all_chunk_streams() {
+        let mut dec = ChunkDecoder::default();
+        let mut out = Vec::new();
+        dec.set_chunk_size(1 << 20).unwrap();
+        let mut result = Ok(0);
+        let mut streams = 0;
+        'outer: for csid in 3u8..40 {
+            let l = MAX_MESSAGE_LEN.to_be_bytes();
+            let mut bytes = vec![csid, 0, 0, 0, l[1], l[2], l[3], 9, 1, 0, 0, 0];
+            bytes.extend(std::iter::repeat_n(0, 1 << 20));
+            for _ in 0..3 {
+                bytes.push(0xC0 | csid);
+                bytes.extend(std::iter::repeat_n(0, 1 << 20));
+            }
+            result = dec.decode(&bytes, &mut out);
+            if result.is_err() {
+                break 'outer;
+            }
+            streams += 1;
+        }
+        assert_eq!(result, Err(ChunkError::TooMuchBuffered));
+        assert_eq!(
+            streams,
+            MAX_BUFFERED / (4 << 20),
+            "{streams} half messages held"
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn an_8_mib_message_in_128_byte_chunks_is_reassembled_in_one_buffer() {
+        let payload: Vec<u8> = (0..MAX_MESSAGE_LEN).map(|i| (i % 251) as u8).collect();
+        let mut bytes = Vec::new();
+        ChunkEncoder::default().write(&mut bytes, 4, 9, 1, 0, &payload);
+        let mut dec = ChunkDecoder::default();
+        let mut out = Vec::new();
+        // In reads of 64 KiB, as the connection reads.
+        let mut pending: Vec<u8> = Vec::new();
+        for piece in bytes.chunks(64 * 1024) {
+            pending.extend_from_slice(piece);
+            let n = dec.decode(&pending, &mut out).unwrap();
+            pending.drain(..n);
+            assert!(pending.len() < 128 + 12, "at most one chunk waits");
+        }
+        assert_eq!(out.len(), 1);
+        assert!(out[0].payload == payload);
+        assert_eq!(dec.buffered, 0);
     }
 }

@@ -27,6 +27,13 @@ const OUR_CHUNK_SIZE: u32 = 4096;
 /// Acknowledgement window we ask the peer to use, and peer bandwidth we announce.
 const WINDOW_ACK_SIZE: u32 = 2_500_000;
 
+/// Longest stream key or application name taken; keys we issue are 32 characters.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Smallest acknowledgement window a peer may ask for: a smaller one would make every read
+/// cost an acknowledgement.
+const MIN_PEER_WINDOW: u32 = 4096;
+
 /// The application name of the ingest URL: `rtmp://HOST:PORT/live/{stream_key}`.
 pub const APP_NAME: &str = "live";
 
@@ -126,6 +133,12 @@ impl ServerSession {
 
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
+    }
+
+    /// Bytes this connection's parser holds: input not yet parsed into whole chunks, and
+    /// unfinished messages. Bounded by one chunk plus the chunk decoder's `MAX_BUFFERED`.
+    pub fn held_bytes(&self) -> usize {
+        self.inbuf.len() + self.decoder.buffered()
     }
 
     pub fn is_publishing(&self) -> bool {
@@ -251,7 +264,7 @@ impl ServerSession {
             3 | 4 | 6 => Ok(()),
             5 => {
                 let size = be_u32(&m.payload).ok_or(RtmpError::Malformed("window ack size"))?;
-                self.peer_window = size.max(1);
+                self.peer_window = size.max(MIN_PEER_WINDOW);
                 Ok(())
             }
             8 => {
@@ -386,6 +399,9 @@ impl ServerSession {
                     .get(3)
                     .and_then(Amf0Value::as_str)
                     .ok_or(RtmpError::Malformed("publish"))?;
+                if raw.len() > MAX_NAME_LEN || self.app.len() > MAX_NAME_LEN {
+                    return Err(RtmpError::Malformed("publish: name longer than 256 bytes"));
+                }
                 let stream_key = raw.split('?').next().unwrap_or_default().to_string();
                 self.publish_stream_id = m.stream_id;
                 self.publish_txn = txn;

@@ -1,0 +1,234 @@
+//! Who a public request is from, and what each client address may ask of the public routes.
+//!
+//! The client is the TCP peer, unless the peer is one of the configured `trusted_proxies`:
+//! then it is the right-most `X-Forwarded-For` entry that is not itself a trusted proxy
+//! (entries further left were written by the client and prove nothing).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::commerce::rate::RateLimiter;
+use crate::config::Rate;
+
+/// The public routes that are rate-limited per client address, as `/metrics` labels them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicRoute {
+    Orders = 0,
+    Likes = 1,
+    Whep = 2,
+    Events = 3,
+}
+
+impl PublicRoute {
+    pub const ALL: [PublicRoute; 4] = [
+        PublicRoute::Orders,
+        PublicRoute::Likes,
+        PublicRoute::Whep,
+        PublicRoute::Events,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PublicRoute::Orders => "orders",
+            PublicRoute::Likes => "likes",
+            PublicRoute::Whep => "whep",
+            PublicRoute::Events => "events",
+        }
+    }
+}
+
+/// Token buckets per client address for orders, likes and WHEP offers; a count of open SSE
+/// streams per address; and how many requests each refused.
+pub struct PublicLimits {
+    orders: RateLimiter,
+    likes: RateLimiter,
+    whep: RateLimiter,
+    max_events_per_address: usize,
+    events_open: Mutex<HashMap<IpAddr, usize>>,
+    limited: [AtomicU64; 4],
+}
+
+impl PublicLimits {
+    pub fn new(orders: Rate, likes: Rate, whep: Rate, max_events_per_address: usize) -> Self {
+        let bucket = |r: Rate| RateLimiter::new(r.burst, r.per_second);
+        Self {
+            orders: bucket(orders),
+            likes: bucket(likes),
+            whep: bucket(whep),
+            max_events_per_address,
+            events_open: Mutex::default(),
+            limited: Default::default(),
+        }
+    }
+
+    /// Takes a token for `route` from `client`'s bucket; a refusal is counted and is a 429.
+    pub fn check(&self, route: PublicRoute, client: IpAddr) -> Result<(), ApiError> {
+        let limiter = match route {
+            PublicRoute::Orders => &self.orders,
+            PublicRoute::Likes => &self.likes,
+            PublicRoute::Whep => &self.whep,
+            PublicRoute::Events => return Ok(()),
+        };
+        if limiter.allow(&client.to_string(), Instant::now()) {
+            return Ok(());
+        }
+        Err(self.refuse(route))
+    }
+
+    fn refuse(&self, route: PublicRoute) -> ApiError {
+        self.limited[route as usize].fetch_add(1, Ordering::Relaxed);
+        let detail = match route {
+            PublicRoute::Orders => "too many orders from your network; wait a few seconds",
+            PublicRoute::Likes => "too many likes; batch taps into one request",
+            PublicRoute::Whep => "too many players started from your network; wait a few seconds",
+            PublicRoute::Events => "too many live updates open from your network",
+        };
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, detail).retry_after(2)
+    }
+
+    /// A place for one more SSE stream from `client`, given back when the guard drops.
+    pub fn open_events(state: &AppState, client: IpAddr) -> Result<EventsGuard, ApiError> {
+        let limits = &state.public;
+        let mut open = limits.events_open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(client).or_insert(0);
+        if *n >= limits.max_events_per_address {
+            drop(open);
+            return Err(limits.refuse(PublicRoute::Events));
+        }
+        *n += 1;
+        Ok(EventsGuard {
+            state: state.clone(),
+            client,
+        })
+    }
+
+    pub fn limited(&self, route: PublicRoute) -> u64 {
+        self.limited[route as usize].load(Ordering::Relaxed)
+    }
+
+    /// Drops buckets that have refilled (called every second).
+    pub fn forget_idle(&self) {
+        self.orders.forget_idle();
+        self.likes.forget_idle();
+        self.whep.forget_idle();
+    }
+}
+
+/// One open SSE stream of a client address.
+pub struct EventsGuard {
+    state: AppState,
+    client: IpAddr,
+}
+
+impl Drop for EventsGuard {
+    fn drop(&mut self) {
+        let mut open = self
+            .state
+            .public
+            .events_open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The client address of a request (see the module doc).
+pub struct Client(pub IpAddr);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| ApiError::internal("no peer address on the connection"))?;
+        Ok(Client(client_address(
+            peer,
+            parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            &state.settings.trusted_proxies,
+        )))
+    }
+}
+
+/// The client behind `peer`, believing `X-Forwarded-For` only from trusted proxies. Linear
+/// in the header's length.
+pub fn client_address<'a>(
+    peer: IpAddr,
+    forwarded_for: impl Iterator<Item = &'a str>,
+    trusted: &[IpAddr],
+) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted.contains(&ip) {
+                    break;
+                }
+            }
+            // Garbage is where the trust ends; the last good address stands.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy = ip("10.0.0.1");
+        let trusted = [proxy];
+        let header = ["6.6.6.6, 203.0.113.7"];
+        // From the proxy: the right-most address it added.
+        assert_eq!(
+            client_address(proxy, header.into_iter(), &trusted),
+            ip("203.0.113.7")
+        );
+        // From anyone else: the header is the client's own word.
+        assert_eq!(
+            client_address(ip("198.51.100.2"), header.into_iter(), &trusted),
+            ip("198.51.100.2")
+        );
+        // A chain of trusted proxies is walked; garbage stops the walk.
+        let two = [proxy, ip("10.0.0.2")];
+        assert_eq!(
+            client_address(proxy, ["203.0.113.7, 10.0.0.2"].into_iter(), &two),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_address(proxy, ["203.0.113.7, nonsense"].into_iter(), &trusted),
+            proxy
+        );
+    }
+}
