@@ -160,7 +160,10 @@ fn whep_cors_preflight_allows_other_origins_and_exposes_location() {
         .call()
         .unwrap();
     assert!(r.status().is_success(), "preflight answered {}", r.status());
-    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
     // The actual response lets the page read Location (to DELETE the viewer later).
     let r = agent()
         .post(&server.url(&format!("/whep/{}", session["id"].as_str().unwrap())))
@@ -168,7 +171,10 @@ fn whep_cors_preflight_allows_other_origins_and_exposes_location() {
         .header("Content-Type", "application/sdp")
         .send("v=0")
         .unwrap();
-    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
     let exposed = r
         .headers()
         .get("access-control-expose-headers")

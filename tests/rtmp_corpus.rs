@@ -9,6 +9,8 @@
 //! `FIELDCAST_WRITE_CORPUS=1 cargo test --release --test rtmp_corpus`. Files added by hand
 //! (captures of real clients) are replayed too, with the same bounds.
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,18 +80,7 @@ fn connect(app: &str) -> Vec<u8> {
 }
 
 fn publish_with(app: &str, key: &str) -> Vec<u8> {
-    let mut b = connect(app);
-    message(
-        &mut b,
-        3,
-        20,
-        0,
-        0,
-        &amf(&[s("createStream"), n(2.0), Amf0Value::Null]),
-    );
-    let payload = amf(&[s("publish"), n(3.0), Amf0Value::Null, s(key), s("live")]);
-    message(&mut b, 4, 20, 1, 0, &payload);
-    b
+    common::rtmp_publish_bytes(app, key)
 }
 
 /// Handshake, connect, createStream and publish: the replay accepts the publish.

@@ -21,7 +21,7 @@ use axum::http::{HeaderName, Method, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::app::AppState;
@@ -117,19 +117,29 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(overlays::MAX_IMAGE_BYTES))
         .layer(DefaultBodyLimit::max(overlays::MAX_IMAGE_BYTES));
 
+    // Other origins (a co-op's shop embedding the player) may buy, like, watch and play. A
+    // preflight that asks to send `Authorization` is for an operator call: it gets no grant,
+    // so no operator route can be called from another origin's page.
     let cors = CorsLayer::new()
-        .allow_origin(Any)
+        .allow_origin(AllowOrigin::predicate(|_, request| {
+            !request
+                .headers
+                .get_all(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .iter()
+                .any(|v| {
+                    v.to_str()
+                        .is_ok_and(|v| v.to_ascii_lowercase().contains("authorization"))
+                })
+        }))
         .allow_methods([
             Method::GET,
             Method::POST,
             Method::PATCH,
             Method::DELETE,
-            Method::PUT,
             Method::OPTIONS,
         ])
         .allow_headers([
             header::CONTENT_TYPE,
-            header::AUTHORIZATION,
             HeaderName::from_static("idempotency-key"),
         ])
         .expose_headers([header::LOCATION, header::ETAG, header::CONTENT_TYPE]);
