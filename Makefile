@@ -18,6 +18,8 @@ test:
 	scripts/deps.sh test
 	cd tests/browser && npm ci --no-audit --no-fund
 	cargo test --release --locked -- --test-threads=1
+	# The parsers' seeded mutation test again in the dev profile, where overflow panics.
+	cargo test --locked --test mutation
 
 bench: build
 	bench/run.sh $(BENCH_ARGS)

@@ -36,6 +36,10 @@ until grep -q '^fieldcast ready ' "$log"; do
     exit 1
   fi
   sleep 2
+  # A cold build takes minutes: say so now and then, with the last line make printed.
+  if (( (SECONDS - start) % 60 < 2 )); then
+    echo "check-run: waiting for \"fieldcast ready\" ($((SECONDS - start))s): $(tail -n 1 "$log" | cut -c1-100)"
+  fi
 done
 echo "check-run: make run was ready after $((SECONDS - start))s"
 grep -E '^(operator token|demo session|  watch:|  OBS server:|fieldcast ready)' "$log" | sed 's/^/  /'

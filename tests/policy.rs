@@ -418,3 +418,64 @@ fn sigterm_during_a_buyer_burst_loses_no_acknowledged_order() {
     );
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
+
+#[test]
+fn a_viewer_that_stops_reading_does_not_slow_the_others() {
+    let server = Server::start(&data_dir("slow"));
+    let session = server.create_session("Slow viewer");
+    let id = session["id"].as_str().unwrap().to_string();
+    let key = session["stream_key"].as_str().unwrap().to_string();
+    let _publisher = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 30);
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+    let whep = server.url(&format!("/whep/{id}"));
+    // The stuck viewer: it connects, takes a second of video, then never reads again.
+    let stuck = {
+        let whep = whep.clone();
+        std::thread::spawn(move || {
+            play(
+                &whep,
+                &PlayOptions {
+                    duration: Duration::from_secs(14),
+                    decode: false,
+                    stall_after: Some(Duration::from_secs(1)),
+                    ..Default::default()
+                },
+            )
+        })
+    };
+    wait_for(
+        "the stuck viewer connected",
+        Duration::from_secs(10),
+        || server.metric("fieldcast_viewers") >= 1.0,
+    );
+    let report = play(
+        &whep,
+        &PlayOptions {
+            duration: Duration::from_secs(10),
+            ..Default::default()
+        },
+    )
+    .expect("the other viewer played");
+    let _ = stuck.join().unwrap();
+    let worst = report
+        .decoded
+        .windows(2)
+        .map(|w| w[1].at - w[0].at)
+        .max()
+        .unwrap_or(Duration::MAX);
+    println!(
+        "other viewer: {} frames, worst gap {worst:?}, gaps {}; datagrams the socket refused: {}",
+        report.decoded.len(),
+        report.gaps,
+        server.metric("fieldcast_egress_datagrams_dropped_total")
+    );
+    assert!(
+        report.decoded.len() >= 240,
+        "the other viewer decoded only {} frames in 10 s",
+        report.decoded.len()
+    );
+    assert!(
+        worst < Duration::from_millis(500),
+        "the other viewer's picture froze for {worst:?}"
+    );
+}

@@ -44,7 +44,9 @@ pub struct Pinned {
     pub image: Option<Arc<tiny_skia::Pixmap>>,
 }
 
-#[derive(Debug, Default)]
+/// A session's live state. Readers take a snapshot (`Arc`) and never hold the lock while they
+/// render or serialise it; a change copies the state only while a snapshot is out.
+#[derive(Debug, Default, Clone)]
 pub struct LiveData {
     pub likes: i64,
     pub pinned: Option<Pinned>,
@@ -55,7 +57,7 @@ pub struct LiveData {
 
 pub struct SessionLive {
     pub session_id: String,
-    data: Mutex<LiveData>,
+    data: Mutex<Arc<LiveData>>,
     version: AtomicU64,
     /// Likes counted but not yet written to SQLite.
     pub pending_likes: AtomicI64,
@@ -67,13 +69,18 @@ pub struct SessionLive {
 }
 
 impl SessionLive {
-    pub fn data(&self) -> MutexGuard<'_, LiveData> {
-        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    /// The state now: the lock is held for an `Arc` clone only, so the compositor's rendering
+    /// never holds up the ledger's updates.
+    pub fn data(&self) -> Arc<LiveData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Changes the state and announces it (to the overlays at once, to SSE coalesced).
     pub fn update(&self, change: impl FnOnce(&mut LiveData)) {
-        change(&mut self.data());
+        {
+            let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+            change(Arc::make_mut(&mut data));
+        }
         self.changed_at
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -125,7 +132,7 @@ impl SessionLive {
         let (snapshot, _) = watch::channel(Arc::from(""));
         Arc::new(SessionLive {
             session_id: session_id.to_string(),
-            data: Mutex::new(data),
+            data: Mutex::new(Arc::new(data)),
             version: AtomicU64::new(1),
             pending_likes: AtomicI64::new(0),
             changed_at: Mutex::new(None),
@@ -174,10 +181,11 @@ impl LiveHub {
 
     /// The session's live state, loaded from the store and given a publisher on first use.
     pub fn session(&self, app: &AppState, session_id: &str) -> Arc<SessionLive> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(live) = sessions.get(session_id) {
+        if let Some(live) = self.lock().get(session_id) {
             return live.clone();
         }
+        // Loading reads SQL and decodes a PNG: not under the map's lock, which every request
+        // and the ledger's effects take.
         let images = app.images_dir();
         let scene = crate::overlay::load_scene(&app.store, session_id).unwrap_or_else(|e| {
             tracing::error!(error = %e, "scene load failed");
@@ -191,13 +199,23 @@ impl LiveHub {
             scene,
         };
         let live = SessionLive::new(session_id, data, images);
+        let mut sessions = self.lock();
+        // Another caller may have loaded it meanwhile: theirs stands.
+        if let Some(first) = sessions.get(session_id) {
+            return first.clone();
+        }
         // The publisher builds the first snapshot right away.
         let mut dirty_rx = live.dirty.subscribe();
         dirty_rx.mark_changed();
         sessions.insert(session_id.to_string(), live.clone());
+        drop(sessions);
         self.runtime
             .spawn(publish(app.clone(), live.clone(), dirty_rx));
         live
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<SessionLive>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn known(&self) -> Vec<Arc<SessionLive>> {

@@ -22,6 +22,13 @@ pub use ledger::StockLedger;
 
 /// Likes are written to SQLite this often (they are counted in memory in between).
 const LIKES_FLUSH: Duration = Duration::from_secs(1);
+/// Idempotency records are kept this long (as Stripe keeps its keys): a retry with the same
+/// `Idempotency-Key` within it replays the first answer.
+pub const IDEMPOTENCY_KEEP_S: i64 = 24 * 3600;
+/// Delivered webhook events are kept this long in the outbox, for looking into.
+pub const DELIVERED_KEEP_S: i64 = 24 * 3600;
+/// How often old idempotency records and delivered events are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// The clock that ends offers ticks this often.
 const OFFER_CLOCK: Duration = Duration::from_millis(250);
 
@@ -48,6 +55,32 @@ pub fn spawn_background(app: AppState) {
         app.clone(),
         app.commerce.webhook_wake.clone(),
     ));
+    let pruner = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tick.tick().await;
+            let app = pruner.clone();
+            let now = crate::app::unix_now();
+            let pruned = tokio::task::spawn_blocking(move || {
+                app.store
+                    .prune(now - IDEMPOTENCY_KEEP_S, now - DELIVERED_KEEP_S)
+            })
+            .await;
+            match pruned {
+                Ok(Ok((0, 0))) => {}
+                Ok(Ok((keys, events))) => {
+                    tracing::info!(
+                        keys,
+                        events,
+                        "pruned old idempotency records and delivered events"
+                    )
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "pruning failed"),
+                Err(e) => tracing::error!(error = %e, "pruning task failed"),
+            }
+        }
+    });
     let clock = app.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(OFFER_CLOCK);

@@ -4,6 +4,7 @@
 //! HMAC-SHA256(secret, "UNIX_SECONDS.BODY"). Also sent: `Fieldcast-Event-Id` (dedupe on it:
 //! delivery is at least once) and `Fieldcast-Event-Type`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,9 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 
 use crate::app::{AppState, unix_now};
+use crate::store::commerce::{OutboxRow, WebhookRow};
 
-/// Deliveries attempted per pass.
+/// Deliveries attempted per endpoint and pass.
 const BATCH: i64 = 64;
 /// How long one delivery may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,70 +43,97 @@ pub fn backoff_s(attempts: i64) -> i64 {
     (FIRST_BACKOFF_S << attempts.clamp(0, 16)).min(MAX_BACKOFF_S)
 }
 
-/// Runs forever: delivers due outbox entries.
+/// Runs forever: delivers due outbox entries. Each endpoint has its own delivery task, so a
+/// dead or slow endpoint delays only its own events (up to [`TIMEOUT`] each), never another
+/// endpoint's. An endpoint's events go in order; after a failure the rest wait for the next
+/// pass (the failed one backs off).
 pub async fn dispatch(app: AppState, wake: Arc<Notify>) {
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
         .build()
         .new_agent();
+    let mut in_flight: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
-        let due = app
-            .store
-            .due_deliveries(unix_now(), BATCH)
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "outbox read failed");
-                Vec::new()
-            });
-        if due.is_empty() {
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-            }
-            continue;
-        }
-        let hooks = app.store.webhooks().unwrap_or_default();
-        for entry in due {
-            let Some(hook) = hooks.iter().find(|h| h.id == entry.webhook_id).cloned() else {
+        in_flight.retain(|_, task| !task.is_finished());
+        let hooks = app.store.webhooks().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "webhooks read failed");
+            Vec::new()
+        });
+        for hook in hooks {
+            if in_flight.contains_key(&hook.id) {
                 continue;
-            };
-            let agent = agent.clone();
-            let body = entry.body.clone();
-            let (event_id, event_type) = (entry.event_id.clone(), entry.event_type.clone());
-            let result = tokio::task::spawn_blocking(move || {
-                let t = unix_now();
-                let signature = format!("t={t},v1={}", sign(&hook.secret, t, &body));
-                agent
-                    .post(&hook.url)
-                    .header("Content-Type", "application/json")
-                    .header("Fieldcast-Event-Id", &event_id)
-                    .header("Fieldcast-Event-Type", &event_type)
-                    .header("Fieldcast-Signature", &signature)
-                    .send(body.as_str())
-                    .map(|r| r.status().as_u16())
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
-            let now = unix_now();
-            let stored = match result {
-                Ok(status) if (200..300).contains(&status) => {
-                    app.store.mark_delivered(entry.seq, now)
-                }
-                Ok(status) => app.store.mark_failed(
-                    entry.seq,
-                    now + backoff_s(entry.attempts),
-                    &format!("HTTP {status}"),
-                ),
-                Err(e) => app
-                    .store
-                    .mark_failed(entry.seq, now + backoff_s(entry.attempts), &e),
-            };
-            if let Err(e) = stored {
-                tracing::error!(error = %e, "outbox update failed");
             }
+            let due = app
+                .store
+                .due_deliveries(&hook.id, unix_now(), BATCH)
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "outbox read failed");
+                    Vec::new()
+                });
+            if due.is_empty() {
+                continue;
+            }
+            let (app, agent, id) = (app.clone(), agent.clone(), hook.id.clone());
+            let task = tokio::spawn(async move {
+                for entry in due {
+                    if !deliver(&app, &agent, &hook, entry).await {
+                        return;
+                    }
+                }
+            });
+            in_flight.insert(id, task);
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(IDLE_POLL) => {}
         }
     }
+}
+
+/// One delivery attempt, recorded in the outbox. True when the endpoint took it.
+async fn deliver(app: &AppState, agent: &ureq::Agent, hook: &WebhookRow, entry: OutboxRow) -> bool {
+    let (agent, url, secret) = (agent.clone(), hook.url.clone(), hook.secret.clone());
+    let body = entry.body.clone();
+    let (event_id, event_type) = (entry.event_id.clone(), entry.event_type.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let t = unix_now();
+        let signature = format!("t={t},v1={}", sign(&secret, t, &body));
+        agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Fieldcast-Event-Id", &event_id)
+            .header("Fieldcast-Event-Type", &event_type)
+            .header("Fieldcast-Signature", &signature)
+            .send(body.as_str())
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let now = unix_now();
+    let (delivered, stored) = match result {
+        Ok(status) if (200..300).contains(&status) => {
+            (true, app.store.mark_delivered(entry.seq, now))
+        }
+        Ok(status) => (
+            false,
+            app.store.mark_failed(
+                entry.seq,
+                now + backoff_s(entry.attempts),
+                &format!("HTTP {status}"),
+            ),
+        ),
+        Err(e) => (
+            false,
+            app.store
+                .mark_failed(entry.seq, now + backoff_s(entry.attempts), &e),
+        ),
+    };
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "outbox update failed");
+    }
+    delivered
 }
 
 #[cfg(test)]

@@ -73,6 +73,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "counter",
         o.redraw_us.load(Ordering::Relaxed),
     );
+    counter(
+        "fieldcast_pipeline_restarts_total",
+        "Publisher decode pipelines rebuilt after a decoder error or 2 s without a picture.",
+        "counter",
+        crate::media::decode::PIPELINE_RESTARTS.load(Ordering::Relaxed),
+    );
     o.update_to_frame.render(
         &mut out,
         "fieldcast_overlay_update_to_frame_seconds",

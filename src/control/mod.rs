@@ -28,6 +28,8 @@ use crate::app::AppState;
 use crate::commerce::ledger::{LedgerAnswer, LedgerError};
 use error::ApiError;
 
+pub use orders::{ParsedOrder, parse_order};
+
 /// Largest request body (JSON or SDP).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -246,7 +248,7 @@ async fn deadline_and_problems(
 fn ledger_response(answer: Result<LedgerAnswer, LedgerError>) -> Result<Response, ApiError> {
     let answer = answer.map_err(|e| match e {
         LedgerError::Busy => {
-            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(1)
         }
         LedgerError::Stopped => ApiError::internal(e),
     })?;

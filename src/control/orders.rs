@@ -43,6 +43,51 @@ fn field(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An order body, checked: what the ledger needs, and the hash that ties an
+/// `Idempotency-Key` to this body.
+#[derive(Debug)]
+pub struct ParsedOrder {
+    pub offer_id: String,
+    pub quantity: i64,
+    pub buyer: Buyer,
+    pub phone_key: String,
+    pub request_hash: String,
+}
+
+/// Parses and checks an order body. Every body gets an answer: 400 for broken JSON, 422
+/// naming the field for anything else wrong (fuzzed in tests/mutation.rs).
+pub fn parse_order(body: &[u8]) -> Result<ParsedOrder, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    // serde_json's map is ordered: this text is canonical for equal bodies.
+    let request_hash = format!("{:x}", Sha256::digest(value.to_string().as_bytes()));
+    let order: OrderBody =
+        serde_json::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    if !(1..=MAX_ORDER_QUANTITY).contains(&order.quantity) {
+        return Err(ApiError::unprocessable(format!(
+            "quantity: between 1 and {MAX_ORDER_QUANTITY}"
+        )));
+    }
+    field("buyer.name", &order.buyer.name, 100)?;
+    field("buyer.address", &order.buyer.address, 500)?;
+    if let Some(city) = &order.buyer.city {
+        field("buyer.city", city, 100)?;
+    }
+    let phone_key = normalize_phone(&order.buyer.phone)
+        .ok_or_else(|| ApiError::unprocessable("buyer.phone: a phone number of 6 to 15 digits"))?;
+    Ok(ParsedOrder {
+        offer_id: order.offer_id,
+        quantity: order.quantity,
+        buyer: order.buyer,
+        phone_key,
+        request_hash,
+    })
+}
+
 /// Buys from a live offer. The same `Idempotency-Key` with the same body replays the first
 /// answer; with another body it is refused (422). Answered only after the order is on disk.
 pub async fn create(
@@ -75,28 +120,7 @@ pub async fn create(
             "send the order as application/json",
         ));
     }
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not JSON: {e}"),
-        )
-    })?;
-    // serde_json's map is ordered: this text is canonical for equal bodies.
-    let request_hash = format!("{:x}", Sha256::digest(value.to_string().as_bytes()));
-    let order: OrderBody =
-        serde_json::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    if !(1..=MAX_ORDER_QUANTITY).contains(&order.quantity) {
-        return Err(ApiError::unprocessable(format!(
-            "quantity: between 1 and {MAX_ORDER_QUANTITY}"
-        )));
-    }
-    field("buyer.name", &order.buyer.name, 100)?;
-    field("buyer.address", &order.buyer.address, 500)?;
-    if let Some(city) = &order.buyer.city {
-        field("buyer.city", city, 100)?;
-    }
-    let phone_key = normalize_phone(&order.buyer.phone)
-        .ok_or_else(|| ApiError::unprocessable("buyer.phone: a phone number of 6 to 15 digits"))?;
+    let order = parse_order(&body)?;
     state
         .store
         .session(&session_id)?
@@ -104,11 +128,11 @@ pub async fn create(
     let request = OrderRequest {
         session_id,
         idempotency_key: key,
-        request_hash,
+        request_hash: order.request_hash,
         offer_id: order.offer_id,
         quantity: order.quantity,
         buyer: order.buyer,
-        phone_key,
+        phone_key: order.phone_key,
     };
     ledger_response(state.commerce.ledger.order(request).await)
 }

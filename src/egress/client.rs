@@ -52,6 +52,9 @@ pub struct PlayOptions {
     pub keep_last_frame: bool,
     /// The clock `DecodedFrame::at` counts from (default: when `play` starts).
     pub epoch: Option<Instant>,
+    /// A slow or stuck viewer: this long after connecting, stop reading the socket (and
+    /// answering anything) for the rest of `duration`.
+    pub stall_after: Option<Duration>,
     /// Read a wall-clock time code ([`crate::media::time_code`]) at this origin from each
     /// decoded picture, as it leaves the decoder, into
     /// [`PlaybackReport::time_code_latency_ms`].
@@ -63,6 +66,7 @@ impl Default for PlayOptions {
         Self {
             duration: Duration::from_secs(10),
             stop_after_frames: None,
+            stall_after: None,
             decode: true,
             dump_dir: None,
             dump_every: 30,
@@ -270,6 +274,12 @@ fn run(
     };
     loop {
         if run_start.elapsed() >= options.duration {
+            return Ok(());
+        }
+        if let (Some(stall), Some(connected)) = (options.stall_after, report.connected_after)
+            && start.elapsed() >= connected + stall
+        {
+            std::thread::sleep(options.duration.saturating_sub(run_start.elapsed()));
             return Ok(());
         }
         if let (Some(limit), Some(d)) = (options.stop_after_frames, decoder)

@@ -62,6 +62,8 @@ fn dtls_cert() -> Result<DtlsCert, WhepError> {
     {
         return Ok(c.clone());
     }
+    // The process's crypto provider, for every `Rtc` (idempotent; Egress::start sets it too).
+    str0m::crypto::from_feature_flags().install_process_default();
     let made = str0m::crypto::from_feature_flags()
         .dtls_provider
         .generate_certificate()
@@ -88,13 +90,10 @@ pub(crate) fn rtc_config() -> RtcConfig {
     config
 }
 
-/// Accepts an offer for a studio: returns the answer and the viewer to hand to the event loop.
-pub(crate) fn accept_offer(
-    studio: StudioHandle,
-    offer_sdp: &str,
-    announce: SocketAddr,
-    pending: PendingSlot,
-) -> Result<(Answer, Viewer), WhepError> {
+/// Answers a WHEP offer: parses it, negotiates H.264 and Opus, and returns the session with
+/// our host candidate at `announce`, and the answer. Any offer text gets an error, not a
+/// panic (fuzzed in tests/mutation.rs).
+pub fn negotiate(offer_sdp: &str, announce: SocketAddr) -> Result<(Rtc, String), WhepError> {
     if offer_sdp.len() > MAX_OFFER_BYTES {
         return Err(WhepError::BadSdp(format!(
             "larger than {MAX_OFFER_BYTES} bytes"
@@ -123,6 +122,17 @@ pub(crate) fn accept_offer(
     if !has_media || !sendable {
         return Err(WhepError::NoCommonCodec);
     }
+    Ok((rtc, sdp))
+}
+
+/// Accepts an offer for a studio: returns the answer and the viewer to hand to the event loop.
+pub(crate) fn accept_offer(
+    studio: StudioHandle,
+    offer_sdp: &str,
+    announce: SocketAddr,
+    pending: PendingSlot,
+) -> Result<(Answer, Viewer), WhepError> {
+    let (rtc, sdp) = negotiate(offer_sdp, announce)?;
     let ufrag = super::stun::sdp_ufrag(&sdp)
         .ok_or_else(|| WhepError::Rtc("the answer has no ICE ufrag".into()))?
         .to_string();

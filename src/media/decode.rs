@@ -3,9 +3,9 @@
 //!
 //! Caps come from the sequence headers (no flvdemux); PTS = DTS + composition time.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gstreamer as gst;
@@ -22,32 +22,42 @@ use super::{
 /// never produce a negative PTS.
 const TIMELINE_OFFSET_MS: u64 = 1_000;
 
-pub struct PublisherDecode {
+/// A decode pipeline that takes video and gives no picture for this long (a decoder error on
+/// a corrupt stream, a stream it cannot follow) is rebuilt: only this publisher's input
+/// restarts, the slate shows meanwhile, and pictures return from the next keyframe.
+pub const DECODE_STALL: Duration = Duration::from_secs(2);
+
+/// Publisher decode pipelines rebuilt after an error or a stall, for `/metrics`.
+pub static PIPELINE_RESTARTS: AtomicU64 = AtomicU64::new(0);
+
+/// One running decode pipeline.
+struct Pipe {
     pipeline: gst::Pipeline,
     video: gst_app::AppSrc,
     audio: gst_app::AppSrc,
-    have_video_config: bool,
-    have_audio_config: bool,
-    waiting_for_keyframe: bool,
-    /// First publisher timestamp seen; the pipeline's timeline starts there.
-    base_ms: Option<u64>,
-    pub failed: Arc<AtomicBool>,
+    failed: Arc<AtomicBool>,
+    /// When the decoder last gave a picture.
+    decoded_at: Arc<Mutex<Option<Instant>>>,
 }
 
-impl PublisherDecode {
-    pub fn start(label: &str, format: &OutputFormat, feed: OutputFeed) -> Result<Self, MediaError> {
+impl Pipe {
+    fn start(label: &str, format: &OutputFormat, feed: &OutputFeed) -> Result<Self, MediaError> {
         let pipeline = PUBLISHER_DECODE.launch(&format_vars(format))?;
         let video = app_src(&pipeline, "video")?;
         let audio = app_src(&pipeline, "audio")?;
-        forward(
-            &app_sink(&pipeline, "video_out")?,
-            feed.clone(),
-            true,
-            Source::Publisher,
-        );
+        let video_out = app_sink(&pipeline, "video_out")?;
+        let decoded_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+        if let Some(pad) = video_out.static_pad("sink") {
+            let decoded_at = decoded_at.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                *decoded_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                gst::PadProbeReturn::Ok
+            });
+        }
+        forward(&video_out, feed.clone(), true, Source::Publisher);
         forward(
             &app_sink(&pipeline, "audio_out")?,
-            feed,
+            feed.clone(),
             false,
             Source::Publisher,
         );
@@ -62,12 +72,95 @@ impl PublisherDecode {
             pipeline,
             video,
             audio,
-            have_video_config: false,
-            have_audio_config: false,
+            failed,
+            decoded_at,
+        })
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+pub struct PublisherDecode {
+    label: String,
+    format: OutputFormat,
+    feed: OutputFeed,
+    pipe: Pipe,
+    video_config: Option<Bytes>,
+    audio_config: Option<Bytes>,
+    waiting_for_keyframe: bool,
+    /// First publisher timestamp seen; the pipeline's timeline starts there.
+    base_ms: Option<u64>,
+    /// The first video pushed since the decoder last gave a picture.
+    unanswered_since: Option<Instant>,
+}
+
+impl PublisherDecode {
+    pub fn start(label: &str, format: &OutputFormat, feed: OutputFeed) -> Result<Self, MediaError> {
+        let pipe = Pipe::start(label, format, &feed)?;
+        Ok(Self {
+            label: label.to_string(),
+            format: *format,
+            feed,
+            pipe,
+            video_config: None,
+            audio_config: None,
             waiting_for_keyframe: true,
             base_ms: None,
-            failed,
+            unanswered_since: None,
         })
+    }
+
+    /// Rebuilds the pipeline when it failed or stalled; called before each video push.
+    fn keep_healthy(&mut self) {
+        let now = Instant::now();
+        let decoded_at = *self
+            .pipe
+            .decoded_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let stalled = match self.unanswered_since {
+            Some(since) if decoded_at.is_some_and(|at| at >= since) => {
+                self.unanswered_since = Some(now);
+                false
+            }
+            Some(since) => now.duration_since(since) > DECODE_STALL,
+            None => {
+                self.unanswered_since = Some(now);
+                false
+            }
+        };
+        let failed = self.pipe.failed.load(Ordering::Relaxed);
+        if !(stalled || failed) {
+            return;
+        }
+        match Pipe::start(&self.label, &self.format, &self.feed) {
+            Ok(pipe) => {
+                let old = std::mem::replace(&mut self.pipe, pipe);
+                // Stopping a pipeline can take a moment: not on the connection's task.
+                std::thread::spawn(move || drop(old));
+                PIPELINE_RESTARTS.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    publisher = %self.label,
+                    reason = if failed { "decoder error" } else { "no picture for 2 s" },
+                    "publisher decode restarted; pictures return at the next keyframe"
+                );
+                if let Some(record) = self.video_config.clone() {
+                    self.set_video_config(record);
+                }
+                if let Some(config) = self.audio_config.clone() {
+                    self.set_audio_config(config);
+                }
+                self.waiting_for_keyframe = true;
+                self.unanswered_since = None;
+            }
+            Err(e) => {
+                tracing::error!(publisher = %self.label, error = %e, "publisher decode could not restart")
+            }
+        }
     }
 
     fn clock_time(&mut self, timestamp_ms: u64) -> gst::ClockTime {
@@ -77,13 +170,14 @@ impl PublisherDecode {
 
     /// The AVCDecoderConfigurationRecord from the sequence header; may change mid-stream.
     pub fn set_video_config(&mut self, record: Bytes) {
+        let record_copy = record.clone();
         let caps = gst::Caps::builder("video/x-h264")
             .field("stream-format", "avc")
             .field("alignment", "au")
             .field("codec_data", gst::Buffer::from_slice(record))
             .build();
-        self.video.set_caps(Some(&caps));
-        self.have_video_config = true;
+        self.pipe.video.set_caps(Some(&caps));
+        self.video_config = Some(record_copy);
         self.waiting_for_keyframe = true;
     }
 
@@ -94,15 +188,14 @@ impl PublisherDecode {
         keyframe: bool,
         data: Bytes,
     ) {
-        if !self.have_video_config {
+        if self.video_config.is_none() {
             return;
         }
-        if self.waiting_for_keyframe {
-            if !keyframe {
-                return;
-            }
-            self.waiting_for_keyframe = false;
+        self.keep_healthy();
+        if self.waiting_for_keyframe && !keyframe {
+            return;
         }
+        self.waiting_for_keyframe = false;
         let dts = self.clock_time(timestamp_ms);
         let pts = gst::ClockTime::from_nseconds(
             (dts.nseconds() as i64 + composition_ms as i64 * 1_000_000).max(0) as u64,
@@ -117,22 +210,23 @@ impl PublisherDecode {
                 b.set_flags(gst::BufferFlags::DELTA_UNIT);
             }
         }
-        let _ = self.video.push_buffer(buffer);
+        let _ = self.pipe.video.push_buffer(buffer);
     }
 
     /// The AudioSpecificConfig from the AAC sequence header.
     pub fn set_audio_config(&mut self, config: Bytes) {
+        let config_copy = config.clone();
         let caps = gst::Caps::builder("audio/mpeg")
             .field("mpegversion", 4i32)
             .field("stream-format", "raw")
             .field("codec_data", gst::Buffer::from_slice(config))
             .build();
-        self.audio.set_caps(Some(&caps));
-        self.have_audio_config = true;
+        self.pipe.audio.set_caps(Some(&caps));
+        self.audio_config = Some(config_copy);
     }
 
     pub fn push_audio(&mut self, timestamp_ms: u64, data: Bytes) {
-        if !self.have_audio_config {
+        if self.audio_config.is_none() {
             return;
         }
         let pts = self.clock_time(timestamp_ms);
@@ -141,13 +235,7 @@ impl PublisherDecode {
             .get_mut()
             .expect("a new buffer has one owner")
             .set_pts(pts);
-        let _ = self.audio.push_buffer(buffer);
-    }
-}
-
-impl Drop for PublisherDecode {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        let _ = self.pipe.audio.push_buffer(buffer);
     }
 }
 

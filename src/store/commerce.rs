@@ -476,15 +476,21 @@ impl Store {
         Ok(conn.execute("DELETE FROM webhooks WHERE id = ?1", [id])? == 1)
     }
 
-    /// Undelivered outbox entries whose next attempt is due, oldest first.
-    pub fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+    /// One endpoint's undelivered outbox entries whose next attempt is due, oldest first.
+    pub fn due_deliveries(
+        &self,
+        webhook_id: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT seq, event_id, webhook_id, event_type, body, attempts FROM outbox
-             WHERE delivered_at IS NULL AND next_attempt_at <= ?1 ORDER BY seq LIMIT ?2",
+             WHERE webhook_id = ?3 AND delivered_at IS NULL AND next_attempt_at <= ?1
+             ORDER BY seq LIMIT ?2",
         )?;
         let rows = stmt
-            .query_map(params![now, limit], |r| {
+            .query_map(params![now, limit, webhook_id], |r| {
                 Ok(OutboxRow {
                     seq: r.get(0)?,
                     event_id: r.get(1)?,
@@ -496,6 +502,37 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    /// Deletes idempotency records created before `idempotency_before` and outbox entries
+    /// delivered before `delivered_before`, a thousand rows per statement so that the stock
+    /// ledger never waits long for the write lock. Returns how many of each went.
+    pub fn prune(
+        &self,
+        idempotency_before: i64,
+        delivered_before: i64,
+    ) -> Result<(usize, usize), StoreError> {
+        let batched = |sql: &str, before: i64| -> Result<usize, StoreError> {
+            let mut total = 0;
+            loop {
+                let n = self.conn().execute(sql, [before])?;
+                total += n;
+                if n < 1000 {
+                    return Ok(total);
+                }
+            }
+        };
+        let idempotency = batched(
+            "DELETE FROM idempotency WHERE rowid IN
+             (SELECT rowid FROM idempotency WHERE created_at < ?1 LIMIT 1000)",
+            idempotency_before,
+        )?;
+        let delivered = batched(
+            "DELETE FROM outbox WHERE seq IN
+             (SELECT seq FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?1 LIMIT 1000)",
+            delivered_before,
+        )?;
+        Ok((idempotency, delivered))
     }
 
     pub fn mark_delivered(&self, seq: i64, now: i64) -> Result<(), StoreError> {
@@ -517,5 +554,54 @@ impl Store {
             params![seq, next_attempt_at, error],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn prune_drops_old_idempotency_records_and_delivered_events_only() {
+        let dir = std::env::temp_dir().join(format!("fc-prune-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fieldcast.db");
+        let _ = std::fs::remove_file(&path);
+        let store = Store::open(&path).unwrap();
+        let conn = store.connect().unwrap();
+        let answer = IdempotentResponse {
+            request_hash: "h".into(),
+            status: 201,
+            body: "{}".into(),
+        };
+        // 2,500 old records (more than one batch) and one fresh.
+        for i in 0..2500 {
+            save_idempotent_response(&conn, "s", &format!("old-{i}"), &answer, 100).unwrap();
+        }
+        save_idempotent_response(&conn, "s", "fresh", &answer, 10_000).unwrap();
+        // Delivered long ago, delivered lately, not delivered yet.
+        for (i, delivered) in [(1, Some(100)), (2, Some(10_000)), (3, None::<i64>)] {
+            conn.execute(
+                "INSERT INTO outbox (event_id, webhook_id, event_type, body, next_attempt_at, delivered_at)
+                 VALUES (?1, 'wh', 'order.created', '{}', 0, ?2)",
+                params![format!("evt_{i}"), delivered],
+            )
+            .unwrap();
+        }
+        let (keys, events) = store.prune(5_000, 5_000).unwrap();
+        assert_eq!(keys, 2500);
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM idempotency", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1, "the fresh record stays");
+        let outbox: i64 = conn
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            (events, outbox),
+            (1, 2),
+            "only the long-delivered event goes"
+        );
     }
 }
