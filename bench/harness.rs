@@ -25,7 +25,10 @@ impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
         let _ = std::fs::remove_dir_all(data);
         std::fs::create_dir_all(data).expect("create bench data dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+        // FIELDCAST_BENCH_BIN runs another build (an older one, side by side).
+        let binary = std::env::var_os("FIELDCAST_BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_fieldcast").into());
+        let mut child = Command::new(binary)
             .args([
                 "serve",
                 "--http",
@@ -40,6 +43,14 @@ impl Server {
             .arg(data)
             .args(extra)
             .env("FIELDCAST_LOG", "warn")
+            // The load generators play hundreds of viewers and buyers from one address: the
+            // per-address limits (README, "Limits and security") are lifted here, by
+            // environment, which an older build ignores.
+            .env("FIELDCAST_RATE_WHEP", "1000000:1000000")
+            .env("FIELDCAST_RATE_ORDERS", "1000000:1000000")
+            .env("FIELDCAST_WHEP_MAX_PENDING_PER_ADDRESS", "100000")
+            .env("FIELDCAST_WHEP_MAX_PENDING", "100000")
+            .env("FIELDCAST_MAX_VIEWERS_PER_SESSION", "100000")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start fieldcast");

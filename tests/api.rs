@@ -199,3 +199,23 @@ fn health_and_metrics_answer() {
             .contains("fieldcast_viewers 0")
     );
 }
+
+#[test]
+fn an_oversized_body_and_an_unknown_route_get_problem_json_too() {
+    let server = Server::start(&data_dir("problems"));
+    let session = server.create_session("Limits");
+    let id = session["id"].as_str().unwrap();
+    let big = "x".repeat(100 * 1024);
+    let mut r = agent()
+        .post(&server.url(&format!("/api/v1/sessions/{id}/likes")))
+        .header("Content-Type", "application/json")
+        .send(big.as_str())
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body = r.body_mut().read_to_string().unwrap();
+    assert!(body.contains("larger than"), "{body}");
+    let r = agent().get(&server.url("/no/such/route")).call().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}

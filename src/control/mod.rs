@@ -184,6 +184,9 @@ pub fn router(state: AppState) -> Router {
 /// has its head by then and goes on.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// The same for image uploads (up to 5 MiB from a phone on a slow uplink).
+pub const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Every route: refusal while shutting down, the request deadline, and errors from the layers below the handlers (the
 /// body limit's 413, an extractor's plain-text rejection) as problem+json like our own.
 async fn deadline_and_problems(
