@@ -71,7 +71,8 @@ struct Base {
 #[derive(Clone, Copy)]
 enum FanOut {
     Process,
-    Threads(&'static str),
+    /// Threads whose names start with one of these.
+    Threads(&'static [&'static str]),
 }
 
 fn cpu_times(pid: u32, fan_out: FanOut) -> (f64, f64) {
@@ -80,7 +81,10 @@ fn cpu_times(pid: u32, fan_out: FanOut) -> (f64, f64) {
             let (user, system, _) = process_times(pid);
             (user, system)
         }
-        FanOut::Threads(prefix) => thread_times(pid, prefix),
+        FanOut::Threads(prefixes) => prefixes
+            .iter()
+            .map(|prefix| thread_times(pid, prefix))
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1)),
     }
 }
 
@@ -162,8 +166,10 @@ fn fieldcast(viewers: usize, window: Duration) -> Row {
     let server = Server::start(&bench_dir("bench-fanout"), &["--demo"]);
     std::thread::sleep(Duration::from_secs(2));
     let pid = server.child.id();
-    // The egress loop runs on the tokio workers; the studio on GStreamer's threads.
-    let fan_out = FanOut::Threads("tokio-rt-worker");
+    // The egress loop runs on its own thread ("egress"; on the tokio workers before it had
+    // one, which also parse the publisher's RTMP): both are counted, so that an older build
+    // measures the same work. The studio runs on GStreamer's threads.
+    let fan_out = FanOut::Threads(&["egress", "tokio-rt-worker"]);
     let base = idle(pid, fan_out, 3);
     let session = server.demo_session.clone().expect("a demo session");
     let whep = Whep {
@@ -327,6 +333,6 @@ fn main() {
         held[0], held[1]
     );
     println!(
-        "(fan-out CPU: Fieldcast's egress threads (tokio workers; the studio encodes on GStreamer's threads), the whole Janus process (its feed is a separate process); each less the same with no viewer, measured just before. Kernel = system time: on loopback it includes delivering each datagram to the viewer's socket. Held = every viewer played and no frame came after a loss during the window; a viewer's first second may show one gap at Janus, whose cached keyframe is not contiguous with the live packets. TTFF = from the start of signalling to the first complete video frame)"
+        "(fan-out CPU: Fieldcast's egress thread and tokio workers (RTMP parsing included; the studio encodes on GStreamer's threads), the whole Janus process (its feed is a separate process); each less the same with no viewer, measured just before. Kernel = system time: on loopback it includes delivering each datagram to the viewer's socket. Held = every viewer played and no frame came after a loss during the window; a viewer's first second may show one gap at Janus, whose cached keyframe is not contiguous with the live packets. TTFF = from the start of signalling to the first complete video frame)"
     );
 }
