@@ -479,3 +479,277 @@ fn a_viewer_that_stops_reading_does_not_slow_the_others() {
         "the other viewer's picture froze for {worst:?}"
     );
 }
+
+/// The tags of an FLV file (type, payload), as an RTMP publisher sends them as messages.
+fn flv_tags(path: &std::path::Path) -> Vec<(u8, Vec<u8>)> {
+    let b = std::fs::read(path).expect("read the FLV file");
+    let mut tags = Vec::new();
+    let mut pos = 9 + 4;
+    while pos + 11 <= b.len() {
+        let size = u32::from_be_bytes([0, b[pos + 1], b[pos + 2], b[pos + 3]]) as usize;
+        if pos + 11 + size > b.len() {
+            break;
+        }
+        tags.push((b[pos], b[pos + 11..pos + 11 + size].to_vec()));
+        pos += 11 + size + 4;
+    }
+    tags
+}
+
+/// Encodes `seconds` of ffmpeg's test picture at `size` into an FLV file (H.264, a keyframe
+/// a second, no B-frames, no audio).
+fn test_flv(dir: &std::path::Path, name: &str, size: &str, seconds: u32) -> Vec<(u8, Vec<u8>)> {
+    let path = dir.join(name);
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=30"))
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args([
+            "-tune",
+            "zerolatency",
+            "-g",
+            "30",
+            "-bf",
+            "0",
+            "-an",
+            "-f",
+            "flv",
+        ])
+        .arg(&path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success());
+    flv_tags(&path)
+}
+
+/// Rewrites each NAL unit of an AVC video tag (length prefixes kept consistent) with `f`.
+fn map_nals(tag: &[u8], mut f: impl FnMut(&mut Vec<u8>)) -> Vec<u8> {
+    if tag.len() < 5 || tag[1] != 1 {
+        return tag.to_vec();
+    }
+    let mut out = tag[..5].to_vec();
+    let mut pos = 5;
+    while pos + 4 <= tag.len() {
+        let len = u32::from_be_bytes([tag[pos], tag[pos + 1], tag[pos + 2], tag[pos + 3]]) as usize;
+        let Some(nal) = tag.get(pos + 4..pos + 4 + len) else {
+            break;
+        };
+        let mut nal = nal.to_vec();
+        f(&mut nal);
+        out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        out.extend_from_slice(&nal);
+        pos += 4 + len;
+    }
+    out
+}
+
+/// Bit flips, NAL units cut short, an SPS change and 10 s without an IDR from one publisher:
+/// its viewers see its picture while the decoder can conceal the damage, the slate while it
+/// cannot, and the picture again from the next clean keyframe; the publisher stays connected
+/// and another session never notices. (A decode pipeline that errors or gives no picture for
+/// 2 s is also rebuilt; this stream does not need that: after a new sequence header the
+/// input waits for a keyframe.)
+#[test]
+fn a_corrupt_h264_stream_disturbs_only_its_own_session_with_the_slate_between() {
+    let server = Server::start(&data_dir("corrupt"));
+    let dir = server.data.clone();
+    let clean = test_flv(&dir, "clean.flv", "640x360", 24);
+    let other_size = test_flv(&dir, "other.flv", "480x270", 3);
+    let keyframe = |t: &(u8, Vec<u8>)| t.0 == 9 && t.1.first().is_some_and(|b| b >> 4 == 1);
+    let sequence_header = |tags: &[(u8, Vec<u8>)]| {
+        tags.iter()
+            .find(|t| t.0 == 9 && t.1.get(1) == Some(&0))
+            .cloned()
+            .expect("an AVC sequence header")
+    };
+    let frames = |tags: &[(u8, Vec<u8>)]| -> Vec<(u8, Vec<u8>)> {
+        tags.iter()
+            .filter(|t| t.0 == 9 && t.1.get(1) == Some(&1))
+            .cloned()
+            .collect()
+    };
+    let (clean_frames, other_frames) = (frames(&clean), frames(&other_size));
+    // The show, 30 frames a second: 4 s clean; 3 s of bit flips in NAL payloads; 2 s of NAL
+    // units cut in half; an SPS change to 480×270 for 2 s; back to 640×360 with no IDR for
+    // 10 s; then clean again from a keyframe.
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut flip = move |nal: &mut Vec<u8>| {
+        for byte in nal.iter_mut().skip(2) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            if rng.is_multiple_of(50) {
+                *byte ^= 1 << (rng % 8);
+            }
+        }
+    };
+    let mut plan: Vec<(u8, Vec<u8>)> = vec![sequence_header(&clean)];
+    let mut at = 0usize;
+    let mut take = |n: usize| {
+        let part = clean_frames[at..at + n].to_vec();
+        at += n;
+        part
+    };
+    plan.extend(take(120));
+    plan.extend(take(90).iter().map(|t| (9, map_nals(&t.1, &mut flip))));
+    plan.extend(
+        take(60)
+            .iter()
+            .map(|t| (9, map_nals(&t.1, |nal| nal.truncate(nal.len() / 2 + 1)))),
+    );
+    plan.push(sequence_header(&other_size));
+    plan.extend(other_frames.iter().take(60).cloned());
+    plan.push(sequence_header(&clean));
+    plan.extend(take(300).into_iter().filter(|t| !keyframe(t)));
+    let resume = plan.len();
+    let rest: Vec<_> = clean_frames[at..]
+        .iter()
+        .skip_while(|t| !keyframe(t))
+        .cloned()
+        .collect();
+    plan.extend(rest.into_iter().take(90));
+    let no_idr_from = 120 + 90 + 60 + 60; // frames before the no-IDR stretch
+
+    // The control: another session, a clean ffmpeg publisher, its own viewer.
+    let control = server.create_session("Control");
+    let control_id = control["id"].as_str().unwrap().to_string();
+    let _control_publisher = Publisher::ffmpeg(
+        &server.publish_url(control["stream_key"].as_str().unwrap()),
+        "640x360",
+        40,
+    );
+    server.wait_state(&control_id, "publisher-connected", Duration::from_secs(10));
+    let session = server.create_session("Corrupt");
+    let id = session["id"].as_str().unwrap().to_string();
+    let key = session["stream_key"].as_str().unwrap().to_string();
+    server.go_live(&id);
+    let duration = Duration::from_secs(plan.len() as u64 / 30 + 4);
+    let watcher = |id: &str| {
+        let whep = server.url(&format!("/whep/{id}"));
+        let epoch = Instant::now();
+        let handle = std::thread::spawn(move || {
+            play(
+                &whep,
+                &PlayOptions {
+                    duration,
+                    epoch: Some(epoch),
+                    ..Default::default()
+                },
+            )
+        });
+        (handle, epoch)
+    };
+    let (viewer, epoch) = watcher(&id);
+    let (control_viewer, _) = watcher(&control_id);
+    wait_for("both viewers connected", Duration::from_secs(10), || {
+        server.metric("fieldcast_viewers") >= 2.0
+    });
+
+    // The corrupt publisher: ffmpeg sending the damaged stream as it is (`-c copy`), paced
+    // in real time (`-re`), as a camera app with a broken encoder would.
+    let mut flv = b"FLV\x01\x01\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+    let mut frame = 0u32;
+    for (type_id, payload) in &plan {
+        let ts = frame * 1000 / 30;
+        let size = payload.len() as u32;
+        flv.push(*type_id);
+        flv.extend_from_slice(&size.to_be_bytes()[1..]);
+        flv.extend_from_slice(&ts.to_be_bytes()[1..]);
+        flv.push((ts >> 24) as u8);
+        flv.extend_from_slice(&[0, 0, 0]);
+        flv.extend_from_slice(payload);
+        flv.extend_from_slice(&(11 + size).to_be_bytes());
+        if payload.get(1) == Some(&1) {
+            frame += 1;
+        }
+    }
+    let corrupt = dir.join("corrupt.flv");
+    std::fs::write(&corrupt, &flv).unwrap();
+    let started = Instant::now();
+    let since_epoch = started - epoch;
+    let publisher = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-nostdin", "-re", "-i"])
+        .arg(&corrupt)
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(server.publish_url(&key))
+        .status()
+        .expect("run ffmpeg");
+    println!("the corrupt publisher ended: {publisher}");
+    let report = viewer.join().unwrap().expect("the viewer played");
+    let control_report = control_viewer
+        .join()
+        .unwrap()
+        .expect("the control viewer played");
+
+    let gap = |r: &fieldcast::egress::client::PlaybackReport| {
+        r.decoded
+            .windows(2)
+            .map(|w| w[1].at - w[0].at)
+            .max()
+            .unwrap_or(Duration::MAX)
+    };
+    // Frame n of the plan was sent at since_epoch + n / 30 s.
+    let sent_at = |n: usize| since_epoch + Duration::from_millis(n as u64 * 1000 / 30);
+    let slate_after_no_idr = report
+        .decoded
+        .iter()
+        .find(|f| f.at > sent_at(no_idr_from) && common::is_slate(f.mean_rgb))
+        .map(|f| f.at - sent_at(no_idr_from));
+    let picture_after_resume = report
+        .decoded
+        .iter()
+        .find(|f| f.at > sent_at(resume) && !common::is_slate(f.mean_rgb))
+        .map(|f| f.at - sent_at(resume));
+    let trace: String = report
+        .decoded
+        .iter()
+        .step_by(10)
+        .map(|f| {
+            if common::is_slate(f.mean_rgb) {
+                's'
+            } else {
+                'P'
+            }
+        })
+        .collect();
+    println!(
+        "corrupt session, a letter per 10 frames (s = slate, P = picture): {trace}; frames sent from {since_epoch:?}, the no-IDR stretch at frame {no_idr_from}, the keyframe at {resume}"
+    );
+    println!(
+        "corrupt session: {} frames, worst gap {:?}; slate {:?} after the no-IDR stretch began; picture {:?} after the keyframe; restarts {}; control: {} frames, worst gap {:?}",
+        report.decoded.len(),
+        gap(&report),
+        slate_after_no_idr,
+        picture_after_resume,
+        server.metric("fieldcast_pipeline_restarts_total"),
+        control_report.decoded.len(),
+        gap(&control_report),
+    );
+    assert!(
+        gap(&control_report) < Duration::from_millis(500),
+        "the other session froze"
+    );
+    assert!(
+        gap(&report) < Duration::from_millis(500),
+        "the corrupt session's picture froze"
+    );
+    assert!(
+        slate_after_no_idr.is_some_and(|d| d <= Duration::from_millis(2500)),
+        "no slate within 2 s (+ the slate's 250 ms) of the stream losing its pictures"
+    );
+    assert!(
+        picture_after_resume.is_some_and(|d| d <= Duration::from_secs(2)),
+        "the picture did not come back within 2 s of a clean keyframe"
+    );
+    assert!(
+        publisher.success(),
+        "the server dropped the corrupt publisher"
+    );
+}

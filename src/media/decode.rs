@@ -94,7 +94,7 @@ pub struct PublisherDecode {
     waiting_for_keyframe: bool,
     /// First publisher timestamp seen; the pipeline's timeline starts there.
     base_ms: Option<u64>,
-    /// The first video pushed since the decoder last gave a picture.
+    /// The first video pushed since the decoder last gave a picture (None: all answered).
     unanswered_since: Option<Instant>,
 }
 
@@ -114,28 +114,27 @@ impl PublisherDecode {
         })
     }
 
-    /// Rebuilds the pipeline when it failed or stalled; called before each video push.
-    fn keep_healthy(&mut self) {
-        let now = Instant::now();
+    /// Rebuilds the pipeline when it failed, or when video pushed into it has given no
+    /// picture for [`DECODE_STALL`]. Returns true when it did: the next push must then be a
+    /// keyframe. Only frames actually pushed start the stall clock, so a publisher that
+    /// sends no keyframe for a while waits on the slate instead of restarting in a loop.
+    fn restart_if_unhealthy(&mut self) -> bool {
         let decoded_at = *self
             .pipe
             .decoded_at
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let stalled = match self.unanswered_since {
-            Some(since) if decoded_at.is_some_and(|at| at >= since) => {
-                self.unanswered_since = Some(now);
-                false
-            }
-            Some(since) => now.duration_since(since) > DECODE_STALL,
-            None => {
-                self.unanswered_since = Some(now);
-                false
-            }
-        };
+        if let Some(since) = self.unanswered_since
+            && decoded_at.is_some_and(|at| at >= since)
+        {
+            self.unanswered_since = None;
+        }
+        let stalled = self
+            .unanswered_since
+            .is_some_and(|since| since.elapsed() > DECODE_STALL);
         let failed = self.pipe.failed.load(Ordering::Relaxed);
         if !(stalled || failed) {
-            return;
+            return false;
         }
         match Pipe::start(&self.label, &self.format, &self.feed) {
             Ok(pipe) => {
@@ -154,11 +153,12 @@ impl PublisherDecode {
                 if let Some(config) = self.audio_config.clone() {
                     self.set_audio_config(config);
                 }
-                self.waiting_for_keyframe = true;
                 self.unanswered_since = None;
+                true
             }
             Err(e) => {
-                tracing::error!(publisher = %self.label, error = %e, "publisher decode could not restart")
+                tracing::error!(publisher = %self.label, error = %e, "publisher decode could not restart");
+                false
             }
         }
     }
@@ -191,11 +191,15 @@ impl PublisherDecode {
         if self.video_config.is_none() {
             return;
         }
-        self.keep_healthy();
-        if self.waiting_for_keyframe && !keyframe {
-            return;
+        if self.restart_if_unhealthy() {
+            self.waiting_for_keyframe = true;
         }
-        self.waiting_for_keyframe = false;
+        if self.waiting_for_keyframe {
+            if !keyframe {
+                return;
+            }
+            self.waiting_for_keyframe = false;
+        }
         let dts = self.clock_time(timestamp_ms);
         let pts = gst::ClockTime::from_nseconds(
             (dts.nseconds() as i64 + composition_ms as i64 * 1_000_000).max(0) as u64,
@@ -211,6 +215,7 @@ impl PublisherDecode {
             }
         }
         let _ = self.pipe.video.push_buffer(buffer);
+        self.unanswered_since.get_or_insert_with(Instant::now);
     }
 
     /// The AudioSpecificConfig from the AAC sequence header.
