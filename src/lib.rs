@@ -11,5 +11,6 @@ pub mod ingest;
 pub mod media;
 pub mod overlay;
 pub mod server;
+pub mod slots;
 pub mod store;
 pub mod studio;

@@ -72,7 +72,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     media::init()?;
     let store = Store::open(&settings.data.join("fieldcast.db"))?;
     let api_token = operator_token(&settings)?;
-    let pending = crate::egress::admission::PendingLimits::new(
+    let pending = crate::slots::AddressSlots::new(
         settings.whep_max_pending,
         settings.whep_max_pending_per_address,
     );

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Publisher, Server, client_ip, data_dir, http_from, offer, order_body};
-use fieldcast::egress::client::{PlayOptions, play, viewer_config};
+use common::{
+    Publisher, Server, client_ip, data_dir, http_from, offer, order_body, whep_offer_sdp,
+};
+use fieldcast::egress::client::{PlayOptions, play};
 use fieldcast::ingest::rtmp::chunk::{ChunkEncoder, MAX_MESSAGE_LEN};
-use str0m::Candidate;
-use str0m::media::{Direction, MediaKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The flood's own addresses, apart from the honest buyers' (127.1.x.y).
@@ -92,18 +92,6 @@ async fn rtmp_session(from: IpAddr, rtmp: SocketAddr, bytes: Arc<Vec<u8>>) -> &'
     tokio::time::timeout(Duration::from_secs(12), run)
         .await
         .unwrap_or("still open after 12 s")
-}
-
-/// A WHEP offer as a browser makes one (receive video and audio).
-fn whep_offer() -> String {
-    let mut rtc = viewer_config().build(Instant::now());
-    let local: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
-    let mut changes = rtc.sdp_api();
-    changes.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    changes.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    let (offer, _pending) = changes.apply().expect("an offer");
-    offer.to_sdp_string()
 }
 
 fn percentile(mut values: Vec<Duration>, p: f64) -> Duration {
@@ -196,7 +184,7 @@ fn a_show_keeps_playing_and_selling_fairly_under_rtmp_whep_and_order_floods() {
     let http = server.http;
     let orders_path = format!("/api/v1/sessions/{session_id}/orders");
     let whep_path = format!("/whep/{session_id}");
-    let offer_sdp = whep_offer();
+    let offer_sdp = whep_offer_sdp();
 
     let started = Instant::now();
     let (rtmp_ends, big_ends, whep_statuses, flood, honest) = rt.block_on(async {

@@ -11,19 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::{
     Publisher, Server, client_ip, data_dir, first_sse_data, http_from, offer, order_body,
-    rtmp_publish_bytes,
+    rtmp_publish_bytes, wait_for, whep_offer_sdp,
 };
 use fieldcast::egress::client::{PlayOptions, play};
 use serde_json::Value;
-
-/// Polls `check` every 100 ms until it holds; panics with `what` after `timeout`.
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn a_publisher_gone_silent_is_taken_over_by_a_new_connection_with_the_key() {
@@ -107,17 +98,6 @@ fn past_the_reconnect_grace_the_show_ends_and_its_viewers_are_ended() {
     );
 }
 
-/// A WHEP offer, as a browser makes one.
-fn whep_offer() -> String {
-    use str0m::media::{Direction, MediaKind};
-    let mut rtc = fieldcast::egress::client::viewer_config().build(Instant::now());
-    rtc.add_local_candidate(str0m::Candidate::host("127.0.0.1:9".parse().unwrap(), "udp").unwrap());
-    let mut changes = rtc.sdp_api();
-    changes.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    changes.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    changes.apply().expect("an offer").0.to_sdp_string()
-}
-
 fn post_offer(server: &Server, from: usize, id: &str) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -129,7 +109,7 @@ fn post_offer(server: &Server, from: usize, id: &str) -> (u16, String) {
         "POST",
         &format!("/whep/{id}"),
         &[("Content-Type", "application/sdp")],
-        &whep_offer(),
+        &whep_offer_sdp(),
     ))
     .unwrap()
 }
@@ -196,7 +176,7 @@ fn past_the_viewer_cap_whep_answers_503_with_retry_after() {
     let mut response = agent
         .post(&server.url(&format!("/whep/{id}")))
         .header("Content-Type", "application/sdp")
-        .send(whep_offer())
+        .send(whep_offer_sdp())
         .unwrap();
     assert_eq!(response.status(), 503);
     assert!(response.headers().get("retry-after").is_some());

@@ -6,9 +6,11 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, client_ip, data_dir, first_sse_data, http, http_from, offer, order_body};
+use common::{
+    Server, client_ip, data_dir, first_sse_data, http, http_from, offer, order_body, wait_for,
+};
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -409,14 +411,6 @@ fn unique_by_type(seen: &[(String, String)]) -> HashMap<String, usize> {
         *counts.entry(t.clone()).or_default() += 1;
     }
     counts
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -4,9 +4,8 @@
 //! then it is the right-most `X-Forwarded-For` entry that is not itself a trusted proxy
 //! (entries further left were written by the client and prove nothing).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -18,6 +17,7 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::commerce::rate::RateLimiter;
 use crate::config::Rate;
+use crate::slots::{AddressSlots, Slot};
 
 /// The public routes that are rate-limited per client address, as `/metrics` labels them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +52,8 @@ pub struct PublicLimits {
     orders: RateLimiter,
     likes: RateLimiter,
     whep: RateLimiter,
-    max_events_per_address: usize,
-    events_open: Mutex<HashMap<IpAddr, usize>>,
+    /// Open SSE streams per address (no total cap: the connection limits bound them).
+    events: Arc<AddressSlots>,
     limited: [AtomicU64; 4],
 }
 
@@ -64,8 +64,7 @@ impl PublicLimits {
             orders: bucket(orders),
             likes: bucket(likes),
             whep: bucket(whep),
-            max_events_per_address,
-            events_open: Mutex::default(),
+            events: AddressSlots::new(usize::MAX, max_events_per_address),
             limited: Default::default(),
         }
     }
@@ -95,20 +94,11 @@ impl PublicLimits {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, detail).retry_after(2)
     }
 
-    /// A place for one more SSE stream from `client`, given back when the guard drops.
-    pub fn open_events(state: &AppState, client: IpAddr) -> Result<EventsGuard, ApiError> {
-        let limits = &state.public;
-        let mut open = limits.events_open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(client).or_insert(0);
-        if *n >= limits.max_events_per_address {
-            drop(open);
-            return Err(limits.refuse(PublicRoute::Events));
-        }
-        *n += 1;
-        Ok(EventsGuard {
-            state: state.clone(),
-            client,
-        })
+    /// A place for one more SSE stream from `client`, given back when the slot drops.
+    pub fn open_events(&self, client: IpAddr) -> Result<Slot, ApiError> {
+        self.events
+            .take(client)
+            .map_err(|_| self.refuse(PublicRoute::Events))
     }
 
     pub fn limited(&self, route: PublicRoute) -> u64 {
@@ -120,29 +110,6 @@ impl PublicLimits {
         self.orders.forget_idle();
         self.likes.forget_idle();
         self.whep.forget_idle();
-    }
-}
-
-/// One open SSE stream of a client address.
-pub struct EventsGuard {
-    state: AppState,
-    client: IpAddr,
-}
-
-impl Drop for EventsGuard {
-    fn drop(&mut self) {
-        let mut open = self
-            .state
-            .public
-            .events_open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.client);
-            }
-        }
     }
 }
 

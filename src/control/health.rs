@@ -139,7 +139,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(
         out,
         "# HELP fieldcast_viewers_pending WHEP viewers not connected yet.\n# TYPE fieldcast_viewers_pending gauge\nfieldcast_viewers_pending {}",
-        state.egress.pending.pending()
+        state.egress.pending.open()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -9,7 +9,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
-use super::client::{Client, PublicLimits, PublicRoute};
+use super::client::{Client, PublicRoute};
 use super::error::{ApiError, ApiJson};
 use crate::app::AppState;
 
@@ -57,7 +57,7 @@ pub async fn events(
         return Err(ApiError::not_found("session"));
     }
     // Held by the stream: the place is given back when the client goes.
-    let guard = PublicLimits::open_events(&state, client)?;
+    let guard = state.public.open_events(client)?;
     let live = state.commerce.live.session(&state, &session_id);
     let mut rx = live.subscribe();
     rx.mark_changed();

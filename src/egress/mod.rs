@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::histogram::LatencyHistogram;
 use crate::media::output::PacketSink;
 use crate::media::{EncodedPacket, PacketKind};
+use crate::slots::{AddressSlots, SlotRefusal};
 use crate::studio::StudioHandle;
 
 pub use whep::WhepError;
@@ -103,7 +104,7 @@ pub struct Egress {
     pub local: SocketAddr,
     pub counters: Arc<EgressCounters>,
     /// Viewers not connected yet, capped per address and in total.
-    pub pending: Arc<admission::PendingLimits>,
+    pub pending: Arc<AddressSlots>,
 }
 
 impl Egress {
@@ -113,7 +114,7 @@ impl Egress {
     pub async fn start(
         bind: SocketAddr,
         public_ip: Option<std::net::IpAddr>,
-        pending: Arc<admission::PendingLimits>,
+        pending: Arc<AddressSlots>,
     ) -> std::io::Result<Self> {
         str0m::crypto::from_feature_flags().install_process_default();
         let socket = std::net::UdpSocket::bind(bind)?;
@@ -191,13 +192,10 @@ impl Egress {
         if studio.stats.viewers.load(Ordering::Relaxed) >= max_viewers {
             return Err(WhepError::SessionFull(max_viewers));
         }
-        let slot = self
-            .pending
-            .admit(client)
-            .map_err(|refusal| match refusal {
-                admission::PendingRefusal::Address => WhepError::PendingFromAddress,
-                admission::PendingRefusal::Total => WhepError::PendingTotal,
-            })?;
+        let slot = self.pending.take(client).map_err(|refusal| match refusal {
+            SlotRefusal::Address => WhepError::PendingFromAddress,
+            SlotRefusal::Total => WhepError::PendingTotal,
+        })?;
         // Parsing the offer and setting up ICE and DTLS is CPU work: off the async workers.
         let announce = self.announce;
         let offer_sdp = offer_sdp.to_string();

@@ -9,8 +9,8 @@ use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::RtpWrite;
 use str0m::{Event, IceConnectionState, Rtc};
 
-use super::admission::PendingSlot;
 use crate::media::{EncodedPacket, PacketKind};
+use crate::slots::Slot;
 use crate::studio::StudioHandle;
 
 /// One negotiated outgoing track.
@@ -37,18 +37,12 @@ pub(crate) struct Viewer {
     /// The ICE ufrag of our answer: a first STUN check from a new address is routed by it.
     pub ufrag: String,
     /// Its place among the pending viewers, until it connects.
-    pub pending: Option<PendingSlot>,
+    pub pending: Option<Slot>,
     pub dead: bool,
 }
 
 impl Viewer {
-    pub fn new(
-        id: String,
-        studio: StudioHandle,
-        rtc: Rtc,
-        ufrag: String,
-        pending: PendingSlot,
-    ) -> Self {
+    pub fn new(id: String, studio: StudioHandle, rtc: Rtc, ufrag: String, pending: Slot) -> Self {
         let now = Instant::now();
         Self {
             id,

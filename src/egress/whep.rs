@@ -13,8 +13,8 @@ use str0m::{Candidate, Rtc, RtcConfig};
 
 use str0m::config::DtlsCert;
 
-use super::admission::PendingSlot;
 use super::viewer::Viewer;
+use crate::slots::Slot;
 use crate::studio::StudioHandle;
 
 /// Payload types we propose; the offer's own numbers win after negotiation.
@@ -130,7 +130,7 @@ pub(crate) fn accept_offer(
     studio: StudioHandle,
     offer_sdp: &str,
     announce: SocketAddr,
-    pending: PendingSlot,
+    pending: Slot,
 ) -> Result<(Answer, Viewer), WhepError> {
     let (rtc, sdp) = negotiate(offer_sdp, announce)?;
     let ufrag = super::stun::sdp_ufrag(&sdp)

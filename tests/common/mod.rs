@@ -483,3 +483,25 @@ pub fn rtmp_publish_bytes(app: &str, key: &str) -> Vec<u8> {
     enc.write(&mut b, 4, 20, 1, 0, &publish);
     b
 }
+
+/// Polls `check` every 100 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A WHEP offer as a browser makes one (receive video and audio), for tests that post offers
+/// without playing them.
+pub fn whep_offer_sdp() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = fieldcast::egress::client::viewer_config().build(Instant::now());
+    let local: SocketAddr = "127.0.0.1:9".parse().expect("an address");
+    rtc.add_local_candidate(str0m::Candidate::host(local, "udp").expect("a host candidate"));
+    let mut changes = rtc.sdp_api();
+    changes.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    changes.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    changes.apply().expect("an offer").0.to_sdp_string()
+}
