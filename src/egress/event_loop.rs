@@ -99,19 +99,23 @@ pub(crate) async fn run(
                 let Ok((n, source)) = received else { continue };
                 let Ok(contents) = buf[..n].try_into() else { continue };
                 let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
-                // O(1): by the source once known, by the ICE ufrag of a STUN check before that.
-                let id = match routes.get(&source) {
-                    Some(id) => Some(id.clone()),
-                    None => super::stun::local_ufrag(&buf[..n])
-                        .and_then(|ufrag| by_ufrag.get(ufrag))
-                        .cloned(),
+                // O(1): by the source once known; else (a new address, or one a new viewer
+                // now uses) by the ICE ufrag of its STUN check, and the source is routed anew.
+                let accepts = |id: &&String| viewers.get(*id).is_some_and(|v| v.rtc.accepts(&input));
+                let routed = routes.get(&source).filter(accepts).cloned();
+                let id = match routed {
+                    Some(id) => id,
+                    None => {
+                        let by_check = super::stun::local_ufrag(&buf[..n])
+                            .and_then(|ufrag| by_ufrag.get(ufrag))
+                            .filter(accepts)
+                            .cloned();
+                        let Some(id) = by_check else { continue };
+                        routes.insert(source, id.clone());
+                        id
+                    }
                 };
-                let Some(id) = id else { continue };
                 let Some(viewer) = viewers.get_mut(&id) else { continue };
-                if !viewer.rtc.accepts(&input) {
-                    continue;
-                }
-                routes.entry(source).or_insert_with(|| id.clone());
                 viewer.last_heard = Instant::now();
                 if let Err(e) = viewer.rtc.handle_input(input) {
                     tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer input rejected");
