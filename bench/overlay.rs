@@ -38,6 +38,7 @@ fn scene_live() -> Arc<SessionLive> {
         harvest_date: None,
         description: None,
         created_at: 0,
+        image_hash: None,
     };
     let offer = OfferRow {
         id: "offer_bench".into(),

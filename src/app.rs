@@ -65,16 +65,11 @@ impl AppState {
                 images,
                 counters,
             );
-            let info = gstreamer_video::VideoInfo::builder(
-                gstreamer_video::VideoFormat::I420,
-                format.width,
-                format.height,
-            )
-            .build()
-            .ok()?;
-            Some(Box::new(move |frame: &mut gstreamer::Buffer| {
-                compositor.apply(frame, &info)
-            }))
+            Some(Box::new(
+                move |frame: &mut gstreamer::Buffer, info: &gstreamer_video::VideoInfo| {
+                    compositor.apply(frame, info)
+                },
+            ))
         });
         // The demo's test pattern is its own publisher; a real show ends by itself once its
         // publisher stayed away past the grace (viewers see the slate until then).
@@ -96,6 +91,7 @@ impl AppState {
         };
         let handle = self.studios.start(
             &row.id,
+            row.orientation,
             filler,
             self.egress.packet_sink(&row.id),
             overlay,
@@ -228,6 +224,7 @@ impl App {
             stream_key: new_stream_key(),
             live: false,
             test_pattern,
+            orientation: crate::media::Orientation::Auto,
             created_at: unix_now(),
         };
         self.store.insert_session(&row)?;

@@ -5,6 +5,7 @@ pub mod app;
 pub mod commerce;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod egress;
 pub mod histogram;
 pub mod ingest;

@@ -160,6 +160,7 @@ fn start_demo(app: &AppState) -> anyhow::Result<()> {
     println!("  OBS server:  {}", app.rtmp_server());
     println!("  stream key:  {}", row.stream_key);
     tracing::info!(session.id = %row.id, stream_key = %redact(&row.stream_key), "demo session on air");
+    crate::demo::start(app, &row.id);
     Ok(())
 }
 

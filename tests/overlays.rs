@@ -152,6 +152,7 @@ fn pinned_card_shows_on_the_video_like_its_reference_rendering_and_hide_all_remo
         harvest_date: None,
         description: None,
         created_at: 0,
+        image_hash: None,
     };
     let pin = Pinned {
         product: row,

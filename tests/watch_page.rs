@@ -1,26 +1,110 @@
-//! The watch page in headless Chromium (Debian's /usr/bin/chromium through playwright-core):
-//! it must decode the session's video while ffmpeg publishes.
+//! The watch page as viewers use it: headless Chromium (Debian's /usr/bin/chromium through
+//! playwright-core, no browser download) against the real server and a real ffmpeg
+//! publisher. The browser scripts sit in tests/browser and drive the page by its labels and
+//! roles; these tests set the world up, change it, and check the API's side.
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Publisher, Server, data_dir};
+use fieldcast::egress::client::{PlayOptions, play};
+use fieldcast::overlay::layout;
+use fieldcast::overlay::scene::{LayerKind, template};
+use serde_json::{Value, json};
 
-#[test]
-fn watch_page_decodes_video_in_headless_chromium_while_ffmpeg_publishes() {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+/// Public rate limits lifted: every page here is a viewer on 127.0.0.1.
+const OPEN_LIMITS: &[&str] = &["--rate-orders", "1000:100", "--rate-whep", "1000:100"];
+
+fn browser_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `make test` (it runs `npm ci` in tests/browser)"
+        dir.join("node_modules/playwright-core").exists()
+            && dir.join("node_modules/axe-core").exists(),
+        "playwright-core and axe-core are not installed: run `make test` (it runs `npm ci` in tests/browser)"
     );
     assert!(
         Path::new("/usr/bin/chromium").exists(),
         "Chromium is missing: run `make test` (apt-get install chromium)"
     );
+    dir
+}
 
+fn docs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
+}
+
+/// Runs a browser script to its end; returns its last stdout line as JSON.
+fn node(script: &str, args: &[&str]) -> Value {
+    let output = Command::new("node")
+        .arg(browser_dir().join(script))
+        .args(args)
+        .output()
+        .expect("run node (apt-get install nodejs)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {stdout}"))
+}
+
+/// A product with a photo and names in Chinese and Uyghur, pinned on the session.
+fn pinned_product(server: &Server, session: &str) -> Value {
+    let (status, product) = server.api(
+        "POST",
+        "/api/v1/products",
+        Some(json!({
+            "name": "Rose jam",
+            "translations": {"zh": "玫瑰花酱", "ug": "قىزىلگۈل مۇراببا"},
+            "unit_amount": 5900, "currency": "CNY", "unit": "jar", "origin": "Kashgar"
+        })),
+    );
+    assert_eq!(status, 201, "{product}");
+    let id = product["id"].as_str().unwrap();
+    let photo = fieldcast::demo::jar_photo().expect("a photo");
+    let response = ureq::put(&server.url(&format!("/api/v1/products/{id}/image")))
+        .header("Authorization", &format!("Bearer {}", common::TOKEN))
+        .header("Content-Type", "image/png")
+        .send(&photo[..])
+        .expect("upload the photo");
+    assert_eq!(response.status(), 200);
+    let (status, _) = server.api(
+        "PUT",
+        &format!("/api/v1/sessions/{session}/pinned"),
+        Some(json!({"product_id": id})),
+    );
+    assert_eq!(status, 200);
+    product
+}
+
+fn five_units(server: &Server, session: &str, product: &str) -> String {
+    let (status, offer) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{session}/offers"),
+        Some(json!({"product_id": product, "unit_amount": 3900, "quantity": 5, "per_buyer_limit": 3})),
+    );
+    assert_eq!(status, 201, "{offer}");
+    offer["id"].as_str().unwrap().to_string()
+}
+
+fn orders_of(server: &Server, session: &str, offer: &str) -> Vec<Value> {
+    let (status, orders) = server.api(
+        "GET",
+        &format!("/api/v1/sessions/{session}/orders?offer_id={offer}"),
+        None,
+    );
+    assert_eq!(status, 200, "{orders}");
+    orders.as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn watch_page_decodes_video_in_headless_chromium_while_ffmpeg_publishes() {
     let server = Server::start(&data_dir("watch-page"));
     let session = server.create_session("Watch page");
     let id = session["id"].as_str().unwrap();
@@ -32,20 +116,14 @@ fn watch_page_decodes_video_in_headless_chromium_while_ffmpeg_publishes() {
     server.wait_state(id, "publisher-connected", Duration::from_secs(10));
 
     let screenshot = server.data.join("watch.png");
-    let output = Command::new("node")
-        .arg(browser_dir.join("watch.mjs"))
-        .arg(server.url(&format!("/watch/{id}")))
-        .arg("8")
-        .arg(&screenshot)
-        .output()
-        .expect("run node (apt-get install nodejs)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "watch.mjs failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let result = node(
+        "watch.mjs",
+        &[
+            &server.url(&format!("/watch/{id}")),
+            "8",
+            screenshot.to_str().unwrap(),
+        ],
     );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     let frames = result["totalVideoFrames"].as_u64().unwrap_or(0);
     assert!(
         frames >= 90,
@@ -53,5 +131,362 @@ fn watch_page_decodes_video_in_headless_chromium_while_ffmpeg_publishes() {
     );
     assert_eq!(result["videoWidth"], 1280, "{result}");
     assert_eq!(result["videoHeight"], 720, "{result}");
-    assert_eq!(result["status"], "Live", "{result}");
+    assert_eq!(result["state"], "live", "{result}");
+}
+
+#[test]
+fn viewers_buy_through_the_sheet_and_a_double_tap_or_a_lost_answer_never_makes_two_orders() {
+    let server = Server::start_with(&data_dir("watch-buy"), OPEN_LIMITS);
+    let session = server.create_session("Rose jam from the greenhouse");
+    let id = session["id"].as_str().unwrap().to_string();
+    let _publisher = Publisher::ffmpeg(
+        &server.publish_url(session["stream_key"].as_str().unwrap()),
+        "1280x720",
+        120,
+    );
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+    let product = pinned_product(&server, &id);
+    let product_id = product["id"].as_str().unwrap();
+    let offer = five_units(&server, &id, product_id);
+
+    let config = json!({
+        "base": server.url(""),
+        "session": id,
+        "token": common::TOKEN,
+        "offer": offer,
+        "product": {"id": product_id, "en": "Rose jam", "ug": "قىزىلگۈل مۇراببا"},
+        "docs": docs_dir(),
+    });
+    let seen = node("buy.mjs", &[&config.to_string()]);
+    eprintln!("the pages saw: {seen}");
+
+    // The first page's 2 and the second page's 3 (double-tapped): two orders, all 5 sold.
+    let orders = orders_of(&server, &id, &offer);
+    let mut quantities: Vec<i64> = orders
+        .iter()
+        .map(|o| o["quantity"].as_i64().unwrap())
+        .collect();
+    quantities.sort();
+    assert_eq!(quantities, [2, 3], "orders of the first offer: {orders:?}");
+    assert!(
+        orders.iter().any(|o| o["id"] == seen["orderA"]),
+        "{orders:?}"
+    );
+    assert!(
+        orders.iter().any(|o| o["id"] == seen["orderB"]),
+        "{orders:?}"
+    );
+    let (_, state) = server.api(
+        "GET",
+        &format!("/api/v1/sessions/{id}/offers/{offer}"),
+        None,
+    );
+    assert_eq!(state["sold"], 5, "{state}");
+    assert_eq!(state["remaining"], 0, "{state}");
+    assert_eq!(
+        seen["soldShownA"], "2",
+        "the page's sold counter after its order: {seen}"
+    );
+    assert_eq!(seen["soldOutShown"], "Sold out", "{seen}");
+
+    // The lost answer: the retry reused the key and got the stored order, and only it.
+    assert_eq!(seen["droppedOrder"], seen["retriedOrder"], "{seen}");
+    assert_eq!(seen["droppedKey"], seen["retryKey"], "{seen}");
+    let second = orders_of(&server, &id, seen["offer2"].as_str().unwrap());
+    let mut from_pages: Vec<&str> = second.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    from_pages.sort();
+    // The lost-answer page's one order, and the embedded player's.
+    let mut expected = vec![
+        seen["retriedOrder"].as_str().unwrap(),
+        seen["shopHeard"]["order_id"]
+            .as_str()
+            .unwrap_or("no message"),
+    ];
+    expected.sort();
+    assert_eq!(
+        from_pages, expected,
+        "orders of the second offer: {second:?}"
+    );
+
+    // The embedded player is chromeless and tells the shop's page of its order.
+    assert_eq!(seen["embedHeaderShown"], false, "{seen}");
+    assert_eq!(seen["shopHeard"]["type"], "fieldcast:order", "{seen}");
+    assert_eq!(seen["shopHeard"]["session_id"], id.as_str(), "{seen}");
+    assert_eq!(seen["shopHeard"]["quantity"], 1, "{seen}");
+
+    // Languages.
+    assert_eq!(seen["zh"]["lang"], "zh", "{seen}");
+    assert_eq!(seen["zh"]["name"], "玫瑰花酱", "{seen}");
+    assert_eq!(seen["ug"]["dir"], "rtl", "{seen}");
+    assert_eq!(seen["ug"]["name"], "قىزىلگۈل مۇراببا", "{seen}");
+    assert!(
+        seen["ug"]["switcherLeft"].as_f64() < seen["ug"]["badgeLeft"].as_f64(),
+        "the Uyghur page is not mirrored: {seen}"
+    );
+
+    // Accessibility: no serious or critical axe-core violations, sheet closed and open, in
+    // English and in Uyghur.
+    for (state, violations) in seen["axe"].as_object().unwrap() {
+        assert_eq!(
+            violations.as_array().map(Vec::len),
+            Some(0),
+            "axe-core on the {state} page: {violations}"
+        );
+    }
+}
+
+#[test]
+fn the_player_shows_right_back_and_returns_and_reconnects_after_a_server_restart() {
+    let server = Server::start_with(&data_dir("watch-player"), OPEN_LIMITS);
+    let session = server.create_session("Player states");
+    let id = session["id"].as_str().unwrap().to_string();
+    let key = session["stream_key"].as_str().unwrap().to_string();
+    let publisher = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 120);
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+
+    let mut script = Command::new("node")
+        .arg(browser_dir().join("player.mjs"))
+        .arg(server.url(&format!("/watch/{id}")))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run node");
+    let mut to_page = script.stdin.take().unwrap();
+    let mut from_page = BufReader::new(script.stdout.take().unwrap()).lines();
+    let mut step = |expected: &str| -> Value {
+        let line = from_page
+            .next()
+            .unwrap_or_else(|| panic!("player.mjs ended before step {expected}"))
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
+        assert_eq!(v["step"], expected, "{v}");
+        eprintln!("page: {v}");
+        v
+    };
+
+    let live = step("live");
+    assert_eq!(live["text"], "Live");
+    publisher.kill();
+    writeln!(to_page, "next").unwrap();
+    let away = step("right_back");
+    assert_eq!(away["text"], "The host will be right back");
+
+    let _back = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 120);
+    writeln!(to_page, "next").unwrap();
+    step("back");
+
+    let _server = server.restart(OPEN_LIMITS);
+    writeln!(to_page, "next").unwrap();
+    let restarted = step("restarted");
+    assert!(
+        restarted["frames"].as_u64() > live["frames"].as_u64(),
+        "{restarted}"
+    );
+    drop(to_page);
+    assert!(script.wait().unwrap().success(), "player.mjs failed");
+}
+
+/// Share of a rectangle's pixels (inset by `margin`) that are near white, as the card's
+/// panel is.
+fn near_white(frame: &fieldcast::egress::client::RgbFrame, r: layout::Rect, margin: u32) -> f64 {
+    let (mut white, mut all) = (0u32, 0u32);
+    for y in (r.y as u32 + margin)..(r.y as u32 + r.height - margin) {
+        for x in (r.x as u32 + margin)..(r.x as u32 + r.width - margin) {
+            all += 1;
+            if frame.pixel(x, y).iter().all(|&c| c > 200) {
+                white += 1;
+            }
+        }
+    }
+    white as f64 / all as f64
+}
+
+fn decoded_size_and_frame(server: &Server, id: &str) -> fieldcast::egress::client::RgbFrame {
+    let report = play(
+        &server.url(&format!("/whep/{id}")),
+        &PlayOptions {
+            duration: Duration::from_secs(20),
+            stop_after_frames: Some(45),
+            keep_last_frame: true,
+            ..Default::default()
+        },
+    )
+    .expect("WHEP playback");
+    report.last_frame.expect("a decoded frame")
+}
+
+#[test]
+fn an_upright_publisher_turns_an_auto_session_portrait_for_the_client_and_the_phone_page() {
+    let server = Server::start_with(&data_dir("watch-portrait"), OPEN_LIMITS);
+    let session = server.create_session("Portrait");
+    let id = session["id"].as_str().unwrap().to_string();
+    assert_eq!(session["orientation"], "auto");
+    let product = pinned_product(&server, &id);
+    five_units(&server, &id, product["id"].as_str().unwrap());
+    let _publisher = Publisher::ffmpeg(
+        &server.publish_url(session["stream_key"].as_str().unwrap()),
+        "720x1280",
+        120,
+    );
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+
+    // The Rust client decodes 720×1280 pictures with the card inside, where the portrait
+    // layout puts it.
+    let frame = decoded_size_and_frame(&server, &id);
+    assert_eq!((frame.width, frame.height), (720, 1280));
+    let card = layout::place(&template(LayerKind::ProductCard, "c".into()), 720, 1280);
+    assert!(
+        card.y + card.height as i32 <= 1280 && card.x >= 0,
+        "{card:?}"
+    );
+    let white = near_white(&frame, card, 16);
+    assert!(
+        white > 0.3,
+        "the card's panel is not in its portrait place ({white:.2} white)"
+    );
+
+    // The phone page: the video covers at least 80 % of a 390×844 screen.
+    let layout = node(
+        "portrait.mjs",
+        &[
+            &server.url(&format!("/watch/{id}")),
+            docs_dir().to_str().unwrap(),
+        ],
+    );
+    eprintln!("portrait page: {layout}");
+    let share =
+        layout["pictureHeight"].as_f64().unwrap() / layout["viewportHeight"].as_f64().unwrap();
+    assert!(
+        share >= 0.8,
+        "the picture covers {:.0} % of the height: {layout}",
+        share * 100.0
+    );
+    assert_eq!(
+        layout["axe"].as_array().map(Vec::len),
+        Some(0),
+        "axe-core: {layout}"
+    );
+
+    // The operator turns it: landscape now, at the next keyframe; and upright again.
+    let (status, patched) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(json!({"orientation": "landscape"})),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["orientation"], "landscape");
+    let turned = decoded_size_and_frame(&server, &id);
+    assert_eq!((turned.width, turned.height), (1280, 720));
+    let (status, bad) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(json!({"orientation": "sideways"})),
+    );
+    assert_eq!(status, 422, "{bad}");
+    server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(json!({"orientation": "portrait"})),
+    );
+    let upright = decoded_size_and_frame(&server, &id);
+    assert_eq!((upright.width, upright.height), (720, 1280));
+}
+
+#[test]
+fn the_pages_own_files_weigh_at_most_100_kb() {
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    let files = ["watch.html", "watch.js", "watch.css", "i18n/en.json"];
+    let sizes: Vec<(&str, u64)> = files
+        .iter()
+        .map(|f| {
+            (
+                *f,
+                std::fs::metadata(web.join(f)).expect("a page file").len(),
+            )
+        })
+        .collect();
+    let total: u64 = sizes.iter().map(|(_, n)| n).sum();
+    eprintln!("watch page: {sizes:?}, {total} bytes in all");
+    assert!(
+        total <= 100 * 1024,
+        "the watch page's own files weigh {total} bytes: {sizes:?}"
+    );
+}
+
+#[test]
+fn pages_and_photos_are_compressed_and_cached_with_etags() {
+    let server = Server::start(&data_dir("watch-cache"));
+    let session = server.create_session("Cache");
+    let id = session["id"].as_str().unwrap().to_string();
+    let product = pinned_product(&server, &id);
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = agent.get(&server.url(path));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.call().expect("GET")
+    };
+    let header = |r: &ureq::http::Response<ureq::Body>, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    for path in [
+        format!("/watch/{id}"),
+        "/web/watch.js".into(),
+        "/web/watch.css".into(),
+    ] {
+        let plain = get(&path, &[]);
+        assert_eq!(plain.status(), 200, "{path}");
+        let etag = header(&plain, "etag").unwrap_or_else(|| panic!("{path}: no ETag"));
+        let again = get(&path, &[("If-None-Match", &etag)]);
+        assert_eq!(again.status(), 304, "{path} with its ETag");
+        for encoding in ["gzip", "br"] {
+            let packed = get(&path, &[("Accept-Encoding", encoding)]);
+            assert_eq!(
+                header(&packed, "content-encoding").as_deref(),
+                Some(encoding),
+                "{path}"
+            );
+        }
+    }
+    let zh = get("/web/i18n/zh.json", &[]);
+    assert_eq!(zh.status(), 200);
+    assert_eq!(get("/web/i18n/xx.json", &[]).status(), 404);
+
+    // The photo: public, content-addressed, cached for a year.
+    let (_, pinned) = server.api(
+        "GET",
+        &format!("/api/v1/products/{}", product["id"].as_str().unwrap()),
+        None,
+    );
+    let url = pinned["image_url"]
+        .as_str()
+        .expect("the product names its photo")
+        .to_string();
+    assert!(
+        url.starts_with("/images/") && url.ends_with(".png"),
+        "{url}"
+    );
+    let photo = get(&url, &[]);
+    assert_eq!(photo.status(), 200);
+    assert_eq!(header(&photo, "content-type").as_deref(), Some("image/png"));
+    assert!(
+        header(&photo, "cache-control")
+            .unwrap()
+            .contains("immutable")
+    );
+    let etag = header(&photo, "etag").unwrap();
+    assert_eq!(get(&url, &[("If-None-Match", &etag)]).status(), 304);
+    assert_eq!(get("/images/../../fieldcast.db", &[]).status(), 404);
+    assert_eq!(
+        get(&format!("/images/{}.png", "0".repeat(64)), &[]).status(),
+        404
+    );
 }

@@ -78,6 +78,20 @@ impl LedgerAnswer {
             body: body.to_string(),
         }
     }
+
+    /// A refusal a page explains in the buyer's language: `code` names it (`sold_out`,
+    /// `only_left`, `not_started`, `ended`, `over_limit`), `extra` carries its numbers.
+    fn refusal(status: u16, code: &str, detail: &str, extra: Value) -> Self {
+        let mut answer = Self::problem(status, detail);
+        if let Ok(mut body) = serde_json::from_str::<Value>(&answer.body) {
+            body["code"] = json!(code);
+            if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+                body.extend(extra);
+            }
+            answer.body = body.to_string();
+        }
+        answer
+    }
 }
 
 /// What happened, for the live state (SSE, overlays) after the commit.
@@ -438,15 +452,24 @@ fn decide_order(
         None => 0,
     };
     if let Err(refusal) = rules::check_order(&offer, now, r.quantity, already) {
-        return Ok(LedgerAnswer::problem(refusal.status(), &refusal.detail()));
+        return Ok(LedgerAnswer::refusal(
+            refusal.status(),
+            refusal.code(),
+            &refusal.detail(),
+            refusal.numbers(),
+        ));
     }
     if !sql::take_stock(conn, &offer.id, r.quantity)? {
-        let detail = if offer.available > 0 {
-            format!("quantity: only {} left", offer.available)
+        return Ok(if offer.available > 0 {
+            LedgerAnswer::refusal(
+                409,
+                "only_left",
+                &format!("quantity: only {} left", offer.available),
+                json!({"remaining": offer.available}),
+            )
         } else {
-            Refusal::SoldOut.detail()
-        };
-        return Ok(LedgerAnswer::problem(409, &detail));
+            LedgerAnswer::refusal(409, "sold_out", &Refusal::SoldOut.detail(), json!({}))
+        });
     }
     let currency = sql::product_in(conn, &offer.product_id)?
         .map(|p| p.currency)

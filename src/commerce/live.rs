@@ -299,8 +299,21 @@ async fn publish(app: AppState, live: Arc<SessionLive>, mut dirty: watch::Receiv
 pub fn snapshot(app: &AppState, live: &SessionLive) -> Value {
     let now = now_ms();
     let data = live.data();
+    // What the picture is: the host (or the demo's test picture), the slate while the host
+    // is away, or nothing: the show ended.
+    let picture = match app.studios.get(&live.session_id) {
+        None => "ended",
+        Some(h)
+            if h.stats.publisher_connected.load(Ordering::Relaxed)
+                || h.stats.pattern_is_the_show =>
+        {
+            "host"
+        }
+        Some(_) => "slate",
+    };
     json!({
         "session_id": live.session_id,
+        "picture": picture,
         "viewers": app.studios.viewers(&live.session_id),
         "likes": data.likes,
         "pinned": data.pinned.as_ref().map(|p| super::product_json(&p.product)),

@@ -124,6 +124,7 @@ pub fn product_json(p: &ProductRow) -> Value {
         "origin": p.origin,
         "harvest_date": p.harvest_date,
         "description": p.description,
+        "image_url": p.image_hash.as_deref().map(crate::control::assets::image_url),
         "created_at": p.created_at,
     })
 }

@@ -44,6 +44,24 @@ impl Refusal {
         }
     }
 
+    /// A stable name for pages and shops to key their own words on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::SoldOut => "sold_out",
+            Refusal::NotLive(OfferState::Scheduled) => "not_started",
+            Refusal::NotLive(_) => "ended",
+            Refusal::OverLimit { .. } => "over_limit",
+        }
+    }
+
+    /// The numbers a page needs to explain the refusal.
+    pub fn numbers(&self) -> serde_json::Value {
+        match self {
+            Refusal::OverLimit { limit, .. } => serde_json::json!({ "limit": limit }),
+            _ => serde_json::json!({}),
+        }
+    }
+
     pub fn detail(&self) -> String {
         match self {
             Refusal::SoldOut => "sold out".into(),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::client::{Client, PublicRoute};
 use super::error::{ApiError, ApiJson};
 use crate::app::AppState;
+use crate::commerce::ledger::now_ms;
 
 /// Most likes one request may carry (a phone batches taps).
 pub const MAX_LIKES_PER_REQUEST: i64 = 100;
@@ -44,6 +45,17 @@ pub async fn like(
         .session(&state, &session_id)
         .add_likes(body.count);
     Ok(StatusCode::ACCEPTED)
+}
+
+/// The snapshot (a JSON object) with the server's clock as it leaves, `server_time_ms`: a page
+/// counts offers down on the server's time, corrected for its own clock's offset. Added per
+/// event so that the shared snapshot stays the same between changes.
+fn with_server_time(snapshot: &str, now_ms: i64) -> String {
+    match snapshot.strip_suffix('}') {
+        Some(head) if head.len() > 1 => format!("{head},\"server_time_ms\":{now_ms}}}"),
+        Some(head) => format!("{head}\"server_time_ms\":{now_ms}}}"),
+        None => snapshot.to_string(),
+    }
 }
 
 /// Server-Sent Events: the whole live state on connect, then each change (at most 10 a
@@ -80,11 +92,28 @@ pub async fn events(
             // Empty only before the first snapshot is built.
             if !snapshot.is_empty() {
                 return Some((
-                    Ok(Event::default().event("state").data(&*snapshot)),
+                    Ok(Event::default()
+                        .event("state")
+                        .data(with_server_time(&snapshot, now_ms()))),
                     Some((rx, live, guard, shutdown)),
                 ));
             }
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_server_time;
+
+    #[test]
+    fn the_server_time_joins_the_snapshot_as_valid_json() {
+        let with = with_server_time(r#"{"likes":3}"#, 1_700_000_000_123);
+        let v: serde_json::Value = serde_json::from_str(&with).unwrap();
+        assert_eq!(v["likes"], 3);
+        assert_eq!(v["server_time_ms"], 1_700_000_000_123i64);
+        let empty: serde_json::Value = serde_json::from_str(&with_server_time("{}", 5)).unwrap();
+        assert_eq!(empty["server_time_ms"], 5);
+    }
 }

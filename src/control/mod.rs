@@ -1,5 +1,6 @@
 //! The HTTP control plane (axum): one route list, one file per resource. It owns no media.
 
+pub mod assets;
 mod auth;
 pub mod client;
 pub mod error;
@@ -165,7 +166,14 @@ pub fn router(state: AppState) -> Router {
 
     // Other origins (a co-op's shop embedding the player) reach only the public routes: no
     // operator route answers a CORS preflight.
-    let public = public.route("/watch/{id}", get(pages::watch)).layer(cors);
+    // The pages and their files, compressed (gzip or brotli, as the browser asks).
+    let pages = Router::new()
+        .route("/watch/{id}", get(pages::watch))
+        .route("/web/i18n/{file}", get(assets::language_file))
+        .route("/web/{file}", get(assets::web_file))
+        .route("/images/{file}", get(assets::image))
+        .layer(tower_http::compression::CompressionLayer::new());
+    let public = public.merge(pages).layer(cors);
 
     Router::new()
         .merge(operator)

@@ -257,20 +257,23 @@ pub async fn product_image(
         .store
         .product(&product_id)?
         .ok_or_else(|| ApiError::not_found("product"))?;
-    let (width, height) = store_image(
-        &headers,
-        &body,
-        &image_path(&state.images_dir(), &product_id),
-    )?;
+    let path = image_path(&state.images_dir(), &product_id);
+    let (width, height) = store_image(&headers, &body, &path)?;
+    let hash =
+        super::assets::publish_image(&state.images_dir(), &path).map_err(ApiError::internal)?;
+    state.store.set_product_image(&product_id, &hash)?;
     for live in state.commerce.live.known() {
         let pinned = live.data().pinned.as_ref().map(|p| p.product.id.clone());
         if pinned.as_deref() == Some(product_id.as_str()) {
             live.reload_pinned(&state.store);
         }
     }
-    Ok(ApiJson(
-        json!({"product_id": product_id, "width": width, "height": height}),
-    ))
+    Ok(ApiJson(json!({
+        "product_id": product_id,
+        "width": width,
+        "height": height,
+        "image_url": super::assets::image_url(&hash),
+    })))
 }
 
 /// An image layer's picture (a logo).

@@ -1,28 +1,65 @@
-//! The pages: the watch page (`/watch/{id}`).
+//! The pages: the watch page (`/watch/{id}`). Its HTML is a small template filled with the
+//! session and the strings of the viewer's language (from `Accept-Language`, so the first
+//! paint is in it); the script and style are `/web/` files (see `assets.rs`).
 
 use axum::extract::{Path, State};
-use axum::response::{Html, IntoResponse};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 
+use super::assets;
 use super::error::ApiError;
 use crate::app::AppState;
 
 const WATCH_HTML: &str = include_str!("../../web/watch.html");
 
-/// The watch page: plays the session over WHEP and reconnects when the connection drops.
+/// The watch page: player, product panel, buy sheet, likes, in the viewer's language.
 pub async fn watch(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let row = state
         .store
         .session(&id)?
         .ok_or_else(|| ApiError::not_found("session"))?;
-    let title = html_escape(&row.title);
-    Ok(Html(
-        WATCH_HTML
-            .replace("{{title}}", &title)
-            .replace("{{session_id}}", &row.id),
-    ))
+    let lang = assets::negotiate(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let strings = assets::strings(lang).unwrap_or("{}");
+    let dir = assets::languages()
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["tag"] == lang))
+        .and_then(|x| x["dir"].as_str())
+        .unwrap_or("ltr");
+    let boot = serde_json::json!({
+        "session_id": row.id,
+        "demo": row.test_pattern,
+        "lang": lang,
+        "strings": serde_json::from_str::<serde_json::Value>(strings).unwrap_or_default(),
+        "languages": assets::languages(),
+    });
+    let html = WATCH_HTML
+        .replace("{{lang}}", lang)
+        .replace("{{dir}}", dir)
+        .replace("{{title}}", &html_escape(&row.title))
+        .replace("{{boot}}", &script_json(&boot));
+    let etag = assets::etag_of(html.as_bytes());
+    let mut response = assets::cached(
+        &headers,
+        &etag,
+        "no-cache",
+        "text/html; charset=utf-8",
+        html,
+    );
+    // The page is chosen by Accept-Language: caches keep one copy per language.
+    response.headers_mut().insert(
+        header::VARY,
+        header::HeaderValue::from_static("Accept-Language"),
+    );
+    Ok(response)
 }
 
 fn html_escape(s: &str) -> String {
@@ -31,4 +68,26 @@ fn html_escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
+}
+
+/// JSON that is safe inside `<script type="application/json">`: no `<` can close the element.
+fn script_json(value: &serde_json::Value) -> String {
+    value.to_string().replace('<', "\\u003c")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_title_cannot_leave_its_element_and_json_cannot_leave_the_script() {
+        assert_eq!(
+            html_escape("<b>\"Jam\" & 'naan'</b>"),
+            "&lt;b&gt;&quot;Jam&quot; &amp; &#39;naan&#39;&lt;/b&gt;"
+        );
+        let json = script_json(&serde_json::json!({"t": "</script><script>alert(1)"}));
+        assert!(!json.contains('<'), "{json}");
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["t"], "</script><script>alert(1)");
+    }
 }

@@ -152,6 +152,7 @@ pub async fn create(
         harvest_date: None,
         description: None,
         created_at: unix_now(),
+        image_hash: None,
     };
     let product = apply(blank, body)?;
     state.store.insert_product(&product)?;

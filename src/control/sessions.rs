@@ -1,4 +1,5 @@
-//! Sessions: create, list, get, patch (title, on air), delete, rotate the stream key.
+//! Sessions: create, list, get, patch (title, on air, orientation), delete, rotate the
+//! stream key.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -7,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
 use crate::app::{AppState, SessionState, new_stream_key, redact, unix_now};
+use crate::media::Orientation;
 use crate::store::SessionRow;
 
 /// Longest session title accepted.
@@ -24,6 +26,8 @@ pub struct SessionView {
     whep_url: String,
     watch_url: String,
     state: SessionState,
+    /// `landscape` (1280×720), `portrait` (720×1280) or `auto` (follows the first publisher).
+    orientation: Orientation,
     viewers: usize,
     created_at: i64,
 }
@@ -38,6 +42,7 @@ fn view(state: &AppState, row: SessionRow) -> SessionView {
         watch_url: format!("{base}/watch/{}", row.id),
         state: state.session_state(&row),
         viewers: state.studios.viewers(&row.id),
+        orientation: row.orientation,
         id: row.id,
         title: row.title,
         stream_key: row.stream_key,
@@ -112,6 +117,8 @@ pub struct PatchSession {
     title: Option<String>,
     /// `live` puts the session on air (slate until a publisher connects); `idle` ends the show.
     state: Option<TargetState>,
+    /// Turns the output; a live show turns at its next keyframe.
+    orientation: Option<Orientation>,
 }
 
 /// Changes the title, or puts the session on or off air.
@@ -123,6 +130,12 @@ pub async fn patch(
     let row = find(&state, &id)?;
     if let Some(title) = body.title {
         state.store.set_session_title(&id, &valid_title(&title)?)?;
+    }
+    if let Some(orientation) = body.orientation {
+        state.store.set_session_orientation(&id, orientation)?;
+        if let Some(studio) = state.studios.get(&id) {
+            studio.orient(orientation).await;
+        }
     }
     match body.state {
         Some(TargetState::Live) => {

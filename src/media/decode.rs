@@ -38,6 +38,8 @@ struct Pipe {
     failed: Arc<AtomicBool>,
     /// When the decoder last gave a picture.
     decoded_at: Arc<Mutex<Option<Instant>>>,
+    /// Sets the picture size handed to the studio.
+    size: gst::Element,
 }
 
 impl Pipe {
@@ -54,6 +56,30 @@ impl Pipe {
                 gst::PadProbeReturn::Ok
             });
         }
+        let size = pipeline.by_name("size").ok_or_else(|| MediaError::Build {
+            name: PUBLISHER_DECODE.name,
+            reason: "no capsfilter named size".into(),
+        })?;
+        // The decoder announces the publisher's picture size before its first frame: the
+        // studio may turn to it (`auto`), and the scaler then targets the output size.
+        if let Some(pad) = pipeline
+            .by_name("decoder")
+            .and_then(|e| e.static_pad("src"))
+        {
+            let feed = feed.clone();
+            let size = size.clone();
+            pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                if let Some(gst::PadProbeData::Event(event)) = &info.data
+                    && let gst::EventView::Caps(caps) = event.view()
+                    && let Some((w, h)) = caps_size(caps.caps())
+                {
+                    feed.source_size(w, h);
+                    follow_output(&size, &feed.format());
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+        follow_output(&size, &feed.format());
         forward(&video_out, feed.clone(), true, Source::Publisher);
         forward(
             &app_sink(&pipeline, "audio_out")?,
@@ -74,7 +100,30 @@ impl Pipe {
             audio,
             failed,
             decoded_at,
+            size,
         })
+    }
+}
+
+/// Width and height of raw or encoded video caps.
+pub(crate) fn caps_size(caps: &gst::CapsRef) -> Option<(u32, u32)> {
+    let s = caps.structure(0)?;
+    let w = s.get::<i32>("width").ok()?;
+    let h = s.get::<i32>("height").ok()?;
+    (w > 0 && h > 0).then_some((w as u32, h as u32))
+}
+
+/// Points a `size` capsfilter at the output size (the scaler renegotiates on its next frame).
+fn follow_output(size: &gst::Element, format: &OutputFormat) {
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", format.width as i32)
+        .field("height", format.height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .build();
+    let current = size.property::<Option<gst::Caps>>("caps");
+    if current.as_ref() != Some(&caps) {
+        size.set_property("caps", &caps);
     }
 }
 
@@ -194,6 +243,12 @@ impl PublisherDecode {
         if self.restart_if_unhealthy() {
             self.waiting_for_keyframe = true;
         }
+        // The operator turned the output: scale to the new size from the next frame.
+        let output = self.feed.format();
+        if output != self.format {
+            self.format = output;
+            follow_output(&self.pipe.size, &output);
+        }
         if self.waiting_for_keyframe {
             if !keyframe {
                 return;
@@ -252,7 +307,9 @@ pub(crate) fn forward(appsink: &gst_app::AppSink, feed: OutputFeed, video: bool,
                 let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 if let Some(buffer) = sample.buffer_owned() {
                     if video {
-                        feed.push_video(buffer, source);
+                        if let Some(size) = sample.caps().and_then(caps_size) {
+                            feed.push_video(buffer, source, size);
+                        }
                     } else {
                         feed.push_audio(buffer, source);
                     }

@@ -17,7 +17,7 @@ use gstreamer_app as gst_app;
 
 pub use packet::{EncodedPacket, PacketKind};
 
-/// Output rendition of every studio (DESIGN.md: 1280×720 @ 30 fps).
+/// Output rendition of a studio (DESIGN.md: 1280×720 @ 30 fps, or 720×1280 held upright).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OutputFormat {
     pub width: u32,
@@ -36,6 +36,71 @@ impl Default for OutputFormat {
             fps: 30,
             bitrate_kbps: 2500,
             keyint: 60,
+        }
+    }
+}
+
+impl OutputFormat {
+    /// The same rendition held upright (`portrait`) or on its side: the long side stays.
+    pub fn oriented(self, portrait: bool) -> Self {
+        let (long, short) = (self.width.max(self.height), self.width.min(self.height));
+        let (width, height) = if portrait {
+            (short, long)
+        } else {
+            (long, short)
+        };
+        Self {
+            width,
+            height,
+            ..self
+        }
+    }
+
+    pub fn is_portrait(&self) -> bool {
+        self.height > self.width
+    }
+
+    /// Raw I420 caps at this size, square pixels.
+    pub fn raw_video_caps(&self) -> gst::Caps {
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", self.width as i32)
+            .field("height", self.height as i32)
+            .field("framerate", gst::Fraction::new(self.fps as i32, 1))
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build()
+    }
+}
+
+/// A session's output orientation. Live commerce is mostly 9:16: `auto` follows the aspect of
+/// the first publisher's picture (and stays for the show, so a host reconnecting from another
+/// device does not flip every viewer's layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Orientation {
+    /// 1280×720.
+    Landscape,
+    /// 720×1280.
+    Portrait,
+    #[default]
+    Auto,
+}
+
+impl Orientation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Orientation::Landscape => "landscape",
+            Orientation::Portrait => "portrait",
+            Orientation::Auto => "auto",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "landscape" => Some(Orientation::Landscape),
+            "portrait" => Some(Orientation::Portrait),
+            "auto" => Some(Orientation::Auto),
+            _ => None,
         }
     }
 }

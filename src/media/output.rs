@@ -31,9 +31,9 @@ const SILENCE_CHUNK: Duration = Duration::from_millis(20);
 /// must not block.
 pub type PacketSink = Arc<dyn Fn(EncodedPacket) + Send + Sync>;
 
-/// Called with every output frame, on the streaming thread, just before the encoder: the
-/// overlays blend into it (copying it first only when they draw something).
-pub type OverlayHook = Box<dyn FnMut(&mut gst::Buffer) + Send>;
+/// Called with every output frame and its layout, on the streaming thread, just before the
+/// encoder: the overlays blend into it (copying it first only when they draw something).
+pub type OverlayHook = Box<dyn FnMut(&mut gst::Buffer, &gstreamer_video::VideoInfo) + Send>;
 
 /// Who pushed a buffer. A publisher outranks the filler (test pattern).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,13 @@ struct FeedState {
     last_audio: AtomicU64,
     publisher_attached: AtomicBool,
     audio_clock: Mutex<AudioClock>,
+    /// The output picture now. Held while a frame is checked and pushed, so a resize never
+    /// lets a frame of the old size through under the new caps.
+    format: Mutex<OutputFormat>,
+    /// Set while the orientation is `auto` and no publisher picture has decided it yet.
+    follow_source: AtomicBool,
+    /// The last publisher picture size reported.
+    source: Mutex<Option<(u32, u32)>>,
 }
 
 #[derive(Default)]
@@ -80,6 +87,52 @@ impl OutputFeed {
             .store(attached, Ordering::Relaxed);
     }
 
+    /// The output rendition now (its size follows the session's orientation).
+    pub fn format(&self) -> OutputFormat {
+        *self.state.format.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Turns the output upright or on its side. The encoder starts a new keyframe at the new
+    /// size with the next frame; sources still at the old size are dropped until they follow
+    /// (the slate fills in meanwhile). Returns whether the size changed.
+    pub fn orient(&self, portrait: bool) -> bool {
+        let mut format = self.state.format.lock().unwrap_or_else(|e| e.into_inner());
+        let next = format.oriented(portrait);
+        if next == *format {
+            return false;
+        }
+        self.video.set_caps(Some(&next.raw_video_caps()));
+        *format = next;
+        true
+    }
+
+    /// The last publisher picture size reported, if any.
+    pub fn last_source_size(&self) -> Option<(u32, u32)> {
+        *self.state.source.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// While set, the next publisher picture size decides the orientation (`auto`).
+    pub fn follow_source(&self, follow: bool) {
+        self.state.follow_source.store(follow, Ordering::Relaxed);
+    }
+
+    /// A publisher's decoder reports its picture size (before its first frame reaches the
+    /// output). Under `auto`, the first one turns the output to match.
+    pub fn source_size(&self, width: u32, height: u32) {
+        *self.state.source.lock().unwrap_or_else(|e| e.into_inner()) = Some((width, height));
+        if self.state.follow_source.swap(false, Ordering::Relaxed) {
+            let portrait = height > width;
+            if self.orient(portrait) {
+                tracing::info!(
+                    width,
+                    height,
+                    portrait,
+                    "output orientation follows the publisher"
+                );
+            }
+        }
+    }
+
     fn accepts(&self, source: Source) -> bool {
         source == Source::Publisher || !self.state.publisher_attached.load(Ordering::Relaxed)
     }
@@ -90,18 +143,24 @@ impl OutputFeed {
             .unwrap_or(gst::ClockTime::ZERO)
     }
 
-    /// Pushes one raw frame (I420 at the output size). The memory is shared, not copied.
-    pub fn push_video(&self, mut buffer: gst::Buffer, source: Source) {
+    /// Pushes one raw frame (I420, `size` = its width and height). The memory is shared, not
+    /// copied. A frame not at the output size (a source catching up with a turn) is dropped.
+    pub fn push_video(&self, mut buffer: gst::Buffer, source: Source, size: (u32, u32)) {
         if !self.accepts(source) {
             return;
         }
-        self.state
-            .last_video
-            .store(self.state.now_ns(), Ordering::Relaxed);
-        self.push_video_now(&mut buffer);
+        if self.push_video_now(&mut buffer, size) {
+            self.state
+                .last_video
+                .store(self.state.now_ns(), Ordering::Relaxed);
+        }
     }
 
-    fn push_video_now(&self, buffer: &mut gst::Buffer) {
+    fn push_video_now(&self, buffer: &mut gst::Buffer, size: (u32, u32)) -> bool {
+        let format = self.state.format.lock().unwrap_or_else(|e| e.into_inner());
+        if (format.width, format.height) != size {
+            return false;
+        }
         let pts = self.running_time();
         {
             let b = buffer.make_mut();
@@ -110,6 +169,7 @@ impl OutputFeed {
         }
         // A full queue drops (leaky); a flushing or stopped pipeline is not an error here.
         let _ = self.video.push_buffer(buffer.clone());
+        true
     }
 
     /// Pushes raw S16LE 48 kHz stereo audio.
@@ -163,7 +223,6 @@ pub struct StudioOutput {
     stop: Arc<AtomicBool>,
     filler: Option<JoinHandle<()>>,
     pub failed: Arc<AtomicBool>,
-    pub format: OutputFormat,
 }
 
 impl StudioOutput {
@@ -179,15 +238,7 @@ impl StudioOutput {
         }
         let video = app_src(&pipeline, "video")?;
         let audio = app_src(&pipeline, "audio")?;
-        video.set_caps(Some(
-            &gst::Caps::builder("video/x-raw")
-                .field("format", "I420")
-                .field("width", format.width as i32)
-                .field("height", format.height as i32)
-                .field("framerate", gst::Fraction::new(format.fps as i32, 1))
-                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-                .build(),
-        ));
+        video.set_caps(Some(&format.raw_video_caps()));
         audio.set_caps(Some(&raw_audio_caps()));
         let video_rtp = app_sink(&pipeline, "video_rtp")?;
         let audio_rtp = app_sink(&pipeline, "audio_rtp")?;
@@ -204,6 +255,9 @@ impl StudioOutput {
             last_audio: AtomicU64::new(0),
             publisher_attached: AtomicBool::new(false),
             audio_clock: Mutex::new(AudioClock::default()),
+            format: Mutex::new(format),
+            follow_source: AtomicBool::new(false),
+            source: Mutex::new(None),
         });
         let feed = OutputFeed {
             pipeline: pipeline.clone(),
@@ -220,7 +274,7 @@ impl StudioOutput {
             let frame_interval = Duration::from_nanos(1_000_000_000 / format.fps as u64);
             std::thread::Builder::new()
                 .name(format!("filler-{label}"))
-                .spawn(move || run_filler(feed, slate, frame_interval, stop))
+                .spawn(move || run_filler(feed, (format, slate), frame_interval, stop))
                 .map_err(|e| MediaError::Build {
                     name: "filler",
                     reason: e.to_string(),
@@ -233,7 +287,6 @@ impl StudioOutput {
             stop,
             filler: Some(filler),
             failed,
-            format,
         })
     }
 
@@ -261,7 +314,8 @@ impl Drop for StudioOutput {
 }
 
 /// Runs `hook` on every frame leaving the `overlay` element (a pad probe: no extra thread,
-/// no queue, the frame goes on to the encoder right after).
+/// no queue, the frame goes on to the encoder right after), with the layout of the caps the
+/// frame travels under.
 fn connect_overlay(pipeline: &gst::Pipeline, hook: OverlayHook) -> Result<(), MediaError> {
     let pad = pipeline
         .by_name("overlay")
@@ -270,10 +324,25 @@ fn connect_overlay(pipeline: &gst::Pipeline, hook: OverlayHook) -> Result<(), Me
             name: STUDIO_OUTPUT.name,
             reason: "no element named overlay".into(),
         })?;
-    let hook = Mutex::new(hook);
-    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
-            (hook.lock().unwrap_or_else(|e| e.into_inner()))(buffer);
+    // Only the streaming thread takes this lock: it is never contended.
+    let state: Mutex<(OverlayHook, Option<(gst::Caps, gstreamer_video::VideoInfo)>)> =
+        Mutex::new((hook, None));
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(caps) = pad.current_caps() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
+        let (hook, layout) = &mut *guard;
+        if layout.as_ref().is_none_or(|(c, _)| *c != caps) {
+            *layout = gstreamer_video::VideoInfo::from_caps(&caps)
+                .ok()
+                .map(|info| (caps, info));
+        }
+        if let Some((_, video_info)) = layout {
+            hook(buffer, video_info);
         }
         gst::PadProbeReturn::Ok
     });
@@ -344,10 +413,10 @@ fn render_slate(format: &OutputFormat) -> Result<gst::Buffer, MediaError> {
 }
 
 /// Pushes the slate at the frame rate while no source pushes video, and silence while none
-/// pushes audio.
+/// pushes audio. The slate is rendered again when the output turns.
 fn run_filler(
     feed: OutputFeed,
-    slate: gst::Buffer,
+    mut slate: (OutputFormat, gst::Buffer),
     frame_interval: Duration,
     stop: Arc<AtomicBool>,
 ) {
@@ -361,7 +430,14 @@ fn run_filler(
         let video_idle = now_ns.saturating_sub(feed.state.last_video.load(Ordering::Relaxed));
         if video_idle >= SLATE_AFTER.as_nanos() as u64 {
             if now >= next_frame {
-                feed.push_video_now(&mut slate.clone());
+                let format = feed.format();
+                if format != slate.0 {
+                    match render_slate(&format) {
+                        Ok(buffer) => slate = (format, buffer),
+                        Err(e) => tracing::error!(error = %e, "slate not rendered"),
+                    }
+                }
+                feed.push_video_now(&mut slate.1.clone(), (slate.0.width, slate.0.height));
                 next_frame += frame_interval;
                 if next_frame < now {
                     next_frame = now + frame_interval;

@@ -14,6 +14,8 @@ use super::{MediaError, OutputFormat, TEST_PATTERN, app_sink, format_vars, play,
 
 pub struct TestPattern {
     pipeline: gst::Pipeline,
+    /// The size it draws at; the studio starts it again when the output turns.
+    pub format: OutputFormat,
 }
 
 impl TestPattern {
@@ -37,7 +39,10 @@ impl TestPattern {
             Arc::new(AtomicBool::new(false)),
         );
         play(&pipeline, TEST_PATTERN.name)?;
-        Ok(Self { pipeline })
+        Ok(Self {
+            pipeline,
+            format: *format,
+        })
     }
 }
 

@@ -113,6 +113,12 @@ impl Compositor {
     /// Blends the current layers onto one raw frame (I420 at the studio's size). A frame
     /// with nothing to draw is left untouched (and uncopied).
     pub fn apply(&mut self, buffer: &mut gst::Buffer, info: &gst_video::VideoInfo) {
+        if (info.width(), info.height()) != (self.width, self.height) {
+            // The output turned: every layer is placed (and drawn) anew.
+            self.width = info.width();
+            self.height = info.height();
+            self.last = None;
+        }
         let layers = self.compose();
         if layers.is_empty() {
             return;

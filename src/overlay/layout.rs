@@ -12,13 +12,18 @@ pub struct Rect {
 }
 
 /// The layer's rectangle on a `frame_w` × `frame_h` frame. The offset moves away from the
-/// anchored edge, towards the centre.
+/// anchored edge, towards the centre. An upright frame uses the layer's portrait place when
+/// it has one.
 pub fn place(layer: &Layer, frame_w: u32, frame_h: u32) -> Rect {
+    let (anchor, offset, size) = match &layer.portrait {
+        Some(p) if frame_h > frame_w => (p.anchor, p.offset, p.size),
+        _ => (layer.anchor, layer.offset, layer.size),
+    };
     let (fw, fh) = (frame_w as f32, frame_h as f32);
-    let width = (layer.size[0] * fw).round().max(1.0);
-    let height = (layer.size[1] * fh).round().max(1.0);
-    let (dx, dy) = (layer.offset[0] * fw, layer.offset[1] * fh);
-    let (col, row) = match layer.anchor {
+    let width = (size[0] * fw).round().max(1.0);
+    let height = (size[1] * fh).round().max(1.0);
+    let (dx, dy) = (offset[0] * fw, offset[1] * fh);
+    let (col, row) = match anchor {
         Anchor::TopLeft => (0, 0),
         Anchor::Top => (1, 0),
         Anchor::TopRight => (2, 0),
@@ -58,6 +63,7 @@ mod tests {
         l.anchor = Anchor::TopRight;
         l.offset = [0.05, 0.1];
         l.size = [0.25, 0.1];
+        l.portrait = None;
         assert_eq!(
             place(&l, 1280, 720),
             Rect {
@@ -96,6 +102,35 @@ mod tests {
                 width: 320,
                 height: 72
             }
+        );
+    }
+
+    #[test]
+    fn an_upright_frame_uses_the_portrait_place_and_keeps_the_card_inside() {
+        let card = template(LayerKind::ProductCard, "p".into());
+        let landscape = place(&card, 1280, 720);
+        let portrait = place(&card, 720, 1280);
+        assert_ne!(landscape, portrait);
+        for kind in [
+            LayerKind::ProductCard,
+            LayerKind::Counter,
+            LayerKind::Countdown,
+            LayerKind::Toast,
+        ] {
+            let r = place(&template(kind, "l".into()), 720, 1280);
+            assert!(
+                r.x >= 0
+                    && r.y >= 0
+                    && r.x + r.width as i32 <= 720
+                    && r.y + r.height as i32 <= 1280,
+                "{kind:?} leaves the frame: {r:?}"
+            );
+        }
+        // The card is wide on a phone and clear of the bottom edge.
+        assert!(portrait.width >= 480, "{portrait:?}");
+        assert!(
+            portrait.y + portrait.height as i32 <= 1280 - 200,
+            "{portrait:?}"
         );
     }
 }

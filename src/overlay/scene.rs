@@ -1,6 +1,7 @@
 //! The scene model: an ordered list of layers, each with a kind, a place (anchor + offset +
-//! size in fractions of the frame, so it survives a change of output size), a z-order,
-//! visibility, a style and transitions. Pure data with validation and templates.
+//! size in fractions of the frame, so it survives a change of output size), optionally a
+//! second place for upright (portrait) frames, a z-order, visibility, a style and
+//! transitions. Pure data with validation and templates.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +92,16 @@ pub struct Content {
     pub until: Option<i64>,
 }
 
+/// Where a layer sits on an upright (portrait) frame, in fractions of that frame, as the
+/// layer's own `anchor`, `offset` and `size` say for a landscape one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    pub anchor: Anchor,
+    pub offset: [f32; 2],
+    pub size: [f32; 2],
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layer {
@@ -109,6 +120,9 @@ pub struct Layer {
     /// Transition length in milliseconds.
     pub transition_ms: u32,
     pub content: Content,
+    /// The place on a portrait frame; without it the landscape fractions apply there too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portrait: Option<Placement>,
 }
 
 /// A session's scene: its layers and the emergency switch.
@@ -145,6 +159,18 @@ pub fn template(kind: LayerKind, id: String) -> Layer {
         LayerKind::Image => (Anchor::TopRight, [0.025, 0.14], [0.1, 0.1], 10, vec![]),
         LayerKind::Qr => (Anchor::BottomRight, [0.03, 0.05], [0.12, 0.213], 10, vec![]),
     };
+    // Upright, phone-shaped: the card sits above the bottom edge (the page's buy button and
+    // panel float below it), the counters top right, the countdown and the toasts on the
+    // left, clear of the corners and the right edge where a phone's app puts its buttons.
+    let (p_anchor, p_offset, p_size) = match kind {
+        LayerKind::ProductCard => (Anchor::BottomLeft, [0.04, 0.17], [0.7, 0.13]),
+        LayerKind::Counter => (Anchor::TopRight, [0.04, 0.035], [0.56, 0.042]),
+        LayerKind::Countdown => (Anchor::TopLeft, [0.04, 0.095], [0.4, 0.042]),
+        LayerKind::Toast => (Anchor::Left, [0.04, 0.08], [0.66, 0.04]),
+        LayerKind::Text => (Anchor::Top, [0.0, 0.16], [0.8, 0.045]),
+        LayerKind::Image => (Anchor::TopRight, [0.04, 0.1], [0.18, 0.1]),
+        LayerKind::Qr => (Anchor::BottomRight, [0.04, 0.17], [0.24, 0.135]),
+    };
     let transition_in = if kind == LayerKind::Toast {
         Transition::Slide
     } else {
@@ -166,6 +192,11 @@ pub fn template(kind: LayerKind, id: String) -> Layer {
             metrics,
             ..Default::default()
         },
+        portrait: Some(Placement {
+            anchor: p_anchor,
+            offset: p_offset,
+            size: p_size,
+        }),
     }
 }
 
@@ -196,6 +227,12 @@ pub fn validate(layer: &Layer) -> Result<(), String> {
     unit("offset[1]", layer.offset[1], -1.0)?;
     unit("size[0]", layer.size[0], 0.01)?;
     unit("size[1]", layer.size[1], 0.01)?;
+    if let Some(p) = &layer.portrait {
+        unit("portrait.offset[0]", p.offset[0], -1.0)?;
+        unit("portrait.offset[1]", p.offset[1], -1.0)?;
+        unit("portrait.size[0]", p.size[0], 0.01)?;
+        unit("portrait.size[1]", p.size[1], 0.01)?;
+    }
     if !(-1000..=1000).contains(&layer.z) {
         return Err("z: between -1000 and 1000".into());
     }

@@ -19,6 +19,8 @@ pub struct ProductRow {
     pub harvest_date: Option<String>,
     pub description: Option<String>,
     pub created_at: i64,
+    /// SHA-256 (hex) of the stored photo: its public URL is `/images/{hash}.png`.
+    pub image_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +85,7 @@ pub struct OutboxRow {
     pub attempts: i64,
 }
 
-const PRODUCT_COLUMNS: &str = "id, name, translations, unit_amount, currency, unit, origin, harvest_date, description, created_at";
+const PRODUCT_COLUMNS: &str = "id, name, translations, unit_amount, currency, unit, origin, harvest_date, description, created_at, image_hash";
 const OFFER_COLUMNS: &str = "id, session_id, product_id, unit_amount, allocated, available, sold, per_buyer_limit, starts_at, ends_at, ended_early, created_at";
 const ORDER_COLUMNS: &str = "id, session_id, offer_id, product_id, quantity, amount, currency, buyer_name, buyer_phone, phone_key, buyer_address, buyer_city, status, created_at";
 
@@ -99,6 +101,7 @@ fn product_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProductRow> {
         harvest_date: r.get(7)?,
         description: r.get(8)?,
         created_at: r.get(9)?,
+        image_hash: r.get(10)?,
     })
 }
 
@@ -300,13 +303,21 @@ pub fn mark_end_notified(conn: &Connection, offer_id: &str) -> Result<(), StoreE
 impl Store {
     pub fn insert_product(&self, p: &ProductRow) -> Result<(), StoreError> {
         self.conn().execute(
-            &format!("INSERT INTO products ({PRODUCT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+            &format!("INSERT INTO products ({PRODUCT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
             params![
                 p.id, p.name, p.translations, p.unit_amount, p.currency, p.unit, p.origin, p.harvest_date,
-                p.description, p.created_at
+                p.description, p.created_at, p.image_hash
             ],
         )?;
         Ok(())
+    }
+
+    /// Records the content hash of a product's newly stored photo.
+    pub fn set_product_image(&self, id: &str, hash: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE products SET image_hash = ?2 WHERE id = ?1",
+            params![id, hash],
+        )? == 1)
     }
 
     pub fn update_product(&self, p: &ProductRow) -> Result<bool, StoreError> {

@@ -110,6 +110,10 @@ const MIGRATIONS: &[&str] = &[
     );",
     // Deleting a session archives it: orders are accounting records and stay.
     "ALTER TABLE sessions ADD COLUMN archived_at INTEGER;",
+    // The watch page: a session's output orientation; a product photo's content hash (its
+    // public, cacheable URL).
+    "ALTER TABLE sessions ADD COLUMN orientation TEXT NOT NULL DEFAULT 'auto';
+    ALTER TABLE products ADD COLUMN image_hash TEXT;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +133,8 @@ pub struct SessionRow {
     pub live: bool,
     /// Shows the built-in test pattern, not the slate, while no publisher is connected (demo).
     pub test_pattern: bool,
+    /// The output orientation the operator chose (`auto` follows the publisher).
+    pub orientation: crate::media::Orientation,
     pub created_at: i64,
 }
 
@@ -185,8 +191,8 @@ impl Store {
 
     pub fn insert_session(&self, row: &SessionRow) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO sessions (id, title, stream_key, live, test_pattern, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![row.id, row.title, row.stream_key, row.live, row.test_pattern, row.created_at],
+            "INSERT INTO sessions (id, title, stream_key, live, test_pattern, created_at, orientation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row.id, row.title, row.stream_key, row.live, row.test_pattern, row.created_at, row.orientation.as_str()],
         )?;
         Ok(())
     }
@@ -194,7 +200,7 @@ impl Store {
     pub fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE archived_at IS NULL ORDER BY created_at, id",
+            "SELECT id, title, stream_key, live, test_pattern, created_at, orientation FROM sessions WHERE archived_at IS NULL ORDER BY created_at, id",
         )?;
         let rows = stmt
             .query_map([], session_row)?
@@ -205,7 +211,7 @@ impl Store {
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
         Ok(self
             .conn()
-            .prepare_cached("SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE id = ?1 AND archived_at IS NULL")?
+            .prepare_cached("SELECT id, title, stream_key, live, test_pattern, created_at, orientation FROM sessions WHERE id = ?1 AND archived_at IS NULL")?
             .query_row([id], session_row)
             .optional()?)
     }
@@ -214,7 +220,7 @@ impl Store {
         Ok(self
             .conn()
             .query_row(
-                "SELECT id, title, stream_key, live, test_pattern, created_at FROM sessions WHERE stream_key = ?1 AND archived_at IS NULL",
+                "SELECT id, title, stream_key, live, test_pattern, created_at, orientation FROM sessions WHERE stream_key = ?1 AND archived_at IS NULL",
                 [stream_key],
                 session_row,
             )
@@ -226,6 +232,17 @@ impl Store {
         Ok(self.conn().execute(
             "UPDATE sessions SET title = ?2 WHERE id = ?1",
             params![id, title],
+        )? == 1)
+    }
+
+    pub fn set_session_orientation(
+        &self,
+        id: &str,
+        orientation: crate::media::Orientation,
+    ) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE sessions SET orientation = ?2 WHERE id = ?1",
+            params![id, orientation.as_str()],
         )? == 1)
     }
 
@@ -261,6 +278,7 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         live: r.get(3)?,
         test_pattern: r.get(4)?,
         created_at: r.get(5)?,
+        orientation: crate::media::Orientation::parse(&r.get::<_, String>(6)?).unwrap_or_default(),
     })
 }
 
@@ -280,6 +298,7 @@ mod tests {
             stream_key: "k1".into(),
             live: false,
             test_pattern: false,
+            orientation: crate::media::Orientation::Portrait,
             created_at: 1,
         };
         Store::open(&path).unwrap().insert_session(&row).unwrap();

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::media::OutputFormat;
 use crate::media::output::{OutputFeed, OverlayHook, PacketSink};
+use crate::media::{Orientation, OutputFormat};
 
 /// Requests queued to one studio owner. Senders wait when it is full; requests are small and
 /// the owner answers each in microseconds.
@@ -41,6 +41,8 @@ pub enum Filler {
 pub struct StudioStats {
     pub viewers: AtomicUsize,
     pub publisher_connected: AtomicBool,
+    /// The filler is the built-in test picture (the demo), not a slate: it is the show.
+    pub pattern_is_the_show: bool,
 }
 
 /// Called once when the studio ends its show by itself: the publisher stayed away past the
@@ -95,6 +97,7 @@ pub(crate) enum Request {
     DetachPublisher {
         id: u64,
     },
+    Orient(Orientation),
     ForceKeyframe,
 }
 
@@ -125,6 +128,11 @@ impl StudioHandle {
 
     pub async fn detach_publisher(&self, id: u64) {
         let _ = self.tx.send(Request::DetachPublisher { id }).await;
+    }
+
+    /// Turns the output (landscape, portrait, or following the publisher).
+    pub async fn orient(&self, orientation: Orientation) {
+        let _ = self.tx.send(Request::Orient(orientation)).await;
     }
 
     /// Asks for a keyframe; the owner coalesces bursts into one. Never blocks.
@@ -171,6 +179,7 @@ impl Studios {
     pub fn start(
         &self,
         session_id: &str,
+        orientation: Orientation,
         filler: Filler,
         sink: PacketSink,
         overlay: OverlayFactory,
@@ -182,7 +191,15 @@ impl Studios {
         {
             return Ok(handle.clone());
         }
-        let (handle, stopper) = owner::spawn(session_id, self.format, filler, sink, overlay, idle)?;
+        let (handle, stopper) = owner::spawn(
+            session_id,
+            self.format,
+            orientation,
+            filler,
+            sink,
+            overlay,
+            idle,
+        )?;
         running.insert(session_id.to_string(), (handle.clone(), stopper));
         Ok(handle)
     }

@@ -12,9 +12,9 @@ use super::{
     Filler, OverlayFactory, PublisherLink, PublisherPresence, Request, STUDIO_REQUESTS,
     StudioError, StudioHandle, StudioStats,
 };
-use crate::media::OutputFormat;
 use crate::media::output::{PacketSink, StudioOutput};
 use crate::media::test_pattern::TestPattern;
+use crate::media::{Orientation, OutputFormat};
 
 /// Keyframe requests closer together than this are served by one keyframe.
 pub const KEYFRAME_COALESCE: Duration = Duration::from_millis(250);
@@ -30,15 +30,23 @@ impl Stopper {
 pub(crate) fn spawn(
     session_id: &str,
     format: OutputFormat,
+    orientation: Orientation,
     filler: Filler,
     sink: PacketSink,
     overlay: OverlayFactory,
     idle: Option<(Duration, super::IdleHook)>,
 ) -> Result<(StudioHandle, Stopper), StudioError> {
     let label = short(session_id);
-    let stats = Arc::new(StudioStats::default());
+    let stats = Arc::new(StudioStats {
+        pattern_is_the_show: filler == Filler::TestPattern,
+        ..StudioStats::default()
+    });
+    let format = format.oriented(orientation == Orientation::Portrait);
     let output = StudioOutput::start(&label, format, sink, overlay(stats.clone()))
         .map_err(|e| StudioError::Start(e.to_string()))?;
+    output
+        .feed()
+        .follow_source(orientation == Orientation::Auto);
     let pattern = match filler {
         Filler::Slate => None,
         Filler::TestPattern => Some(
@@ -56,7 +64,7 @@ pub(crate) fn spawn(
     let owner = Owner {
         label,
         output,
-        _pattern: pattern,
+        pattern,
         stats,
         publisher: None,
         next_publisher: 1,
@@ -74,7 +82,8 @@ fn short(id: &str) -> String {
 struct Owner {
     label: String,
     output: StudioOutput,
-    _pattern: Option<TestPattern>,
+    /// The demo's test picture, started again at the new size when the output turns.
+    pattern: Option<TestPattern>,
     stats: Arc<StudioStats>,
     publisher: Option<(u64, Arc<PublisherPresence>)>,
     next_publisher: u64,
@@ -85,6 +94,46 @@ struct Owner {
 }
 
 impl Owner {
+    /// Applies the session's orientation: the encoder restarts at the new size with a
+    /// keyframe, and the sources follow from their next frame.
+    fn orient(&mut self, orientation: Orientation) {
+        let feed = self.output.feed();
+        feed.follow_source(false);
+        let turned = match orientation {
+            Orientation::Landscape => feed.orient(false),
+            Orientation::Portrait => feed.orient(true),
+            Orientation::Auto => match feed.last_source_size() {
+                Some((w, h)) => feed.orient(h > w),
+                None => {
+                    feed.follow_source(true);
+                    false
+                }
+            },
+        };
+        if turned {
+            let format = feed.format();
+            tracing::info!(session.id = %self.label, width = format.width, height = format.height, "output turned");
+        }
+        self.pattern_follows();
+    }
+
+    /// Starts the test pattern again at the output's size if the output turned since it
+    /// started (by the operator, or under `auto` by a publisher's picture).
+    fn pattern_follows(&mut self) {
+        let feed = self.output.feed();
+        let format = feed.format();
+        if self.pattern.as_ref().is_none_or(|p| p.format == format) {
+            return;
+        }
+        self.pattern = None;
+        match TestPattern::start(&self.label, &format, feed) {
+            Ok(pattern) => self.pattern = Some(pattern),
+            Err(e) => {
+                tracing::error!(session.id = %self.label, error = %e, "test pattern did not restart")
+            }
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Request>, mut stop: oneshot::Receiver<()>) {
         tracing::info!(session.id = %self.label, "studio started");
         let mut last_keyframe: Option<Instant> = None;
@@ -131,7 +180,7 @@ impl Owner {
                                 let feed = self.output.feed();
                                 feed.set_publisher_attached(true);
                                 tracing::info!(session.id = %self.label, publisher.id = id, "publisher attached");
-                                Ok(PublisherLink { id, feed, format: self.output.format, presence })
+                                Ok(PublisherLink { id, format: feed.format(), feed, presence })
                             };
                             let _ = reply.send(result);
                         }
@@ -144,8 +193,10 @@ impl Owner {
                                     self.idle_at = Some(Instant::now() + *grace);
                                 }
                                 tracing::info!(session.id = %self.label, publisher.id = id, "publisher detached; slate on");
+                                self.pattern_follows();
                             }
                         }
+                        Request::Orient(orientation) => self.orient(orientation),
                         Request::ForceKeyframe => {
                             let now = Instant::now();
                             match last_keyframe {

@@ -2,26 +2,16 @@
 // video frames the page decoded (HTMLVideoElement.getVideoPlaybackQuality()) and the size.
 //
 // Usage: node watch.mjs URL SECONDS [SCREENSHOT.png]
-import { chromium } from "playwright-core";
+import { launch, viewer } from "./lib.mjs";
 
 const [url, seconds = "8", screenshot] = process.argv.slice(2);
 if (!url) {
   console.error("usage: node watch.mjs URL SECONDS [SCREENSHOT.png]");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-});
+const browser = await launch();
 try {
-  const page = await browser.newPage();
-  const logs = [];
-  page.on("console", m => logs.push(m.text()));
+  const page = await viewer(browser, { width: 1280, height: 800 });
   await page.goto(url);
   await page.waitForTimeout(Number(seconds) * 1000);
   const result = await page.evaluate(() => {
@@ -32,11 +22,10 @@ try {
       droppedVideoFrames: q.droppedVideoFrames,
       videoWidth: v.videoWidth,
       videoHeight: v.videoHeight,
-      status: document.getElementById("status").textContent,
+      state: document.getElementById("badge").dataset.state,
     };
   });
   if (screenshot) await page.screenshot({ path: screenshot });
-  result.console = logs.slice(-5);
   console.log(JSON.stringify(result));
 } finally {
   await browser.close();

@@ -43,6 +43,21 @@ impl Server {
     }
 
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        Self::launch(data, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same HTTP and RTMP ports with
+    /// the same data: what a page or a publisher sees of a crash and restart.
+    pub fn restart(mut self, extra: &[&str]) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (http, rtmp) = (self.http.to_string(), self.rtmp.to_string());
+        let data = self.data.clone();
+        drop(self);
+        Self::launch(&data, &http, &rtmp, extra)
+    }
+
+    fn launch(data: &Path, http: &str, rtmp: &str, extra: &[&str]) -> Server {
         // The server's log goes to a file beside its data, named in failure messages.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -50,15 +65,8 @@ impl Server {
             .open(data.join("server.log"))
             .expect("open server log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--rtmp",
-                "127.0.0.1:0",
-                "--webrtc-udp",
-                "127.0.0.1:0",
-            ])
+            .args(["serve", "--http", http, "--rtmp", rtmp])
+            .args(["--webrtc-udp", "127.0.0.1:0"])
             .arg("--data")
             .arg(data)
             .args(["--api-token", TOKEN])

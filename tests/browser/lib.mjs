@@ -1,0 +1,79 @@
+// Shared by the page tests: Debian's Chromium through playwright-core (no browser
+// download), waiting helpers, and axe-core run inside a page.
+import { chromium } from "playwright-core";
+import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
+
+const require = createRequire(import.meta.url);
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+}
+
+/** A page in its own context (its own storage), sized and in a language like a viewer's. */
+export async function viewer(browser, { width = 390, height = 844, locale = "en-US" } = {}) {
+  const context = await browser.newContext({ viewport: { width, height }, locale, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  page.on("pageerror", e => { console.error(`page error: ${e.message}`); });
+  return page;
+}
+
+export function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+/** Decoded video frames (HTMLVideoElement.getVideoPlaybackQuality). */
+export function frames(page) {
+  return page.evaluate(() => document.querySelector("video").getVideoPlaybackQuality().totalVideoFrames);
+}
+
+export async function waitFrames(page, atLeast, timeout = 20000) {
+  await page.waitForFunction(n => document.querySelector("video").getVideoPlaybackQuality().totalVideoFrames >= n,
+    atLeast, { timeout, polling: 200 });
+  return frames(page);
+}
+
+/** The player's state: connecting, live, right_back, ended, reconnecting, full. */
+export function playerState(page) {
+  return page.evaluate(() => document.getElementById("badge").dataset.state);
+}
+
+export async function waitPlayerState(page, state, timeout = 20000) {
+  await page.waitForFunction(s => document.getElementById("badge").dataset.state === s, state,
+    { timeout, polling: 200 });
+}
+
+/** Serious and critical axe-core violations on the page as it is now. */
+export async function axe(page) {
+  await page.addScriptTag({ content: readFileSync(require.resolve("axe-core/axe.min.js"), "utf8") });
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  return result.violations
+    .filter(v => v.impact === "serious" || v.impact === "critical")
+    .map(v => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map(n => n.target.join(" ")).slice(0, 3).join(", ")}`);
+}
+
+/** Fills the buy sheet by its labels. */
+export async function fillSheet(page, { quantity, name = "Aygul Tursun", phone, city = "Kashgar" }) {
+  await page.getByLabel("Quantity").fill(String(quantity));
+  await page.getByLabel("Your name").fill(name);
+  await page.getByLabel("Phone").fill(phone);
+  await page.getByLabel("Address").fill("12 Orchard Lane");
+  await page.getByLabel("City").fill(city);
+}
+
+export async function api(base, token, method, path, body) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json().catch(() => null) };
+}

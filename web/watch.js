@@ -1,0 +1,440 @@
+// The watch page: a WHEP player that reconnects by itself, the product panel and counters
+// from the live state (SSE), the buy sheet, and likes. No framework, no build step.
+"use strict";
+(() => {
+  const boot = JSON.parse(document.getElementById("boot").textContent);
+  const id = boot.session_id;
+  const params = new URLSearchParams(location.search);
+  const $ = sel => document.getElementById(sel);
+  const root = document.documentElement;
+  const store = {
+    get(key) { try { return JSON.parse(localStorage.getItem(key)); } catch (_) { return null; } },
+    set(key, value) { try { localStorage.setItem(key, JSON.stringify(value)); } catch (_) { /* private mode */ } },
+    drop(key) { try { localStorage.removeItem(key); } catch (_) { /* private mode */ } },
+  };
+  if (params.get("embed") === "1") root.classList.add("embed");
+  $("demo").hidden = !boot.demo;
+
+  // ---- Language: the server picked one from Accept-Language; a choice in the switcher wins.
+  let lang = boot.lang;
+  let strings = boot.strings;
+  const t = (key, vars = {}) =>
+    (strings[key] || key).replace(/\{(\w+)\}/g, (_, name) => (name in vars ? vars[name] : ""));
+
+  function applyStrings() {
+    const info = boot.languages.find(l => l.tag === lang) || { dir: "ltr" };
+    root.lang = lang;
+    root.dir = info.dir;
+    for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+    for (const el of document.querySelectorAll("[data-t-label]")) el.setAttribute("aria-label", t(el.dataset.tLabel));
+    $("lang").value = lang;
+    renderBadge();
+    render();
+  }
+
+  async function useLanguage(tag) {
+    try {
+      const res = await fetch(`/web/i18n/${encodeURIComponent(tag)}.json`);
+      if (!res.ok) return;
+      strings = await res.json();
+      lang = tag;
+      applyStrings();
+    } catch (_) { /* keep the current language */ }
+  }
+
+  for (const l of boot.languages) {
+    const option = document.createElement("option");
+    option.value = l.tag;
+    option.textContent = l.name;
+    option.lang = l.tag;
+    $("lang").append(option);
+  }
+  $("lang").addEventListener("change", e => {
+    store.set("fieldcast.lang", e.target.value);
+    useLanguage(e.target.value);
+  });
+
+  // ---- Money: integers in minor units, shown in the viewer's language.
+  function money(amount, currency) {
+    try {
+      const format = new Intl.NumberFormat(lang, { style: "currency", currency });
+      const digits = format.resolvedOptions().maximumFractionDigits;
+      return format.format(amount / 10 ** digits);
+    } catch (_) {
+      return `${(amount / 100).toFixed(2)} ${currency}`;
+    }
+  }
+
+  // ---- Live state (SSE), on the server's clock.
+  let live = null;
+  let clockOffset = 0;
+  const serverNow = () => Date.now() + clockOffset;
+
+  function connectEvents() {
+    const events = new EventSource(`/api/v1/sessions/${encodeURIComponent(id)}/events`);
+    events.addEventListener("state", e => {
+      const next = JSON.parse(e.data);
+      if (typeof next.server_time_ms === "number") clockOffset = next.server_time_ms - Date.now();
+      const pictureWas = live && live.picture;
+      live = next;
+      if (pictureWas === "ended" && live.picture !== "ended") reconnectSoon(0);
+      renderBadge();
+      render();
+    });
+    // The browser reconnects an EventSource by itself after a drop or a server restart.
+  }
+
+  function productName(p) {
+    const names = p.translations || {};
+    return names[lang] || names[lang.split("-")[0]] || p.name;
+  }
+
+  // The offer the panel shows: the pinned product's running (or next) one, else its last.
+  function currentOffer() {
+    if (!live || !live.pinned) return null;
+    const mine = live.offers.filter(o => o.product_id === live.pinned.id);
+    return mine.find(o => o.state === "live") || mine.find(o => o.state === "scheduled")
+      || mine.find(o => o.state === "sold_out") || mine[mine.length - 1] || null;
+  }
+
+  function clock(ms) {
+    const s = Math.max(0, Math.ceil(ms / 1000));
+    const m = Math.floor(s / 60), h = Math.floor(m / 60);
+    const two = n => String(n).padStart(2, "0");
+    return h ? `${h}:${two(m % 60)}:${two(s % 60)}` : `${m}:${two(s % 60)}`;
+  }
+
+  function render() {
+    if (!live) return;
+    $("n-viewers").textContent = live.viewers;
+    $("n-likes").textContent = live.likes + pendingLikes + sendingLikes;
+    $("n-sold").textContent = live.offers.reduce((sum, o) => sum + o.sold, 0);
+    const p = live.pinned;
+    $("panel").hidden = !p;
+    if (!p) { closeSheetIfUnbuyable(); return; }
+    const offer = currentOffer();
+    $("p-name").textContent = productName(p);
+    const photo = $("p-photo");
+    if (p.image_url) {
+      if (photo.getAttribute("src") !== p.image_url) photo.src = p.image_url;
+      photo.alt = productName(p);
+      photo.hidden = false;
+    } else {
+      photo.hidden = true;
+    }
+    const onSale = offer && (offer.state === "live" || offer.state === "scheduled");
+    $("p-sale").textContent = money(onSale ? offer.unit_amount : p.unit_amount, p.currency);
+    const old = $("p-old");
+    old.hidden = !(onSale && offer.unit_amount !== p.unit_amount);
+    old.textContent = money(p.unit_amount, p.currency);
+    old.setAttribute("aria-label", t("was", { price: money(p.unit_amount, p.currency) }));
+    const left = $("p-left"), bar = $("p-bar");
+    bar.hidden = !offer;
+    if (offer) {
+      const soldOut = offer.state === "sold_out" || (offer.state === "live" && offer.remaining === 0);
+      left.textContent = soldOut ? t("sold_out") : offer.state === "ended" ? t("offer_over") : t("left", { n: offer.remaining });
+      const pct = offer.allocated ? Math.round(100 * offer.sold / offer.allocated) : 0;
+      bar.firstElementChild.style.width = `${pct}%`;
+      bar.setAttribute("aria-valuenow", pct);
+      bar.setAttribute("aria-label", t("left", { n: offer.remaining }));
+    } else {
+      left.textContent = t("no_offer");
+    }
+    tick();
+    const buyable = offer && offer.state === "live" && offer.remaining > 0;
+    const buy = $("buy");
+    buy.disabled = !buyable;
+    buy.textContent = buyable || !offer ? t("buy") : left.textContent;
+    closeSheetIfUnbuyable();
+  }
+
+  // The countdown runs every second on the server's clock.
+  function tick() {
+    const offer = currentOffer();
+    const el = $("p-clock");
+    if (!offer) { el.textContent = ""; return; }
+    if (offer.state === "live") el.textContent = t("ends_in", { t: clock(offer.ends_at * 1000 - serverNow()) });
+    else if (offer.state === "scheduled") el.textContent = t("starts_in", { t: clock(offer.starts_at * 1000 - serverNow()) });
+    else el.textContent = "";
+  }
+  setInterval(tick, 1000);
+
+  // ---- Player (WHEP): receive-only H.264 + Opus; reconnects with backoff.
+  const video = $("video");
+  let pc = null, resource = null, retryTimer = null, backoff = 1000, playerState = "connecting";
+
+  function renderBadge() {
+    let state = playerState;
+    if (state === "live" && live) {
+      if (live.picture === "slate") state = "right_back";
+      if (live.picture === "ended") state = "ended";
+    }
+    if (state !== "live" && live && live.picture === "ended") state = "ended";
+    const badge = $("badge");
+    badge.dataset.state = state;
+    $("badge-text").textContent = t(state);
+  }
+  function setPlayer(state) { playerState = state; renderBadge(); }
+
+  function gatheringDone(peer) {
+    if (peer.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise(resolve => {
+      peer.addEventListener("icegatheringstatechange", () => { if (peer.iceGatheringState === "complete") resolve(); });
+      setTimeout(resolve, 1000);
+    });
+  }
+
+  function hangUp() {
+    if (resource) { fetch(resource, { method: "DELETE", keepalive: true }).catch(() => {}); resource = null; }
+    if (pc) { pc.close(); pc = null; }
+  }
+
+  function reconnectSoon(delay) {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  function retry(state) {
+    setPlayer(state);
+    const jitter = Math.random() * 0.3 * backoff;
+    reconnectSoon(backoff + jitter);
+    backoff = Math.min(backoff * 2, 15000);
+  }
+
+  async function connect() {
+    hangUp();
+    const peer = new RTCPeerConnection();
+    pc = peer;
+    peer.addTransceiver("video", { direction: "recvonly" });
+    peer.addTransceiver("audio", { direction: "recvonly" });
+    const stream = new MediaStream();
+    video.srcObject = stream;
+    peer.ontrack = e => {
+      stream.addTrack(e.track);
+      video.play().catch(() => {});
+    };
+    peer.onconnectionstatechange = () => {
+      if (pc !== peer) return;
+      const s = peer.connectionState;
+      if (s === "connected") { backoff = 1000; setPlayer("live"); $("unmute").hidden = !video.muted; }
+      if (s === "failed" || s === "closed" || s === "disconnected") retry("reconnecting");
+    };
+    try {
+      await peer.setLocalDescription(await peer.createOffer());
+      await gatheringDone(peer);
+      const res = await fetch(`/whep/${encodeURIComponent(id)}`, {
+        method: "POST", headers: { "Content-Type": "application/sdp" }, body: peer.localDescription.sdp,
+      });
+      if (pc !== peer) return;
+      if (res.status !== 201) {
+        // 503: the WebRTC audience is full; 409: not on air; anything else: try again later.
+        retry(res.status === 503 ? "full" : "reconnecting");
+        return;
+      }
+      resource = new URL(res.headers.get("Location"), location.href).href;
+      await peer.setRemoteDescription({ type: "answer", sdp: await res.text() });
+    } catch (_) {
+      if (pc === peer) retry("reconnecting");
+    }
+  }
+
+  function fitLayout() {
+    const upright = video.videoHeight > video.videoWidth;
+    root.classList.toggle("portrait-stream", upright);
+    root.classList.toggle("upright", upright && matchMedia("(max-width: 767px)").matches);
+  }
+  video.addEventListener("resize", fitLayout);
+  addEventListener("resize", fitLayout);
+
+  $("unmute").addEventListener("click", () => {
+    video.muted = false;
+    video.play().catch(() => {});
+    $("unmute").hidden = true;
+  });
+  addEventListener("pagehide", hangUp);
+
+  // ---- Debug: what getStats() says, once a second.
+  if (params.get("debug") === "1") {
+    const out = $("debug");
+    out.hidden = false;
+    let last = null;
+    setInterval(async () => {
+      if (!pc) return;
+      const stats = await pc.getStats();
+      let rtt = null, v = null;
+      stats.forEach(s => {
+        if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) rtt = s.currentRoundTripTime;
+        if (s.type === "inbound-rtp" && s.kind === "video") v = s;
+      });
+      if (!v) return;
+      const kbps = last ? Math.round(8 * (v.bytesReceived - last.bytes) / (v.timestamp - last.at)) : 0;
+      last = { bytes: v.bytesReceived, at: v.timestamp };
+      const jitterMs = v.jitterBufferEmittedCount ? Math.round(1000 * v.jitterBufferDelay / v.jitterBufferEmittedCount) : 0;
+      out.textContent = [
+        `path     WebRTC (WHEP)`,
+        `rtt      ${rtt === null ? "?" : Math.round(rtt * 1000) + " ms"}`,
+        `jitter   ${jitterMs} ms buffer`,
+        `bitrate  ${kbps} kb/s`,
+        `fps      ${v.framesPerSecond || 0}`,
+        `lost     ${v.packetsLost || 0} packets`,
+        `size     ${video.videoWidth}×${video.videoHeight}`,
+      ].join("\n");
+    }, 1000);
+  }
+
+  // ---- Likes: taps are batched into one request every 400 ms (at most 100 each).
+  let pendingLikes = 0, sendingLikes = 0, likeTimer = null;
+  async function flushLikes() {
+    likeTimer = null;
+    const count = Math.min(pendingLikes, 100);
+    if (!count) return;
+    pendingLikes -= count;
+    sendingLikes += count;
+    try {
+      await fetch(`/api/v1/sessions/${encodeURIComponent(id)}/likes`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ count }),
+      });
+    } catch (_) { /* a lost like is not worth a retry */ }
+    sendingLikes -= count;
+    if (pendingLikes && !likeTimer) likeTimer = setTimeout(flushLikes, 400);
+  }
+  $("like").addEventListener("click", () => {
+    pendingLikes += 1;
+    if (!likeTimer) likeTimer = setTimeout(flushLikes, 400);
+    const heart = document.createElement("span");
+    heart.textContent = "♥";
+    heart.style.setProperty("--dx", `${Math.round(Math.random() * 40 - 20)}px`);
+    $("hearts").append(heart);
+    setTimeout(() => heart.remove(), 1700);
+    if (live) $("n-likes").textContent = live.likes + pendingLikes + sendingLikes;
+  });
+
+  // ---- Buying: a bottom sheet; one Idempotency-Key per purchase attempt.
+  const sheet = $("sheet");
+  const fields = ["name", "phone", "address", "city"];
+  let attempt = null; // { key, body }: reused by a retry or a double tap, so never two orders
+  let sending = false, unanswered = false;
+
+  function uuid() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 15) | 64; b[8] = (b[8] & 63) | 128;
+    const h = [...b].map(x => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  function limitFor(offer) {
+    return Math.max(1, Math.min(offer.per_buyer_limit || 99, offer.remaining || 1, 99));
+  }
+
+  function updatePlace() {
+    const offer = currentOffer();
+    if (!offer || !live.pinned) return;
+    const n = Math.max(1, Number($("f-quantity").value) || 1);
+    $("place").textContent = sending ? t("sending") : unanswered ? t("try_again")
+      : t("place", { n, amount: money(n * offer.unit_amount, live.pinned.currency) });
+  }
+
+  function openSheet() {
+    const offer = currentOffer();
+    if (!offer || offer.state !== "live" || offer.remaining === 0) return;
+    const saved = store.get("fieldcast.buyer") || {};
+    for (const f of fields) if (saved[f] && !$(`f-${f}`).value) $(`f-${f}`).value = saved[f];
+    const max = limitFor(offer);
+    const quantity = $("f-quantity");
+    quantity.max = max;
+    if (Number(quantity.value) > max) quantity.value = max;
+    $("sheet-title").textContent = t("buy_title", { name: productName(live.pinned) });
+    $("sheet-limit").textContent = offer.per_buyer_limit ? t("per_buyer", { n: offer.per_buyer_limit }) : "";
+    say("", "");
+    updatePlace();
+    sheet.showModal();
+  }
+
+  function closeSheetIfUnbuyable() {
+    // An open sheet stays while it shows an answer; it only refuses new attempts.
+    if (sheet.open) updatePlace();
+  }
+
+  function say(text, kind) {
+    const out = $("outcome");
+    out.textContent = text;
+    out.dataset.kind = kind;
+    $("place").hidden = false;
+  }
+
+  async function placeOrder() {
+    if (sending) return; // a double tap while the first is on its way
+    const offer = currentOffer();
+    if (!offer) return;
+    const form = $("order");
+    if (!form.reportValidity()) return;
+    const buyer = {};
+    for (const f of fields) buyer[f] = $(`f-${f}`).value.trim();
+    store.set("fieldcast.buyer", buyer);
+    const body = JSON.stringify({ offer_id: offer.id, quantity: Number($("f-quantity").value), buyer });
+    // A new purchase attempt gets a new key; the same request again (a retry) keeps its key.
+    if (!attempt || attempt.body !== body) attempt = { key: uuid(), body };
+    unanswered = false;
+    sending = true;
+    $("place").disabled = true;
+    updatePlace();
+    try {
+      const res = await fetch(`/api/v1/sessions/${encodeURIComponent(id)}/orders`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Idempotency-Key": attempt.key },
+        body: attempt.body,
+      });
+      const answer = await res.json().catch(() => ({}));
+      outcome(res.status, answer);
+    } catch (_) {
+      unanswered = true;
+      say(t("network"), "error");
+    }
+    sending = false;
+    $("place").disabled = false;
+    updatePlace();
+  }
+
+  function outcome(status, answer) {
+    const done = () => { attempt = null; };
+    if (status === 201) {
+      done();
+      say(t("confirmed", { id: answer.id }), "ok");
+      $("place").hidden = true;
+      if (window.parent !== window) {
+        window.parent.postMessage({ type: "fieldcast:order", session_id: id, order_id: answer.id,
+          offer_id: answer.offer_id, quantity: answer.quantity, amount: answer.amount, currency: answer.currency }, "*");
+      }
+      return;
+    }
+    if (status === 429) { say(t("slow_down"), "error"); return; }
+    if (status >= 500) { say(t("busy"), "error"); return; }
+    done();
+    const code = answer.code;
+    if (code === "only_left") say(t("only_left", { n: answer.remaining }), "error");
+    else if (code === "sold_out") say(t("sold_out"), "error");
+    else if (code === "not_started") say(t("not_started"), "error");
+    else if (code === "ended" || status === 410) say(t("offer_ended"), "error");
+    else if (code === "over_limit") say(t("over_limit", { n: answer.limit }), "error");
+    else say(t("invalid", { detail: answer.detail || status }), "error");
+  }
+
+  $("buy").addEventListener("click", openSheet);
+  $("sheet-close").addEventListener("click", () => sheet.close());
+  $("order").addEventListener("submit", e => { e.preventDefault(); placeOrder(); });
+  $("f-quantity").addEventListener("input", updatePlace);
+  $("forget").addEventListener("click", () => {
+    store.drop("fieldcast.buyer");
+    for (const f of fields) $(`f-${f}`).value = "";
+    say(t("forgotten"), "ok");
+  });
+  sheet.addEventListener("close", () => { if (!sending) say("", ""); });
+
+  // ---- Start.
+  const chosen = store.get("fieldcast.lang");
+  applyStrings();
+  if (chosen && chosen !== lang && boot.languages.some(l => l.tag === chosen)) useLanguage(chosen);
+  connectEvents();
+  connect();
+})();
