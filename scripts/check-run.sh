@@ -54,6 +54,18 @@ if [[ "$code" != 200 ]] || ! grep -q '<video' "$page"; then
   exit 1
 fi
 echo "check-run: GET $url → 200, $(wc -c < "$page") bytes, with the player"
+# The demo shows a show: its live state has a pinned product and a flash sale on.
+events="${url/\/watch\//\/api\/v1\/sessions\/}/events"
+for _ in $(seq 1 30); do
+  state=$(curl -sS --max-time 2 "$events" 2>/dev/null | sed -n 's/^data: //p' | head -n 1 || true)
+  if grep -q '"pinned":{' <<<"$state" && grep -q '"state":"live"' <<<"$state"; then break; fi
+  sleep 1
+done
+if ! grep -q '"pinned":{' <<<"$state" || ! grep -q '"state":"live"' <<<"$state"; then
+  echo "check-run: the demo has no pinned product with a live offer: $state" >&2
+  exit 1
+fi
+echo "check-run: the demo's live state has a pinned product and a live flash sale"
 health=$(curl -sS "http://${FIELDCAST_HTTP}/healthz")
 echo "check-run: /healthz → $health"
-echo "check-run: 1 passed, 0 failed"
+echo "check-run: 2 passed, 0 failed"
