@@ -236,7 +236,7 @@ fn viewers_buy_through_the_sheet_and_a_double_tap_or_a_lost_answer_never_makes_t
 }
 
 #[test]
-fn the_player_shows_right_back_and_returns_and_reconnects_after_a_server_restart() {
+fn the_player_shows_right_back_returns_reconnects_after_a_server_restart_and_shows_the_end() {
     let server = Server::start_with(&data_dir("watch-player"), OPEN_LIMITS);
     let session = server.create_session("Player states");
     let id = session["id"].as_str().unwrap().to_string();
@@ -276,13 +276,24 @@ fn the_player_shows_right_back_and_returns_and_reconnects_after_a_server_restart
     writeln!(to_page, "next").unwrap();
     step("back");
 
-    let _server = server.restart(OPEN_LIMITS);
+    let server = server.restart(OPEN_LIMITS);
     writeln!(to_page, "next").unwrap();
     let restarted = step("restarted");
     assert!(
         restarted["frames"].as_u64() > live["frames"].as_u64(),
         "{restarted}"
     );
+
+    // The operator ends the show: the page says so, without a reload.
+    let (status, _) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(json!({"state": "idle"})),
+    );
+    assert_eq!(status, 200);
+    writeln!(to_page, "next").unwrap();
+    let ended = step("ended");
+    assert_eq!(ended["text"], "The show has ended");
     drop(to_page);
     assert!(script.wait().unwrap().success(), "player.mjs failed");
 }

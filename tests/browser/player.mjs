@@ -5,6 +5,7 @@
 //   right_back the publisher stopped: "the host will be right back", without a reload
 //   back       the publisher returned: live again, frames still counting
 //   restarted  the server was killed and started again: the page reconnected by itself
+//   ended      the operator ended the show: "the show has ended", without a reload
 //
 // Usage: node player.mjs URL
 import { createInterface } from "node:readline";
@@ -41,6 +42,10 @@ try {
   await page.waitForFunction(() => ["live", "right_back"].includes(document.getElementById("badge").dataset.state),
     null, { timeout: 20000 });
   await report("restarted");
+  await next();
+
+  await waitPlayerState(page, "ended", 20000);
+  await report("ended");
 } catch (e) {
   console.error(e);
   process.exitCode = 1;
