@@ -35,10 +35,11 @@ const REVALIDATE: &str = "public, max-age=0, must-revalidate";
 /// A photo's URL names its content: it never changes.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// A strong ETag of some bytes.
+/// An ETag of some bytes. Weak: the compression layer may send the same content gzip- or
+/// brotli-encoded, and a strong validator would have to differ between those encodings.
 pub fn etag_of(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
-    format!("\"{}\"", hex(&digest[..12]))
+    format!("W/\"{}\"", hex(&digest[..12]))
 }
 
 fn hex(bytes: &[u8]) -> String {

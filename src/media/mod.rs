@@ -56,10 +56,6 @@ impl OutputFormat {
         }
     }
 
-    pub fn is_portrait(&self) -> bool {
-        self.height > self.width
-    }
-
     /// Raw I420 caps at this size, square pixels.
     pub fn raw_video_caps(&self) -> gst::Caps {
         gst::Caps::builder("video/x-raw")
