@@ -214,6 +214,22 @@ fn viewers_buy_through_the_sheet_and_a_double_tap_or_a_lost_answer_never_makes_t
     assert_eq!(seen["shopHeard"]["session_id"], id.as_str(), "{seen}");
     assert_eq!(seen["shopHeard"]["quantity"], 1, "{seen}");
 
+    // Refusals in words: over the per-buyer limit (2), and 1 left of the 2 asked for.
+    assert_eq!(
+        seen["overLimit"], "You can buy at most 2 in this offer.",
+        "{seen}"
+    );
+    assert_eq!(
+        seen["onlyLeft"], "Only 1 left. Lower the quantity and try again.",
+        "{seen}"
+    );
+    let third = orders_of(&server, &id, seen["offer3"].as_str().unwrap());
+    assert_eq!(
+        third.len(),
+        3,
+        "the page's 2 and the other buyers' 2 and 1: {third:?}"
+    );
+
     // Languages.
     assert_eq!(seen["zh"]["lang"], "zh", "{seen}");
     assert_eq!(seen["zh"]["name"], "玫瑰花酱", "{seen}");

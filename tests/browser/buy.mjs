@@ -105,6 +105,42 @@ try {
   await shop.waitForFunction(() => window.orders.length > 0, null, { timeout: 5000 });
   seen.shopHeard = await shop.evaluate(() => window.orders[0]);
 
+  // 4c. Refusals get their sentence: over the per-buyer limit, and fewer left than asked
+  //     (the stock went while the sheet was open).
+  const third = await api(cfg.base, cfg.token, "POST", `/api/v1/sessions/${cfg.session}/offers`,
+    { product_id: cfg.product.id, unit_amount: 3900, quantity: 6, per_buyer_limit: 2 });
+  check(third.status === 201, `third offer: HTTP ${third.status}`);
+  // The other offers are over: this one is the panel's.
+  for (const other of [seen.offer2]) {
+    await api(cfg.base, cfg.token, "POST", `/api/v1/sessions/${cfg.session}/offers/${other}/end`);
+  }
+  const e = await viewer(browser);
+  await e.goto(url);
+  await e.getByText("6 left").waitFor({ timeout: 15000 });
+  seen.orderE = await buy(e, 2, "+86 138 0000 0005");
+  await e.getByRole("button", { name: "Close" }).click();
+  await e.getByRole("button", { name: "Buy now" }).click();
+  await fillSheet(e, { quantity: 1, phone: "+86 138 0000 0005" });
+  await e.getByRole("button", { name: /^Buy 1 for/ }).click();
+  await e.getByText(/^You can buy at most/).waitFor({ timeout: 15000 });
+  seen.overLimit = await e.locator("#outcome").textContent();
+  await e.getByRole("button", { name: "Close" }).click();
+  await e.getByRole("button", { name: "Buy now" }).click();
+  await fillSheet(e, { quantity: 2, phone: "+86 138 0000 0006" });
+  for (const [phone, quantity] of [["+86 138 0000 0007", 2], ["+86 138 0000 0008", 1]]) {
+    const res = await fetch(`${cfg.base}/api/v1/sessions/${cfg.session}/orders`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() },
+      body: JSON.stringify({ offer_id: third.body.id, quantity,
+        buyer: { name: "Other buyer", phone, address: "1 Road", city: "Aksu" } }),
+    });
+    check(res.status === 201, `another buyer's order: HTTP ${res.status}`);
+  }
+  await e.getByRole("button", { name: /^Buy 2 for/ }).click();
+  await e.getByText(/^Only 1 left/).waitFor({ timeout: 15000 });
+  seen.onlyLeft = await e.locator("#outcome").textContent();
+  seen.offer3 = third.body.id;
+
   // 5. Languages: from Accept-Language; Uyghur is right to left and names the product in it.
   const zh = await viewer(browser, { locale: "zh-CN" });
   await zh.goto(url);
