@@ -111,7 +111,7 @@
     $("n-sold").textContent = live.offers.reduce((sum, o) => sum + o.sold, 0);
     const p = live.pinned;
     $("panel").hidden = !p;
-    if (!p) { closeSheetIfUnbuyable(); return; }
+    if (!p) { refreshSheet(); return; }
     const offer = currentOffer();
     $("p-name").textContent = productName(p);
     const photo = $("p-photo");
@@ -145,7 +145,7 @@
     const buy = $("buy");
     buy.disabled = !buyable;
     buy.textContent = buyable || !offer ? t("buy") : left.textContent;
-    closeSheetIfUnbuyable();
+    refreshSheet();
   }
 
   // The countdown runs every second on the server's clock.
@@ -233,6 +233,8 @@
       }
       resource = new URL(res.headers.get("Location"), location.href).href;
       await peer.setRemoteDescription({ type: "answer", sdp: await res.text() });
+      // Answered but never connected (UDP blocked, a stale answer): try again.
+      setTimeout(() => { if (pc === peer && peer.connectionState !== "connected") retry("reconnecting"); }, 12000);
     } catch (_) {
       if (pc === peer) retry("reconnecting");
     }
@@ -351,8 +353,8 @@
     sheet.showModal();
   }
 
-  function closeSheetIfUnbuyable() {
-    // An open sheet stays while it shows an answer; it only refuses new attempts.
+  function refreshSheet() {
+    // An open sheet stays open with its answer; its button follows the live state.
     if (sheet.open) updatePlace();
   }
 
