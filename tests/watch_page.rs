@@ -182,6 +182,12 @@ fn viewers_buy_through_the_sheet_and_a_double_tap_or_a_lost_answer_never_makes_t
         None,
     );
     assert_eq!(state["sold"], 5, "{state}");
+    // The page counts down to the millisecond, as the card on the video does.
+    assert_eq!(
+        state["ends_at_ms"].as_i64().map(|ms| ms / 1000),
+        state["ends_at"].as_i64(),
+        "{state}"
+    );
     assert_eq!(state["remaining"], 0, "{state}");
     assert_eq!(
         seen["soldShownA"], "2",

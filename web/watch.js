@@ -153,8 +153,11 @@
     const offer = currentOffer();
     const el = $("p-clock");
     if (!offer) { el.textContent = ""; return; }
-    if (offer.state === "live") el.textContent = t("ends_in", { t: clock(offer.ends_at * 1000 - serverNow()) });
-    else if (offer.state === "scheduled") el.textContent = t("starts_in", { t: clock(offer.starts_at * 1000 - serverNow()) });
+    // To the millisecond, rounded up like the countdown on the video, so the two agree.
+    const endsAt = offer.ends_at_ms ?? offer.ends_at * 1000;
+    const startsAt = offer.starts_at_ms ?? offer.starts_at * 1000;
+    if (offer.state === "live") el.textContent = t("ends_in", { t: clock(endsAt - serverNow()) });
+    else if (offer.state === "scheduled") el.textContent = t("starts_in", { t: clock(startsAt - serverNow()) });
     else el.textContent = "";
   }
   setInterval(tick, 1000);

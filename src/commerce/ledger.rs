@@ -248,6 +248,9 @@ pub fn offer_json(offer: &sql::OfferRow, now: i64) -> Value {
         "per_buyer_limit": offer.per_buyer_limit,
         "starts_at": offer.starts_at / 1000,
         "ends_at": offer.ends_at / 1000,
+        // To the millisecond, for countdowns that must agree with the one on the video.
+        "starts_at_ms": offer.starts_at,
+        "ends_at_ms": offer.ends_at,
     })
 }
 
