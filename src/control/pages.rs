@@ -41,11 +41,7 @@ pub async fn watch(
         "strings": serde_json::from_str::<serde_json::Value>(strings).unwrap_or_default(),
         "languages": assets::languages(),
     });
-    let html = WATCH_HTML
-        .replace("{{lang}}", lang)
-        .replace("{{dir}}", dir)
-        .replace("{{title}}", &html_escape(&row.title))
-        .replace("{{boot}}", &script_json(&boot));
+    let html = render(lang, dir, &row.title, &boot);
     let etag = assets::etag_of(html.as_bytes());
     let mut response = assets::cached(
         &headers,
@@ -60,6 +56,16 @@ pub async fn watch(
         header::HeaderValue::from_static("Accept-Language"),
     );
     Ok(response)
+}
+
+/// Fills the template. The operator's title goes in last, so nothing in it is ever taken for
+/// a placeholder.
+fn render(lang: &str, dir: &str, title: &str, boot: &serde_json::Value) -> String {
+    WATCH_HTML
+        .replace("{{lang}}", lang)
+        .replace("{{dir}}", dir)
+        .replace("{{boot}}", &script_json(boot))
+        .replace("{{title}}", &html_escape(title))
 }
 
 fn html_escape(s: &str) -> String {
@@ -89,5 +95,16 @@ mod tests {
         assert!(!json.contains('<'), "{json}");
         let back: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(back["t"], "</script><script>alert(1)");
+        let page = render(
+            "en",
+            "ltr",
+            "Jam {{boot}} {{lang}}",
+            &serde_json::json!({"x": 1}),
+        );
+        assert!(
+            page.contains("Jam {{boot}} {{lang}}"),
+            "a placeholder in the title was filled"
+        );
+        assert_eq!(page.matches(r#"{"x":1}"#).count(), 1);
     }
 }
