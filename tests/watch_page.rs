@@ -135,7 +135,7 @@ fn watch_page_decodes_video_in_headless_chromium_while_ffmpeg_publishes() {
 }
 
 #[test]
-fn viewers_buy_through_the_sheet_and_a_double_tap_or_a_lost_answer_never_makes_two_orders() {
+fn the_page_sells_once_per_attempt_words_refusals_embeds_speaks_zh_and_ug_and_passes_axe() {
     let server = Server::start_with(&data_dir("watch-buy"), OPEN_LIMITS);
     let session = server.create_session("Rose jam from the greenhouse");
     let id = session["id"].as_str().unwrap().to_string();

@@ -63,6 +63,13 @@ pub struct LedgerAnswer {
 
 impl LedgerAnswer {
     fn problem(status: u16, detail: &str) -> Self {
+        Self::refusal(status, None, detail, json!({}))
+    }
+
+    /// A problem body. A refusal a page explains in the buyer's language has a `code`
+    /// (`sold_out`, `only_left`, `not_started`, `ended`, `over_limit`) and, in `extra`, the
+    /// numbers it needs.
+    fn refusal(status: u16, code: Option<&str>, detail: &str, extra: Value) -> Self {
         let title = match status {
             404 => "Not Found",
             409 => "Conflict",
@@ -71,26 +78,18 @@ impl LedgerAnswer {
             429 => "Too Many Requests",
             _ => "Error",
         };
-        let body =
+        let mut body =
             json!({"type": "about:blank", "title": title, "status": status, "detail": detail});
+        if let Some(code) = code {
+            body["code"] = json!(code);
+        }
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
         Self {
             status,
             body: body.to_string(),
         }
-    }
-
-    /// A refusal a page explains in the buyer's language: `code` names it (`sold_out`,
-    /// `only_left`, `not_started`, `ended`, `over_limit`), `extra` carries its numbers.
-    fn refusal(status: u16, code: &str, detail: &str, extra: Value) -> Self {
-        let mut answer = Self::problem(status, detail);
-        if let Ok(mut body) = serde_json::from_str::<Value>(&answer.body) {
-            body["code"] = json!(code);
-            if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-                body.extend(extra);
-            }
-            answer.body = body.to_string();
-        }
-        answer
     }
 }
 
@@ -457,7 +456,7 @@ fn decide_order(
     if let Err(refusal) = rules::check_order(&offer, now, r.quantity, already) {
         return Ok(LedgerAnswer::refusal(
             refusal.status(),
-            refusal.code(),
+            Some(refusal.code()),
             &refusal.detail(),
             refusal.numbers(),
         ));
@@ -466,12 +465,12 @@ fn decide_order(
         return Ok(if offer.available > 0 {
             LedgerAnswer::refusal(
                 409,
-                "only_left",
+                Some("only_left"),
                 &format!("quantity: only {} left", offer.available),
                 json!({"remaining": offer.available}),
             )
         } else {
-            LedgerAnswer::refusal(409, "sold_out", &Refusal::SoldOut.detail(), json!({}))
+            LedgerAnswer::refusal(409, Some("sold_out"), &Refusal::SoldOut.detail(), json!({}))
         });
     }
     let currency = sql::product_in(conn, &offer.product_id)?

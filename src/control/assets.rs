@@ -38,12 +38,16 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// An ETag of some bytes. Weak: the compression layer may send the same content gzip- or
 /// brotli-encoded, and a strong validator would have to differ between those encodings.
 pub fn etag_of(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    format!("W/\"{}\"", hex(&digest[..12]))
+    let hex = format!("{:x}", Sha256::digest(bytes));
+    format!("W/\"{}\"", &hex[..24])
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Whether the client's `If-None-Match` names `etag` (or `*`).
+fn fresh(request: &HeaderMap, etag: &str) -> bool {
+    request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
 }
 
 /// Answers with `body`, or 304 when the client holds this version already.
@@ -54,10 +58,7 @@ pub fn cached(
     content_type: &'static str,
     body: impl Into<axum::body::Body>,
 ) -> Response {
-    let fresh = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let fresh = fresh(request, etag);
     let etag = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""));
     let headers = [
         (header::ETAG, etag),
@@ -171,7 +172,7 @@ pub fn negotiate(accept_language: &str) -> &'static str {
 /// Stores a copy of a product photo under its content hash and returns the hash.
 pub fn publish_image(images: &Path, stored: &Path) -> std::io::Result<String> {
     let bytes = std::fs::read(stored)?;
-    let hash = hex(&Sha256::digest(&bytes));
+    let hash = format!("{:x}", Sha256::digest(&bytes));
     let dir = images.join("by-hash");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{hash}.png"));
@@ -203,10 +204,8 @@ pub async fn image(
         .images_dir()
         .join("by-hash")
         .join(format!("{hash}.png"));
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
-    {
+    // A client that holds the photo is answered without reading it.
+    if fresh(&headers, &etag) {
         return Ok(cached(&headers, &etag, IMMUTABLE, "image/png", ""));
     }
     let bytes = tokio::fs::read(&path)
