@@ -451,23 +451,29 @@ fn draw_card(
     match offer {
         Some(o) => {
             let price = money(o.unit_amount, &p.currency);
-            let mut eng = engine();
             let style = text_style(
                 price_size,
                 true,
                 [accent.0, accent.1, accent.2, 255],
                 TextAlign::Start,
             );
-            let (pw, _) = eng.measure(&price, &style, text_w);
-            eng.draw(pm, &price, x, y, text_w, &style);
-            if o.unit_amount < p.unit_amount {
-                let was = money(p.unit_amount, &p.currency);
-                let small = text_style(price_size * 0.6, false, grey, TextAlign::Start);
-                let (ww, _) = eng.measure(&was, &small, text_w);
-                let wx = x + pw + pad * 0.6;
-                let wy = y + price_size * 0.42;
-                eng.draw(pm, &was, wx, wy, text_w, &small);
-                drop(eng);
+            // The engine is one lock for the process: it is let go before anything below
+            // takes it again (holding it there froze every studio's video).
+            let struck = {
+                let mut eng = engine();
+                let (pw, _) = eng.measure(&price, &style, text_w);
+                eng.draw(pm, &price, x, y, text_w, &style);
+                (o.unit_amount < p.unit_amount).then(|| {
+                    let was = money(p.unit_amount, &p.currency);
+                    let small = text_style(price_size * 0.6, false, grey, TextAlign::Start);
+                    let (ww, _) = eng.measure(&was, &small, text_w);
+                    let wx = x + pw + pad * 0.6;
+                    let wy = y + price_size * 0.42;
+                    eng.draw(pm, &was, wx, wy, text_w, &small);
+                    (wx, wy, ww)
+                })
+            };
+            if let Some((wx, wy, ww)) = struck {
                 let mut pb = PathBuilder::new();
                 pb.move_to(wx, wy + price_size * 0.42);
                 pb.line_to(wx + ww, wy + price_size * 0.42);
@@ -722,5 +728,71 @@ mod tests {
         assert_eq!(compact(56_000), "56k");
         assert_eq!(countdown_text(59_001), "1:00");
         assert_eq!(countdown_text(3_600_000), "1:00:00");
+    }
+
+    /// A card for an offer at the product's own price once took the text engine's lock
+    /// twice and hung (every studio's video with it). Each variant must finish.
+    #[test]
+    fn a_card_renders_for_an_offer_at_full_price_and_at_a_discount() {
+        use crate::overlay::scene::{LayerKind, template};
+        use crate::store::commerce::ProductRow;
+        for unit_amount in [5900, 3900] {
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let product = ProductRow {
+                    id: "p".into(),
+                    name: "Rose jam".into(),
+                    translations: "{}".into(),
+                    unit_amount: 5900,
+                    currency: "CNY".into(),
+                    unit: "jar".into(),
+                    origin: None,
+                    harvest_date: None,
+                    description: None,
+                    created_at: 0,
+                    image_hash: None,
+                };
+                let offer = OfferRow {
+                    id: "o".into(),
+                    session_id: "s".into(),
+                    product_id: "p".into(),
+                    unit_amount,
+                    allocated: 5,
+                    available: 5,
+                    sold: 0,
+                    per_buyer_limit: None,
+                    starts_at: 0,
+                    ends_at: 60_000,
+                    ended_early: false,
+                    created_at: 0,
+                };
+                let pinned = Pinned {
+                    product,
+                    image: None,
+                };
+                let toasts = VecDeque::new();
+                let view = View {
+                    now_ms: 1_000,
+                    viewers: 0,
+                    likes: 0,
+                    pinned: Some(&pinned),
+                    offers: std::slice::from_ref(&offer),
+                    toasts: &toasts,
+                    watch_url: "",
+                    images_dir: Path::new("/nonexistent"),
+                };
+                let card = template(LayerKind::ProductCard, "card".into());
+                let _ = done.send(render(&card, &view, 460, 180).is_some());
+            });
+            let rendered = finished
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!("the card for an offer at {unit_amount} never finished")
+                });
+            assert!(
+                rendered,
+                "the card for an offer at {unit_amount} did not render"
+            );
+        }
     }
 }
