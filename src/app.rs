@@ -26,6 +26,8 @@ pub struct App {
     pub overlay_counters: Arc<OverlayCounters>,
     /// RTMP connection caps and counters.
     pub ingest: IngestLimits,
+    /// What the ingest path sees of each session's publisher.
+    pub ingest_health: crate::ingest::health::IngestBoard,
     /// Rate limits per client address on the public routes.
     pub public: PublicLimits,
     /// Set once on SIGTERM: new requests are refused and live streams end.
@@ -122,7 +124,7 @@ impl std::ops::Deref for AppState {
 }
 
 /// What a session is doing, as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SessionState {
     /// Not on air: no studio runs.
@@ -203,6 +205,7 @@ impl App {
                 settings.rtmp_max_connections,
                 settings.rtmp_max_connections_per_address,
             ),
+            ingest_health: Default::default(),
             api_token,
             http_addr,
             rtmp_addr,

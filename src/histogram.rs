@@ -41,6 +41,23 @@ impl LatencyHistogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Cumulative counts per bucket: (upper bound in seconds, count), `f64::INFINITY` last.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        let mut cumulative = 0;
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, bucket)| {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let le = self
+                    .bounds_ms
+                    .get(i)
+                    .map_or(f64::INFINITY, |ms| ms / 1000.0);
+                (le, cumulative)
+            })
+            .collect()
+    }
+
     /// Appends the histogram as Prometheus text (`_bucket{le=…}` cumulative, `_sum`, `_count`,
     /// in seconds).
     pub fn render(&self, out: &mut String, name: &str, help: &str) {

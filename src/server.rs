@@ -103,6 +103,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     }
     tokio::spawn(crate::ingest::serve(rtmp, app.clone()));
     let router = crate::control::router(app.clone());
+    println!("console:       {}/console", app.http_base());
     // One machine-readable line for scripts and tests.
     println!(
         "fieldcast ready http={} rtmp={} webrtc={}",

@@ -5,9 +5,10 @@
 mod common;
 
 use common::{Server, TOKEN, data_dir};
+use fieldcast::control::{Access, routes};
 
-/// Every operator route, with `x` for path parameters. Checked against the router's source
-/// below, so a route added there and not here fails the test.
+/// Every operator route, with `x` for path parameters. Checked against the router's route
+/// list below, so a route added there and not here fails the test.
 const OPERATOR_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/sessions"),
     ("POST", "/api/v1/sessions"),
@@ -15,6 +16,8 @@ const OPERATOR_ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/sessions/x"),
     ("DELETE", "/api/v1/sessions/x"),
     ("POST", "/api/v1/sessions/x/rotate-key"),
+    ("GET", "/api/v1/sessions/x/ingest"),
+    ("GET", "/api/v1/stats"),
     ("PUT", "/api/v1/sessions/x/pinned"),
     ("DELETE", "/api/v1/sessions/x/pinned"),
     ("GET", "/api/v1/sessions/x/offers"),
@@ -44,31 +47,41 @@ const OPERATOR_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/webhooks/x"),
 ];
 
-/// The operator part of the router's source: everything up to the public routes.
-fn operator_paths_in_the_router() -> Vec<String> {
-    let source = include_str!("../src/control/mod.rs");
-    let start = source.find("let operator = Router::new()").unwrap();
-    let end = source.find("let cors = CorsLayer::new()").unwrap();
-    source[start..end]
-        .split('"')
-        .filter(|s| s.starts_with("/api/"))
-        .map(|s| {
-            s.split('/')
+/// The router's operator routes (`Access::Operator` and `Access::Upload`, and the order list
+/// whose handler asks for the token), with `x` for path parameters.
+fn operator_routes_of_the_router() -> Vec<(String, String)> {
+    routes()
+        .into_iter()
+        .filter(|r| {
+            matches!(r.access, Access::Operator | Access::Upload)
+                || (r.method == "GET" && r.path == "/api/v1/sessions/{id}/orders")
+        })
+        .map(|r| {
+            let path = r
+                .path
+                .split('/')
                 .map(|seg| if seg.starts_with('{') { "x" } else { seg })
                 .collect::<Vec<_>>()
-                .join("/")
+                .join("/");
+            (r.method.to_string(), path)
         })
         .collect()
 }
 
 #[test]
 fn the_matrix_lists_every_operator_route_of_the_router() {
-    let paths = operator_paths_in_the_router();
-    assert!(paths.len() >= 20, "{paths:?}");
-    for path in paths {
+    let routes = operator_routes_of_the_router();
+    assert!(routes.len() >= 20, "{routes:?}");
+    for (method, path) in &routes {
         assert!(
-            OPERATOR_ROUTES.iter().any(|(_, p)| *p == path),
-            "{path} is an operator route missing from OPERATOR_ROUTES"
+            OPERATOR_ROUTES.contains(&(method.as_str(), path.as_str())),
+            "{method} {path} is an operator route missing from OPERATOR_ROUTES"
+        );
+    }
+    for (method, path) in OPERATOR_ROUTES {
+        assert!(
+            routes.iter().any(|(m, p)| m == method && p == path),
+            "{method} {path} is in OPERATOR_ROUTES but the router does not ask a token for it"
         );
     }
 }

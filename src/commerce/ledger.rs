@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::rules::{self, OfferState, Refusal};
+pub use super::views::{offer_json, order_json};
 use crate::store::StoreError;
 use crate::store::commerce::{self as sql, IdempotentResponse, OrderRow};
 
@@ -33,7 +34,7 @@ fn random_id(prefix: &str) -> String {
     format!("{prefix}_{}", crate::app::random_hex(10))
 }
 
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Buyer {
     pub name: String,
     pub phone: String,
@@ -231,39 +232,6 @@ impl StockLedger {
     pub fn end_due_offers(&self) {
         let _ = self.tx.try_send(Command::EndDueOffers);
     }
-}
-
-/// The offer as the API shows it.
-pub fn offer_json(offer: &sql::OfferRow, now: i64) -> Value {
-    json!({
-        "id": offer.id,
-        "session_id": offer.session_id,
-        "product_id": offer.product_id,
-        "unit_amount": offer.unit_amount,
-        "state": rules::offer_state(offer, now),
-        "allocated": offer.allocated,
-        "remaining": offer.available,
-        "sold": offer.sold,
-        "per_buyer_limit": offer.per_buyer_limit,
-        "starts_at": offer.starts_at / 1000,
-        "ends_at": offer.ends_at / 1000,
-        // To the millisecond, for countdowns that must agree with the one on the video.
-        "starts_at_ms": offer.starts_at,
-        "ends_at_ms": offer.ends_at,
-    })
-}
-
-pub fn order_json(order: &OrderRow) -> Value {
-    json!({
-        "id": order.id,
-        "offer_id": order.offer_id,
-        "product_id": order.product_id,
-        "quantity": order.quantity,
-        "amount": order.amount,
-        "currency": order.currency,
-        "status": order.status,
-        "created_at": order.created_at,
-    })
 }
 
 fn event(conn: &Connection, event_type: &str, data: Value, now: i64) -> Result<(), StoreError> {

@@ -6,17 +6,18 @@ pub mod ledger;
 pub mod live;
 pub mod rate;
 pub mod rules;
+pub mod views;
 pub mod webhooks;
+
+pub use views::product_json;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::app::AppState;
-use crate::store::commerce::ProductRow;
 
 pub use ledger::StockLedger;
 
@@ -110,21 +111,4 @@ pub fn flush_likes(app: &AppState) {
             tracing::error!(error = %e, "likes flush failed");
         }
     }
-}
-
-/// The product as the API shows it.
-pub fn product_json(p: &ProductRow) -> Value {
-    json!({
-        "id": p.id,
-        "name": p.name,
-        "translations": serde_json::from_str::<Value>(&p.translations).unwrap_or(json!({})),
-        "unit_amount": p.unit_amount,
-        "currency": p.currency,
-        "unit": p.unit,
-        "origin": p.origin,
-        "harvest_date": p.harvest_date,
-        "description": p.description,
-        "image_url": p.image_hash.as_deref().map(crate::control::assets::image_url),
-        "created_at": p.created_at,
-    })
 }

@@ -16,7 +16,7 @@ use crate::app::AppState;
 
 include!(concat!(env!("OUT_DIR"), "/i18n.rs"));
 
-/// The watch page's script and style (its HTML is a template: see `pages.rs`).
+/// The pages' scripts and styles (their HTML is in `pages.rs`).
 const FILES: &[(&str, &str, &str)] = &[
     (
         "watch.js",
@@ -27,6 +27,16 @@ const FILES: &[(&str, &str, &str)] = &[
         "watch.css",
         "text/css; charset=utf-8",
         include_str!("../../web/watch.css"),
+    ),
+    (
+        "console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/console.js"),
+    ),
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/console.css"),
     ),
 ];
 
@@ -90,6 +100,8 @@ fn etags() -> &'static Vec<String> {
 }
 
 /// `GET /web/{file}` and `GET /web/i18n/{lang}.json`.
+#[utoipa::path(get, path = "/web/{file}", tag = "pages", params(("file" = String, Path, description = "File name")),
+    responses((status = 200, description = "A script or style of the pages", body = String, content_type = "text/javascript"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such file", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn web_file(UrlPath(file): UrlPath<String>, headers: HeaderMap) -> Response {
     if let Some(i) = FILES.iter().position(|(name, _, _)| *name == file) {
         let (_, content_type, text) = FILES[i];
@@ -98,6 +110,8 @@ pub async fn web_file(UrlPath(file): UrlPath<String>, headers: HeaderMap) -> Res
     ApiError::not_found("file").into_response()
 }
 
+#[utoipa::path(get, path = "/web/i18n/{file}", tag = "pages", params(("file" = String, Path, description = "`{lang}.json`")),
+    responses((status = 200, description = "The pages' strings in one language", body = Object), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such language", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn language_file(UrlPath(file): UrlPath<String>, headers: HeaderMap) -> Response {
     let tag = file.strip_suffix(".json").unwrap_or("");
     match LANGUAGES.iter().position(|(t, _)| *t == tag) {
@@ -190,6 +204,8 @@ pub fn image_url(hash: &str) -> String {
 }
 
 /// `GET /images/{sha256}.png`: a product photo, public and cacheable for a year.
+#[utoipa::path(get, path = "/images/{file}", tag = "pages", params(("file" = String, Path, description = "`{sha256}.png`")),
+    responses((status = 200, description = "A product photo, immutable", body = Vec<u8>, content_type = "image/png"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such image", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn image(
     State(state): State<AppState>,
     UrlPath(file): UrlPath<String>,

@@ -9,12 +9,52 @@ use axum::response::IntoResponse;
 
 use crate::app::AppState;
 
+/// The server's egress and overlay figures since it started, for the console.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    /// WebRTC viewers in the egress loop, all sessions.
+    viewers: u64,
+    /// Datagrams sent to viewers.
+    datagrams_sent: u64,
+    /// Datagrams a viewer's socket could not take, plus studio packets dropped because the
+    /// egress loop was behind.
+    packets_dropped: u64,
+    /// Server-added latency (RTMP message in → its first RTP packet out), median, in ms.
+    server_latency_p50_ms: Option<f64>,
+    server_latency_p95_ms: Option<f64>,
+    /// From a change of the live state to the first frame composited with it, median, in ms.
+    overlay_update_p50_ms: Option<f64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/stats", tag = "server", security(("operator" = [])),
+    responses((status = 200, description = "Egress and overlay health", body = Stats),
+        (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json")))]
+pub async fn stats(State(state): State<AppState>) -> axum::Json<Stats> {
+    let c = &state.egress.counters;
+    let ms = |h: &crate::histogram::LatencyHistogram, q| {
+        crate::histogram::quantile(&h.buckets(), q).map(|s| (s * 1e4).round() / 10.0)
+    };
+    axum::Json(Stats {
+        viewers: c.viewers.load(Ordering::Relaxed),
+        datagrams_sent: c.packets_sent.load(Ordering::Relaxed),
+        packets_dropped: c.packets_dropped_viewer.load(Ordering::Relaxed)
+            + c.packets_dropped_queue.load(Ordering::Relaxed),
+        server_latency_p50_ms: ms(&c.server_latency, 0.5),
+        server_latency_p95_ms: ms(&c.server_latency, 0.95),
+        overlay_update_p50_ms: ms(&state.overlay_counters.update_to_frame, 0.5),
+    })
+}
+
 /// Liveness: answers while the server runs.
+#[utoipa::path(get, path = "/healthz", tag = "server",
+    responses((status = 200, description = "`ok`: the server runs", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// Counters of the egress loop and studios.
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let c = &state.egress.counters;
     let mut out = String::new();

@@ -17,13 +17,15 @@ use crate::commerce::ledger::now_ms;
 /// Most likes one request may carry (a phone batches taps).
 pub const MAX_LIKES_PER_REQUEST: i64 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Likes {
     count: i64,
 }
 
 /// Counts likes (202): aggregated in memory, written to SQLite every second.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/likes", tag = "live", params(("id" = String, Path, description = "Session id")), request_body = Likes,
+    responses((status = 202, description = "Counted", body = Object), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn like(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -60,6 +62,8 @@ fn with_server_time(snapshot: &str, now_ms: i64) -> String {
 
 /// Server-Sent Events: the whole live state on connect, then each change (at most 10 a
 /// second). A slow client skips to the latest state.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/events", tag = "live", params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "Server-Sent Events: the live state (`likes`, `pinned`, `offers`, `toasts`, `picture`, `server_time_ms`) on connect and after each change", body = String, content_type = "text/event-stream"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn events(
     State(state): State<AppState>,
     Path(session_id): Path<String>,

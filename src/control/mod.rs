@@ -7,6 +7,7 @@ pub mod error;
 mod health;
 mod live;
 mod offers;
+pub mod openapi;
 mod orders;
 mod overlays;
 mod pages;
@@ -21,7 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -34,71 +35,318 @@ pub use orders::{ParsedOrder, parse_order};
 /// Largest request body (JSON or SDP).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn router(state: AppState) -> Router {
-    let operator = Router::new()
-        .route(
+/// Who may call a route, and so which layers wrap it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The operator token; JSON and SDP bodies up to [`MAX_BODY_BYTES`].
+    Operator,
+    /// The operator token; image bodies up to [`overlays::MAX_IMAGE_BYTES`].
+    Upload,
+    /// Anyone, from any origin (CORS): buying, liking, the live state, playing. A handler
+    /// may still ask for the token (listing orders).
+    Public,
+    /// Anyone, from any origin, compressed: the pages and their files.
+    Page,
+    /// Anyone, same origin: health, metrics, the API's description.
+    Open,
+}
+
+/// One method on one path, and what answers it.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+/// Every route the server answers: the router is built from this list alone, and the test of
+/// the OpenAPI document compares the document with it.
+pub fn routes() -> Vec<Route> {
+    use Access::*;
+    let r = |method: Method, path: &'static str, access: Access, handler| Route {
+        method,
+        path,
+        access,
+        handler,
+    };
+    vec![
+        r(
+            Method::GET,
             "/api/v1/sessions",
-            get(sessions::list).post(sessions::create),
-        )
-        .route(
+            Operator,
+            get(sessions::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/sessions",
+            Operator,
+            post(sessions::create),
+        ),
+        r(
+            Method::GET,
             "/api/v1/sessions/{id}",
-            get(sessions::get)
-                .patch(sessions::patch)
-                .delete(sessions::delete),
-        )
-        .route(
+            Operator,
+            get(sessions::get),
+        ),
+        r(
+            Method::PATCH,
+            "/api/v1/sessions/{id}",
+            Operator,
+            patch(sessions::patch),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/sessions/{id}",
+            Operator,
+            delete(sessions::delete),
+        ),
+        r(
+            Method::POST,
             "/api/v1/sessions/{id}/rotate-key",
+            Operator,
             post(sessions::rotate_key),
-        )
-        .route(
+        ),
+        r(
+            Method::GET,
+            "/api/v1/sessions/{id}/ingest",
+            Operator,
+            get(sessions::ingest),
+        ),
+        r(
+            Method::PUT,
             "/api/v1/sessions/{id}/pinned",
-            put(pinned::put).delete(pinned::delete),
-        )
-        .route(
+            Operator,
+            put(pinned::put),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/sessions/{id}/pinned",
+            Operator,
+            delete(pinned::delete),
+        ),
+        r(
+            Method::GET,
             "/api/v1/sessions/{id}/offers",
-            get(offers::list).post(offers::create),
-        )
-        .route("/api/v1/sessions/{id}/offers/{offer_id}", get(offers::get))
-        .route(
+            Operator,
+            get(offers::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/sessions/{id}/offers",
+            Operator,
+            post(offers::create),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/sessions/{id}/offers/{offer_id}",
+            Operator,
+            get(offers::get),
+        ),
+        r(
+            Method::POST,
             "/api/v1/sessions/{id}/offers/{offer_id}/end",
+            Operator,
             post(offers::end),
-        )
-        .route(
+        ),
+        r(
+            Method::POST,
             "/api/v1/sessions/{id}/offers/{offer_id}/stock",
+            Operator,
             post(offers::add_stock),
-        )
-        .route("/api/v1/sessions/{id}/orders.csv", get(orders::csv))
-        .route(
+        ),
+        r(
+            Method::GET,
+            "/api/v1/sessions/{id}/orders.csv",
+            Operator,
+            get(orders::csv),
+        ),
+        r(
+            Method::POST,
             "/api/v1/sessions/{id}/orders/{order_id}/cancel",
+            Operator,
             post(orders::cancel),
-        )
-        .route(
+        ),
+        r(
+            Method::GET,
             "/api/v1/products",
-            get(products::list).post(products::create),
-        )
-        .route(
+            Operator,
+            get(products::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/products",
+            Operator,
+            post(products::create),
+        ),
+        r(
+            Method::GET,
             "/api/v1/products/{id}",
-            get(products::get)
-                .patch(products::patch)
-                .delete(products::delete),
-        )
-        .route(
+            Operator,
+            get(products::get),
+        ),
+        r(
+            Method::PATCH,
+            "/api/v1/products/{id}",
+            Operator,
+            patch(products::patch),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/products/{id}",
+            Operator,
+            delete(products::delete),
+        ),
+        r(
+            Method::GET,
             "/api/v1/sessions/{id}/overlays",
-            get(overlays::list).post(overlays::create),
-        )
-        .route("/api/v1/sessions/{id}/overlays/hide", post(overlays::hide))
-        .route("/api/v1/sessions/{id}/overlays/show", post(overlays::show))
-        .route(
+            Operator,
+            get(overlays::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/sessions/{id}/overlays",
+            Operator,
+            post(overlays::create),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/sessions/{id}/overlays/hide",
+            Operator,
+            post(overlays::hide),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/sessions/{id}/overlays/show",
+            Operator,
+            post(overlays::show),
+        ),
+        r(
+            Method::GET,
             "/api/v1/sessions/{id}/overlays/{layer_id}",
-            get(overlays::get)
-                .patch(overlays::patch)
-                .delete(overlays::delete),
-        )
-        .route(
+            Operator,
+            get(overlays::get),
+        ),
+        r(
+            Method::PATCH,
+            "/api/v1/sessions/{id}/overlays/{layer_id}",
+            Operator,
+            patch(overlays::patch),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/sessions/{id}/overlays/{layer_id}",
+            Operator,
+            delete(overlays::delete),
+        ),
+        r(
+            Method::GET,
             "/api/v1/webhooks",
-            get(webhooks::list).post(webhooks::create),
-        )
-        .route("/api/v1/webhooks/{id}", delete(webhooks::delete))
+            Operator,
+            get(webhooks::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/webhooks",
+            Operator,
+            post(webhooks::create),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/webhooks/{id}",
+            Operator,
+            delete(webhooks::delete),
+        ),
+        r(Method::GET, "/api/v1/stats", Operator, get(health::stats)),
+        r(
+            Method::PUT,
+            "/api/v1/sessions/{id}/overlays/{layer_id}/image",
+            Upload,
+            put(overlays::layer_image),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/products/{id}/image",
+            Upload,
+            put(overlays::product_image),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/sessions/{id}/orders",
+            Public,
+            post(orders::create),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/sessions/{id}/orders",
+            Public,
+            get(orders::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/sessions/{id}/likes",
+            Public,
+            post(live::like),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/sessions/{id}/events",
+            Public,
+            get(live::events),
+        ),
+        r(
+            Method::POST,
+            "/whep/{session_id}",
+            Public,
+            post(whep::offer),
+        ),
+        r(
+            Method::DELETE,
+            "/whep/{session_id}/{viewer_id}",
+            Public,
+            delete(whep::leave),
+        ),
+        r(
+            Method::PATCH,
+            "/whep/{session_id}/{viewer_id}",
+            Public,
+            patch(whep::patch),
+        ),
+        r(Method::GET, "/watch/{id}", Page, get(pages::watch)),
+        r(
+            Method::GET,
+            "/watch/{id}/qr.svg",
+            Page,
+            get(pages::watch_qr),
+        ),
+        r(Method::GET, "/console", Page, get(pages::console)),
+        r(
+            Method::GET,
+            "/web/i18n/{file}",
+            Page,
+            get(assets::language_file),
+        ),
+        r(Method::GET, "/web/{file}", Page, get(assets::web_file)),
+        r(Method::GET, "/images/{file}", Page, get(assets::image)),
+        r(Method::GET, "/healthz", Open, get(health::healthz)),
+        r(Method::GET, "/metrics", Open, get(health::metrics)),
+        r(
+            Method::GET,
+            "/api/v1/openapi.json",
+            Open,
+            get(openapi::document),
+        ),
+    ]
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut groups: [Router<AppState>; 5] = Default::default();
+    for route in routes() {
+        let group = &mut groups[route.access as usize];
+        *group = std::mem::take(group).route(route.path, route.handler);
+    }
+    let [operator, images, public, pages, open] = groups;
+
+    let operator = operator
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_operator,
@@ -107,12 +355,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
 
     // Image uploads: a larger limit, refused from Content-Length before any body is read.
-    let images = Router::new()
-        .route(
-            "/api/v1/sessions/{id}/overlays/{layer_id}/image",
-            put(overlays::layer_image),
-        )
-        .route("/api/v1/products/{id}/image", put(overlays::product_image))
+    let images = images
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_operator,
@@ -149,38 +392,18 @@ pub fn router(state: AppState) -> Router {
 
     // Public: buying, liking, the live state. Listing orders on the same path checks the
     // operator token in its handler.
-    let public = Router::new()
-        .route(
-            "/api/v1/sessions/{id}/orders",
-            post(orders::create).get(orders::list),
-        )
-        .route("/api/v1/sessions/{id}/likes", post(live::like))
-        .route("/api/v1/sessions/{id}/events", get(live::events))
-        .route("/whep/{session_id}", post(whep::offer))
-        .route(
-            "/whep/{session_id}/{viewer_id}",
-            delete(whep::leave).patch(whep::patch),
-        )
+    let public = public
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-
-    // Other origins (a co-op's shop embedding the player) reach only the public routes: no
-    // operator route answers a CORS preflight.
     // The pages and their files, compressed (gzip or brotli, as the browser asks).
-    let pages = Router::new()
-        .route("/watch/{id}", get(pages::watch))
-        .route("/web/i18n/{file}", get(assets::language_file))
-        .route("/web/{file}", get(assets::web_file))
-        .route("/images/{file}", get(assets::image))
-        .layer(tower_http::compression::CompressionLayer::new());
+    let pages = pages.layer(tower_http::compression::CompressionLayer::new());
     let public = public.merge(pages).layer(cors);
 
     Router::new()
         .merge(operator)
         .merge(images)
         .merge(public)
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(health::metrics))
+        .merge(open)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             deadline_and_problems,

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use super::error::{ApiError, ApiJson};
 use super::ledger_response;
 use crate::app::{AppState, random_hex};
-use crate::commerce::ledger::{now_ms, offer_json};
+use crate::commerce::ledger::now_ms;
+use crate::commerce::views::OfferView;
 use crate::store::commerce::OfferRow;
 
 /// Default and longest offer duration.
@@ -16,7 +17,7 @@ pub const DEFAULT_DURATION_S: i64 = 600;
 pub const MAX_DURATION_S: i64 = 7 * 24 * 3600;
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOffer {
     product_id: String,
@@ -29,6 +30,8 @@ pub struct CreateOffer {
 }
 
 /// Opens a flash sale: `quantity` units at `unit_amount`, from `starts_at` for `duration_s`.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/offers", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body = CreateOffer,
+    responses((status = 201, description = "The offer with its live stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -86,10 +89,12 @@ pub async fn create(
         .live
         .session(&state, &session_id)
         .reload_offers(&state.store);
-    Ok((StatusCode::CREATED, ApiJson(offer_json(&offer, now))))
+    Ok((StatusCode::CREATED, ApiJson(OfferView::of(&offer, now))))
 }
 
 /// The session's offers with their live stock.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/offers", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The session's offers with their live stock", body = [OfferView]), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -100,12 +105,14 @@ pub async fn list(
             .store
             .offers_of(&session_id)?
             .iter()
-            .map(|o| offer_json(o, now))
+            .map(|o| OfferView::of(o, now))
             .collect::<Vec<_>>(),
     ))
 }
 
 /// One offer: state, allocated, remaining, sold.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/offers/{offer_id}", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("offer_id" = String, Path, description = "Offer id")),
+    responses((status = 200, description = "The offer with its live stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such offer", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Path((session_id, offer_id)): Path<(String, String)>,
@@ -115,10 +122,12 @@ pub async fn get(
         .offer(&offer_id)?
         .filter(|o| o.session_id == session_id)
         .ok_or_else(|| ApiError::not_found("offer"))?;
-    Ok(ApiJson(offer_json(&offer, now_ms())))
+    Ok(ApiJson(OfferView::of(&offer, now_ms())))
 }
 
 /// Ends an offer now (`offer.ended` is sent).
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/offers/{offer_id}/end", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("offer_id" = String, Path, description = "Offer id")),
+    responses((status = 200, description = "The offer, ended", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such offer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn end(
     State(state): State<AppState>,
     Path((session_id, offer_id)): Path<(String, String)>,
@@ -132,13 +141,15 @@ pub async fn end(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddStock {
     quantity: i64,
 }
 
 /// Adds stock to a running offer.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/offers/{offer_id}/stock", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("offer_id" = String, Path, description = "Offer id")), request_body = AddStock,
+    responses((status = 200, description = "The offer with its new stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such offer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn add_stock(
     State(state): State<AppState>,
     Path((session_id, offer_id)): Path<(String, String)>,

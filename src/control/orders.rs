@@ -14,15 +14,15 @@ use super::client::{Client, PublicRoute};
 use super::error::{ApiError, ApiJson};
 use super::ledger_response;
 use crate::app::AppState;
-use crate::commerce::ledger::{Buyer, OrderRequest, order_json};
+use crate::commerce::ledger::{Buyer, OrderRequest};
 use crate::commerce::rules::normalize_phone;
 
 /// Most units in one order.
 pub const MAX_ORDER_QUANTITY: i64 = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OrderBody {
+pub struct OrderBody {
     offer_id: String,
     quantity: i64,
     buyer: Buyer,
@@ -90,6 +90,8 @@ pub fn parse_order(body: &[u8]) -> Result<ParsedOrder, ApiError> {
 
 /// Buys from a live offer. The same `Idempotency-Key` with the same body replays the first
 /// answer; with another body it is refused (422). Answered only after the order is on disk.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/orders", tag = "orders", params(("id" = String, Path, description = "Session id"), ("Idempotency-Key" = String, Header, description = "One key per buying attempt: a retry with the same key and body gets the first answer")), request_body = OrderBody,
+    responses((status = 201, description = "The order, on disk", body = crate::commerce::views::OrderView), (status = 200, description = "A replay of the first answer to this Idempotency-Key", body = crate::commerce::views::OrderView), (status = 400, description = "Not JSON, or no Idempotency-Key", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -137,7 +139,8 @@ pub async fn create(
     ledger_response(state.commerce.ledger.order(request).await)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrderFilter {
     offer_id: Option<String>,
     status: Option<String>,
@@ -165,6 +168,8 @@ fn filtered(
 }
 
 /// Lists a session's orders with the buyers' details (`?offer_id=&status=&phone=`).
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/orders", tag = "orders", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), OrderFilter),
+    responses((status = 200, description = "The session's orders with the buyers' details, in the order they were taken", body = [crate::commerce::views::OrderWithBuyer]), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     _: Operator,
     State(state): State<AppState>,
@@ -175,11 +180,7 @@ pub async fn list(
     Ok(ApiJson(
         orders
             .iter()
-            .map(|o| {
-                let mut v = order_json(o);
-                v["buyer"] = serde_json::json!({"name": o.buyer_name, "phone": o.buyer_phone, "address": o.buyer_address, "city": o.buyer_city});
-                v
-            })
+            .map(|o| crate::commerce::views::OrderWithBuyer::of(o))
             .collect::<Vec<_>>(),
     ))
 }
@@ -195,6 +196,8 @@ fn csv_cell(s: &str) -> String {
 }
 
 /// CSV for shipping labels: name, phone, address, city, product, quantity, amount.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/orders.csv", tag = "orders", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), OrderFilter),
+    responses((status = 200, description = "The same orders as CSV for shipping labels", body = String, content_type = "text/csv"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn csv(
     _: Operator,
     State(state): State<AppState>,
@@ -241,6 +244,8 @@ pub async fn csv(
 }
 
 /// Cancels an order and puts its stock back (`order.cancelled` is sent).
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/orders/{order_id}/cancel", tag = "orders", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("order_id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "The order, cancelled; its units are back in the offer", body = crate::commerce::views::OrderView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such order", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn cancel(
     _: Operator,
     State(state): State<AppState>,

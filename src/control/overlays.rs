@@ -79,6 +79,8 @@ fn change_layer(state: &AppState, session_id: &str, layer: &Layer) -> Result<(),
 }
 
 /// The scene: `hidden` and the layers.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/overlays", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = crate::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -90,6 +92,8 @@ pub async fn list(
 }
 
 /// Adds a layer: `{"kind": "counter"}` gets the template's layout; any field may be given.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body(content = Object, description = "A layer: its `kind` and any other fields of a layer; the rest take the kind's defaults"),
+    responses((status = 201, description = "The new layer", body = crate::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -131,6 +135,8 @@ fn find(state: &AppState, session_id: &str, layer_id: &str) -> Result<Layer, Api
 }
 
 /// One layer.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/overlays/{layer_id}", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")),
+    responses((status = 200, description = "The layer", body = crate::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Path((id, layer_id)): Path<(String, String)>,
@@ -139,6 +145,8 @@ pub async fn get(
 }
 
 /// Changes some fields of a layer, e.g. `{"visible": false}` or `{"style": {"theme": "#b03a2e"}}`.
+#[utoipa::path(patch, path = "/api/v1/sessions/{id}/overlays/{layer_id}", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")), request_body(content = Object, description = "Any of the layer's fields; `style` and `content` merge one level deep"),
+    responses((status = 200, description = "The layer as changed (the next frame shows it)", body = crate::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn patch(
     State(state): State<AppState>,
     Path((id, layer_id)): Path<(String, String)>,
@@ -150,6 +158,8 @@ pub async fn patch(
 }
 
 /// Removes a layer.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}/overlays/{layer_id}", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")),
+    responses((status = 204, description = "Removed"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path((id, layer_id)): Path<(String, String)>,
@@ -176,6 +186,8 @@ fn set_hidden(state: &AppState, id: &str, hidden: bool) -> Result<Value, ApiErro
 }
 
 /// The emergency switch: no overlay is drawn from the next frame on.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays/hide", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = crate::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn hide(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -184,6 +196,8 @@ pub async fn hide(
 }
 
 /// Shows the overlays again.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays/show", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = crate::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -247,6 +261,8 @@ fn store_image(
 }
 
 /// A product's image (its card shows it).
+#[utoipa::path(put, path = "/api/v1/products/{id}/image", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Product id")), request_body(content = Vec<u8>, description = "PNG, JPEG or WebP, at most 5 MiB", content_type = "image/*"),
+    responses((status = 200, description = "`{width, height, image_url}` of the stored photo", body = Object), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 5 MiB", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 415, description = "Not PNG, JPEG or WebP", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn product_image(
     State(state): State<AppState>,
     Path(product_id): Path<String>,
@@ -277,6 +293,8 @@ pub async fn product_image(
 }
 
 /// An image layer's picture (a logo).
+#[utoipa::path(put, path = "/api/v1/sessions/{id}/overlays/{layer_id}/image", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")), request_body(content = Vec<u8>, description = "PNG, JPEG or WebP, at most 5 MiB", content_type = "image/*"),
+    responses((status = 200, description = "`{width, height}` of the stored image", body = Object), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 5 MiB", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 415, description = "Not PNG, JPEG or WebP", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn layer_image(
     State(state): State<AppState>,
     Path((id, layer_id)): Path<(String, String)>,

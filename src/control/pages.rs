@@ -1,4 +1,5 @@
-//! The pages: the watch page (`/watch/{id}`). Its HTML is a small template filled with the
+//! The pages: the watch page (`/watch/{id}`) with its QR code, and the operator console
+//! (`/console`, a static page whose script asks for the token). The watch page's HTML is a small template filled with the
 //! session and the strings of the viewer's language (from `Accept-Language`, so the first
 //! paint is in it); the script and style are `/web/` files (see `assets.rs`).
 
@@ -11,8 +12,11 @@ use super::error::ApiError;
 use crate::app::AppState;
 
 const WATCH_HTML: &str = include_str!("../../web/watch.html");
+const CONSOLE_HTML: &str = include_str!("../../web/console.html");
 
 /// The watch page: player, product panel, buy sheet, likes, in the viewer's language.
+#[utoipa::path(get, path = "/watch/{id}", tag = "pages", params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The watch page, in the language `Accept-Language` asks for", body = String, content_type = "text/html"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn watch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -56,6 +60,69 @@ pub async fn watch(
         header::HeaderValue::from_static("Accept-Language"),
     );
     Ok(response)
+}
+
+/// The watch page's URL as a QR code (SVG), for the console and printed cards.
+#[utoipa::path(get, path = "/watch/{id}/qr.svg", tag = "pages", params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The watch URL as a QR code", body = String, content_type = "image/svg+xml"),
+        (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+pub async fn watch_qr(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let row = state
+        .store
+        .session(&id)?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    let url = format!("{}/watch/{}", state.http_base(), row.id);
+    let svg =
+        qr_svg(&url).ok_or_else(|| ApiError::internal("the watch URL does not fit a QR code"))?;
+    let etag = assets::etag_of(svg.as_bytes());
+    Ok(assets::cached(
+        &headers,
+        &etag,
+        "no-cache",
+        "image/svg+xml",
+        svg,
+    ))
+}
+
+/// A QR code as SVG: one path of unit squares on white, with a quiet zone of 4 modules.
+fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let n = code.width();
+    let side = n + 8;
+    let mut path = String::new();
+    for (i, module) in code.to_colors().iter().enumerate() {
+        if *module == qrcode::Color::Dark {
+            path.push_str(&format!("M{} {}h1v1h-1z", i % n + 4, i / n + 4));
+        }
+    }
+    Some(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {side} {side}\" shape-rendering=\"crispEdges\"><rect width=\"{side}\" height=\"{side}\" fill=\"#fff\"/><path d=\"{path}\" fill=\"#000\"/></svg>"
+    ))
+}
+
+/// The operator console. It holds no data: its script signs in with the token and uses the
+/// API like any client.
+#[utoipa::path(get, path = "/console", tag = "pages",
+    responses((status = 200, description = "The operator console", body = String, content_type = "text/html")))]
+pub async fn console(headers: HeaderMap) -> Response {
+    let etag = assets::etag_of(CONSOLE_HTML.as_bytes());
+    let mut response = assets::cached(
+        &headers,
+        &etag,
+        "no-cache",
+        "text/html; charset=utf-8",
+        CONSOLE_HTML,
+    );
+    // The console is never framed by another page (the token is typed into it).
+    response.headers_mut().insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    response
 }
 
 /// Fills the template. The operator's title goes in last, so nothing in it is ever taken for

@@ -10,13 +10,15 @@ use super::error::{ApiError, ApiJson};
 use crate::app::AppState;
 use crate::commerce::product_json;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {
     product_id: String,
 }
 
 /// Pins a product on the session.
+#[utoipa::path(put, path = "/api/v1/sessions/{id}/pinned", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body = Pin,
+    responses((status = 200, description = "`{session_id, product}`: the product now pinned (a Product)", body = Object), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn put(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -42,6 +44,8 @@ pub async fn put(
 }
 
 /// Unpins whatever is pinned.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}/pinned", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
+    responses((status = 204, description = "Nothing is pinned now"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::error::{ApiError, ApiJson};
 use crate::app::{AppState, random_hex, unix_now};
-use crate::commerce::product_json;
+use crate::commerce::views::ProductView;
 use crate::store::commerce::ProductRow;
 
 /// Units a product is sold by.
@@ -17,7 +17,7 @@ pub const UNITS: &[&str] = &[
     "piece", "jar", "kg", "g", "box", "bottle", "bag", "bunch", "dozen", "litre",
 ];
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductBody {
     name: Option<String>,
@@ -128,6 +128,8 @@ fn find(state: &AppState, id: &str) -> Result<ProductRow, ApiError> {
 }
 
 /// Creates a product: `name`, `unit_amount` and `currency` are required.
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("operator" = [])), request_body = ProductBody,
+    responses((status = 201, description = "The new product", body = ProductView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ProductBody>,
@@ -156,30 +158,36 @@ pub async fn create(
     };
     let product = apply(blank, body)?;
     state.store.insert_product(&product)?;
-    Ok((StatusCode::CREATED, ApiJson(product_json(&product))))
+    Ok((StatusCode::CREATED, ApiJson(ProductView::of(&product))))
 }
 
 /// Lists the catalogue.
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", security(("operator" = [])),
+    responses((status = 200, description = "Every product", body = [ProductView]), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(
         state
             .store
             .products()?
             .iter()
-            .map(product_json)
+            .map(ProductView::of)
             .collect::<Vec<_>>(),
     ))
 }
 
 /// One product.
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "The product", body = ProductView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(ApiJson(product_json(&find(&state, &id)?)))
+    Ok(ApiJson(ProductView::of(&find(&state, &id)?)))
 }
 
 /// Changes any field; offers keep their own sale price.
+#[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Product id")), request_body = ProductBody,
+    responses((status = 200, description = "The product as changed", body = ProductView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -187,10 +195,12 @@ pub async fn patch(
 ) -> Result<impl IntoResponse, ApiError> {
     let product = apply(find(&state, &id)?, body)?;
     state.store.update_product(&product)?;
-    Ok(ApiJson(product_json(&product)))
+    Ok(ApiJson(ProductView::of(&product)))
 }
 
 /// Deletes a product that no offer uses (409 otherwise).
+#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Product id")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "An offer sells it", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -14,7 +14,7 @@ use crate::store::SessionRow;
 /// Longest session title accepted.
 const MAX_TITLE: usize = 200;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     id: String,
     title: String,
@@ -70,13 +70,15 @@ fn find(state: &AppState, id: &str) -> Result<SessionRow, ApiError> {
         .ok_or_else(|| ApiError::not_found("session"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     title: String,
 }
 
 /// Creates a session with a fresh stream key; it goes on air when a publisher connects.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("operator" = [])), request_body = CreateSession,
+    responses((status = 201, description = "The new session, with its stream key", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateSession>,
@@ -87,6 +89,8 @@ pub async fn create(
 }
 
 /// Lists all sessions, oldest first.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", security(("operator" = [])),
+    responses((status = 200, description = "Every session not archived, oldest first", body = [SessionView]), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let rows = state.store.sessions()?;
     Ok(ApiJson(
@@ -97,6 +101,8 @@ pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
 }
 
 /// One session with its live state.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The session with its live state", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -104,14 +110,14 @@ pub async fn get(
     Ok(ApiJson(view(&state, find(&state, &id)?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetState {
     Live,
     Idle,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSession {
     title: Option<String>,
@@ -122,6 +128,8 @@ pub struct PatchSession {
 }
 
 /// Changes the title, or puts the session on or off air.
+#[utoipa::path(patch, path = "/api/v1/sessions/{id}", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body = PatchSession,
+    responses((status = 200, description = "The session as changed", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -149,6 +157,8 @@ pub async fn patch(
 
 /// Ends the show and archives the session: it leaves the lists and its key stops working;
 /// its offers and orders stay queryable (orders are accounting records).
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
+    responses((status = 204, description = "Archived: the show ended, the key stopped working; orders stay"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -164,6 +174,8 @@ pub async fn delete(
 }
 
 /// Issues a new stream key; the old one is refused from now on.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/rotate-key", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The session with its new stream key", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn rotate_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -173,4 +185,17 @@ pub async fn rotate_key(
     state.store.set_stream_key(&id, &key)?;
     tracing::info!(session.id = %id, stream_key = %redact(&key), "stream key rotated");
     Ok(ApiJson(view(&state, find(&state, &id)?)))
+}
+
+/// What the ingest path sees of the session's publisher: connected or not, since when and
+/// from where (masked), codec, profile, size, frame rate, bitrate, keyframe interval,
+/// B-frames, dropped frames and reconnects.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/ingest", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The publisher's health", body = crate::ingest::health::IngestView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+pub async fn ingest(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    find(&state, &id)?;
+    Ok(ApiJson(state.ingest_health.view(&id)))
 }

@@ -13,6 +13,8 @@ use crate::app::AppState;
 use crate::egress::WhepError;
 
 /// Plays a session: answers the offer and starts sending once ICE and DTLS are up.
+#[utoipa::path(post, path = "/whep/{session_id}", tag = "playback", params(("session_id" = String, Path, description = "Session id")), request_body(content = String, description = "An SDP offer (recvonly H.264 + Opus)", content_type = "application/sdp"),
+    responses((status = 201, description = "The SDP answer, with every candidate; `Location` is the viewer's resource", body = String, content_type = "application/sdp"), (status = 400, description = "Not an SDP offer Fieldcast can answer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/sdp", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The viewer cap is reached (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn offer(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -78,6 +80,8 @@ pub async fn offer(
 }
 
 /// Leaves: the viewer's session ends at once.
+#[utoipa::path(delete, path = "/whep/{session_id}/{viewer_id}", tag = "playback", params(("session_id" = String, Path, description = "Session id"), ("viewer_id" = String, Path, description = "Viewer id (from the Location header)")),
+    responses((status = 200, description = "The viewer left"), (status = 404, description = "No such viewer", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn leave(
     State(state): State<AppState>,
     Path((session_id, viewer_id)): Path<(String, String)>,
@@ -90,6 +94,8 @@ pub async fn leave(
 }
 
 /// Trickle ICE and ICE restarts are not supported: the answer has every candidate.
+#[utoipa::path(patch, path = "/whep/{session_id}/{viewer_id}", tag = "playback", params(("session_id" = String, Path, description = "Session id"), ("viewer_id" = String, Path, description = "Viewer id (from the Location header)")),
+    responses((status = 405, description = "Trickle ICE is not supported: the answer has every candidate", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn patch() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,

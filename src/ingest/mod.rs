@@ -1,7 +1,8 @@
 //! RTMP ingest: the listener, one task per connection, and the sans-IO protocol core
-//! (`rtmp/`) with FLV tag parsing (`flv`).
+//! (`rtmp/`) with FLV tag parsing (`flv`), and what it sees of each publisher (`health`).
 
 pub mod flv;
+pub mod health;
 pub mod limits;
 pub mod rtmp;
 mod server;

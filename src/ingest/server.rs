@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::flv::{AudioTag, VideoTag};
+use super::health::PublisherWatch;
 use super::limits::{ADMIT_DEADLINE, CloseReason, MEDIA_IDLE_DEADLINE, WRITE_DEADLINE};
 use super::rtmp::session::{APP_NAME, ServerSession, SessionEvent};
 use crate::app::{AppState, redact};
@@ -45,6 +46,7 @@ pub async fn serve(listener: TcpListener, app: AppState) {
                 peer,
                 publisher: None,
                 decode: None,
+                watch: None,
                 last_ts: None,
             };
             let (reason, detail) = connection.run(stream).await;
@@ -73,6 +75,8 @@ struct Connection {
     peer: SocketAddr,
     publisher: Option<(StudioHandle, PublisherLink)>,
     decode: Option<PublisherDecode>,
+    /// What the ingest health endpoint shows of this publisher.
+    watch: Option<PublisherWatch>,
     /// Last publisher timestamp, extended past 32 bits.
     last_ts: Option<u64>,
 }
@@ -193,14 +197,25 @@ impl Connection {
             }
             SessionEvent::Video { timestamp_ms, tag } => {
                 let ts = self.extend(timestamp_ms);
-                if let Some(decode) = self.decode.as_mut() {
+                if let (Some(decode), Some(watch)) = (self.decode.as_mut(), &self.watch) {
                     match tag {
-                        VideoTag::SequenceHeader(record) => decode.set_video_config(record),
+                        VideoTag::SequenceHeader(record) => {
+                            watch.video_config(&record);
+                            decode.set_video_config(record);
+                        }
                         VideoTag::Frame {
                             keyframe,
                             composition_ms,
                             data,
-                        } => decode.push_video(ts, composition_ms, keyframe, data),
+                        } => {
+                            let bytes = data.len();
+                            let decoded = decode.push_video(ts, composition_ms, keyframe, data);
+                            let size = self
+                                .publisher
+                                .as_ref()
+                                .and_then(|(_, link)| link.feed.last_source_size());
+                            watch.video_frame(ts, keyframe, composition_ms, bytes, decoded, size);
+                        }
                         VideoTag::EndOfSequence => {}
                     }
                 }
@@ -208,10 +223,16 @@ impl Connection {
             }
             SessionEvent::Audio { timestamp_ms, tag } => {
                 let ts = self.extend(timestamp_ms);
-                if let Some(decode) = self.decode.as_mut() {
+                if let (Some(decode), Some(watch)) = (self.decode.as_mut(), &self.watch) {
                     match tag {
-                        AudioTag::SequenceHeader(config) => decode.set_audio_config(config),
-                        AudioTag::Frame(data) => decode.push_audio(ts, data),
+                        AudioTag::SequenceHeader(config) => {
+                            watch.audio_config(&config);
+                            decode.set_audio_config(config);
+                        }
+                        AudioTag::Frame(data) => {
+                            watch.audio_frame(data.len());
+                            decode.push_audio(ts, data);
+                        }
                     }
                 }
                 Ok(())
@@ -270,6 +291,7 @@ impl Connection {
             }
         }
         tracing::info!(session.id = %row.id, peer = %mask(self.peer), "publisher live");
+        self.watch = Some(self.app.ingest_health.publisher(&row.id, mask(self.peer)));
         self.publisher = Some((studio, link));
         Ok(())
     }
@@ -294,6 +316,7 @@ impl Connection {
 
     /// Releases the studio: the slate takes over for the viewers.
     async fn finish(&mut self) {
+        self.watch = None;
         if let Some(decode) = self.decode.take() {
             let _ = tokio::task::spawn_blocking(move || drop(decode)).await;
         }

@@ -230,15 +230,17 @@ impl PublisherDecode {
         self.waiting_for_keyframe = true;
     }
 
+    /// Hands one access unit to the decoder; false when it was dropped (no sequence header
+    /// yet, waiting for a keyframe, or the decoder refused it).
     pub fn push_video(
         &mut self,
         timestamp_ms: u64,
         composition_ms: i32,
         keyframe: bool,
         data: Bytes,
-    ) {
+    ) -> bool {
         if self.video_config.is_none() {
-            return;
+            return false;
         }
         if self.restart_if_unhealthy() {
             self.waiting_for_keyframe = true;
@@ -251,7 +253,7 @@ impl PublisherDecode {
         }
         if self.waiting_for_keyframe {
             if !keyframe {
-                return;
+                return false;
             }
             self.waiting_for_keyframe = false;
         }
@@ -269,8 +271,9 @@ impl PublisherDecode {
                 b.set_flags(gst::BufferFlags::DELTA_UNIT);
             }
         }
-        let _ = self.pipe.video.push_buffer(buffer);
+        let taken = self.pipe.video.push_buffer(buffer).is_ok();
         self.unanswered_since.get_or_insert_with(Instant::now);
+        taken
     }
 
     /// The AudioSpecificConfig from the AAC sequence header.

@@ -71,7 +71,17 @@ impl OutputFormat {
 /// A session's output orientation. Live commerce is mostly 9:16: `auto` follows the aspect of
 /// the first publisher's picture (and stays for the show, so a host reconnecting from another
 /// device does not flip every viewer's layout).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Orientation {
     /// 1280×720.

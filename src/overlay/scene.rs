@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerKind {
     /// The pinned product: image, name, price, unit, origin; during an offer the sale
@@ -25,7 +25,7 @@ pub enum LayerKind {
     Qr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Anchor {
     TopLeft,
@@ -39,7 +39,7 @@ pub enum Anchor {
     BottomRight,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     Viewers,
@@ -47,7 +47,7 @@ pub enum Metric {
     Sold,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Transition {
     None,
@@ -56,7 +56,7 @@ pub enum Transition {
     Slide,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Style {
     /// Theme colour, `#RRGGBB`.
@@ -78,7 +78,7 @@ impl Default for Style {
 }
 
 /// What a layer shows beyond its kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Content {
     /// Counter: which numbers.
@@ -94,7 +94,7 @@ pub struct Content {
 
 /// Where a layer sits on an upright (portrait) frame, in fractions of that frame, as the
 /// layer's own `anchor`, `offset` and `size` say for a landscape one.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Placement {
     pub anchor: Anchor,
@@ -102,7 +102,7 @@ pub struct Placement {
     pub size: [f32; 2],
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Layer {
     pub id: String,
@@ -126,7 +126,7 @@ pub struct Layer {
 }
 
 /// A session's scene: its layers and the emergency switch.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, utoipa::ToSchema)]
 pub struct Scene {
     pub layers: Vec<Layer>,
     /// "Hide all overlays": nothing is drawn while set.

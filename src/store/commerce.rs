@@ -40,7 +40,7 @@ pub struct OfferRow {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct OrderRow {
     pub id: String,
     pub session_id: String,
@@ -67,7 +67,7 @@ pub struct IdempotentResponse {
     pub body: String,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct WebhookRow {
     pub id: String,
     pub url: String,

@@ -251,14 +251,18 @@ pub struct Publisher(pub Child);
 impl Publisher {
     /// OBS-like ffmpeg: x264 veryfast with two B-frames, 2 s GOP, AAC.
     pub fn ffmpeg(url: &str, size: &str, seconds: u32) -> Publisher {
+        Self::ffmpeg_from(
+            url,
+            &format!("testsrc2=size={size}:rate=30:duration={seconds}"),
+            seconds,
+        )
+    }
+
+    /// The same encoder settings over any lavfi video source (a steady colour, say).
+    pub fn ffmpeg_from(url: &str, video_source: &str, seconds: u32) -> Publisher {
         let child = Command::new("ffmpeg")
             .args(["-loglevel", "error", "-nostdin", "-re"])
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                &format!("testsrc2=size={size}:rate=30:duration={seconds}"),
-            ])
+            .args(["-f", "lavfi", "-i", video_source])
             .args([
                 "-f",
                 "lavfi",
