@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Publisher, Server, data_dir};
+use common::{BrowserScript, Publisher, Server, data_dir};
 use fieldcast::egress::client::{PlayOptions, RgbFrame, play};
 use fieldcast::overlay::layout::{self, Rect};
 use fieldcast::overlay::scene::{Layer, LayerKind, template};
@@ -115,31 +113,10 @@ fn an_operator_signs_in_sets_up_a_show_drags_the_card_sells_cancels_exports_and_
         "docs": docs,
     });
 
-    let mut script = Command::new("node")
-        .arg(browser.join("console.mjs"))
-        .arg(config.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run node");
-    let mut to_page = script.stdin.take().unwrap();
-    let mut from_page = BufReader::new(script.stdout.take().unwrap()).lines();
-    let mut step = |expected: &str| -> Value {
-        let line = from_page
-            .next()
-            .unwrap_or_else(|| panic!("console.mjs ended before step {expected}"))
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
-        if !expected.is_empty() {
-            assert_eq!(v["step"], expected, "{v}");
-        }
-        eprintln!("console: {}", &line[..line.len().min(400)]);
-        v
-    };
-
+    let config = config.to_string();
+    let mut script = BrowserScript::start("console.mjs", &[&config]);
     // The session the operator created; the host starts OBS (here: ffmpeg, H.264 + AAC).
-    let created = step("created");
+    let created = script.step("created");
     let id = created["session"].as_str().unwrap().to_string();
     let key = created["key"].as_str().unwrap();
     assert_eq!(
@@ -148,11 +125,11 @@ fn an_operator_signs_in_sets_up_a_show_drags_the_card_sells_cancels_exports_and_
         "the revealed key is the session's"
     );
     let _publisher = Publisher::ffmpeg_from(&server.publish_url(key), BACKGROUND, 300);
-    writeln!(to_page, "next").unwrap();
+    script.next();
 
     // The card, dragged: saved as fractions that put it in the top-right quarter, and the
     // decoded video shows it there (and no longer at its default place, bottom left).
-    step("dragged");
+    script.step("dragged");
     let (status, scene) = server.api("GET", &format!("/api/v1/sessions/{id}/overlays"), None);
     assert_eq!(status, 200);
     let layers: Vec<Layer> = serde_json::from_value(scene["layers"].clone()).unwrap();
@@ -187,10 +164,10 @@ fn an_operator_signs_in_sets_up_a_show_drags_the_card_sells_cancels_exports_and_
         "the card is still at its default place ({before:.2} near-white)"
     );
     let with_layers = off_background(&shown);
-    writeln!(to_page, "next").unwrap();
+    script.next();
 
     // Hide all: the next frames are the publisher's picture alone.
-    step("hidden");
+    script.step("hidden");
     let hidden = last_frame(&server, &id);
     let residue = off_background(&hidden);
     eprintln!(
@@ -206,11 +183,10 @@ fn an_operator_signs_in_sets_up_a_show_drags_the_card_sells_cancels_exports_and_
         residue < 0.001,
         "layers are still on the video after hide-all ({residue:.4} of the pixels)"
     );
-    writeln!(to_page, "next").unwrap();
+    script.next();
 
-    let seen = step("");
-    drop(to_page);
-    assert!(script.wait().unwrap().success(), "console.mjs failed");
+    let seen = script.step("");
+    script.finish();
     assert_eq!(
         seen["ingest"], "Connected, H.264 1280×720 30 fps",
         "the ingest panel: {seen}"

@@ -72,19 +72,23 @@ fn the_openapi_document_names_every_route_of_the_router_and_no_other_and_validat
 
     // Each one reaches a handler (or its token check) on the running server: neither the
     // router's 404 for an unknown path nor its 405 for an unknown method.
-    let client = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
     for route in &table {
+        // A connection of its own each: a refusal may close the connection it came on, and a
+        // pooled one would then fail to write the next request.
+        let client = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build(),
+        );
         let url = server.url(&concrete(route.path));
         let request = ureq::http::Request::builder()
             .method(route.method.as_str())
             .uri(&url)
             .body(())
             .unwrap();
-        let response = client.run(request).expect("the server answers");
+        let response = client
+            .run(request)
+            .unwrap_or_else(|e| panic!("{} {}: {e}", route.method, route.path));
         let status = response.status().as_u16();
         let body = response.into_body().read_to_string().unwrap_or_default();
         assert!(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Publisher, Server, data_dir};
+use common::{BrowserScript, Publisher, Server, data_dir};
 use fieldcast::egress::client::{PlayOptions, play};
 use fieldcast::overlay::layout;
 use fieldcast::overlay::scene::{LayerKind, template};
@@ -266,41 +266,23 @@ fn the_player_shows_right_back_returns_reconnects_after_a_server_restart_and_sho
     let publisher = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 120);
     server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
 
-    let mut script = Command::new("node")
-        .arg(browser_dir().join("player.mjs"))
-        .arg(server.url(&format!("/watch/{id}")))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run node");
-    let mut to_page = script.stdin.take().unwrap();
-    let mut from_page = BufReader::new(script.stdout.take().unwrap()).lines();
-    let mut step = |expected: &str| -> Value {
-        let line = from_page
-            .next()
-            .unwrap_or_else(|| panic!("player.mjs ended before step {expected}"))
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
-        assert_eq!(v["step"], expected, "{v}");
-        eprintln!("page: {v}");
-        v
-    };
-
-    let live = step("live");
+    browser_dir(); // Chromium and playwright-core are there
+    let url = server.url(&format!("/watch/{id}"));
+    let mut script = BrowserScript::start("player.mjs", &[&url]);
+    let live = script.step("live");
     assert_eq!(live["text"], "Live");
     publisher.kill();
-    writeln!(to_page, "next").unwrap();
-    let away = step("right_back");
+    script.next();
+    let away = script.step("right_back");
     assert_eq!(away["text"], "The host will be right back");
 
     let _back = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 120);
-    writeln!(to_page, "next").unwrap();
-    step("back");
+    script.next();
+    script.step("back");
 
     let server = server.restart(OPEN_LIMITS);
-    writeln!(to_page, "next").unwrap();
-    let restarted = step("restarted");
+    script.next();
+    let restarted = script.step("restarted");
     assert!(
         restarted["frames"].as_u64() > live["frames"].as_u64(),
         "{restarted}"
@@ -313,11 +295,10 @@ fn the_player_shows_right_back_returns_reconnects_after_a_server_restart_and_sho
         Some(json!({"state": "idle"})),
     );
     assert_eq!(status, 200);
-    writeln!(to_page, "next").unwrap();
-    let ended = step("ended");
+    script.next();
+    let ended = script.step("ended");
     assert_eq!(ended["text"], "The show has ended");
-    drop(to_page);
-    assert!(script.wait().unwrap().success(), "player.mjs failed");
+    script.finish();
 }
 
 /// Share of a rectangle's pixels (inset by `margin`) that are near white, as the card's

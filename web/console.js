@@ -20,6 +20,8 @@
   let orders = [];
   let revealed = new Set();   // sessions whose key is shown
   let timer = null;
+  let ticker = null;
+  const drawn = {};           // what each list was last drawn from: no rebuild when unchanged
   const history = { viewers: [], likes: [], orders: [] };
   let likesSeen = [];         // [time ms, likes total] over the last minute
 
@@ -107,6 +109,7 @@
     token = "";
     sessionStorage.removeItem(TOKEN_KEY);
     clearInterval(timer);
+    clearInterval(ticker);
     timer = null;
     if (events) events.close();
     events = null;
@@ -146,6 +149,8 @@
     route();
     clearInterval(timer);
     timer = setInterval(poll, POLL_MS);
+    clearInterval(ticker);
+    ticker = setInterval(renderOffers, 1000);
     poll();
   }
 
@@ -170,6 +175,7 @@
     sessionStorage.setItem(SESSION_KEY, current);
     $("current").value = current;
     live = null;
+    offerNodes.clear();
     orders = [];
     likesSeen = [];
     for (const k of Object.keys(history)) history[k] = [];
@@ -177,7 +183,7 @@
     events = null;
     if (current) {
       events = new EventSource(`/api/v1/sessions/${encodeURIComponent(current)}/events`);
-      events.addEventListener("state", e => { live = JSON.parse(e.data); onLive(); });
+      events.addEventListener("state", e => { live = JSON.parse(e.data); live.receivedAt = Date.now(); onLive(); });
       refreshScene();
       refreshOrders();
     }
@@ -218,6 +224,7 @@
     // Not while a title is being typed: the poll would take the field away.
     const typing = document.activeElement;
     if (list.contains(typing) && typing.tagName === "INPUT" && typing.value !== typing.defaultValue) return;
+    if (unchanged("sessions", sessions, [...revealed])) return;
     const open = new Set([...list.querySelectorAll("details[open]")].map(d => d.dataset.id));
     list.replaceChildren(...sessions.map(s => sessionCard(s, open.has(s.id))));
   }
@@ -585,37 +592,60 @@
     return p ? p.name : id;
   }
 
+  // Offers are updated in place (the clock every second, the stock on every change): a
+  // rebuild would take away an "Add units" field being typed in.
+  const offerNodes = new Map();
+
+  function clockText(o, now) {
+    const mmss = s => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+    if (o.state === "scheduled") return `starts in ${mmss(Math.max(0, Math.round((o.starts_at_ms - now) / 1000)))}`;
+    if (o.state === "live") return `${mmss(Math.max(0, Math.round((o.ends_at_ms - now) / 1000)))} left`;
+    return "";
+  }
+
+  function offerNode(o) {
+    const stockId = `stock-${o.id}`;
+    const node = { state: o.state, clock: el("span", { class: "clock" }), remaining: el("span"), sold: el("span") };
+    node.li = el("li", { class: "offer", "data-offer": o.id, "aria-label": `Offer of ${productName(o.product_id)}` },
+      el("div", { class: "row" },
+        el("strong", { text: productName(o.product_id) }),
+        el("span", { class: `badge ${o.state.replace("_", "-")}`, text: o.state.replace("_", " ") }),
+        node.clock),
+      el("div", { class: "row" }, node.remaining, node.sold,
+        el("span", { class: "muted", text: `of ${o.allocated} at ${money(o.unit_amount, (products.find(p => p.id === o.product_id) || {}).currency)}` })),
+      o.state === "ended" ? null : el("form", { class: "row", onsubmit: async e => {
+        e.preventDefault();
+        try { await api("POST", `/api/v1/sessions/${current}/offers/${o.id}/stock`, { quantity: Number(e.target.elements[0].value) }); e.target.reset(); say("Stock added"); }
+        catch (err) { say(err.message); }
+      } },
+        el("label", { for: stockId, text: "Add units" }),
+        el("input", { id: stockId, type: "number", min: 1, step: 1, required: true }),
+        el("button", { type: "submit", text: "Add stock" }),
+        el("button", { type: "button", class: "danger", text: "End now", onclick: async () => {
+          try { await api("POST", `/api/v1/sessions/${current}/offers/${o.id}/end`); say("Offer ended"); }
+          catch (err) { say(err.message); }
+        } })));
+    return node;
+  }
+
   function renderOffers() {
     const offers = live ? live.offers || [] : [];
-    const skew = live && live.server_time_ms ? live.server_time_ms - Date.now() : 0;
-    $("offers").replaceChildren(...offers.map(o => {
-      const left = Math.max(0, Math.round((o.ends_at_ms - (Date.now() + skew)) / 1000));
-      const startsIn = Math.max(0, Math.round((o.starts_at_ms - (Date.now() + skew)) / 1000));
-      const clock = o.state === "scheduled" ? `starts in ${Math.floor(startsIn / 60)}:${String(startsIn % 60).padStart(2, "0")}`
-        : o.state === "live" ? `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left` : o.state;
-      const stockId = `stock-${o.id}`;
-      return el("li", { class: "offer", "data-offer": o.id, "aria-label": `Offer of ${productName(o.product_id)}` },
-        el("div", { class: "row" },
-          el("strong", { text: productName(o.product_id) }),
-          el("span", { class: `badge ${o.state.replace("_", "-")}`, text: o.state.replace("_", " ") }),
-          el("span", { class: "clock", "data-ends": o.ends_at_ms, text: clock })),
-        el("div", { class: "row" },
-          el("span", { text: `${o.remaining} remaining` }),
-          el("span", { text: `${o.sold} sold` }),
-          el("span", { class: "muted", text: `of ${o.allocated} at ${money(o.unit_amount, (products.find(p => p.id === o.product_id) || {}).currency)}` })),
-        o.state === "ended" ? null : el("form", { class: "row", onsubmit: async e => {
-          e.preventDefault();
-          try { await api("POST", `/api/v1/sessions/${current}/offers/${o.id}/stock`, { quantity: Number(e.target.elements[0].value) }); e.target.reset(); say("Stock added"); }
-          catch (err) { say(err.message); }
-        } },
-          el("label", { for: stockId, text: "Add units" }),
-          el("input", { id: stockId, type: "number", min: 1, step: 1, required: true }),
-          el("button", { type: "submit", text: "Add stock" }),
-          el("button", { type: "button", class: "danger", text: "End now", onclick: async () => {
-            try { await api("POST", `/api/v1/sessions/${current}/offers/${o.id}/end`); say("Offer ended"); }
-            catch (err) { say(err.message); }
-          } })));
-    }));
+    const now = Date.now() + (live && live.server_time_ms ? live.server_time_ms - live.receivedAt : 0);
+    let rebuilt = offers.length !== offerNodes.size;
+    for (const o of offers) {
+      let node = offerNodes.get(o.id);
+      if (!node || node.state !== o.state || node.allocated !== o.allocated) {
+        node = offerNode(o);
+        offerNodes.set(o.id, node);
+        rebuilt = true;
+      }
+      node.allocated = o.allocated;
+      node.clock.textContent = clockText(o, now);
+      node.remaining.textContent = `${o.remaining} remaining`;
+      node.sold.textContent = `${o.sold} sold`;
+    }
+    for (const id of [...offerNodes.keys()]) if (!offers.some(o => o.id === id)) offerNodes.delete(id);
+    if (rebuilt) $("offers").replaceChildren(...offers.map(o => offerNodes.get(o.id).li));
   }
 
   $("new-offer").addEventListener("submit", async e => {
@@ -644,8 +674,16 @@
     renderProducts();
   }
 
+  function unchanged(list, ...data) {
+    const signature = JSON.stringify(data);
+    if (drawn[list] === signature) return true;
+    drawn[list] = signature;
+    return false;
+  }
+
   function renderProducts() {
     const pinned = live && live.pinned ? live.pinned.id : null;
+    if (unchanged("products", products, pinned, current)) return;
     $("product-table").tBodies[0].replaceChildren(...products.map(p => el("tr", { "data-product": p.id },
       el("td", {}, p.image_url ? el("img", { src: p.image_url, alt: `Photo of ${p.name}`, width: 48, height: 48 }) : el("span", { class: "muted", text: "no photo" })),
       el("th", { scope: "row" }, p.name, pinned === p.id ? el("span", { class: "badge live", text: "pinned" }) : null,
@@ -749,6 +787,7 @@
     const select = $("filter-offer");
     const chosen = select.value;
     const offers = live ? live.offers || [] : [];
+    if (unchanged("offer-filter", offers.map(o => o.id), products.length)) return;
     select.replaceChildren(el("option", { value: "", text: "All offers" }),
       ...offers.map(o => el("option", { value: o.id, text: `${productName(o.product_id)} (${o.id})` })));
     select.value = offers.some(o => o.id === chosen) ? chosen : "";
@@ -756,6 +795,7 @@
 
   function renderOrders() {
     const offer = $("filter-offer").value, status = $("filter-status").value;
+    if (unchanged("orders", orders, offer, status, products.length)) return;
     const shown = orders.filter(o => (!offer || o.offer_id === offer) && (!status || o.status === status));
     $("order-table").tBodies[0].replaceChildren(...shown.map(o => el("tr", { "data-order": o.id },
       el("td", { text: new Date(o.created_at * 1000).toLocaleTimeString() }),

@@ -517,3 +517,66 @@ pub fn whep_offer_sdp() -> String {
     changes.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
     changes.apply().expect("an offer").0.to_sdp_string()
 }
+
+/// A browser script (tests/browser/NAME.mjs) run in step with its test: it prints one JSON
+/// line per step (`{"step": …}`) and then waits for a line on its stdin before the next.
+pub struct BrowserScript {
+    name: String,
+    child: Child,
+    to_page: Option<std::process::ChildStdin>,
+    from_page: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl BrowserScript {
+    pub fn start(name: &str, args: &[&str]) -> BrowserScript {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/browser")
+            .join(name);
+        let mut child = Command::new("node")
+            .arg(&script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run node (make test installs it)");
+        let to_page = child.stdin.take();
+        let from_page = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        BrowserScript {
+            name: name.into(),
+            child,
+            to_page,
+            from_page,
+        }
+    }
+
+    /// The next line, which must be step `expected` (any line when `expected` is empty).
+    pub fn step(&mut self, expected: &str) -> Value {
+        let line = self
+            .from_page
+            .next()
+            .unwrap_or_else(|| panic!("{} ended before step {expected:?}", self.name))
+            .expect("read the script's output");
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("{}: not JSON: {line}", self.name));
+        if !expected.is_empty() {
+            assert_eq!(v["step"], expected, "{}: {v}", self.name);
+        }
+        eprintln!("{}: {}", self.name, &line[..line.len().min(400)]);
+        v
+    }
+
+    /// Lets the script go on to its next step.
+    pub fn next(&mut self) {
+        use std::io::Write;
+        let to_page = self.to_page.as_mut().expect("the script's stdin is open");
+        writeln!(to_page, "next").expect("write to the script");
+    }
+
+    /// Closes its stdin and waits for it to succeed.
+    pub fn finish(mut self) {
+        drop(self.to_page.take());
+        let status = self.child.wait().expect("wait for node");
+        assert!(status.success(), "{} failed", self.name);
+    }
+}
