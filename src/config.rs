@@ -322,7 +322,7 @@ impl Settings {
             return Err(invalid(
                 "public_ip",
                 format!(
-                    "webrtc_udp binds {} (all interfaces): set public_ip to the address viewers reach",
+                    "webrtc_udp binds {} (all interfaces), so the server cannot tell which address to give viewers in its ICE candidates (in a container or behind NAT its own address reaches nobody): set FIELDCAST_PUBLIC_IP (or public_ip, --public-ip) to the address viewers reach",
                     self.webrtc_udp
                 ),
             ));

@@ -1,6 +1,6 @@
 //! The `fieldcast` command: `serve` runs the server; `watch` plays a session with the
 //! built-in WHEP client; `swarm` load-tests one with many viewers; `check` verifies the
-//! GStreamer installation.
+//! GStreamer installation; `healthcheck` asks a running server whether it is up.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +65,12 @@ enum Command {
     },
     /// Check that every GStreamer element the pipelines need is installed.
     Check,
+    /// Ask a running server's `/healthz` (for container health checks: the image has no
+    /// curl). Exits 0 when it answers "ok" within 3 s.
+    Healthcheck {
+        #[command(flatten)]
+        args: ServeArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -172,6 +178,9 @@ fn main() -> ExitCode {
         Command::Check => fieldcast::media::init()
             .map_err(anyhow::Error::from)
             .map(|()| println!("GStreamer: all elements present")),
+        Command::Healthcheck { args } => Settings::load(&args)
+            .map_err(anyhow::Error::from)
+            .and_then(|settings| healthcheck(settings.http)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,4 +189,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `GET /healthz` on the server's own HTTP address (loopback when it binds every interface).
+fn healthcheck(mut http: std::net::SocketAddr) -> anyhow::Result<()> {
+    if http.ip().is_unspecified() {
+        http.set_ip(match http {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(3)))
+        .build()
+        .into();
+    let url = format!("http://{http}/healthz");
+    let body = agent
+        .get(&url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?
+        .into_body()
+        .read_to_string()?;
+    anyhow::ensure!(body.trim() == "ok", "{url} answered {body:?}");
+    println!("{url}: ok");
+    Ok(())
 }

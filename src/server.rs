@@ -26,7 +26,17 @@ fn operator_token(settings: &Settings) -> anyhow::Result<String> {
     }
     let token = format!("fc_{}", random_hex(24));
     write_private(&path, &token)?;
-    println!("operator token (stored in {}): {token}", path.display());
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        // Under systemd the output is the journal, which more people read than the token's
+        // file: there it says only where the token is.
+        println!(
+            "operator token generated and stored in {} (read it as root: cat {})",
+            path.display(),
+            path.display()
+        );
+    } else {
+        println!("operator token (stored in {}): {token}", path.display());
+    }
     Ok(token)
 }
 

@@ -12,7 +12,7 @@ use common::{BrowserScript, Publisher, Server, data_dir};
 use fieldcast::egress::client::{PlayOptions, RgbFrame, play};
 use fieldcast::overlay::layout::{self, Rect};
 use fieldcast::overlay::scene::{Layer, LayerKind, template};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The console's HTML, script and style together, uncompressed.
 const WEIGHT_BUDGET: u64 = 200 * 1024;

@@ -148,6 +148,11 @@ pub struct StockLedger {
 pub type EffectSink = Arc<dyn Fn(Vec<Effect>) + Send + Sync>;
 
 impl StockLedger {
+    /// Requests waiting for the ledger thread.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Orders are rate-limited per client address before they reach the ledger (the HTTP
     /// layer), so a flood never fills this queue or the database.
     pub fn start(conn: Connection, effects: EffectSink) -> std::io::Result<Self> {

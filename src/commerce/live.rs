@@ -61,6 +61,8 @@ pub struct SessionLive {
     version: AtomicU64,
     /// Likes counted but not yet written to SQLite.
     pub pending_likes: AtomicI64,
+    /// Orders confirmed since the server started (for `/metrics`).
+    pub orders: AtomicU64,
     /// When the oldest change not yet on a frame was made (the overlays measure from it).
     changed_at: Mutex<Option<Instant>>,
     dirty: watch::Sender<u64>,
@@ -135,6 +137,7 @@ impl SessionLive {
             data: Mutex::new(Arc::new(data)),
             version: AtomicU64::new(1),
             pending_likes: AtomicI64::new(0),
+            orders: AtomicU64::new(0),
             changed_at: Mutex::new(None),
             dirty,
             snapshot,
@@ -250,7 +253,9 @@ impl LiveHub {
                     quantity,
                 } => {
                     let text = toast(&buyer, quantity, app.settings.toast_buyer);
-                    self.session(app, &session_id).update(|d| {
+                    let live = self.session(app, &session_id);
+                    live.orders.fetch_add(1, Ordering::Relaxed);
+                    live.update(|d| {
                         d.toasts.push_back(Toast {
                             text,
                             at_ms: now_ms(),

@@ -181,5 +181,77 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP fieldcast_viewers_pending WHEP viewers not connected yet.\n# TYPE fieldcast_viewers_pending gauge\nfieldcast_viewers_pending {}",
         state.egress.pending.open()
     );
+    let _ = writeln!(
+        out,
+        "# HELP fieldcast_ledger_queue Requests waiting for the stock ledger.\n# TYPE fieldcast_ledger_queue gauge\nfieldcast_ledger_queue {}",
+        state.commerce.ledger.queued()
+    );
+    per_session(&state, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The series labelled `session="ID"`: for running studios (viewers, datagrams), sessions
+/// with a live state since start (orders) and sessions a publisher came to (ingest).
+fn per_session(state: &AppState, out: &mut String) {
+    let studios = state.studios.all_stats();
+    let mut family =
+        |name: &str, help: &str, kind: &str, values: &mut dyn Iterator<Item = (String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (session, value) in values {
+                // Session ids are hex; nothing in them needs escaping in a label.
+                let _ = writeln!(out, "{name}{{session=\"{session}\"}} {value}");
+            }
+        };
+    family(
+        "fieldcast_session_viewers",
+        "WebRTC viewers of the session.",
+        "gauge",
+        &mut studios
+            .iter()
+            .map(|(id, s)| (id.clone(), s.viewers.load(Ordering::Relaxed) as u64)),
+    );
+    family(
+        "fieldcast_session_datagrams_sent_total",
+        "Datagrams sent to the session's viewers.",
+        "counter",
+        &mut studios
+            .iter()
+            .map(|(id, s)| (id.clone(), s.datagrams_sent.load(Ordering::Relaxed))),
+    );
+    family(
+        "fieldcast_session_datagrams_dropped_total",
+        "Datagrams for the session's viewers that the socket could not take.",
+        "counter",
+        &mut studios
+            .iter()
+            .map(|(id, s)| (id.clone(), s.datagrams_dropped.load(Ordering::Relaxed))),
+    );
+    family(
+        "fieldcast_session_orders_total",
+        "Orders confirmed for the session since the server started.",
+        "counter",
+        &mut state
+            .commerce
+            .live
+            .known()
+            .into_iter()
+            .map(|l| (l.session_id.clone(), l.orders.load(Ordering::Relaxed))),
+    );
+    let ingest = state.ingest_health.summary();
+    family(
+        "fieldcast_session_publisher_connected",
+        "1 while a publisher sends to the session.",
+        "gauge",
+        &mut ingest
+            .iter()
+            .map(|(id, connected, _)| (id.clone(), *connected as u64)),
+    );
+    family(
+        "fieldcast_session_publisher_reconnects_total",
+        "Publishes accepted for the session since the server started, less the first.",
+        "counter",
+        &mut ingest
+            .iter()
+            .map(|(id, _, reconnects)| (id.clone(), *reconnects)),
+    );
 }

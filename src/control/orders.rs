@@ -180,7 +180,7 @@ pub async fn list(
     Ok(ApiJson(
         orders
             .iter()
-            .map(|o| crate::commerce::views::OrderWithBuyer::of(o))
+            .map(crate::commerce::views::OrderWithBuyer::of)
             .collect::<Vec<_>>(),
     ))
 }

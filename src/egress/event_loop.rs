@@ -247,6 +247,8 @@ pub(crate) async fn run(
 /// Drains a viewer's output: transmits (queued for one batched send), events, and its next
 /// timeout.
 fn flush(outbox: &mut Outbox, viewer: &mut Viewer) {
+    // What this viewer queues is its studio's, for the per-session counters.
+    outbox.owner(&viewer.studio.stats);
     let now = Instant::now();
     // str0m hands out queued packets a few per timeout: while its timeout is already due,
     // run it again, so everything ready leaves now, this viewer's packets together.

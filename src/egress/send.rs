@@ -12,9 +12,12 @@
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::UdpSocket;
+
+use crate::studio::StudioStats;
 
 /// Messages per `sendmmsg` call.
 pub const SEND_BATCH: usize = 64;
@@ -31,6 +34,9 @@ static GSO: AtomicBool = AtomicBool::new(true);
 pub(crate) struct Outbox {
     datagrams: Vec<(SocketAddr, Vec<u8>)>,
     messages: Vec<Range<usize>>,
+    /// Whose datagrams they are: each studio's counters from the datagram where its run
+    /// starts (one entry per viewer flush, not per datagram).
+    owners: Vec<(usize, Arc<StudioStats>)>,
 }
 
 /// What a flush achieved.
@@ -42,6 +48,36 @@ pub(crate) struct Sent {
 impl Outbox {
     pub fn push(&mut self, destination: SocketAddr, contents: Vec<u8>) {
         self.datagrams.push((destination, contents));
+    }
+
+    /// The datagrams pushed from now on are this studio's (until the next call).
+    pub fn owner(&mut self, stats: &Arc<StudioStats>) {
+        let at = self.datagrams.len();
+        if let Some((start, last)) = self.owners.last_mut() {
+            if *start == at {
+                // Nothing was pushed for the previous owner: this one takes its place.
+                *last = stats.clone();
+                return;
+            }
+            if Arc::ptr_eq(last, stats) {
+                return;
+            }
+        }
+        self.owners.push((at, stats.clone()));
+    }
+
+    /// Counts, per studio, what was sent (the first `sent` datagrams) and what was dropped.
+    fn account(&mut self, sent: usize) {
+        let total = self.datagrams.len();
+        for (i, (start, stats)) in self.owners.iter().enumerate() {
+            let end = self.owners.get(i + 1).map_or(total, |(next, _)| *next);
+            let ok = sent.clamp(*start, end) - start;
+            stats.datagrams_sent.fetch_add(ok as u64, Ordering::Relaxed);
+            stats
+                .datagrams_dropped
+                .fetch_add((end - start - ok) as u64, Ordering::Relaxed);
+        }
+        self.owners.clear();
     }
 
     /// Sends everything queued; what the socket refuses is dropped.
@@ -75,6 +111,7 @@ impl Outbox {
                 _ => break,
             }
         }
+        self.account(sent);
         self.datagrams.clear();
         Sent {
             sent,

@@ -126,6 +126,22 @@ pub struct PublisherWatch {
 }
 
 impl IngestBoard {
+    /// Per session: (session id, publisher connected, reconnects), for `/metrics`.
+    pub fn summary(&self) -> Vec<(String, bool, u64)> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .iter()
+            .map(|(id, entry)| {
+                let e = entry.lock().unwrap_or_else(|e| e.into_inner());
+                (
+                    id.clone(),
+                    e.publisher.is_some(),
+                    e.publishes.saturating_sub(1),
+                )
+            })
+            .collect()
+    }
+
     fn entry(&self, session_id: &str) -> Arc<Mutex<SessionIngest>> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.entry(session_id.to_string()).or_default().clone()

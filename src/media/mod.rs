@@ -157,6 +157,8 @@ pub fn debian_package(element: &str) -> &'static str {
         "x264enc" => "gstreamer1.0-plugins-ugly",
         "avdec_h264" | "avdec_aac" => "gstreamer1.0-libav",
         "h264parse" | "rtmp2sink" | "rtmp2src" => "gstreamer1.0-plugins-bad",
+        // Debian packages the pango plugin with the X ones.
+        "textoverlay" | "clockoverlay" | "timeoverlay" => "gstreamer1.0-x",
         "rtph264pay" | "rtpopuspay" | "aacparse" | "rtph264depay" | "rtpopusdepay" => {
             "gstreamer1.0-plugins-good"
         }

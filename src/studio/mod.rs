@@ -5,7 +5,7 @@
 mod owner;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -40,6 +40,9 @@ pub enum Filler {
 #[derive(Debug, Default)]
 pub struct StudioStats {
     pub viewers: AtomicUsize,
+    /// Datagrams the egress loop sent to this studio's viewers, and those the socket refused.
+    pub datagrams_sent: AtomicU64,
+    pub datagrams_dropped: AtomicU64,
     pub publisher_connected: AtomicBool,
     /// The filler is the built-in test picture (the demo), not a slate: it is the show.
     pub pattern_is_the_show: bool,
@@ -213,6 +216,15 @@ impl Studios {
 
     pub fn format(&self) -> OutputFormat {
         self.format
+    }
+
+    /// Every running studio's session id and counters (for `/metrics`).
+    pub fn all_stats(&self) -> Vec<(String, Arc<StudioStats>)> {
+        self.running()
+            .iter()
+            .filter(|(_, (h, _))| h.is_running())
+            .map(|(id, (h, _))| (id.clone(), h.stats.clone()))
+            .collect()
     }
 
     pub fn viewers(&self, session_id: &str) -> usize {
