@@ -4,7 +4,7 @@
 DATA ?= ./data
 BIN := target/release/fieldcast
 
-.PHONY: run build test bench deps-run deps-test browser-deps clean
+.PHONY: run build test bench docker docker-test deb deb-test deps-run deps-test browser-deps clean
 
 run: build
 	@if [ -f "$(DATA)/api-token" ]; then echo "operator token: $$(cat $(DATA)/api-token)"; fi
@@ -23,6 +23,26 @@ test:
 
 bench: build
 	bench/run.sh $(BENCH_ARGS)
+
+# The runtime image (docker/Dockerfile) from a release build of this checkout.
+docker:
+	scripts/deps.sh build
+	scripts/docker.sh
+
+# The image as a user runs it: health check, RTMP in, WHEP out, a restart, a stop, no root.
+docker-test:
+	scripts/deps.sh test
+	scripts/docker-test.sh
+
+# The Debian package (target/debian/fieldcast_VERSION_ARCH.deb).
+deb:
+	scripts/deps.sh build
+	scripts/deb.sh
+
+# The package installed in a fresh Debian 12 container, its unit verified and run.
+deb-test:
+	scripts/deps.sh build
+	scripts/deb-test.sh
 
 clean:
 	cargo clean
