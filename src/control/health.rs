@@ -198,8 +198,12 @@ fn per_session(state: &AppState, out: &mut String) {
         |name: &str, help: &str, kind: &str, values: &mut dyn Iterator<Item = (String, u64)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (session, value) in values {
-                // Session ids are hex; nothing in them needs escaping in a label.
-                let _ = writeln!(out, "{name}{{session=\"{session}\"}} {value}");
+                // Session ids are ours (hex), but a label value is escaped all the same.
+                let label = session
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = writeln!(out, "{name}{{session=\"{label}\"}} {value}");
             }
         };
     family(
