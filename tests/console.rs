@@ -6,11 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use common::{BrowserScript, Publisher, Server, data_dir};
-use fieldcast::egress::client::{PlayOptions, RgbFrame, play};
-use fieldcast::overlay::layout::{self, Rect};
+use common::{BrowserScript, Publisher, Server, data_dir, last_frame, near_white};
+use fieldcast::egress::client::RgbFrame;
+use fieldcast::overlay::layout;
 use fieldcast::overlay::scene::{Layer, LayerKind, template};
 use serde_json::json;
 
@@ -36,34 +35,6 @@ fn the_console_files_weigh_at_most_200_kb() {
         total <= WEIGHT_BUDGET,
         "the console's files weigh {total} bytes, over the {WEIGHT_BUDGET}-byte budget"
     );
-}
-
-fn last_frame(server: &Server, id: &str) -> RgbFrame {
-    let report = play(
-        &server.url(&format!("/whep/{id}")),
-        &PlayOptions {
-            duration: Duration::from_secs(20),
-            stop_after_frames: Some(45),
-            keep_last_frame: true,
-            ..Default::default()
-        },
-    )
-    .expect("WHEP playback");
-    report.last_frame.expect("a decoded frame")
-}
-
-/// Share of a rectangle's pixels that are near white, as the product card's panel is.
-fn near_white(frame: &RgbFrame, r: Rect) -> f64 {
-    let (mut white, mut all) = (0u32, 0u32);
-    for y in (r.y.max(0) as u32 + 8)..(r.y as u32 + r.height).min(frame.height) - 8 {
-        for x in (r.x.max(0) as u32 + 8)..(r.x as u32 + r.width).min(frame.width) - 8 {
-            all += 1;
-            if frame.pixel(x, y).iter().all(|&c| c > 200) {
-                white += 1;
-            }
-        }
-    }
-    white as f64 / all.max(1) as f64
 }
 
 /// Share of the frame's pixels more than 24 levels from the background colour (the median
@@ -151,7 +122,10 @@ fn an_operator_signs_in_sets_up_a_show_drags_the_card_sells_cancels_exports_and_
     let shown = last_frame(&server, &id);
     assert_eq!((shown.width, shown.height), (1280, 720));
     let default_place = layout::place(&template(LayerKind::ProductCard, "x".into()), 1280, 720);
-    let (there, before) = (near_white(&shown, place), near_white(&shown, default_place));
+    let (there, before) = (
+        near_white(&shown, place, 8),
+        near_white(&shown, default_place, 8),
+    );
     eprintln!(
         "card panel: {there:.2} near-white where it was dragged, {before:.2} at its default place"
     );

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BrowserScript, Publisher, Server, data_dir};
-use fieldcast::egress::client::{PlayOptions, play};
+use common::{BrowserScript, Publisher, Server, data_dir, last_frame, near_white};
 use fieldcast::overlay::layout;
 use fieldcast::overlay::scene::{LayerKind, template};
 use serde_json::{Value, json};
@@ -300,35 +299,6 @@ fn the_player_shows_right_back_returns_reconnects_after_a_server_restart_and_sho
     script.finish();
 }
 
-/// Share of a rectangle's pixels (inset by `margin`) that are near white, as the card's
-/// panel is.
-fn near_white(frame: &fieldcast::egress::client::RgbFrame, r: layout::Rect, margin: u32) -> f64 {
-    let (mut white, mut all) = (0u32, 0u32);
-    for y in (r.y as u32 + margin)..(r.y as u32 + r.height - margin) {
-        for x in (r.x as u32 + margin)..(r.x as u32 + r.width - margin) {
-            all += 1;
-            if frame.pixel(x, y).iter().all(|&c| c > 200) {
-                white += 1;
-            }
-        }
-    }
-    white as f64 / all as f64
-}
-
-fn decoded_size_and_frame(server: &Server, id: &str) -> fieldcast::egress::client::RgbFrame {
-    let report = play(
-        &server.url(&format!("/whep/{id}")),
-        &PlayOptions {
-            duration: Duration::from_secs(20),
-            stop_after_frames: Some(45),
-            keep_last_frame: true,
-            ..Default::default()
-        },
-    )
-    .expect("WHEP playback");
-    report.last_frame.expect("a decoded frame")
-}
-
 #[test]
 fn an_upright_publisher_turns_an_auto_session_portrait_for_the_client_and_the_phone_page() {
     let server = Server::start_with(&data_dir("watch-portrait"), OPEN_LIMITS);
@@ -346,7 +316,7 @@ fn an_upright_publisher_turns_an_auto_session_portrait_for_the_client_and_the_ph
 
     // The Rust client decodes 720×1280 pictures with the card inside, where the portrait
     // layout puts it.
-    let frame = decoded_size_and_frame(&server, &id);
+    let frame = last_frame(&server, &id);
     assert_eq!((frame.width, frame.height), (720, 1280));
     let card = layout::place(&template(LayerKind::ProductCard, "c".into()), 720, 1280);
     assert!(
@@ -389,7 +359,7 @@ fn an_upright_publisher_turns_an_auto_session_portrait_for_the_client_and_the_ph
     );
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["orientation"], "landscape");
-    let turned = decoded_size_and_frame(&server, &id);
+    let turned = last_frame(&server, &id);
     assert_eq!((turned.width, turned.height), (1280, 720));
     let (status, bad) = server.api(
         "PATCH",
@@ -402,7 +372,7 @@ fn an_upright_publisher_turns_an_auto_session_portrait_for_the_client_and_the_ph
         &format!("/api/v1/sessions/{id}"),
         Some(json!({"orientation": "portrait"})),
     );
-    let upright = decoded_size_and_frame(&server, &id);
+    let upright = last_frame(&server, &id);
     assert_eq!((upright.width, upright.height), (720, 1280));
 }
 

@@ -580,3 +580,44 @@ impl BrowserScript {
         assert!(status.success(), "{} failed", self.name);
     }
 }
+
+/// The last of 45 frames the project's WHEP client decodes from a session.
+pub fn last_frame(server: &Server, id: &str) -> fieldcast::egress::client::RgbFrame {
+    let report = fieldcast::egress::client::play(
+        &server.url(&format!("/whep/{id}")),
+        &fieldcast::egress::client::PlayOptions {
+            duration: Duration::from_secs(20),
+            stop_after_frames: Some(45),
+            keep_last_frame: true,
+            ..Default::default()
+        },
+    )
+    .expect("WHEP playback");
+    report.last_frame.expect("a decoded frame")
+}
+
+/// Share of a rectangle's pixels (inset by `margin`, clipped to the frame) that are near
+/// white, as the product card's panel is.
+pub fn near_white(
+    frame: &fieldcast::egress::client::RgbFrame,
+    r: fieldcast::overlay::layout::Rect,
+    margin: u32,
+) -> f64 {
+    let (x0, y0) = (r.x.max(0) as u32 + margin, r.y.max(0) as u32 + margin);
+    let x1 = (r.x.max(0) as u32 + r.width)
+        .min(frame.width)
+        .saturating_sub(margin);
+    let y1 = (r.y.max(0) as u32 + r.height)
+        .min(frame.height)
+        .saturating_sub(margin);
+    let (mut white, mut all) = (0u32, 0u32);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            all += 1;
+            if frame.pixel(x, y).iter().all(|&c| c > 200) {
+                white += 1;
+            }
+        }
+    }
+    white as f64 / all.max(1) as f64
+}
