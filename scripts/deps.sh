@@ -2,8 +2,8 @@
 # Installs the Debian 12 packages Fieldcast needs, only those missing.
 #   scripts/deps.sh run    GStreamer runtime plugins (to run the server)
 #   scripts/deps.sh build  + compiler and GStreamer headers (to build it)
-#   scripts/deps.sh test   + ffmpeg, Chromium, Node.js, Prometheus (publishers, browser and
-#                          metrics scraper for the tests)
+#   scripts/deps.sh test   + ffmpeg, Chromium, Node.js, Prometheus, nginx (publishers,
+#                          browser, metrics scraper and HLS cache for the tests)
 #   scripts/deps.sh bench  + ffmpeg, nginx-rtmp and Janus (the peers `make bench` compares with)
 # As root it runs apt-get; otherwise it prints the exact apt-get line and fails.
 set -euo pipefail
@@ -12,7 +12,7 @@ run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
           gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools fonts-dejavu-core
           fonts-noto-core fonts-noto-cjk)
 build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
-test_pkgs=(ffmpeg chromium prometheus)
+test_pkgs=(ffmpeg chromium prometheus nginx-light)
 bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus)
 
 want=("${run_pkgs[@]}")

@@ -30,6 +30,8 @@ pub struct App {
     pub ingest_health: crate::ingest::health::IngestBoard,
     /// Rate limits per client address on the public routes.
     pub public: PublicLimits,
+    /// HLS requests served and waiting, over every studio.
+    pub hls: crate::hls::HlsCounters,
     /// Set once on SIGTERM: new requests are refused and live streams end.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub api_token: String,
@@ -190,11 +192,12 @@ impl App {
         let commerce = Commerce::new(ledger, tokio::runtime::Handle::current());
         let app = AppState(Arc::new(App {
             store,
-            studios: Studios::new(OutputFormat::default()),
+            studios: Studios::new(OutputFormat::default(), settings.hls_idle),
             egress,
             commerce,
             overlay_counters: Arc::new(OverlayCounters::default()),
             shutdown: tokio::sync::watch::Sender::new(false),
+            hls: Default::default(),
             public: PublicLimits::new(
                 settings.rate_orders,
                 settings.rate_likes,

@@ -74,6 +74,9 @@ pub struct ServeArgs {
     /// Seconds a show waits for its publisher to come back (viewers see the slate) before it ends [default: 30]
     #[arg(long, env = "FIELDCAST_RECONNECT_GRACE")]
     pub reconnect_grace: Option<u64>,
+    /// Seconds HLS keeps running after its last request [default: 60]
+    #[arg(long, env = "FIELDCAST_HLS_IDLE")]
+    pub hls_idle: Option<u64>,
     /// TOML file with any of the settings above (keys as the flags, with underscores)
     #[arg(long, env = "FIELDCAST_CONFIG")]
     pub config: Option<PathBuf>,
@@ -102,6 +105,7 @@ struct FileSettings {
     whep_max_pending_per_address: Option<usize>,
     toast_buyer: Option<String>,
     reconnect_grace: Option<u64>,
+    hls_idle: Option<u64>,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -164,6 +168,7 @@ pub struct Settings {
     pub whep_max_pending_per_address: usize,
     pub toast_buyer: ToastBuyer,
     pub reconnect_grace: std::time::Duration,
+    pub hls_idle: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +299,12 @@ impl Settings {
             toast_buyer,
             reconnect_grace: std::time::Duration::from_secs(
                 args.reconnect_grace.or(file.reconnect_grace).unwrap_or(30),
+            ),
+            hls_idle: std::time::Duration::from_secs(
+                args.hls_idle
+                    .or(file.hls_idle)
+                    .unwrap_or(crate::hls::IDLE_AFTER.as_secs())
+                    .max(1),
             ),
             rtmp_max_connections,
             rtmp_max_connections_per_address,

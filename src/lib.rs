@@ -8,6 +8,7 @@ pub mod control;
 pub mod demo;
 pub mod egress;
 pub mod histogram;
+pub mod hls;
 pub mod ingest;
 pub mod media;
 pub mod overlay;

@@ -63,6 +63,27 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Load-test a session's Low-Latency HLS: many clients on one thread doing blocking
+    /// playlist reloads and fetching every part (no decoding); reports late parts.
+    HlsSwarm {
+        /// Low-latency playlist, e.g. http://127.0.0.1:8080/hls/SESSION_ID/ll.m3u8
+        url: String,
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Seconds over which the clients join.
+        #[arg(long, default_value_t = 10)]
+        ramp_seconds: u64,
+        /// Seconds every client plays after the last joined (the measured window).
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Source addresses to use in turn, `FIRST+COUNT` (e.g. 127.0.0.2+200).
+        #[arg(long)]
+        sources: Option<String>,
+        /// A process whose CPU time over the measured window is reported per client (the
+        /// server's pid).
+        #[arg(long)]
+        pid: Option<u32>,
+    },
     /// Check that every GStreamer element the pipelines need is installed.
     Check,
     /// Ask a running server's `/healthz` (for container health checks: the image has no
@@ -175,6 +196,14 @@ fn main() -> ExitCode {
                 Err(anyhow::anyhow!("{} viewers did not play", viewers - played))
             }
         }
+        Command::HlsSwarm {
+            url,
+            clients,
+            ramp_seconds,
+            seconds,
+            sources,
+            pid,
+        } => hls_swarm(url, clients, ramp_seconds, seconds, sources, pid),
         Command::Check => fieldcast::media::init()
             .map_err(anyhow::Error::from)
             .map(|()| println!("GStreamer: all elements present")),
@@ -188,6 +217,81 @@ fn main() -> ExitCode {
             eprintln!("fieldcast: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn hls_swarm(
+    url: String,
+    clients: usize,
+    ramp_seconds: u64,
+    seconds: u64,
+    sources: Option<String>,
+    pid: Option<u32>,
+) -> anyhow::Result<()> {
+    use fieldcast::hls::load;
+    fieldcast::server::raise_fd_limit();
+    let options = load::LoadOptions {
+        url,
+        clients,
+        ramp: Duration::from_secs(ramp_seconds),
+        play: Duration::from_secs(seconds),
+        sources: sources
+            .as_deref()
+            .map(load::parse_sources)
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .unwrap_or_default(),
+    };
+    // The server's CPU over the measured window: sampled by a thread at its two ends.
+    let cpu = pid.map(|pid| {
+        let ramp = options.ramp;
+        let play = options.play;
+        std::thread::spawn(move || {
+            std::thread::sleep(ramp);
+            let before = load::cpu_seconds(pid);
+            std::thread::sleep(play);
+            Some(load::cpu_seconds(pid)? - before?)
+        })
+    });
+    let report = load::run(&options).map_err(anyhow::Error::msg)?;
+    let cpu = cpu.and_then(|t| t.join().ok().flatten());
+    let window = report.window.as_secs_f64().max(1e-9);
+    println!(
+        "{} of {} clients played; {} parts fetched, {} late (more than a part target after the first client: {:.2} %), \
+         {} times a client fell behind the window; part arrival spread p50 {:?}, p99 {:?}; {} playlists; \
+         {:.0} Mbit/s; {} errors{}",
+        report.playing,
+        report.clients,
+        report.parts_fetched,
+        report.parts_late,
+        100.0 * report.parts_late as f64 / report.parts_fetched.max(1) as f64,
+        report.fell_behind,
+        report.spread_p50,
+        report.spread_p99,
+        report.playlists,
+        report.bytes as f64 * 8.0 / window / 1e6,
+        report.errors,
+        report
+            .first_error
+            .as_ref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
+    );
+    if let Some(cpu) = cpu {
+        println!(
+            "server CPU {:.1} % of a core over {:.0} s: {:.3} % of a core per client",
+            100.0 * cpu / window,
+            window,
+            100.0 * cpu / window / report.clients.max(1) as f64
+        );
+    }
+    if report.playing == report.clients {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "{} clients did not play",
+            report.clients - report.playing
+        ))
     }
 }
 

@@ -5,91 +5,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use common::{BrowserScript, Publisher, Server, data_dir, last_frame, near_white};
+use common::{
+    BrowserScript, Publisher, Server, browser_dir, data_dir, docs_dir, five_units, last_frame,
+    near_white, node, pinned_product,
+};
 use fieldcast::overlay::layout;
 use fieldcast::overlay::scene::{LayerKind, template};
 use serde_json::{Value, json};
 
 /// Public rate limits lifted: every page here is a viewer on 127.0.0.1.
 const OPEN_LIMITS: &[&str] = &["--rate-orders", "1000:100", "--rate-whep", "1000:100"];
-
-fn browser_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        dir.join("node_modules/playwright-core").exists()
-            && dir.join("node_modules/axe-core").exists(),
-        "playwright-core and axe-core are not installed: run `make test` (it runs `npm ci` in tests/browser)"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "Chromium is missing: run `make test` (apt-get install chromium)"
-    );
-    dir
-}
-
-fn docs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
-}
-
-/// Runs a browser script to its end; returns its last stdout line as JSON.
-fn node(script: &str, args: &[&str]) -> Value {
-    let output = Command::new("node")
-        .arg(browser_dir().join(script))
-        .args(args)
-        .output()
-        .expect("run node (apt-get install nodejs)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{script} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {stdout}"))
-}
-
-/// A product with a photo and names in Chinese and Uyghur, pinned on the session.
-fn pinned_product(server: &Server, session: &str) -> Value {
-    let (status, product) = server.api(
-        "POST",
-        "/api/v1/products",
-        Some(json!({
-            "name": "Rose jam",
-            "translations": {"zh": "玫瑰花酱", "ug": "قىزىلگۈل مۇراببا"},
-            "unit_amount": 5900, "currency": "CNY", "unit": "jar", "origin": "Kashgar"
-        })),
-    );
-    assert_eq!(status, 201, "{product}");
-    let id = product["id"].as_str().unwrap();
-    let photo = fieldcast::demo::jar_photo().expect("a photo");
-    let response = ureq::put(&server.url(&format!("/api/v1/products/{id}/image")))
-        .header("Authorization", &format!("Bearer {}", common::TOKEN))
-        .header("Content-Type", "image/png")
-        .send(&photo[..])
-        .expect("upload the photo");
-    assert_eq!(response.status(), 200);
-    let (status, _) = server.api(
-        "PUT",
-        &format!("/api/v1/sessions/{session}/pinned"),
-        Some(json!({"product_id": id})),
-    );
-    assert_eq!(status, 200);
-    product
-}
-
-fn five_units(server: &Server, session: &str, product: &str) -> String {
-    let (status, offer) = server.api(
-        "POST",
-        &format!("/api/v1/sessions/{session}/offers"),
-        Some(json!({"product_id": product, "unit_amount": 3900, "quantity": 5, "per_buyer_limit": 3})),
-    );
-    assert_eq!(status, 201, "{offer}");
-    offer["id"].as_str().unwrap().to_string()
-}
 
 fn orders_of(server: &Server, session: &str, offer: &str) -> Vec<Value> {
     let (status, orders) = server.api(
@@ -130,6 +58,20 @@ fn watch_page_decodes_video_in_headless_chromium_while_ffmpeg_publishes() {
     assert_eq!(result["videoWidth"], 1280, "{result}");
     assert_eq!(result["videoHeight"], 720, "{result}");
     assert_eq!(result["state"], "live", "{result}");
+    // hls.js is for the fallback only: a page that plays WebRTC never loads it.
+    let scripts = result["scripts"].as_array().expect("the scripts loaded");
+    assert!(
+        scripts
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.ends_with("/web/watch.js"))),
+        "{result}"
+    );
+    assert!(
+        !scripts
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.contains("hls"))),
+        "a WebRTC viewer loaded hls.js: {result}"
+    );
 }
 
 #[test]

@@ -162,9 +162,15 @@
   }
   setInterval(tick, 1000);
 
-  // ---- Player (WHEP): receive-only H.264 + Opus; reconnects with backoff.
+  // ---- Player (WHEP): receive-only H.264 + Opus; reconnects with backoff. When WebRTC
+  // cannot connect within a few seconds, or the server says its WebRTC audience is full,
+  // the page plays the session's Low-Latency HLS instead (natively on Safari and iOS,
+  // otherwise with hls.js, loaded only then) and stays on it.
   const video = $("video");
   let pc = null, resource = null, retryTimer = null, backoff = 1000, playerState = "connecting";
+  let path = "webrtc", hls = null, everConnected = false, whepStatus = 0;
+  const FALLBACK_AFTER = 4000;
+  const hlsUrl = `/hls/${encodeURIComponent(id)}/ll.m3u8`;
 
   function renderBadge() {
     let state = playerState;
@@ -204,7 +210,62 @@
     backoff = Math.min(backoff * 2, 15000);
   }
 
+  function nativeHls() {
+    // Safari and every iOS browser (WebKit) play HLS themselves, low-latency included.
+    return !!video.canPlayType("application/vnd.apple.mpegurl")
+      && (navigator.vendor === "Apple Computer, Inc." || !(window.MediaSource || window.ManagedMediaSource));
+  }
+
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = src;
+      script.onload = resolve;
+      script.onerror = reject;
+      document.head.append(script);
+    });
+  }
+
+  async function fallBack(reason) {
+    if (path !== "webrtc") return;
+    clearTimeout(retryTimer);
+    hangUp();
+    video.srcObject = null;
+    video.addEventListener("playing", () => { setPlayer("live"); $("unmute").hidden = !video.muted; });
+    video.addEventListener("waiting", () => { if (playerState === "live") setPlayer("connecting"); });
+    path = nativeHls() ? "hls-native" : "hls.js";
+    console.info(`playing HLS (${path}): ${reason}`);
+    setPlayer("connecting");
+    if (path === "hls-native") {
+      video.src = hlsUrl;
+      video.play().catch(() => {});
+      return;
+    }
+    try {
+      await loadScript("/web/hls.light.min.js");
+    } catch (_) {
+      setPlayer("reconnecting");
+      return;
+    }
+    if (!window.Hls || !window.Hls.isSupported()) { setPlayer("reconnecting"); return; }
+    // Low-latency mode holds PART-HOLD-BACK behind the live edge; a start at a keyframe
+    // further back catches up by playing up to 1.5× faster.
+    hls = new window.Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30 });
+    hls.on(window.Hls.Events.ERROR, (_, data) => {
+      if (!data.fatal) return;
+      // A network error (server restart, a lost connection) or a media one: recover in place.
+      setPlayer("reconnecting");
+      if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+      else setTimeout(() => hls.startLoad(), 2000);
+    });
+    hls.loadSource(hlsUrl);
+    hls.attachMedia(video);
+    video.play().catch(() => {});
+  }
+
   async function connect() {
+    if (path !== "webrtc") return;
+    if (!window.RTCPeerConnection || params.get("hls") === "1") { fallBack("WebRTC is not available here"); return; }
     hangUp();
     const peer = new RTCPeerConnection();
     pc = peer;
@@ -219,7 +280,7 @@
     peer.onconnectionstatechange = () => {
       if (pc !== peer) return;
       const s = peer.connectionState;
-      if (s === "connected") { backoff = 1000; setPlayer("live"); $("unmute").hidden = !video.muted; }
+      if (s === "connected") { everConnected = true; backoff = 1000; setPlayer("live"); $("unmute").hidden = !video.muted; }
       if (s === "failed" || s === "closed" || s === "disconnected") retry("reconnecting");
     };
     try {
@@ -229,9 +290,12 @@
         method: "POST", headers: { "Content-Type": "application/sdp" }, body: peer.localDescription.sdp,
       });
       if (pc !== peer) return;
+      whepStatus = res.status;
       if (res.status !== 201) {
-        // 503: the WebRTC audience is full; 409: not on air; anything else: try again later.
-        retry(res.status === 503 ? "full" : "reconnecting");
+        // 503: the WebRTC audience is full (HLS serves everyone); 409: not on air; anything
+        // else: try again later.
+        if (res.status === 503) fallBack("the WebRTC audience is full");
+        else retry("reconnecting");
         return;
       }
       resource = new URL(res.headers.get("Location"), location.href).href;
@@ -264,6 +328,19 @@
     out.hidden = false;
     let last = null;
     setInterval(async () => {
+      if (path !== "webrtc") {
+        const q = video.getVideoPlaybackQuality();
+        const buffered = video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
+        out.textContent = [
+          `path     HLS, ${path === "hls.js" ? "hls.js" : "native"} (low-latency)`,
+          `latency  ${hls && hls.latency ? hls.latency.toFixed(2) + " s" : "?"}`,
+          `buffer   ${buffered.toFixed(2)} s`,
+          `bitrate  ${hls && hls.bandwidthEstimate ? Math.round(hls.bandwidthEstimate / 1000) + " kb/s estimated" : "?"}`,
+          `frames   ${q.totalVideoFrames} (${q.droppedVideoFrames} dropped)`,
+          `size     ${video.videoWidth}×${video.videoHeight}`,
+        ].join("\n");
+        return;
+      }
       if (!pc) return;
       const stats = await pc.getStats();
       let rtt = null, v = null;
@@ -442,4 +519,9 @@
   if (chosen && chosen !== lang && boot.languages.some(l => l.tag === chosen)) useLanguage(chosen);
   connectEvents();
   connect();
+  // Not connected within a few seconds (UDP blocked, an app's browser without WebRTC): HLS.
+  // Not while the session is off air (409): there is nothing to play either way.
+  setTimeout(() => {
+    if (!everConnected && whepStatus !== 409) fallBack(`WebRTC did not connect within ${FALLBACK_AFTER / 1000} s`);
+  }, FALLBACK_AFTER);
 })();

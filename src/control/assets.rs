@@ -38,6 +38,12 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/css; charset=utf-8",
         include_str!("../../web/console.css"),
     ),
+    // hls.js 1.7.4 (web/vendor/README.md): the watch page loads it only to fall back to HLS.
+    (
+        "hls.light.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/vendor/hls.light.min.js"),
+    ),
 ];
 
 /// Files change only with a new binary: browsers keep them and ask again with their ETag.

@@ -186,6 +186,38 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP fieldcast_ledger_queue Requests waiting for the stock ledger.\n# TYPE fieldcast_ledger_queue gauge\nfieldcast_ledger_queue {}",
         state.commerce.ledger.queued()
     );
+    let hls = &state.hls;
+    for (name, help, kind, value) in [
+        (
+            "fieldcast_hls_playlists_served_total",
+            "HLS playlists answered (plain and low-latency).",
+            "counter",
+            hls.playlists_served.load(Ordering::Relaxed),
+        ),
+        (
+            "fieldcast_hls_parts_served_total",
+            "Low-Latency HLS parts answered.",
+            "counter",
+            hls.parts_served.load(Ordering::Relaxed),
+        ),
+        (
+            "fieldcast_hls_segments_served_total",
+            "HLS segments answered.",
+            "counter",
+            hls.segments_served.load(Ordering::Relaxed),
+        ),
+        (
+            "fieldcast_hls_blocking_requests",
+            "Blocking playlist reloads and hinted-part requests waiting now.",
+            "gauge",
+            hls.blocking_open.load(Ordering::Relaxed) as u64,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
     per_session(&state, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
@@ -240,6 +272,26 @@ fn per_session(state: &AppState, out: &mut String) {
             .known()
             .into_iter()
             .map(|l| (l.session_id.clone(), l.orders.load(Ordering::Relaxed))),
+    );
+    family(
+        "fieldcast_session_hls_viewers",
+        "Distinct client addresses that asked for the session's HLS playlists in the last 30 s (a cache counts once).",
+        "gauge",
+        &mut state
+            .studios
+            .all_hls()
+            .into_iter()
+            .map(|(id, hls)| (id, hls.viewers() as u64)),
+    );
+    family(
+        "fieldcast_session_hls_active",
+        "1 while the session's HLS runs (someone asked for it in the last minute).",
+        "gauge",
+        &mut state
+            .studios
+            .all_hls()
+            .into_iter()
+            .map(|(id, hls)| (id, hls.is_active() as u64)),
     );
     let ingest = state.ingest_health.summary();
     family(

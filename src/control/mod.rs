@@ -5,6 +5,7 @@ mod auth;
 pub mod client;
 pub mod error;
 mod health;
+mod hls;
 mod live;
 mod offers;
 pub mod openapi;
@@ -49,6 +50,9 @@ pub enum Access {
     Page,
     /// Anyone, same origin: health, metrics, the API's description.
     Open,
+    /// Anyone, from any origin (`Access-Control-Allow-Origin: *` on every answer), not
+    /// compressed, no per-client limits (a CDN is one client for thousands): HLS.
+    Stream,
 }
 
 /// One method on one path, and what answers it.
@@ -112,6 +116,9 @@ pub fn routes() -> Vec<Route> {
         r(Method::POST, "/whep/{session_id}", Public, post(whep::offer)),
         r(Method::DELETE, "/whep/{session_id}/{viewer_id}", Public, delete(whep::leave)),
         r(Method::PATCH, "/whep/{session_id}/{viewer_id}", Public, patch(whep::patch)),
+        r(Method::GET, "/hls/{session_id}/index.m3u8", Stream, get(hls::plain_playlist)),
+        r(Method::GET, "/hls/{session_id}/ll.m3u8", Stream, get(hls::low_latency_playlist)),
+        r(Method::GET, "/hls/{session_id}/{file}", Stream, get(hls::media)),
         r(Method::GET, "/watch/{id}", Page, get(pages::watch)),
         r(Method::GET, "/watch/{id}/qr.svg", Page, get(pages::watch_qr)),
         r(Method::GET, "/console", Page, get(pages::console)),
@@ -125,12 +132,12 @@ pub fn routes() -> Vec<Route> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let mut groups: [Router<AppState>; 5] = Default::default();
+    let mut groups: [Router<AppState>; 6] = Default::default();
     for route in routes() {
         let group = &mut groups[route.access as usize];
         *group = std::mem::take(group).route(route.path, route.handler);
     }
-    let [operator, images, public, pages, open] = groups;
+    let [operator, images, public, pages, open, stream] = groups;
 
     let operator = operator
         .route_layer(middleware::from_fn_with_state(
@@ -190,6 +197,7 @@ pub fn router(state: AppState) -> Router {
         .merge(images)
         .merge(public)
         .merge(open)
+        .merge(stream)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             deadline_and_problems,

@@ -10,8 +10,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    assets, health, live, offers, orders, overlays, pages, pinned, products, sessions, webhooks,
-    whep,
+    assets, health, hls, live, offers, orders, overlays, pages, pinned, products, sessions,
+    webhooks, whep,
 };
 
 /// An error, as every route answers it (RFC 9457 `application/problem+json`).
@@ -61,6 +61,9 @@ impl Modify for Bearer {
     ),
     modifiers(&Bearer),
     paths(
+        hls::plain_playlist,
+        hls::low_latency_playlist,
+        hls::media,
         sessions::list,
         sessions::create,
         sessions::get,

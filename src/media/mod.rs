@@ -155,7 +155,7 @@ pub const ALL: [&Description; 4] = [&PUBLISHER_DECODE, &STUDIO_OUTPUT, &SLATE, &
 pub fn debian_package(element: &str) -> &'static str {
     match element {
         "x264enc" => "gstreamer1.0-plugins-ugly",
-        "avdec_h264" | "avdec_aac" => "gstreamer1.0-libav",
+        "avdec_h264" | "avdec_aac" | "avenc_aac" => "gstreamer1.0-libav",
         "h264parse" | "rtmp2sink" | "rtmp2src" => "gstreamer1.0-plugins-bad",
         // Debian packages the pango plugin with the X ones.
         "textoverlay" | "clockoverlay" | "timeoverlay" => "gstreamer1.0-x",

@@ -294,12 +294,78 @@ impl StudioOutput {
         self.feed.clone()
     }
 
+    /// Connects the HLS branches: `video` gets each H.264 access unit (Annex B) with its
+    /// running time in ns and whether it is a keyframe, `audio` each ADTS frame with its
+    /// running time. They run on streaming threads and must not block. The returned switch
+    /// opens (`true`) or closes the branches' valves; they start closed.
+    pub fn connect_hls(
+        &self,
+        video: impl Fn(&[u8], u64, bool) + Send + Sync + 'static,
+        audio: impl Fn(&[u8], u64) + Send + Sync + 'static,
+    ) -> Result<HlsSwitch, MediaError> {
+        let on_sample = |appsink: &gst_app::AppSink, deliver: HlsDeliver| {
+            appsink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |appsink| {
+                        let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        // Running time, not the buffer's timestamp: an encoder may offset
+                        // its timestamps (x264enc by 1000 hours) and its segment with them.
+                        if let Some(buffer) = sample.buffer()
+                            && let Some(pts) = buffer.pts()
+                            && let Some(segment) = sample.segment()
+                            && let Some(segment) = segment.downcast_ref::<gst::ClockTime>()
+                            && let Some(running) = segment.to_running_time(pts)
+                            && let Ok(map) = buffer.map_readable()
+                        {
+                            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                            deliver(&map, running.nseconds(), keyframe);
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        };
+        on_sample(&app_sink(&self.pipeline, "hls_h264")?, Box::new(video));
+        on_sample(
+            &app_sink(&self.pipeline, "hls_aac")?,
+            Box::new(move |bytes, pts, _| audio(bytes, pts)),
+        );
+        let valves = ["hls_video", "hls_audio"]
+            .into_iter()
+            .map(|name| {
+                self.pipeline
+                    .by_name(name)
+                    .ok_or_else(|| MediaError::Build {
+                        name: STUDIO_OUTPUT.name,
+                        reason: format!("no element named {name}"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(HlsSwitch { valves })
+    }
+
     /// Asks the encoder for a keyframe (with SPS/PPS) as soon as possible.
     pub fn force_keyframe(&self) {
         let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
             .all_headers(true)
             .build();
         self.encoder_sink.send_event(event);
+    }
+}
+
+/// What an HLS appsink hands each buffer to: bytes, running time (ns), keyframe.
+type HlsDeliver = Box<dyn Fn(&[u8], u64, bool) + Send + Sync>;
+
+/// Opens and closes the studio's HLS branches.
+pub struct HlsSwitch {
+    valves: Vec<gst::Element>,
+}
+
+impl HlsSwitch {
+    pub fn set(&self, open: bool) {
+        for valve in &self.valves {
+            valve.set_property("drop", !open);
+        }
     }
 }
 

@@ -109,6 +109,8 @@ pub struct StudioHandle {
     pub session_id: Arc<str>,
     tx: mpsc::Sender<Request>,
     pub stats: Arc<StudioStats>,
+    /// The studio's HLS (idle until someone asks for it).
+    pub hls: Arc<crate::hls::HlsStream>,
 }
 
 impl StudioHandle {
@@ -152,13 +154,16 @@ impl StudioHandle {
 pub struct Studios {
     running: Mutex<HashMap<String, (StudioHandle, owner::Stopper)>>,
     format: OutputFormat,
+    /// How long a studio's HLS runs after its last request.
+    hls_idle: std::time::Duration,
 }
 
 impl Studios {
-    pub fn new(format: OutputFormat) -> Self {
+    pub fn new(format: OutputFormat, hls_idle: std::time::Duration) -> Self {
         Self {
             running: Mutex::new(HashMap::new()),
             format,
+            hls_idle,
         }
     }
 
@@ -196,7 +201,7 @@ impl Studios {
         }
         let (handle, stopper) = owner::spawn(
             session_id,
-            self.format,
+            (self.format, self.hls_idle),
             orientation,
             filler,
             sink,
@@ -224,6 +229,15 @@ impl Studios {
             .iter()
             .filter(|(_, (h, _))| h.is_running())
             .map(|(id, (h, _))| (id.clone(), h.stats.clone()))
+            .collect()
+    }
+
+    /// Every running studio's session id and HLS (for `/metrics`).
+    pub fn all_hls(&self) -> Vec<(String, Arc<crate::hls::HlsStream>)> {
+        self.running()
+            .iter()
+            .filter(|(_, (h, _))| h.is_running())
+            .map(|(id, (h, _))| (id.clone(), h.hls.clone()))
             .collect()
     }
 

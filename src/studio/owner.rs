@@ -12,12 +12,15 @@ use super::{
     Filler, OverlayFactory, PublisherLink, PublisherPresence, Request, STUDIO_REQUESTS,
     StudioError, StudioHandle, StudioStats,
 };
+use crate::hls::{Controls, HlsStream};
 use crate::media::output::{PacketSink, StudioOutput};
 use crate::media::test_pattern::TestPattern;
 use crate::media::{Orientation, OutputFormat};
 
 /// Keyframe requests closer together than this are served by one keyframe.
 pub const KEYFRAME_COALESCE: Duration = Duration::from_millis(250);
+/// How often the owner looks whether HLS has gone unwatched.
+const HLS_CHECK: Duration = Duration::from_secs(1);
 
 pub(crate) struct Stopper(oneshot::Sender<()>);
 
@@ -29,7 +32,7 @@ impl Stopper {
 
 pub(crate) fn spawn(
     session_id: &str,
-    format: OutputFormat,
+    (format, hls_idle): (OutputFormat, Duration),
     orientation: Orientation,
     filler: Filler,
     sink: PacketSink,
@@ -56,16 +59,19 @@ pub(crate) fn spawn(
     };
     let (tx, rx) = mpsc::channel(STUDIO_REQUESTS);
     let (stop_tx, stop_rx) = oneshot::channel();
+    let hls = connect_hls(&label, &output, &format, hls_idle, tx.downgrade())?;
     let handle = StudioHandle {
         session_id: Arc::from(session_id),
         tx,
         stats: stats.clone(),
+        hls: hls.clone(),
     };
     let owner = Owner {
         label,
         output,
         pattern,
         stats,
+        hls,
         publisher: None,
         next_publisher: 1,
         idle,
@@ -73,6 +79,40 @@ pub(crate) fn spawn(
     };
     tokio::spawn(owner.run(rx, stop_rx));
     Ok((handle, Stopper(stop_tx)))
+}
+
+/// The studio's HLS, fed by the output's HLS branches; a keyframe it asks for goes through
+/// the owner like a viewer's (coalesced).
+fn connect_hls(
+    label: &str,
+    output: &StudioOutput,
+    format: &OutputFormat,
+    idle: Duration,
+    requests: mpsc::WeakSender<Request>,
+) -> Result<Arc<HlsStream>, StudioError> {
+    let segment_target = Duration::from_secs_f64(format.keyint as f64 / format.fps.max(1) as f64);
+    let hls = HlsStream::new(label, segment_target, idle);
+    let switch = output
+        .connect_hls(
+            {
+                let hls = hls.clone();
+                move |access_unit, pts, keyframe| hls.video(access_unit, pts, keyframe)
+            },
+            {
+                let hls = hls.clone();
+                move |adts, pts| hls.audio(adts, pts)
+            },
+        )
+        .map_err(|e| StudioError::Start(e.to_string()))?;
+    hls.set_controls(Controls {
+        switch: Box::new(move |open| switch.set(open)),
+        keyframe: Box::new(move || {
+            if let Some(requests) = requests.upgrade() {
+                let _ = requests.try_send(Request::ForceKeyframe);
+            }
+        }),
+    });
+    Ok(hls)
 }
 
 fn short(id: &str) -> String {
@@ -85,6 +125,7 @@ struct Owner {
     /// The demo's test picture, started again at the new size when the output turns.
     pattern: Option<TestPattern>,
     stats: Arc<StudioStats>,
+    hls: Arc<HlsStream>,
     publisher: Option<(u64, Arc<PublisherPresence>)>,
     next_publisher: u64,
     /// The reconnect grace and what to call when it runs out.
@@ -138,11 +179,15 @@ impl Owner {
         tracing::info!(session.id = %self.label, "studio started");
         let mut last_keyframe: Option<Instant> = None;
         let mut pending_keyframe: Option<Instant> = None;
+        let mut hls_check = tokio::time::interval(HLS_CHECK);
         loop {
             let deadline = pending_keyframe;
             let idle_at = self.idle_at;
             tokio::select! {
                 _ = &mut stop => break,
+                _ = hls_check.tick() => {
+                    self.hls.stop_if_idle();
+                }
                 _ = async { tokio::time::sleep_until(idle_at.unwrap_or_else(Instant::now)).await }, if idle_at.is_some() => {
                     tracing::info!(session.id = %self.label, "no publisher within the reconnect grace; the show ends");
                     if let Some((_, hook)) = self.idle.take() {

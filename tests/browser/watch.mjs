@@ -1,5 +1,6 @@
 // Opens a watch page in Debian's headless Chromium and reports, as one JSON line, how many
-// video frames the page decoded (HTMLVideoElement.getVideoPlaybackQuality()) and the size.
+// video frames the page decoded (HTMLVideoElement.getVideoPlaybackQuality()), the size, and
+// the scripts it loaded.
 //
 // Usage: node watch.mjs URL SECONDS [SCREENSHOT.png]
 import { launch, viewer } from "./lib.mjs";
@@ -23,6 +24,7 @@ try {
       videoWidth: v.videoWidth,
       videoHeight: v.videoHeight,
       state: document.getElementById("badge").dataset.state,
+      scripts: performance.getEntriesByType("resource").map(e => e.name).filter(n => n.endsWith(".js")),
     };
   });
   if (screenshot) await page.screenshot({ path: screenshot });

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-operator-token-0123456789";
 
@@ -620,4 +620,79 @@ pub fn near_white(
         }
     }
     white as f64 / all.max(1) as f64
+}
+
+/// The repository's `docs/` (screenshots for the README).
+pub fn docs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
+}
+
+pub fn browser_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists()
+            && dir.join("node_modules/axe-core").exists(),
+        "playwright-core and axe-core are not installed: run `make test` (it runs `npm ci` in tests/browser)"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Chromium is missing: run `make test` (apt-get install chromium)"
+    );
+    dir
+}
+
+/// Runs a browser script to its end; returns its last stdout line as JSON.
+pub fn node(script: &str, args: &[&str]) -> Value {
+    let output = Command::new("node")
+        .arg(browser_dir().join(script))
+        .args(args)
+        .output()
+        .expect("run node (apt-get install nodejs)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {stdout}"))
+}
+
+/// A product with a photo and names in Chinese and Uyghur, pinned on the session.
+pub fn pinned_product(server: &Server, session: &str) -> Value {
+    let (status, product) = server.api(
+        "POST",
+        "/api/v1/products",
+        Some(json!({
+            "name": "Rose jam",
+            "translations": {"zh": "玫瑰花酱", "ug": "قىزىلگۈل مۇراببا"},
+            "unit_amount": 5900, "currency": "CNY", "unit": "jar", "origin": "Kashgar"
+        })),
+    );
+    assert_eq!(status, 201, "{product}");
+    let id = product["id"].as_str().unwrap();
+    let photo = fieldcast::demo::jar_photo().expect("a photo");
+    let response = ureq::put(&server.url(&format!("/api/v1/products/{id}/image")))
+        .header("Authorization", &format!("Bearer {}", TOKEN))
+        .header("Content-Type", "image/png")
+        .send(&photo[..])
+        .expect("upload the photo");
+    assert_eq!(response.status(), 200);
+    let (status, _) = server.api(
+        "PUT",
+        &format!("/api/v1/sessions/{session}/pinned"),
+        Some(json!({"product_id": id})),
+    );
+    assert_eq!(status, 200);
+    product
+}
+
+pub fn five_units(server: &Server, session: &str, product: &str) -> String {
+    let (status, offer) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{session}/offers"),
+        Some(json!({"product_id": product, "unit_amount": 3900, "quantity": 5, "per_buyer_limit": 3})),
+    );
+    assert_eq!(status, 201, "{offer}");
+    offer["id"].as_str().unwrap().to_string()
 }

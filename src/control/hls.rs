@@ -1,0 +1,408 @@
+//! `/hls/{session_id}/...`: the studio's HLS for players and caches (see `src/hls/`).
+//!
+//! - `index.m3u8`: plain HLS, complete segments; cacheable for half a segment.
+//! - `ll.m3u8`: Low-Latency HLS. With `_HLS_msn` (and `_HLS_part`) the request blocks until
+//!   that segment (part) is in the playlist, up to three target durations; such an answer
+//!   is as good later as now, so it is cacheable for a segment. Without, it is the live
+//!   edge now, cacheable for no time HTTP can express (half a part is 167 ms; `max-age`
+//!   counts whole seconds).
+//! - `s{msn}.ts`, `p{epoch}.{n}.ts`: segments and parts, immutable. The part the playlist
+//!   hints at is held until it is complete.
+//!
+//! Every answer carries `ETag`, `Last-Modified` and `Access-Control-Allow-Origin: *`. The
+//! first request while HLS is idle starts it and waits for its first segment.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use super::client::Client;
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::hls::packager::{PART_TARGET, Published, Snapshot};
+use crate::hls::{HlsCounters, HlsStream};
+
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+const MEDIA_TYPE: &str = "video/mp2t";
+/// Segments and parts never change once published.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// The plain playlist changes once a segment (2 s): half of that.
+const PLAIN_PLAYLIST: &str = "public, max-age=1";
+/// A blocking reload's answer holds the part it asked for, whenever it is read.
+const BLOCKING_PLAYLIST: &str = "public, max-age=2";
+/// The low-latency live edge without a blocking request.
+const LIVE_EDGE: &str = "public, max-age=0";
+/// The first request while HLS is idle waits this long for its first segment.
+const START_WAIT: Duration = Duration::from_secs(6);
+
+/// The studio's HLS, or 404 when the session is not on air.
+fn stream(state: &AppState, session_id: &str) -> Result<Arc<HlsStream>, ApiError> {
+    state
+        .studios
+        .get(session_id)
+        .map(|studio| studio.hls.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such session on air; HLS plays while the session is live",
+            )
+        })
+}
+
+/// Waits until the window has a complete segment (HLS just started), or 503.
+async fn started(hls: &HlsStream) -> Result<Published, ApiError> {
+    let now = hls.snapshot();
+    if now.has_complete_segment() {
+        return Ok(now);
+    }
+    hls.wait_for(START_WAIT, Snapshot::has_complete_segment)
+        .await
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "HLS is starting; try again in a moment",
+            )
+            .retry_after(1)
+        })
+}
+
+/// Counts a request that waits, for as long as it waits.
+struct Blocking<'a>(&'a HlsCounters);
+
+impl<'a> Blocking<'a> {
+    fn new(counters: &'a HlsCounters) -> Self {
+        counters.blocking_open.fetch_add(1, Ordering::Relaxed);
+        Self(counters)
+    }
+}
+
+impl Drop for Blocking<'_> {
+    fn drop(&mut self) {
+        self.0.blocking_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer with the validators and the cache rule; 304 when the client holds it.
+fn answer(
+    request: &HeaderMap,
+    etag: String,
+    made: SystemTime,
+    cache_control: &'static str,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response {
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = body.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+    };
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(made)) {
+        headers.insert(header::LAST_MODIFIED, date);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    response
+}
+
+/// Any answer, error or not, may be read by a player on another origin.
+fn open_to_all(result: Result<Response, ApiError>) -> Response {
+    let mut response = result.unwrap_or_else(|e| {
+        let mut r = e.into_response();
+        // An error is the state of the moment: caches must not keep it.
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    });
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+fn last_made(snapshot: &Snapshot) -> SystemTime {
+    snapshot
+        .segments
+        .iter()
+        .rev()
+        .find_map(|s| {
+            s.parts
+                .last()
+                .map(|p| p.chunk.made)
+                .or(s.whole.as_ref().map(|w| w.made))
+        })
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// `GET /hls/{session_id}/index.m3u8`.
+#[utoipa::path(get, path = "/hls/{session_id}/index.m3u8", tag = "playing", params(("session_id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "Plain HLS media playlist (MPEG-TS segments)", body = String, content_type = "application/vnd.apple.mpegurl"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "The session is not on air", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "HLS is starting", body = super::openapi::Problem, content_type = "application/problem+json")))]
+pub async fn plain_playlist(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
+    open_to_all(
+        async {
+            let hls = stream(&state, &session_id)?;
+            hls.touch(Some(client.0));
+            let snapshot = started(&hls).await?;
+            state.hls.playlists_served.fetch_add(1, Ordering::Relaxed);
+            let last = snapshot
+                .segments
+                .iter()
+                .rev()
+                .find(|s| s.whole.is_some())
+                .map_or(0, |s| s.msn);
+            Ok(answer(
+                &headers,
+                format!("\"{}-{last}\"", snapshot.epoch),
+                last_made(&snapshot),
+                PLAIN_PLAYLIST,
+                PLAYLIST_TYPE,
+                snapshot.plain.clone(),
+            ))
+        }
+        .await,
+    )
+}
+
+/// The blocking-reload parameters of a low-latency playlist request.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Reload {
+    /// Answer once segment `_HLS_msn` is in the playlist (complete, or with the part).
+    #[serde(rename = "_HLS_msn")]
+    #[param(rename = "_HLS_msn")]
+    msn: Option<String>,
+    /// With `_HLS_msn`: answer once that part of the segment is in the playlist.
+    #[serde(rename = "_HLS_part")]
+    #[param(rename = "_HLS_part")]
+    part: Option<String>,
+}
+
+fn number(value: &Option<String>, name: &str) -> Result<Option<u64>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name} must be a whole number"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `GET /hls/{session_id}/ll.m3u8[?_HLS_msn=M[&_HLS_part=P]]`.
+#[utoipa::path(get, path = "/hls/{session_id}/ll.m3u8", tag = "playing", params(("session_id" = String, Path, description = "Session id"), Reload),
+    responses((status = 200, description = "Low-Latency HLS media playlist (parts, blocking reload, preload hint)", body = String, content_type = "application/vnd.apple.mpegurl"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 400, description = "Bad or far-future `_HLS_msn` / `_HLS_part`", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The session is not on air", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "HLS is starting, or the part did not come within three target durations", body = super::openapi::Problem, content_type = "application/problem+json")))]
+pub async fn low_latency_playlist(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    Query(reload): Query<Reload>,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
+    open_to_all(
+        async {
+            let hls = stream(&state, &session_id)?;
+            let msn = number(&reload.msn, "_HLS_msn")?;
+            let part = number(&reload.part, "_HLS_part")?;
+            if part.is_some() && msn.is_none() {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "_HLS_part needs _HLS_msn",
+                ));
+            }
+            hls.touch(Some(client.0));
+            let (snapshot, cache) = match msn {
+                None => (started(&hls).await?, LIVE_EDGE),
+                Some(msn) => {
+                    let now = hls.snapshot();
+                    if let Some(edge) = now.edge()
+                        && msn > edge.msn + 2
+                    {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!(
+                                "_HLS_msn {msn} is more than two segments past the live edge ({})",
+                                edge.msn
+                            ),
+                        ));
+                    }
+                    let timeout = Duration::from_secs(3 * now.target_duration.max(1));
+                    let _waiting = Blocking::new(&state.hls);
+                    let snapshot = hls
+                        .wait_for(timeout, |s| s.reached(msn, part))
+                        .await
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "that part did not come within three target durations",
+                            )
+                            .retry_after(1)
+                        })?;
+                    (snapshot, BLOCKING_PLAYLIST)
+                }
+            };
+            state.hls.playlists_served.fetch_add(1, Ordering::Relaxed);
+            Ok(answer(
+                &headers,
+                format!("\"{}-{}\"", snapshot.epoch, snapshot.next_part),
+                last_made(&snapshot),
+                cache,
+                PLAYLIST_TYPE,
+                snapshot.low_latency.clone(),
+            ))
+        }
+        .await,
+    )
+}
+
+/// What a media file name asks for.
+#[derive(Debug, PartialEq)]
+enum Media {
+    Segment(u64),
+    Part { epoch: u64, number: u64 },
+}
+
+fn parse_media(file: &str) -> Option<Media> {
+    let stem = file.strip_suffix(".ts")?;
+    if let Some(msn) = stem.strip_prefix('s') {
+        return msn.parse().ok().map(Media::Segment);
+    }
+    let (epoch, number) = stem.strip_prefix('p')?.split_once('.')?;
+    Some(Media::Part {
+        epoch: epoch.parse().ok()?,
+        number: number.parse().ok()?,
+    })
+}
+
+/// `GET /hls/{session_id}/{file}`: a segment (`s{msn}.ts`) or a part (`p{epoch}.{n}.ts`).
+#[utoipa::path(get, path = "/hls/{session_id}/{file}", tag = "playing", params(("session_id" = String, Path, description = "Session id"), ("file" = String, Path, description = "`s{msn}.ts` or `p{epoch}.{n}.ts`")),
+    responses((status = 200, description = "MPEG-TS: H.264 and AAC", body = Vec<u8>, content_type = "video/mp2t"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "Not in the window (too old, or not a media name)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+pub async fn media(
+    State(state): State<AppState>,
+    Path((session_id, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    open_to_all(
+        async {
+            let hls = stream(&state, &session_id)?;
+            let media = parse_media(&file).ok_or_else(|| ApiError::not_found("HLS file"))?;
+            hls.touch(None);
+            let snapshot = hls.snapshot();
+            match media {
+                Media::Segment(msn) => {
+                    let chunk = snapshot
+                        .segment(msn)
+                        .ok_or_else(|| ApiError::not_found("segment"))?;
+                    state.hls.segments_served.fetch_add(1, Ordering::Relaxed);
+                    Ok(answer(
+                        &headers,
+                        format!("\"s{msn}\""),
+                        chunk.made,
+                        IMMUTABLE,
+                        MEDIA_TYPE,
+                        chunk.bytes.clone(),
+                    ))
+                }
+                Media::Part { epoch, number } => {
+                    if epoch != snapshot.epoch {
+                        return Err(ApiError::not_found("part"));
+                    }
+                    let snapshot =
+                        if snapshot.part(number).is_none() && number == snapshot.next_part {
+                            // The hinted part: held until it is complete.
+                            let _waiting = Blocking::new(&state.hls);
+                            hls.wait_for(PART_TARGET * 6, |s| {
+                                s.epoch != epoch || s.next_part > number
+                            })
+                            .await
+                            .unwrap_or(snapshot)
+                        } else {
+                            snapshot
+                        };
+                    let part = snapshot
+                        .part(number)
+                        .filter(|_| snapshot.epoch == epoch)
+                        .ok_or_else(|| ApiError::not_found("part"))?;
+                    state.hls.parts_served.fetch_add(1, Ordering::Relaxed);
+                    Ok(answer(
+                        &headers,
+                        format!("\"p{epoch}.{number}\""),
+                        part.chunk.made,
+                        IMMUTABLE,
+                        MEDIA_TYPE,
+                        part.chunk.bytes.clone(),
+                    ))
+                }
+            }
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_names_parse_and_nothing_else_does() {
+        assert_eq!(
+            parse_media("s1796158508.ts"),
+            Some(Media::Segment(1796158508))
+        );
+        assert_eq!(
+            parse_media("p1796158508.42.ts"),
+            Some(Media::Part {
+                epoch: 1796158508,
+                number: 42
+            })
+        );
+        for bad in [
+            "s.ts",
+            "p1.ts",
+            "p1..ts",
+            "x1.ts",
+            "s1",
+            "s-1.ts",
+            "p1.2.3.ts",
+            "",
+            "s99999999999999999999999.ts",
+        ] {
+            assert_eq!(parse_media(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The nginx cache configuration the README shows (`docs/nginx-hls-cache.conf`), with the
+//! addresses of a given setup filled in: what the tests and benchmarks run, so the file
+//! people copy is the file that is tested.
+
+/// The `http { }`-level configuration for an nginx at `listen` caching the HLS of the
+/// Fieldcast at `upstream`, its cache in `cache_dir`.
+pub fn nginx_config(upstream: &str, listen: &str, cache_dir: &std::path::Path) -> String {
+    include_str!("../../docs/nginx-hls-cache.conf")
+        .replace("listen 80;", &format!("listen {listen};"))
+        .replace("server 127.0.0.1:8080;", &format!("server {upstream};"))
+        .replace(
+            "/var/cache/nginx/fieldcast-hls",
+            &cache_dir.display().to_string(),
+        )
+}
+
+/// A whole `nginx.conf` around [`nginx_config`], for a foreground nginx run by root with
+/// every file under `dir` (tests and benchmarks).
+pub fn nginx_main_config(upstream: &str, listen: &str, dir: &std::path::Path) -> String {
+    let d = dir.display();
+    format!(
+        "user root;\nworker_processes 1;\ndaemon off;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 16384; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
+         {}\n}}\n",
+        nginx_config(upstream, listen, &dir.join("cache"))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_configuration_gets_the_given_addresses() {
+        let conf = nginx_config(
+            "127.0.0.1:9000",
+            "127.0.0.1:9001",
+            std::path::Path::new("/c"),
+        );
+        assert!(conf.contains("server 127.0.0.1:9000;"));
+        assert!(conf.contains("listen 127.0.0.1:9001;"));
+        assert!(conf.contains("proxy_cache_path /c "));
+        assert!(conf.contains("proxy_cache_lock on;"));
+    }
+}

@@ -1,0 +1,204 @@
+//! HLS and Low-Latency HLS from the studio's own encode: the same H.264 the WebRTC viewers
+//! get, AAC audio (one small extra encode), MPEG-TS segments and parts kept in memory.
+//!
+//! HLS runs only while someone asked for it in the last minute ([`IDLE_AFTER`], the setting
+//! `hls_idle`): the first request
+//! opens the studio's HLS valves (and asks for a keyframe to start at); the studio's owner
+//! closes them again once nobody has asked for a minute (see `studio/owner.rs`).
+//!
+//! - `packager.rs` cuts segments and parts and publishes [`packager::Snapshot`]s;
+//! - `playlist.rs` writes the two playlists;
+//! - `ts.rs` writes MPEG-TS;
+//! - `load.rs` is the load generator (`fieldcast hls-swarm`);
+//! - `cache.rs` fills in the nginx cache configuration the README shows.
+//!
+//! The HTTP side is `control/hls.rs`.
+
+pub mod cache;
+pub mod load;
+pub mod packager;
+pub mod playlist;
+pub mod ts;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use packager::{Packager, Published, Snapshot};
+
+/// HLS stops this long after the last request, by default (`hls_idle`).
+pub const IDLE_AFTER: Duration = Duration::from_secs(60);
+/// A viewer is a client address that asked for a playlist this recently.
+pub const VIEWER_WINDOW: Duration = Duration::from_secs(30);
+/// Distinct client addresses remembered per studio (the count saturates beyond).
+const MAX_CLIENTS: usize = 200_000;
+
+/// How HLS reaches the studio's pipeline: its valves, and its encoder for a keyframe.
+pub struct Controls {
+    pub switch: Box<dyn Fn(bool) + Send + Sync>,
+    pub keyframe: Box<dyn Fn() + Send + Sync>,
+}
+
+/// Server-wide HLS counters (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct HlsCounters {
+    pub playlists_served: AtomicU64,
+    pub parts_served: AtomicU64,
+    pub segments_served: AtomicU64,
+    /// Blocking playlist reloads and part requests waiting now.
+    pub blocking_open: AtomicUsize,
+}
+
+/// One studio's HLS.
+pub struct HlsStream {
+    /// The session, shortened, for the log.
+    label: String,
+    packager: Mutex<Packager>,
+    published: watch::Sender<Published>,
+    active: AtomicBool,
+    born: Instant,
+    /// HLS stops this long after the last request.
+    idle_after: Duration,
+    /// Milliseconds since `born` of the last request.
+    last_request: AtomicU64,
+    controls: OnceLock<Controls>,
+    clients: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+impl HlsStream {
+    /// `segment_target`: the encoder's keyframe interval.
+    pub fn new(label: &str, segment_target: Duration, idle_after: Duration) -> Arc<Self> {
+        let packager = Packager::new(segment_target);
+        let (published, _) = watch::channel(Arc::new(packager.snapshot()));
+        Arc::new(Self {
+            label: label.to_string(),
+            packager: Mutex::new(packager),
+            published,
+            active: AtomicBool::new(false),
+            born: Instant::now(),
+            idle_after,
+            last_request: AtomicU64::new(0),
+            controls: OnceLock::new(),
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Connects the pipeline's controls (once, when the studio starts).
+    pub fn set_controls(&self, controls: Controls) {
+        let _ = self.controls.set(controls);
+    }
+
+    fn packager(&self) -> std::sync::MutexGuard<'_, Packager> {
+        self.packager.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// A request for this studio's HLS from `client`: HLS starts if it was idle. Returns
+    /// whether it was already running.
+    pub fn touch(&self, client: Option<IpAddr>) -> bool {
+        self.last_request
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if let Some(client) = client {
+            let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+            if clients.len() < MAX_CLIENTS || clients.contains_key(&client) {
+                clients.insert(client, Instant::now());
+            }
+        }
+        if self.active.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        tracing::info!(session.id = %self.label, "HLS starts: a viewer asked for it");
+        if let Some(controls) = self.controls.get() {
+            (controls.switch)(true);
+            (controls.keyframe)();
+        }
+        false
+    }
+
+    /// Stops HLS when nobody asked for it for its idle time ([`IDLE_AFTER`] by default;
+    /// called by the studio's owner every second). Returns whether it stopped now.
+    pub fn stop_if_idle(&self) -> bool {
+        let now = self.born.elapsed().as_millis() as u64;
+        let idle = now.saturating_sub(self.last_request.load(Ordering::Relaxed));
+        if !self.is_active() || idle < self.idle_after.as_millis() as u64 {
+            return false;
+        }
+        self.stop();
+        true
+    }
+
+    /// Stops HLS: the valves close and the window is forgotten.
+    pub fn stop(&self) {
+        if !self.active.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        tracing::info!(session.id = %self.label, "HLS stops: nobody asked for it in the last minute");
+        if let Some(controls) = self.controls.get() {
+            (controls.switch)(false);
+        }
+        let mut packager = self.packager();
+        packager.reset();
+        self.published.send_replace(Arc::new(packager.snapshot()));
+    }
+
+    /// An access unit from the encoder (streaming thread).
+    pub fn video(&self, access_unit: &[u8], pts: u64, keyframe: bool) {
+        if !self.is_active() {
+            return;
+        }
+        let progress = {
+            let mut packager = self.packager();
+            let progress = packager.video(access_unit, pts, keyframe);
+            if progress.published {
+                self.published.send_replace(Arc::new(packager.snapshot()));
+            }
+            progress
+        };
+        if progress.want_keyframe
+            && let Some(controls) = self.controls.get()
+        {
+            (controls.keyframe)();
+        }
+    }
+
+    /// An ADTS frame from the AAC encoder (streaming thread).
+    pub fn audio(&self, adts: &[u8], pts: u64) {
+        if self.is_active() {
+            self.packager().audio(adts, pts);
+        }
+    }
+
+    /// What requests answer from now.
+    pub fn snapshot(&self) -> Published {
+        self.published.borrow().clone()
+    }
+
+    /// Waits (up to `timeout`) until `ready` holds for the published window; the window it
+    /// held for, or `None` on timeout.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&Snapshot) -> bool,
+    ) -> Option<Published> {
+        let mut rx = self.published.subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|s| ready(s))).await;
+        match waited {
+            Ok(Ok(snapshot)) => Some(snapshot.clone()),
+            _ => None,
+        }
+    }
+
+    /// Distinct client addresses that asked for a playlist in the last [`VIEWER_WINDOW`].
+    pub fn viewers(&self) -> usize {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|_, seen| seen.elapsed() < VIEWER_WINDOW);
+        clients.len()
+    }
+}

@@ -1,0 +1,167 @@
+//! The two media playlists of a studio's HLS: plain (complete segments, for any player and
+//! any cache) and Low-Latency (RFC 8216bis: parts, blocking reload, a preload hint).
+
+use std::fmt::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::packager::{PART_HOLD_BACK, PART_TARGET, SegmentEntry, Snapshot};
+
+/// URI of a whole segment, relative to the playlist.
+pub fn segment_uri(msn: u64) -> String {
+    format!("s{msn}.ts")
+}
+
+/// URI of a part, relative to the playlist.
+pub fn part_uri(epoch: u64, number: u64) -> String {
+    format!("p{epoch}.{number}.ts")
+}
+
+fn head(out: &mut String, version: u8, target_duration: u64) {
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target_duration}\n"
+    );
+}
+
+fn segment(out: &mut String, segment: &SegmentEntry) {
+    if let Some(whole) = &segment.whole {
+        let _ = write!(
+            out,
+            "#EXTINF:{:.5},\n{}\n",
+            whole.duration.as_secs_f64(),
+            segment_uri(segment.msn)
+        );
+    }
+}
+
+/// Plain HLS: the complete segments of the window.
+pub fn plain(snapshot: &Snapshot) -> String {
+    let mut out = String::with_capacity(1024);
+    head(&mut out, 3, snapshot.target_duration);
+    let complete: Vec<&SegmentEntry> = snapshot
+        .segments
+        .iter()
+        .filter(|s| s.whole.is_some())
+        .collect();
+    if let Some(first) = complete.first() {
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.msn);
+    }
+    for s in complete {
+        let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(s.started));
+        segment(&mut out, s);
+    }
+    out
+}
+
+/// Low-Latency HLS: the window with the parts of its last segments, the one being made
+/// last, and a hint at the next part.
+pub fn low_latency(snapshot: &Snapshot) -> String {
+    let mut out = String::with_capacity(4096);
+    head(&mut out, 6, snapshot.target_duration);
+    let _ = write!(
+        out,
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={PART_HOLD_BACK:.3}\n\
+         #EXT-X-PART-INF:PART-TARGET={:.5}\n",
+        PART_TARGET.as_secs_f64()
+    );
+    if let Some(first) = snapshot.segments.first() {
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.msn);
+    }
+    for s in &snapshot.segments {
+        let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(s.started));
+        for part in &s.parts {
+            let _ = writeln!(
+                out,
+                "#EXT-X-PART:DURATION={:.5},URI=\"{}\"{}",
+                part.chunk.duration.as_secs_f64(),
+                part_uri(snapshot.epoch, part.number),
+                if part.independent {
+                    ",INDEPENDENT=YES"
+                } else {
+                    ""
+                }
+            );
+        }
+        segment(&mut out, s);
+    }
+    if !snapshot.segments.is_empty() {
+        let _ = writeln!(
+            out,
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+            part_uri(snapshot.epoch, snapshot.next_part)
+        );
+    }
+    out
+}
+
+/// `2026-12-01T21:05:08.123Z`.
+pub fn iso8601(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::packager::Packager;
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates_are_iso_8601_utc() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_796_158_508_123);
+        assert_eq!(iso8601(t), "2026-12-01T20:55:08.123Z");
+        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(iso8601(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_playlists_list_what_the_window_holds() {
+        let mut p = Packager::new(Duration::from_secs(2));
+        for i in 0..140u64 {
+            p.video(&[0, 0, 0, 1, 0x65], i * 33_333_333, i % 60 == 0);
+        }
+        let s = p.snapshot();
+        let plain = String::from_utf8(s.plain.to_vec()).unwrap();
+        let ll = String::from_utf8(s.low_latency.to_vec()).unwrap();
+        let first = s.segments[0].msn;
+        assert!(plain.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n"));
+        assert!(plain.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{first}\n")));
+        assert_eq!(plain.matches("#EXTINF:2.00000,").count(), 2);
+        assert!(!plain.contains("EXT-X-PART"));
+        assert!(ll.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.750\n"));
+        assert!(ll.contains("#EXT-X-PART-INF:PART-TARGET=0.25000\n"));
+        assert_eq!(ll.matches("#EXTINF:").count(), 2);
+        assert_eq!(ll.matches(",INDEPENDENT=YES").count(), 3);
+        let hint = format!(
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p{}.{}.ts\"\n",
+            s.epoch, s.next_part
+        );
+        assert!(ll.ends_with(&hint), "{ll}");
+        // Each part is listed once, in order, before its segment's EXTINF.
+        let numbers: Vec<u64> = ll
+            .lines()
+            .filter_map(|l| l.split(&format!("URI=\"p{}.", s.epoch)).nth(1))
+            .filter_map(|r| r.split('.').next()?.parse().ok())
+            .collect();
+        assert_eq!(numbers, (0..=s.next_part).collect::<Vec<_>>());
+    }
+}

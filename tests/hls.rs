@@ -1,0 +1,608 @@
+//! HLS and Low-Latency HLS from the studio's encode, as players and caches use them: ffprobe
+//! on the plain playlist across a publisher's drop, the HTTP rules (cache, validators, CORS,
+//! blocking reloads, the preload hint), HLS stopping when unwatched, 200 LL-HLS clients
+//! through a real nginx `proxy_cache`, and the watch page falling back to hls.js in
+//! Chromium when the WebRTC audience is full.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    Publisher, Server, data_dir, docs_dir, five_units, is_slate, node, pinned_product, wait_for,
+};
+use fieldcast::hls::load::parse_listing;
+use fieldcast::hls::playlist::iso8601;
+use serde_json::{Value, json};
+
+/// Public rate limits lifted: every client here is on loopback.
+const OPEN_LIMITS: &[&str] = &["--rate-orders", "1000:100", "--rate-whep", "1000:100"];
+
+struct Answer {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+    took: Duration,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut request = agent.get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let started = Instant::now();
+    let mut response = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_vec()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    Answer {
+        status,
+        headers,
+        body,
+        took: started.elapsed(),
+    }
+}
+
+fn on_air(server: &Server, title: &str) -> String {
+    let session = server.create_session(title);
+    let id = session["id"].as_str().unwrap().to_string();
+    server.go_live(&id);
+    id
+}
+
+/// The value of `name="..."` in a playlist line.
+fn attribute<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split(&format!("{name}=\"")).nth(1)?.split('"').next()
+}
+
+#[test]
+fn hls_answers_with_cache_rules_validators_and_cors_and_blocks_reloads_until_the_part_exists() {
+    let server = Server::start_with(&data_dir("hls-http"), &["--hls-idle", "4"]);
+    let id = on_air(&server, "HLS over HTTP");
+    let base = server.url(&format!("/hls/{id}"));
+
+    let missing = get(&server.url("/hls/nosuchsession/ll.m3u8"), &[]);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("access-control-allow-origin"), "*");
+    assert_eq!(missing.header("cache-control"), "no-store");
+
+    // The first request starts HLS and waits for its first segment.
+    let plain = get(&format!("{base}/index.m3u8"), &[]);
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert!(plain.took < Duration::from_secs(6), "{:?}", plain.took);
+    assert_eq!(
+        plain.header("content-type"),
+        "application/vnd.apple.mpegurl"
+    );
+    assert_eq!(plain.header("cache-control"), "public, max-age=1");
+    assert_eq!(plain.header("access-control-allow-origin"), "*");
+    assert!(plain.header("etag").starts_with('"'));
+    assert!(plain.header("last-modified").ends_with(" GMT"));
+    assert!(plain.text().contains("#EXTINF:"), "{}", plain.text());
+    let again = get(
+        &format!("{base}/index.m3u8"),
+        &[("If-None-Match", plain.header("etag"))],
+    );
+    assert!(matches!(again.status, 200 | 304));
+    if again.status == 304 {
+        assert!(again.body.is_empty());
+    }
+
+    // A whole segment: MPEG-TS, immutable, with its validators; 304 for a client holding it.
+    let segment_uri = plain
+        .text()
+        .lines()
+        .rfind(|l| l.ends_with(".ts"))
+        .unwrap()
+        .to_string();
+    let segment = get(&format!("{base}/{segment_uri}"), &[]);
+    assert_eq!(segment.status, 200);
+    assert_eq!(segment.header("content-type"), "video/mp2t");
+    assert_eq!(
+        segment.header("cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(segment.body.len() % 188, 0);
+    assert_eq!(segment.body[0], 0x47);
+    let held = get(
+        &format!("{base}/{segment_uri}"),
+        &[("If-None-Match", segment.header("etag"))],
+    );
+    assert_eq!(held.status, 304);
+    assert!(held.body.is_empty());
+
+    // The low-latency playlist: its rules, and a blocking reload for the next part.
+    let ll = get(&format!("{base}/ll.m3u8"), &[]);
+    assert_eq!(ll.status, 200);
+    assert_eq!(ll.header("cache-control"), "public, max-age=0");
+    let text = ll.text();
+    assert!(
+        text.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK="),
+        "{text}"
+    );
+    assert!(text.contains("#EXT-X-PART-INF:PART-TARGET="), "{text}");
+    let listing = parse_listing(&text).unwrap();
+    let (msn, part) = listing.edge;
+    let blocked = get(
+        &format!("{base}/ll.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+        &[],
+    );
+    assert_eq!(blocked.status, 200, "{}", blocked.text());
+    assert_eq!(blocked.header("cache-control"), "public, max-age=2");
+    assert!(
+        blocked.took < Duration::from_millis(1500),
+        "a blocking reload for the next part took {:?}",
+        blocked.took
+    );
+    let after = parse_listing(&blocked.text()).unwrap();
+    assert!(
+        after.parts.iter().any(|(m, p, _)| (*m, *p) == (msn, part)) || after.edge.0 > msn,
+        "the answer does not hold part {msn}.{part}: {}",
+        blocked.text()
+    );
+
+    // The hinted part is held until it is complete, then served like any part.
+    let hint_line = blocked
+        .text()
+        .lines()
+        .rfind(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
+        .unwrap()
+        .to_string();
+    let hinted = attribute(&hint_line, "URI").unwrap().to_string();
+    let part_answer = get(&format!("{base}/{hinted}"), &[]);
+    assert_eq!(part_answer.status, 200, "{}", part_answer.text());
+    assert_eq!(part_answer.header("content-type"), "video/mp2t");
+    assert_eq!(
+        part_answer.header("cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(part_answer.body.len() % 188, 0);
+    assert!(
+        part_answer.took < Duration::from_millis(1500),
+        "{:?}",
+        part_answer.took
+    );
+
+    // Bad requests get a clear 400 or 404, with CORS.
+    for (query, status) in [
+        ("?_HLS_msn=abc", 400),
+        ("?_HLS_part=1", 400),
+        (&format!("?_HLS_msn={}", msn + 10) as &str, 400),
+    ] {
+        let answer = get(&format!("{base}/ll.m3u8{query}"), &[]);
+        assert_eq!(answer.status, status, "{query}: {}", answer.text());
+        assert_eq!(answer.header("access-control-allow-origin"), "*");
+        assert!(
+            answer
+                .header("content-type")
+                .starts_with("application/problem+json")
+        );
+    }
+    let epoch: &str = hinted.trim_start_matches('p').split('.').next().unwrap();
+    for file in [
+        format!("p{epoch}.99999999.ts"),
+        "p1.0.ts".into(),
+        "s1.ts".into(),
+        "index.html".into(),
+    ] {
+        assert_eq!(get(&format!("{base}/{file}"), &[]).status, 404, "{file}");
+    }
+
+    let metrics = server.metrics();
+    assert!(
+        server.metric("fieldcast_hls_parts_served_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        server.metric("fieldcast_hls_segments_served_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        server.metric("fieldcast_hls_playlists_served_total") >= 3.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nfieldcast_hls_blocking_requests 0\n"),
+        "{metrics}"
+    );
+    assert_eq!(
+        server.metric(&format!(
+            "fieldcast_session_hls_viewers{{session=\"{id}\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        server.metric(&format!("fieldcast_session_hls_active{{session=\"{id}\"}}")),
+        1.0
+    );
+
+    // Unwatched for its idle time (4 s here), HLS stops; a request starts it again, with
+    // new names (a cache may still hold the old ones).
+    wait_for(
+        "HLS to stop when unwatched",
+        Duration::from_secs(10),
+        || server.metric(&format!("fieldcast_session_hls_active{{session=\"{id}\"}}")) == 0.0,
+    );
+    let restarted = get(&format!("{base}/ll.m3u8"), &[]);
+    assert_eq!(restarted.status, 200);
+    let listing = parse_listing(&restarted.text()).unwrap();
+    assert!(
+        listing.edge.0 > msn,
+        "media sequence went back: {} after {msn}",
+        listing.edge.0
+    );
+    assert!(
+        !restarted.text().contains(&format!("p{epoch}.")),
+        "the new run reuses the old part names"
+    );
+}
+
+/// `ffprobe -show_packets` of a playlist: the streams and every packet's stream and time.
+fn probe(url: &str, seconds: u32) -> Value {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-live_start_index", "0", "-read_intervals"])
+        .arg(format!("%+{seconds}"))
+        .args([
+            "-show_entries",
+            "stream=index,codec_name,width,height,sample_rate,channels:packet=stream_index,pts_time",
+            "-of",
+            "json",
+            url,
+        ])
+        .output()
+        .expect("run ffprobe (apt-get install ffmpeg)");
+    assert!(
+        output.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("ffprobe JSON")
+}
+
+/// The mean colour of the first frame of a TS file.
+fn mean_colour(ts: &[u8], dir: &Path) -> [u8; 3] {
+    let file = dir.join("probe.ts");
+    std::fs::write(&file, ts).unwrap();
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&file)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            "scale=1:1:flags=area",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .expect("run ffmpeg");
+    assert_eq!(
+        output.stdout.len(),
+        3,
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    [output.stdout[0], output.stdout[1], output.stdout[2]]
+}
+
+#[test]
+fn plain_hls_reads_in_ffprobe_as_720p_h264_and_aac_with_time_running_on_across_a_publisher_drop() {
+    let server = Server::start(&data_dir("hls-ffprobe"));
+    let session = server.create_session("HLS across a drop");
+    let id = session["id"].as_str().unwrap().to_string();
+    let key = session["stream_key"].as_str().unwrap().to_string();
+    let first = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 60);
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+    let playlist = server.url(&format!("/hls/{id}/index.m3u8"));
+    assert_eq!(get(&playlist, &[]).status, 200);
+    std::thread::sleep(Duration::from_secs(5));
+
+    // The publisher drops; the slate fills in; a publisher comes back.
+    first.kill();
+    let dropped = std::time::SystemTime::now();
+    std::thread::sleep(Duration::from_secs(4));
+    let _second = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 60);
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(5));
+
+    let probed = probe(&playlist, 15);
+    let streams = probed["streams"].as_array().unwrap();
+    let video = streams
+        .iter()
+        .find(|s| s["codec_name"] == "h264")
+        .expect("an H.264 stream");
+    let audio = streams
+        .iter()
+        .find(|s| s["codec_name"] == "aac")
+        .expect("an AAC stream");
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    assert_eq!(audio["sample_rate"], "48000");
+    assert_eq!(audio["channels"], 2);
+    // The slate takes over after 250 ms without a picture, silence after 200 ms
+    // (src/media/output.rs): the longest step allowed is that and a few frames.
+    let slate_after = fieldcast::media::output::SLATE_AFTER.as_secs_f64();
+    let silence_after = fieldcast::media::output::SILENCE_AFTER.as_secs_f64();
+    for (stream, name, longest) in [
+        (video, "video", slate_after + 4.0 / 30.0),
+        (audio, "audio", silence_after + 4.0 * 1024.0 / 48000.0),
+    ] {
+        let times: Vec<f64> = probed["packets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["stream_index"] == stream["index"])
+            .filter_map(|p| p["pts_time"].as_str()?.parse().ok())
+            .collect();
+        let span = times.last().unwrap() - times.first().unwrap();
+        assert!(span >= 13.0, "{name}: only {span:.1} s read");
+        let biggest = times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .fold(f64::MIN, f64::max);
+        let smallest = times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .fold(f64::MAX, f64::min);
+        assert!(
+            smallest > 0.0,
+            "{name}: timestamps do not increase (step {smallest})"
+        );
+        assert!(
+            biggest < longest,
+            "{name}: a {biggest:.3} s hole in the timestamps (the filler should take over within {longest:.3} s)"
+        );
+        eprintln!(
+            "{name}: {} packets over {span:.1} s, steps {smallest:.4}..{biggest:.4} s",
+            times.len()
+        );
+    }
+
+    // The slate is in the HLS too: a segment begun during the drop shows it.
+    let text = get(&playlist, &[]).text();
+    let lines: Vec<&str> = text.lines().collect();
+    let during = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let date = l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")?;
+            let uri = lines[i + 2..].iter().find(|l| l.ends_with(".ts"))?;
+            Some((date.to_string(), uri.to_string()))
+        })
+        .find(|(date, _)| {
+            let from = iso8601(dropped + Duration::from_millis(1200));
+            let until = iso8601(dropped + Duration::from_millis(3500));
+            date.as_str() >= from.as_str() && date.as_str() <= until.as_str()
+        })
+        .map(|(_, uri)| uri)
+        .unwrap_or_else(|| panic!("no segment begun during the drop: {text}"));
+    let ts = get(&server.url(&format!("/hls/{id}/{during}")), &[]).body;
+    let colour = mean_colour(&ts, &server.data);
+    assert!(
+        is_slate(colour),
+        "a segment made during the drop shows {colour:?}, not the slate"
+    );
+}
+
+#[test]
+fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_and_still_sells() {
+    let mut extra = OPEN_LIMITS.to_vec();
+    extra.extend(["--max-viewers-per-session", "1"]);
+    let server = Server::start_with(&data_dir("hls-fallback"), &extra);
+    let session = server.create_session("Rose jam, on HLS");
+    let id = session["id"].as_str().unwrap().to_string();
+    let _publisher = Publisher::ffmpeg(
+        &server.publish_url(session["stream_key"].as_str().unwrap()),
+        "1280x720",
+        120,
+    );
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+    let product = pinned_product(&server, &id);
+    let offer = five_units(&server, &id, product["id"].as_str().unwrap());
+
+    // The one WebRTC place is taken by the project's own WHEP client.
+    let mut occupant = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+        .args([
+            "watch",
+            &server.url(&format!("/whep/{id}")),
+            "--seconds",
+            "90",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the WHEP client");
+    wait_for(
+        "the WebRTC place to be taken",
+        Duration::from_secs(15),
+        || server.metric("fieldcast_viewers") >= 1.0,
+    );
+
+    let screenshot = docs_dir().join("watch-hls-fallback.png");
+    let config = json!({
+        "base": server.url(""),
+        "session": id,
+        "product": "Rose jam",
+        "screenshot": screenshot,
+    });
+    let seen = node("hls.mjs", &[&config.to_string()]);
+    let _ = occupant.kill();
+    let _ = occupant.wait();
+    eprintln!("the page saw: {seen}");
+    assert!(seen["firstFrameMs"].as_u64().unwrap() <= 6000, "{seen}");
+
+    // The order is the ledger's, like any other.
+    let (status, orders) = server.api(
+        "GET",
+        &format!("/api/v1/sessions/{id}/orders?offer_id={offer}"),
+        None,
+    );
+    assert_eq!(status, 200);
+    let orders = orders.as_array().unwrap();
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert_eq!(orders[0]["id"], seen["order"]);
+    assert_eq!(orders[0]["quantity"], 2);
+    assert!(server.metric("fieldcast_hls_parts_served_total") >= 5.0);
+    assert_eq!(
+        server.metric(&format!(
+            "fieldcast_session_hls_viewers{{session=\"{id}\"}}"
+        )),
+        1.0
+    );
+}
+
+/// A foreground nginx with the README's cache configuration, killed when dropped.
+struct Nginx(std::process::Child);
+
+impl Nginx {
+    fn start(upstream: std::net::SocketAddr, dir: &Path) -> (Nginx, std::net::SocketAddr) {
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        std::fs::create_dir_all(dir.join("cache")).unwrap();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            fieldcast::hls::cache::nginx_main_config(
+                &upstream.to_string(),
+                &listen.to_string(),
+                dir,
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nginx (make test installs nginx-light)");
+        wait_for("nginx to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(listen).is_ok()
+        });
+        (Nginx(child), listen)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The number the next part will have, from the live playlist's preload hint.
+fn next_part(server: &Server, id: &str) -> u64 {
+    let text = get(&server.url(&format!("/hls/{id}/ll.m3u8")), &[]).text();
+    let hint = text
+        .lines()
+        .rfind(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
+        .unwrap();
+    let uri = attribute(hint, "URI").unwrap();
+    uri.trim_end_matches(".ts")
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn two_hundred_ll_hls_clients_through_an_nginx_proxy_cache_cost_fieldcast_about_one_request_per_part()
+ {
+    let server = Server::start(&data_dir("hls-cache"));
+    let id = on_air(&server, "HLS through a cache");
+    let (_nginx, cache) = Nginx::start(server.http, &server.data.join("nginx"));
+    // Through the cache, a part is a MISS once and a HIT after.
+    let first = get(&format!("http://{cache}/hls/{id}/ll.m3u8"), &[]);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let part = parse_listing(&first.text())
+        .unwrap()
+        .parts
+        .last()
+        .unwrap()
+        .2
+        .clone();
+    let part_url = format!("http://{cache}/hls/{id}/{part}");
+    assert_eq!(get(&part_url, &[]).header("x-cache"), "MISS");
+    let hit = get(&part_url, &[]);
+    assert_eq!(hit.header("x-cache"), "HIT");
+    assert_eq!(hit.header("access-control-allow-origin"), "*");
+
+    let parts_before = server.metric("fieldcast_hls_parts_served_total");
+    let playlists_before = server.metric("fieldcast_hls_playlists_served_total");
+    let made_before = next_part(&server, &id);
+    let clients = 200;
+    let swarm = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+        .args(["hls-swarm", &format!("http://{cache}/hls/{id}/ll.m3u8")])
+        .args([
+            "--clients",
+            &clients.to_string(),
+            "--ramp-seconds",
+            "2",
+            "--seconds",
+            "8",
+        ])
+        .args(["--sources", "127.0.0.2+100"])
+        .output()
+        .expect("run fieldcast hls-swarm");
+    let report = String::from_utf8_lossy(&swarm.stdout);
+    eprintln!("{report}{}", String::from_utf8_lossy(&swarm.stderr));
+    assert!(swarm.status.success(), "not every client played: {report}");
+    assert!(
+        report.starts_with(&format!("{clients} of {clients} clients played")),
+        "{report}"
+    );
+    let made = next_part(&server, &id) - made_before;
+    let parts = server.metric("fieldcast_hls_parts_served_total") - parts_before;
+    // One initial playlist per client (the live edge is not cacheable), then blocking
+    // reloads: one per part and per cache.
+    let playlists = server.metric("fieldcast_hls_playlists_served_total")
+        - playlists_before
+        - clients as f64
+        - 1.0;
+    eprintln!(
+        "{made} parts made; Fieldcast answered {parts} part requests and {playlists} blocking reloads for {clients} clients"
+    );
+    assert!(made >= 30, "only {made} parts in 10 s");
+    assert!(
+        parts <= 1.5 * made as f64,
+        "{parts} part requests reached Fieldcast for {made} parts: the cache is not collapsing them"
+    );
+    assert!(
+        playlists <= 2.0 * made as f64,
+        "{playlists} blocking reloads reached Fieldcast for {made} parts"
+    );
+}
