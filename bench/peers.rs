@@ -144,24 +144,50 @@ pub fn local_ipv4() -> Ipv4Addr {
     }
 }
 
-/// nginx with the RTMP module, one `live` application, on 127.0.0.1.
+/// nginx with the RTMP module, one `live` application, on 127.0.0.1; with `hls`, it also
+/// writes that application's HLS (`hls_fragment 1s`) and serves it over HTTP.
 pub struct NginxRtmp {
     pub peer: Peer,
     pub port: u16,
+    /// The HTTP port its HLS is served on (`/hls/{key}.m3u8`), when started with HLS.
+    pub hls_port: Option<u16>,
 }
 
 impl NginxRtmp {
     pub fn start(dir: &Path) -> NginxRtmp {
+        Self::launch(dir, false)
+    }
+
+    pub fn start_with_hls(dir: &Path) -> NginxRtmp {
+        Self::launch(dir, true)
+    }
+
+    fn launch(dir: &Path, hls: bool) -> NginxRtmp {
         std::fs::create_dir_all(dir.join("logs")).expect("nginx dir");
+        std::fs::create_dir_all(dir.join("hls")).expect("nginx hls dir");
         let port = free_port();
+        let hls_port = hls.then(free_port);
+        let d = dir.display();
+        let (hls_application, http) = match hls_port {
+            Some(http_port) => (
+                format!(
+                    "      hls on;\n      hls_path {d}/hls;\n      hls_fragment 1s;\n      hls_playlist_length 6s;\n"
+                ),
+                format!(
+                    "http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+                     types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}\n\
+                     server {{\n    listen 127.0.0.1:{http_port};\n    location /hls/ {{ alias {d}/hls/; add_header Cache-Control no-cache; add_header Access-Control-Allow-Origin *; }}\n  }}\n}}\n"
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
         let conf = format!(
             "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
              daemon off;\nmaster_process off;\nworker_processes 1;\n\
-             error_log {dir}/logs/error.log warn;\npid {dir}/nginx.pid;\n\
+             error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
              events {{ worker_connections 1024; }}\n\
              rtmp {{\n  server {{\n    listen 127.0.0.1:{port};\n    chunk_size 4096;\n\
-                 application live {{\n      live on;\n      play_restart on;\n    }}\n  }}\n}}\n",
-            dir = dir.display()
+                 application live {{\n      live on;\n      play_restart on;\n{hls_application}    }}\n  }}\n}}\n{http}"
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("nginx.conf");
@@ -180,7 +206,11 @@ impl NginxRtmp {
             peer.check_running();
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        NginxRtmp { peer, port }
+        NginxRtmp {
+            peer,
+            port,
+            hls_port,
+        }
     }
 
     pub fn url(&self, key: &str) -> String {

@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 quick=()
 for arg in "$@"; do [[ "$arg" == --quick ]] && quick=(--quick); done
 scripts/deps.sh bench
+# The HLS benchmark reads latency in Chromium through the browser tests' playwright-core.
+(cd tests/browser && npm ci --no-audit --no-fund --silent)
 cargo build --release --locked --benches
 started=$SECONDS
 run() {
@@ -22,4 +24,5 @@ run "overlay cost" overlay
 run "fan-out, against Janus" fanout
 run "glass-to-glass and server-added latency, against nginx-rtmp → ffmpeg → Janus" latency
 run "transcode cost per studio, against ffmpeg" transcode
+run "HLS and LL-HLS: keyframe cost, latency against nginx-rtmp's HLS, 2,000 clients direct and through nginx" hls
 echo "benchmarks took $((SECONDS - started)) s"

@@ -9,6 +9,9 @@
 //! into a show with a pinned product card, counters and a countdown, with no viewer. The
 //! ffmpeg studios read the file themselves and send RTP to sockets this process holds.
 //!
+//! With `FIELDCAST_BASELINE_BIN=/path/to/another/fieldcast`, it also compares this build with
+//! that one, alternating, on studios nobody watches (what a feature costs unused).
+//!
 //! Run: `cargo bench --bench transcode` (or `make bench`); `-- --quick` for shorter windows.
 
 use std::net::UdpSocket;
@@ -175,4 +178,36 @@ fn main() {
         "(Fieldcast: the server process's CPU over {} s with the studios live and no viewer, divided by the studios; its publishers run in their own processes. ffmpeg: the studios' processes summed. 4 studios take most of this machine's 2 cores on either side.)",
         window.as_secs()
     );
+    // The cost of what a build added while nobody uses it (HLS: its valves closed, its AAC
+    // encoder idle): this build against another, alternating, the same studios and input.
+    if let Some(baseline) = std::env::var_os("FIELDCAST_BASELINE_BIN") {
+        let studios = 2;
+        println!();
+        println!(
+            "this build against FIELDCAST_BASELINE_BIN={} ({studios} studios, no viewer, nobody asking for HLS; alternating):",
+            baseline.to_string_lossy()
+        );
+        println!();
+        println!("| round | this build, CPU per studio | baseline, CPU per studio | ratio |");
+        println!("|---:|---:|---:|---:|");
+        let mut ratios = Vec::new();
+        for round in 1..=3 {
+            // SAFETY: the benchmark is single-threaded here; the variable is read by
+            // Server::start on this thread only.
+            unsafe { std::env::remove_var("FIELDCAST_BENCH_BIN") };
+            let ours = fieldcast(studios, &input, &dir, window);
+            unsafe { std::env::set_var("FIELDCAST_BENCH_BIN", &baseline) };
+            let theirs = fieldcast(studios, &input, &dir, window);
+            unsafe { std::env::remove_var("FIELDCAST_BENCH_BIN") };
+            let ratio = ours.cores_per_studio / theirs.cores_per_studio;
+            ratios.push(ratio);
+            println!(
+                "| {round} | {:.3} cores | {:.3} cores | {ratio:.3}× |",
+                ours.cores_per_studio, theirs.cores_per_studio
+            );
+        }
+        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+        println!();
+        println!("mean ratio {mean:.3}× (1.000 is no difference)");
+    }
 }

@@ -4,7 +4,8 @@
 #   scripts/deps.sh build  + compiler and GStreamer headers (to build it)
 #   scripts/deps.sh test   + ffmpeg, Chromium, Node.js, Prometheus, nginx (publishers,
 #                          browser, metrics scraper and HLS cache for the tests)
-#   scripts/deps.sh bench  + ffmpeg, nginx-rtmp and Janus (the peers `make bench` compares with)
+#   scripts/deps.sh bench  + ffmpeg, nginx-rtmp and Janus (the peers `make bench` compares with),
+#                          Chromium and Node.js (the HLS latency reader)
 # As root it runs apt-get; otherwise it prints the exact apt-get line and fails.
 set -euo pipefail
 
@@ -13,7 +14,7 @@ run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
           fonts-noto-core fonts-noto-cjk)
 build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
 test_pkgs=(ffmpeg chromium prometheus nginx-light)
-bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus)
+bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus chromium)
 
 want=("${run_pkgs[@]}")
 case "${1:-run}" in
@@ -22,7 +23,9 @@ case "${1:-run}" in
   test) want+=("${build_pkgs[@]}" "${test_pkgs[@]}")
         command -v node >/dev/null 2>&1 || want+=(nodejs)
         command -v npm >/dev/null 2>&1 || want+=(npm) ;;
-  bench) want+=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  bench) want+=("${build_pkgs[@]}" "${bench_pkgs[@]}")
+         command -v node >/dev/null 2>&1 || want+=(nodejs)
+         command -v npm >/dev/null 2>&1 || want+=(npm) ;;
   *) echo "usage: $0 run|build|test|bench" >&2; exit 2 ;;
 esac
 

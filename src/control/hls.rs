@@ -1,11 +1,11 @@
 //! `/hls/{session_id}/...`: the studio's HLS for players and caches (see `src/hls/`).
 //!
-//! - `index.m3u8`: plain HLS, complete segments; cacheable for half a segment.
+//! - `index.m3u8`: plain HLS, complete segments; cacheable for a segment (1 s).
 //! - `ll.m3u8`: Low-Latency HLS. With `_HLS_msn` (and `_HLS_part`) the request blocks until
 //!   that segment (part) is in the playlist, up to three target durations; such an answer
-//!   is as good later as now, so it is cacheable for a segment. Without, it is the live
-//!   edge now, cacheable for no time HTTP can express (half a part is 167 ms; `max-age`
-//!   counts whole seconds).
+//!   holds the part it was asked for whenever it is read, so a cache may keep it for 2 s.
+//!   Without, it is the live edge now, cacheable for no time HTTP can express (half a part
+//!   is 125 ms; `max-age` counts whole seconds).
 //! - `s{msn}.ts`, `p{epoch}.{n}.ts`: segments and parts, immutable. The part the playlist
 //!   hints at is held until it is complete.
 //!
@@ -31,7 +31,7 @@ const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MEDIA_TYPE: &str = "video/mp2t";
 /// Segments and parts never change once published.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-/// The plain playlist changes once a segment (2 s): half of that.
+/// The plain playlist changes once a segment (1 s): a cache asks again after that.
 const PLAIN_PLAYLIST: &str = "public, max-age=1";
 /// A blocking reload's answer holds the part it asked for, whenever it is read.
 const BLOCKING_PLAYLIST: &str = "public, max-age=2";

@@ -15,11 +15,11 @@ pub fn nginx_config(upstream: &str, listen: &str, cache_dir: &std::path::Path) -
 }
 
 /// A whole `nginx.conf` around [`nginx_config`], for a foreground nginx run by root with
-/// every file under `dir` (tests and benchmarks).
+/// every file under `dir` (tests and benchmarks): one process, so its CPU is its own.
 pub fn nginx_main_config(upstream: &str, listen: &str, dir: &std::path::Path) -> String {
     let d = dir.display();
     format!(
-        "user root;\nworker_processes 1;\ndaemon off;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
+        "user root;\nmaster_process off;\nworker_processes 1;\ndaemon off;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
          events {{ worker_connections 16384; }}\n\
          http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
          {}\n}}\n",

@@ -26,8 +26,8 @@ pub const PART_TARGET: Duration = Duration::from_millis(250);
 const PART_CLOSE: Duration = Duration::from_millis(225);
 /// `PART-HOLD-BACK`: three part targets, as the specification recommends.
 pub const PART_HOLD_BACK: f64 = 0.75;
-/// Complete segments kept (about 20 s at 2 s segments): the plain playlist lists them all.
-pub const SEGMENTS_KEPT: usize = 10;
+/// Complete segments kept (20 s at 1 s segments): the plain playlist lists them all.
+pub const SEGMENTS_KEPT: usize = 20;
 /// Segments whose parts are kept and listed (and the one being made).
 pub const PART_SEGMENTS: usize = 3;
 

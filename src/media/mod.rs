@@ -24,7 +24,9 @@ pub struct OutputFormat {
     pub height: u32,
     pub fps: u32,
     pub bitrate_kbps: u32,
-    /// Frames between forced keyframes: at most 2 s.
+    /// Frames between forced keyframes: at most 2 s. One second: HLS segments begin at
+    /// keyframes, and a 1 s segment takes seconds off a plain HLS player's delay, for 1–2 %
+    /// more bitrate at the same SSIM (BENCHMARKS.md, "HLS").
     pub keyint: u32,
 }
 
@@ -35,7 +37,7 @@ impl Default for OutputFormat {
             height: 720,
             fps: 30,
             bitrate_kbps: 2500,
-            keyint: 60,
+            keyint: 30,
         }
     }
 }
