@@ -415,7 +415,8 @@ fn plain_hls_reads_in_ffprobe_as_720p_h264_and_aac_with_time_running_on_across_a
 }
 
 #[test]
-fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_and_still_sells() {
+fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_or_udp_is_blocked_and_still_sells()
+ {
     let mut extra = OPEN_LIMITS.to_vec();
     extra.extend(["--max-viewers-per-session", "1"]);
     let server = Server::start_with(&data_dir("hls-fallback"), &extra);
@@ -436,7 +437,7 @@ fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_and_st
             "watch",
             &server.url(&format!("/whep/{id}")),
             "--seconds",
-            "90",
+            "20",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -456,7 +457,7 @@ fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_and_st
         "screenshot": screenshot,
     });
     let seen = node("hls.mjs", &[&config.to_string()]);
-    let _ = occupant.kill();
+    // It leaves by itself (DTLS close, then DELETE) after its 20 s.
     let _ = occupant.wait();
     eprintln!("the page saw: {seen}");
     assert!(seen["firstFrameMs"].as_u64().unwrap() <= 6000, "{seen}");
@@ -479,6 +480,18 @@ fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_and_st
         )),
         1.0
     );
+
+    // With room on WebRTC again but the browser's UDP to the server lost (the answer's
+    // candidate points at a closed port): WHEP answers, ICE never connects, and the page
+    // plays HLS after its 4 s wait.
+    wait_for("the WebRTC place to free", Duration::from_secs(45), || {
+        server.metric("fieldcast_viewers") == 0.0
+    });
+    let config = json!({"base": server.url(""), "session": id, "udpBlocked": true});
+    let seen = node("hls.mjs", &[&config.to_string()]);
+    eprintln!("with UDP blocked the page saw: {seen}");
+    let first = seen["firstFrameMs"].as_u64().unwrap();
+    assert!((4000..=10_000).contains(&first), "{seen}");
 }
 
 /// A foreground nginx with the README's cache configuration, killed when dropped.

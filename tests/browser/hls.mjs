@@ -3,10 +3,44 @@
 // of what it saw; throws (exit 1) with a sentence at the first thing that is wrong.
 //
 // Usage: node hls.mjs '{"base", "session", "product", "screenshot"}'
+//        node hls.mjs '{"base", "session", "udpBlocked": true}'
+//   The second: UDP to the server is lost on the way, as on a network that blocks it. The
+//   WHEP answer's candidate is rewritten to a port nobody listens on (the discard port), so
+//   WHEP answers, ICE never connects, and the page falls back after its 4 s wait.
 import { launch, viewer, check, waitFrames, playerState, fillSheet } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const seen = {};
+if (cfg.udpBlocked) {
+  const browser = await launch();
+  try {
+    const page = await viewer(browser, { width: 1280, height: 800 });
+    await page.route("**/whep/**", async route => {
+      const response = await route.fetch();
+      if (route.request().method() !== "POST") return route.fulfill({ response });
+      const answer = (await response.text()).replace(/(a=candidate:\S+ \d+ udp \d+ \S+ )\d+/gi, "$19");
+      seen.candidateRewritten = /a=candidate:\S+ \d+ udp \d+ \S+ 9 /i.test(answer);
+      return route.fulfill({ response, body: answer });
+    });
+    const whep = [];
+    page.on("response", r => { if (r.url().includes("/whep/")) whep.push(r.status()); });
+    const started = Date.now();
+    await page.goto(`${cfg.base}/watch/${cfg.session}?debug=1`);
+    await waitFrames(page, 1, 10000);
+    seen.firstFrameMs = Date.now() - started;
+    seen.whep = whep;
+    check(whep.includes(201), `WHEP did not answer the offer: ${JSON.stringify(whep)}`);
+    check(seen.candidateRewritten, "the answer's candidate was not rewritten");
+    seen.frames = await waitFrames(page, 30, 10000);
+    seen.debug = await page.locator("#debug").textContent();
+    check(/path\s+HLS, hls\.js/.test(seen.debug), `not playing HLS: ${seen.debug}`);
+    seen.state = await playerState(page);
+    console.log(JSON.stringify(seen));
+  } finally {
+    await browser.close();
+  }
+  process.exit(0);
+}
 const browser = await launch();
 try {
   const page = await viewer(browser, { width: 1280, height: 800 });
