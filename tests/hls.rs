@@ -208,6 +208,7 @@ fn hls_answers_with_cache_rules_validators_and_cors_and_blocks_reloads_until_the
         format!("p{epoch}.99999999.ts"),
         "p1.0.ts".into(),
         "s1.ts".into(),
+        format!("s1.{msn}.ts"),
         "index.html".into(),
     ] {
         assert_eq!(get(&format!("{base}/{file}"), &[]).status, 404, "{file}");

@@ -6,7 +6,7 @@
 //!   holds the part it was asked for whenever it is read, so a cache may keep it for 2 s.
 //!   Without, it is the live edge now, cacheable for no time HTTP can express (half a part
 //!   is 125 ms; `max-age` counts whole seconds).
-//! - `s{msn}.ts`, `p{epoch}.{n}.ts`: segments and parts, immutable. The part the playlist
+//! - `s{epoch}.{msn}.ts`, `p{epoch}.{n}.ts`: segments and parts, immutable. The part the playlist
 //!   hints at is held until it is complete.
 //!
 //! Every answer carries `ETag`, `Last-Modified` and `Access-Control-Allow-Origin: *`. The
@@ -291,24 +291,25 @@ pub async fn low_latency_playlist(
 /// What a media file name asks for.
 #[derive(Debug, PartialEq)]
 enum Media {
-    Segment(u64),
+    Segment { epoch: u64, msn: u64 },
     Part { epoch: u64, number: u64 },
 }
 
 fn parse_media(file: &str) -> Option<Media> {
     let stem = file.strip_suffix(".ts")?;
-    if let Some(msn) = stem.strip_prefix('s') {
-        return msn.parse().ok().map(Media::Segment);
+    let (kind, rest) = stem.split_at_checked(1)?;
+    let (epoch, number) = rest.split_once('.')?;
+    let (epoch, number) = (epoch.parse().ok()?, number.parse().ok()?);
+    match kind {
+        "s" => Some(Media::Segment { epoch, msn: number }),
+        "p" => Some(Media::Part { epoch, number }),
+        _ => None,
     }
-    let (epoch, number) = stem.strip_prefix('p')?.split_once('.')?;
-    Some(Media::Part {
-        epoch: epoch.parse().ok()?,
-        number: number.parse().ok()?,
-    })
 }
 
-/// `GET /hls/{session_id}/{file}`: a segment (`s{msn}.ts`) or a part (`p{epoch}.{n}.ts`).
-#[utoipa::path(get, path = "/hls/{session_id}/{file}", tag = "playing", params(("session_id" = String, Path, description = "Session id"), ("file" = String, Path, description = "`s{msn}.ts` or `p{epoch}.{n}.ts`")),
+/// `GET /hls/{session_id}/{file}`: a segment (`s{epoch}.{msn}.ts`) or a part
+/// (`p{epoch}.{n}.ts`).
+#[utoipa::path(get, path = "/hls/{session_id}/{file}", tag = "playing", params(("session_id" = String, Path, description = "Session id"), ("file" = String, Path, description = "`s{epoch}.{msn}.ts` or `p{epoch}.{n}.ts`")),
     responses((status = 200, description = "MPEG-TS: H.264 and AAC", body = Vec<u8>, content_type = "video/mp2t"),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 404, description = "Not in the window (too old, or not a media name)", body = super::openapi::Problem, content_type = "application/problem+json")))]
@@ -324,14 +325,15 @@ pub async fn media(
             hls.touch(None);
             let snapshot = hls.snapshot();
             match media {
-                Media::Segment(msn) => {
+                Media::Segment { epoch, msn } => {
                     let chunk = snapshot
                         .segment(msn)
+                        .filter(|_| snapshot.epoch == epoch)
                         .ok_or_else(|| ApiError::not_found("segment"))?;
                     state.hls.segments_served.fetch_add(1, Ordering::Relaxed);
                     Ok(answer(
                         &headers,
-                        format!("\"s{msn}\""),
+                        format!("\"s{epoch}.{msn}\""),
                         chunk.made,
                         IMMUTABLE,
                         MEDIA_TYPE,
@@ -381,8 +383,11 @@ mod tests {
     #[test]
     fn media_names_parse_and_nothing_else_does() {
         assert_eq!(
-            parse_media("s1796158508.ts"),
-            Some(Media::Segment(1796158508))
+            parse_media("s1796158508.1796158600.ts"),
+            Some(Media::Segment {
+                epoch: 1796158508,
+                msn: 1796158600
+            })
         );
         assert_eq!(
             parse_media("p1796158508.42.ts"),
@@ -401,6 +406,9 @@ mod tests {
             "p1.2.3.ts",
             "",
             "s99999999999999999999999.ts",
+            "s1.99999999999999999999999.ts",
+            "é1.2.ts",
+            "s1.2",
         ] {
             assert_eq!(parse_media(bad), None, "{bad}");
         }

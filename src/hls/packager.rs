@@ -62,7 +62,7 @@ pub struct SegmentEntry {
 /// What requests see: the playlists and the media, as of one moment.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// The run these names belong to (unix seconds at start), in the part URIs.
+    /// The run these names belong to (unix seconds at start), in the segment and part URIs.
     pub epoch: u64,
     pub segments: Vec<SegmentEntry>,
     /// The number the next part will have (the preload hint).
@@ -168,8 +168,8 @@ impl Packager {
             segments: VecDeque::new(),
             segment_start: 0,
             part: None,
-            // Numbers grow slower than the clock (a segment lasts over a second), so a run
-            // that starts later never reuses a name a cache may still hold.
+            // Media sequence numbers start at the clock; names also carry the run (`epoch`),
+            // so a later run never reuses a name a cache may still hold.
             next_msn: now,
             next_part: 0,
             asked: false,

@@ -6,9 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::packager::{PART_HOLD_BACK, PART_TARGET, SegmentEntry, Snapshot};
 
-/// URI of a whole segment, relative to the playlist.
-pub fn segment_uri(msn: u64) -> String {
-    format!("s{msn}.ts")
+/// URI of a whole segment, relative to the playlist. Like a part's, it names the run: a
+/// restarted server counts media sequence numbers from the clock again, and a cache must
+/// never answer a new segment with an old one.
+pub fn segment_uri(epoch: u64, msn: u64) -> String {
+    format!("s{epoch}.{msn}.ts")
 }
 
 /// URI of a part, relative to the playlist.
@@ -23,13 +25,13 @@ fn head(out: &mut String, version: u8, target_duration: u64) {
     );
 }
 
-fn segment(out: &mut String, segment: &SegmentEntry) {
+fn segment(out: &mut String, epoch: u64, segment: &SegmentEntry) {
     if let Some(whole) = &segment.whole {
         let _ = write!(
             out,
             "#EXTINF:{:.5},\n{}\n",
             whole.duration.as_secs_f64(),
-            segment_uri(segment.msn)
+            segment_uri(epoch, segment.msn)
         );
     }
 }
@@ -48,7 +50,7 @@ pub fn plain(snapshot: &Snapshot) -> String {
     }
     for s in complete {
         let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(s.started));
-        segment(&mut out, s);
+        segment(&mut out, snapshot.epoch, s);
     }
     out
 }
@@ -82,7 +84,7 @@ pub fn low_latency(snapshot: &Snapshot) -> String {
                 }
             );
         }
-        segment(&mut out, s);
+        segment(&mut out, snapshot.epoch, s);
     }
     if !snapshot.segments.is_empty() {
         let _ = writeln!(
