@@ -2,9 +2,9 @@
 //! get, AAC audio (one small extra encode), MPEG-TS segments and parts kept in memory.
 //!
 //! HLS runs only while someone asked for it in the last minute ([`IDLE_AFTER`], the setting
-//! `hls_idle`): the first request
-//! opens the studio's HLS valves (and asks for a keyframe to start at); the studio's owner
-//! closes them again once nobody has asked for a minute (see `studio/owner.rs`).
+//! `hls_idle`): the first request opens the studio's HLS valves (and asks for a keyframe to
+//! start at); the studio's owner closes them again once nobody has asked for that long (see
+//! `studio/owner.rs`).
 //!
 //! - `packager.rs` cuts segments and parts and publishes [`packager::Snapshot`]s;
 //! - `playlist.rs` writes the two playlists;
@@ -66,7 +66,9 @@ pub struct HlsStream {
     /// Milliseconds since `born` of the last request.
     last_request: AtomicU64,
     controls: OnceLock<Controls>,
-    clients: Mutex<HashMap<IpAddr, Instant>>,
+    /// Client addresses and when each last asked for a playlist, and when the map was last
+    /// pruned.
+    clients: Mutex<(HashMap<IpAddr, Instant>, Instant)>,
 }
 
 impl HlsStream {
@@ -83,7 +85,7 @@ impl HlsStream {
             idle_after,
             last_request: AtomicU64::new(0),
             controls: OnceLock::new(),
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new((HashMap::new(), Instant::now())),
         })
     }
 
@@ -106,7 +108,14 @@ impl HlsStream {
         self.last_request
             .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
         if let Some(client) = client {
-            let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+            let (clients, pruned) = &mut *guard;
+            // Full: forget the addresses gone quiet, at most once a second (each prune is
+            // a pass over the map, so new addresses cannot make every request pay one).
+            if clients.len() >= MAX_CLIENTS && pruned.elapsed() >= Duration::from_secs(1) {
+                clients.retain(|_, seen| seen.elapsed() < VIEWER_WINDOW);
+                *pruned = Instant::now();
+            }
             if clients.len() < MAX_CLIENTS || clients.contains_key(&client) {
                 clients.insert(client, Instant::now());
             }
@@ -197,8 +206,31 @@ impl HlsStream {
 
     /// Distinct client addresses that asked for a playlist in the last [`VIEWER_WINDOW`].
     pub fn viewers(&self) -> usize {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let (clients, pruned) = &mut *guard;
         clients.retain(|_, seen| seen.elapsed() < VIEWER_WINDOW);
+        *pruned = Instant::now();
         clients.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viewers_are_distinct_addresses_and_a_request_starts_hls_once() {
+        let hls = HlsStream::new("test", Duration::from_secs(1), IDLE_AFTER);
+        assert!(!hls.is_active());
+        let ip = |n: u8| IpAddr::from([127, 0, 0, n]);
+        assert!(!hls.touch(Some(ip(2))), "the first request starts HLS");
+        assert!(hls.touch(Some(ip(2))));
+        assert!(hls.touch(Some(ip(3))));
+        assert!(hls.touch(None), "a media request is no viewer");
+        assert!(hls.is_active());
+        assert_eq!(hls.viewers(), 2);
+        assert!(!hls.stop_if_idle(), "asked for just now");
+        hls.stop();
+        assert!(!hls.is_active());
     }
 }
