@@ -232,6 +232,15 @@ pub fn percentile(values: &mut [Duration], p: f64) -> Duration {
     values[((values.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The `p` quantile (0..=1) of `values`, sorting them; NaN when there are none.
+pub fn quantile_of(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
 /// User and system CPU seconds so far of the threads of process `pid` whose name starts with
 /// `prefix` (from /proc/PID/task/*/stat).
 pub fn thread_times(pid: u32, prefix: &str) -> (f64, f64) {

@@ -36,20 +36,12 @@ mod harness;
 mod peers;
 mod stamped;
 
-use harness::Server;
+use harness::{Server, quantile_of};
 use peers::{NginxRtmp, Peer};
 use stamped::{Publisher, PublisherKind};
 
 fn bench_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[((values.len() - 1) as f64 * p).round() as usize]
 }
 
 /// x264 at constant quality (CRF 23) with a keyframe every `keyint` frames: (kb/s, SSIM).
@@ -203,9 +195,9 @@ fn latency_row(
     frames: usize,
     target: &str,
 ) -> f64 {
-    let p50 = percentile(&mut samples, 0.5);
-    let p95 = percentile(&mut samples, 0.95);
-    let p99 = percentile(&mut samples, 0.99);
+    let p50 = quantile_of(&mut samples, 0.5);
+    let p95 = quantile_of(&mut samples, 0.95);
+    let p99 = quantile_of(&mut samples, 0.99);
     println!(
         "| {name} | {reader} | {} of {frames} | {:.2} s | {:.2} s | {:.2} s | {target} |",
         samples.len(),
@@ -358,15 +350,6 @@ fn next_part(url: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn metric(server: &Server, name: &str) -> f64 {
-    server
-        .metrics()
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 struct Swarm {
     report: load::LoadReport,
     server_cores: f64,
@@ -399,16 +382,16 @@ fn swarm(
     let runner = std::thread::spawn(move || load::run(&options));
     std::thread::sleep(ramp);
     let made_before = next_part(&origin_playlist);
-    let parts_before = metric(server, "fieldcast_hls_parts_served_total");
-    let playlists_before = metric(server, "fieldcast_hls_playlists_served_total");
+    let parts_before = server.metric("fieldcast_hls_parts_served_total") as f64;
+    let playlists_before = server.metric("fieldcast_hls_playlists_served_total") as f64;
     let (server_before, _) = server.usage();
     let cache_before = cache_peer.map(|p| p.usage().0).unwrap_or(0.0);
     std::thread::sleep(window);
     let (server_after, _) = server.usage();
     let cache_after = cache_peer.map(|p| p.usage().0).unwrap_or(0.0);
     let made = next_part(&origin_playlist).saturating_sub(made_before);
-    let parts = metric(server, "fieldcast_hls_parts_served_total") - parts_before;
-    let playlists = metric(server, "fieldcast_hls_playlists_served_total") - playlists_before;
+    let parts = server.metric("fieldcast_hls_parts_served_total") as f64 - parts_before;
+    let playlists = server.metric("fieldcast_hls_playlists_served_total") as f64 - playlists_before;
     let report = runner.join().expect("load thread").expect("load run");
     let secs = window.as_secs_f64();
     Swarm {

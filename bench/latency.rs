@@ -24,7 +24,7 @@ mod harness;
 mod peers;
 mod stamped;
 
-use harness::Server;
+use harness::{Server, quantile_of};
 use peers::{Janus, NginxRtmp, Peer};
 use stamped::{Publisher, PublisherKind};
 
@@ -44,14 +44,6 @@ impl Run {
             sent_ms: std::mem::take(&mut *publisher.sent_ms.lock().unwrap()),
         }
     }
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[((values.len() - 1) as f64 * p).round() as usize]
 }
 
 fn watch(signalling: &dyn Signalling, seconds: Duration) -> (Vec<f64>, usize) {
@@ -143,11 +135,11 @@ fn chain(kind: PublisherKind, seconds: Duration) -> Run {
 }
 
 fn row(name: &str, run: &mut Run) -> (f64, f64) {
-    let p50 = percentile(&mut run.samples, 0.5);
-    let p95 = percentile(&mut run.samples, 0.95);
-    let p99 = percentile(&mut run.samples, 0.99);
-    let encoder = percentile(&mut run.encoder_ms, 0.5);
-    let sent = percentile(&mut run.sent_ms, 0.5);
+    let p50 = quantile_of(&mut run.samples, 0.5);
+    let p95 = quantile_of(&mut run.samples, 0.95);
+    let p99 = quantile_of(&mut run.samples, 0.99);
+    let encoder = quantile_of(&mut run.encoder_ms, 0.5);
+    let sent = quantile_of(&mut run.sent_ms, 0.5);
     println!(
         "| {name} | {} of {} | {p50:.0} ms | {p95:.0} ms | {p99:.0} ms | {encoder:.0} ms | {sent:.0} ms |",
         run.samples.len(),
