@@ -113,15 +113,50 @@ fn hls_answers_with_cache_rules_validators_and_cors_and_blocks_reloads_until_the
         assert!(again.body.is_empty());
     }
 
-    // A whole segment: MPEG-TS, immutable, with its validators; 304 for a client holding it.
-    let segment_uri = plain
-        .text()
+    // The plain playlist ends with the segment being made, listed with the grid's duration;
+    // the segments end on the grid (a late frame on a busy machine may move one off it).
+    let text = plain.text();
+    let listed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .collect();
+    assert!(listed.last() == Some(&"1.00000,"), "{text}");
+    let on_grid = listed.iter().filter(|l| **l == "1.00000,").count();
+    assert!(
+        on_grid * 2 > listed.len(),
+        "segments off the 1 s grid: {text}"
+    );
+    let growing_uri = text
         .lines()
         .rfind(|l| l.ends_with(".ts"))
         .unwrap()
         .to_string();
-    let segment = get(&format!("{base}/{segment_uri}"), &[]);
+
+    // It is sent as it is made (chunked, no length known), and the answer ends when the
+    // segment does: then it is served whole, the same bytes under the same validators.
+    let growing = get(&format!("{base}/{growing_uri}"), &[]);
+    assert_eq!(growing.status, 200, "{}", growing.text());
+    assert_eq!(growing.header("transfer-encoding"), "chunked");
+    assert_eq!(growing.header("content-type"), "video/mp2t");
+    assert_eq!(
+        growing.header("cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    let segment = get(&format!("{base}/{growing_uri}"), &[]);
     assert_eq!(segment.status, 200);
+    assert_eq!(
+        segment.header("content-length"),
+        segment.body.len().to_string()
+    );
+    assert_eq!(segment.header("etag"), growing.header("etag"));
+    assert!(
+        segment.body == growing.body,
+        "the segment sent as it was made ({} bytes) is not the complete one ({} bytes)",
+        growing.body.len(),
+        segment.body.len()
+    );
+
+    // A whole segment: MPEG-TS, immutable, with its validators; 304 for a client holding it.
     assert_eq!(segment.header("content-type"), "video/mp2t");
     assert_eq!(
         segment.header("cache-control"),
@@ -130,7 +165,7 @@ fn hls_answers_with_cache_rules_validators_and_cors_and_blocks_reloads_until_the
     assert_eq!(segment.body.len() % 188, 0);
     assert_eq!(segment.body[0], 0x47);
     let held = get(
-        &format!("{base}/{segment_uri}"),
+        &format!("{base}/{growing_uri}"),
         &[("If-None-Match", segment.header("etag"))],
     );
     assert_eq!(held.status, 304);
@@ -285,6 +320,33 @@ fn probe(url: &str, seconds: u32) -> Value {
     serde_json::from_slice(&output.stdout).expect("ffprobe JSON")
 }
 
+/// The presentation time (s) of the first video PES in MPEG-TS bytes.
+fn first_video_pts(ts: &[u8]) -> Option<f64> {
+    for packet in ts.chunks_exact(188) {
+        let pid = u16::from(packet[1] & 0x1F) << 8 | u16::from(packet[2]);
+        if pid != fieldcast::hls::ts::PID_VIDEO || packet[1] & 0x40 == 0 {
+            continue;
+        }
+        let start = if packet[3] & 0x20 != 0 {
+            5 + usize::from(packet[4])
+        } else {
+            4
+        };
+        let pes = packet.get(start..)?;
+        if pes.get(..3)? != [0, 0, 1] || pes.get(7)? & 0x80 == 0 {
+            return None;
+        }
+        let p = pes.get(9..14)?;
+        let pts = (u64::from(p[0] >> 1) & 7) << 30
+            | u64::from(p[1]) << 22
+            | u64::from(p[2] >> 1) << 15
+            | u64::from(p[3]) << 7
+            | u64::from(p[4] >> 1);
+        return Some(pts as f64 / 90_000.0);
+    }
+    None
+}
+
 /// The mean colour of the first frame of a TS file.
 fn mean_colour(ts: &[u8], dir: &Path) -> [u8; 3] {
     let file = dir.join("probe.ts");
@@ -320,7 +382,13 @@ fn plain_hls_reads_in_ffprobe_as_720p_h264_and_aac_with_time_running_on_across_a
     let session = server.create_session("HLS across a drop");
     let id = session["id"].as_str().unwrap().to_string();
     let key = session["stream_key"].as_str().unwrap().to_string();
-    let first = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 60);
+    // A phone at 25 fps first: the encoder's own count (30 frames) would put keyframes
+    // 1.2 s apart; the segments' keyframes are asked for on the 1 s grid.
+    let first = Publisher::ffmpeg_from(
+        &server.publish_url(&key),
+        "testsrc2=size=1280x720:rate=25:duration=60",
+        60,
+    );
     server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
     let playlist = server.url(&format!("/hls/{id}/index.m3u8"));
     assert_eq!(get(&playlist, &[]).status, 200);
@@ -389,8 +457,42 @@ fn plain_hls_reads_in_ffprobe_as_720p_h264_and_aac_with_time_running_on_across_a
         );
     }
 
-    // The slate is in the HLS too: a segment begun during the drop shows it.
+    // Each segment begins where the listed durations before it say, within a frame and a
+    // little (a 25 fps frame is 40 ms; frames arrive a few ms early or late) at 25 fps, the
+    // slate, then 30 fps: the grid's 1 s at 25 fps (the encoder's own count would give
+    // 1.2 s), its own length where the picture stopped, and no drift over the window.
     let text = get(&playlist, &[]).text();
+    let mut listed = Vec::new();
+    let mut starts = Vec::new();
+    let mut pending = None;
+    for line in text.lines() {
+        if let Some(extinf) = line.strip_prefix("#EXTINF:") {
+            pending = extinf.trim_end_matches(',').parse::<f64>().ok();
+        } else if line.ends_with(".ts") {
+            let ts = get(&server.url(&format!("/hls/{id}/{line}")), &[]).body;
+            listed.push(pending.take().expect("an EXTINF before each segment"));
+            starts.push(first_video_pts(&ts).expect("a video PES in each segment"));
+        }
+    }
+    let spans: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("segments listed {listed:?}, lasting {spans:.3?}");
+    let mut at = starts[0];
+    for (i, start) in starts.iter().enumerate().skip(1) {
+        at += listed[i - 1];
+        assert!(
+            (start - at).abs() <= 0.06,
+            "segment {i} begins {:.3} s from where the playlist puts it: {text}",
+            start - at
+        );
+    }
+    let on_grid = listed.iter().filter(|d| **d == 1.0).count();
+    assert!(
+        on_grid + 3 >= listed.len() && spans.len() >= 12,
+        "{on_grid} of {} segments on the 1 s grid: {text}",
+        listed.len()
+    );
+
+    // The slate is in the HLS too: a segment begun during the drop shows it.
     let lines: Vec<&str> = text.lines().collect();
     let during = lines
         .iter()

@@ -1,13 +1,16 @@
 //! `/hls/{session_id}/...`: the studio's HLS for players and caches (see `src/hls/`).
 //!
-//! - `index.m3u8`: plain HLS, complete segments; cacheable for a segment (1 s).
+//! - `index.m3u8`: plain HLS, the window's segments and the one being made; cacheable for a
+//!   segment (1 s).
 //! - `ll.m3u8`: Low-Latency HLS. With `_HLS_msn` (and `_HLS_part`) the request blocks until
 //!   that segment (part) is in the playlist, up to three target durations; such an answer
 //!   holds the part it was asked for whenever it is read, so a cache may keep it for 2 s.
 //!   Without, it is the live edge now, cacheable for no time HTTP can express (half a part
 //!   is 125 ms; `max-age` counts whole seconds).
 //! - `s{epoch}.{msn}.ts`, `p{epoch}.{n}.ts`: segments and parts, immutable. The part the playlist
-//!   hints at is held until it is complete.
+//!   hints at is held until it is complete. The segment being made is sent as its parts are
+//!   made (chunked), and the answer ends when the segment does: the same bytes, and the same
+//!   validators, as once it is complete.
 //!
 //! Every answer carries `ETag`, `Last-Modified` and `Access-Control-Allow-Origin: *`. The
 //! first request while HLS is idle starts it and waits for its first segment.
@@ -24,8 +27,8 @@ use bytes::Bytes;
 use super::client::Client;
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::hls::HlsStream;
 use crate::hls::packager::{PART_TARGET, Published, Snapshot};
-use crate::hls::{HlsCounters, HlsStream};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MEDIA_TYPE: &str = "video/mp2t";
@@ -72,18 +75,18 @@ async fn started(hls: &HlsStream) -> Result<Published, ApiError> {
 }
 
 /// Counts a request that waits, for as long as it waits.
-struct Blocking<'a>(&'a HlsCounters);
+struct Blocking(AppState);
 
-impl<'a> Blocking<'a> {
-    fn new(counters: &'a HlsCounters) -> Self {
-        counters.blocking_open.fetch_add(1, Ordering::Relaxed);
-        Self(counters)
+impl Blocking {
+    fn new(state: &AppState) -> Self {
+        state.hls.blocking_open.fetch_add(1, Ordering::Relaxed);
+        Self(state.clone())
     }
 }
 
-impl Drop for Blocking<'_> {
+impl Drop for Blocking {
     fn drop(&mut self) {
-        self.0.blocking_open.fetch_sub(1, Ordering::Relaxed);
+        self.0.hls.blocking_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -171,12 +174,7 @@ pub async fn plain_playlist(
             hls.touch(Some(client.0));
             let snapshot = started(&hls).await?;
             state.hls.playlists_served.fetch_add(1, Ordering::Relaxed);
-            let last = snapshot
-                .segments
-                .iter()
-                .rev()
-                .find(|s| s.whole.is_some())
-                .map_or(0, |s| s.msn);
+            let last = snapshot.edge().map_or(0, |s| s.msn);
             Ok(answer(
                 &headers,
                 format!("\"{}-{last}\"", snapshot.epoch),
@@ -260,7 +258,7 @@ pub async fn low_latency_playlist(
                         ));
                     }
                     let timeout = Duration::from_secs(3 * now.target_duration.max(1));
-                    let _waiting = Blocking::new(&state.hls);
+                    let _waiting = Blocking::new(&state);
                     let snapshot = hls
                         .wait_for(timeout, |s| s.reached(msn, part))
                         .await
@@ -325,7 +323,17 @@ pub async fn media(
             hls.touch(None);
             let snapshot = hls.snapshot();
             match media {
-                Media::Segment { epoch, msn } => {
+                Media::Segment { epoch, msn } if snapshot.epoch == epoch => {
+                    if let Some(segment) = snapshot.in_progress(msn) {
+                        state.hls.segments_served.fetch_add(1, Ordering::Relaxed);
+                        return Ok(growing_segment(
+                            &state,
+                            hls.clone(),
+                            &headers,
+                            (epoch, msn),
+                            segment.started,
+                        ));
+                    }
                     let chunk = snapshot
                         .segment(msn)
                         .filter(|_| snapshot.epoch == epoch)
@@ -340,6 +348,7 @@ pub async fn media(
                         chunk.bytes.clone(),
                     ))
                 }
+                Media::Segment { .. } => Err(ApiError::not_found("segment")),
                 Media::Part { epoch, number } => {
                     if epoch != snapshot.epoch {
                         return Err(ApiError::not_found("part"));
@@ -347,7 +356,7 @@ pub async fn media(
                     let snapshot =
                         if snapshot.part(number).is_none() && number == snapshot.next_part {
                             // The hinted part: held until it is complete.
-                            let _waiting = Blocking::new(&state.hls);
+                            let _waiting = Blocking::new(&state);
                             hls.wait_for(PART_TARGET * 6, |s| {
                                 s.epoch != epoch || s.next_part > number
                             })
@@ -374,6 +383,84 @@ pub async fn media(
         }
         .await,
     )
+}
+
+/// The segment being made, sent as it is made: its parts so far, then each part as it
+/// completes, until the segment does. Should the window lose it (HLS stopped) or the segment
+/// not end within three target durations, the answer breaks off instead of ending, so no
+/// cache keeps half a segment.
+fn growing_segment(
+    state: &AppState,
+    hls: Arc<HlsStream>,
+    request: &HeaderMap,
+    (epoch, msn): (u64, u64),
+    started: SystemTime,
+) -> Response {
+    let etag = format!("\"s{epoch}.{msn}\"");
+    let held = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if held {
+        return answer(request, etag, started, IMMUTABLE, MEDIA_TYPE, Bytes::new());
+    }
+    struct Sending {
+        hls: Arc<HlsStream>,
+        rx: tokio::sync::watch::Receiver<Published>,
+        sent: usize,
+        ready: std::collections::VecDeque<Bytes>,
+        done: bool,
+        deadline: tokio::time::Instant,
+        _waiting: Blocking,
+    }
+    let target = hls.snapshot().target_duration.max(1);
+    let sending = Sending {
+        rx: hls.subscribe(),
+        hls,
+        sent: 0,
+        ready: Default::default(),
+        done: false,
+        deadline: tokio::time::Instant::now() + Duration::from_secs(3 * target),
+        _waiting: Blocking::new(state),
+    };
+    let body = futures_util::stream::unfold(sending, move |mut s| async move {
+        loop {
+            if let Some(bytes) = s.ready.pop_front() {
+                s.sent += bytes.len();
+                return Some((Ok(bytes), s));
+            }
+            if s.done {
+                return None;
+            }
+            let now = s.hls.snapshot();
+            match now.segment_from(msn, s.sent).filter(|_| now.epoch == epoch) {
+                Some((rest, complete)) => {
+                    s.ready.extend(rest.into_iter().filter(|b| !b.is_empty()));
+                    s.done = complete;
+                    if !s.ready.is_empty() || s.done {
+                        continue;
+                    }
+                }
+                None => return Some((Err(std::io::Error::other("HLS stopped")), s)),
+            }
+            let changed = tokio::time::timeout_at(s.deadline, s.rx.changed()).await;
+            if !matches!(changed, Ok(Ok(()))) {
+                let e = std::io::Error::other("the segment did not end in time");
+                return Some((Err(e), s));
+            }
+        }
+    });
+    let mut response = axum::body::Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(started)) {
+        headers.insert(header::LAST_MODIFIED, date);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    response
 }
 
 #[cfg(test)]

@@ -40,7 +40,11 @@ const MAX_CLIENTS: usize = 200_000;
 /// How HLS reaches the studio's pipeline: its valves, and its encoder for a keyframe.
 pub struct Controls {
     pub switch: Box<dyn Fn(bool) + Send + Sync>,
+    /// A keyframe soon, like a viewer's request (to start HLS at).
     pub keyframe: Box<dyn Fn() + Send + Sync>,
+    /// A keyframe at the encoder's next frame: called from the streaming thread that
+    /// delivered the frame before it, so it takes effect before the encoder sees the next.
+    pub keyframe_next: Box<dyn Fn() + Send + Sync>,
 }
 
 /// Server-wide HLS counters (for `/metrics`).
@@ -173,7 +177,7 @@ impl HlsStream {
         if progress.want_keyframe
             && let Some(controls) = self.controls.get()
         {
-            (controls.keyframe)();
+            (controls.keyframe_next)();
         }
     }
 
@@ -187,6 +191,11 @@ impl HlsStream {
     /// What requests answer from now.
     pub fn snapshot(&self) -> Published {
         self.published.borrow().clone()
+    }
+
+    /// Follows the published window.
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
+        self.published.subscribe()
     }
 
     /// Waits (up to `timeout`) until `ready` holds for the published window; the window it

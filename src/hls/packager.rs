@@ -1,8 +1,12 @@
 //! Cuts the studio's encoded stream into HLS segments and Low-Latency HLS parts, in memory.
 //!
-//! - A segment begins at a keyframe, once the one before it has lasted about the segment
-//!   target (the encoder's keyframe interval). If the encoder's keyframe is late (a viewer's
-//!   keyframe request restarted its count), the packager asks for one.
+//! - Segments end on a grid of the segment target (1 s) from where HLS started. The frame
+//!   before a segment is due asks the encoder for a keyframe from the streaming thread, so the
+//!   very next frame is one, whatever viewers' keyframe requests did to the encoder's own count
+//!   and whatever the publisher's frame rate. A segment is therefore listed before it is made
+//!   (the plain playlist names the segment being made, with its duration), and each segment's
+//!   listed duration is the grid's: their sum never drifts from the timestamps. A segment that
+//!   could not end on the grid (a stall) is listed as it was, and the grid starts again there.
 //! - A part closes after about 233 ms of video, or where a keyframe begins (that part is
 //!   `INDEPENDENT`). Parts are named by one counter across segments, so the part the
 //!   playlist hints at exists whatever segment it lands in.
@@ -51,6 +55,9 @@ pub struct PartEntry {
 #[derive(Debug, Clone)]
 pub struct SegmentEntry {
     pub msn: u64,
+    /// Its `EXTINF`: the grid's segment target, listed before the segment is complete (a
+    /// segment that missed the grid gets its own duration once complete).
+    pub listed: Duration,
     /// Wall-clock time of its first frame (`EXT-X-PROGRAM-DATE-TIME`).
     pub started: SystemTime,
     /// Its complete parts (emptied once the segment is older than the part window).
@@ -67,7 +74,7 @@ pub struct Snapshot {
     pub segments: Vec<SegmentEntry>,
     /// The number the next part will have (the preload hint).
     pub next_part: u64,
-    /// Plain HLS: complete segments only.
+    /// Plain HLS: the segments, the one being made last.
     pub plain: Bytes,
     /// Low-Latency HLS: parts, server control, the preload hint.
     pub low_latency: Bytes,
@@ -111,6 +118,32 @@ impl Snapshot {
             .and_then(|s| s.whole.as_ref())
     }
 
+    /// The segment being made, if it is `msn`.
+    pub fn in_progress(&self, msn: u64) -> Option<&SegmentEntry> {
+        self.edge().filter(|s| s.msn == msn && s.whole.is_none())
+    }
+
+    /// Segment `msn` from byte `from` on, as far as it is made: the rest of the whole
+    /// segment once complete, else the rest of its complete parts (a segment is its parts one
+    /// after the other). `None` when the window no longer holds it.
+    pub fn segment_from(&self, msn: u64, from: usize) -> Option<(Vec<Bytes>, bool)> {
+        let segment = self.segments.iter().find(|s| s.msn == msn)?;
+        if let Some(whole) = &segment.whole {
+            return Some((vec![whole.bytes.slice(from.min(whole.bytes.len())..)], true));
+        }
+        let mut offset = 0;
+        let mut rest = Vec::new();
+        for part in &segment.parts {
+            let bytes = &part.chunk.bytes;
+            let end = offset + bytes.len();
+            if end > from {
+                rest.push(bytes.slice(from.saturating_sub(offset)..));
+            }
+            offset = end;
+        }
+        Some((rest, false))
+    }
+
     pub fn part(&self, number: u64) -> Option<&PartEntry> {
         self.segments
             .iter()
@@ -126,6 +159,14 @@ struct OpenPart {
     bytes: Vec<u8>,
 }
 
+/// The segment grid: segment `index` (counted from `origin`, a running time in ns) is due
+/// to end at `origin + (index + 1) × target`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Grid {
+    origin: u64,
+    index: u64,
+}
+
 /// The packager of one studio (its state is behind the stream's lock).
 pub struct Packager {
     ts: TsWriter,
@@ -134,11 +175,16 @@ pub struct Packager {
     segments: VecDeque<SegmentEntry>,
     /// Running time (ns) the open segment began at.
     segment_start: u64,
+    grid: Grid,
+    /// The last video frame's running time, and the usual gap between frames (ns): when the
+    /// next frame is expected.
+    last_pts: u64,
+    frame_gap: u64,
     part: Option<OpenPart>,
     next_msn: u64,
     next_part: u64,
-    /// Asked the encoder for this segment's closing keyframe already.
-    asked: bool,
+    /// When (running time) the encoder was asked for this segment's closing keyframe.
+    asked: Option<u64>,
 }
 
 /// What a frame did to the window.
@@ -146,9 +192,14 @@ pub struct Packager {
 pub struct Progress {
     /// A part or segment closed: publish a new snapshot.
     pub published: bool,
-    /// The segment is due and no keyframe came: ask the encoder for one.
+    /// The next frame closes the segment: ask the encoder for a keyframe now, from this
+    /// thread, before the encoder takes that frame.
     pub want_keyframe: bool,
 }
+
+/// Frame gaps are taken within these bounds (a stall is no frame rate).
+const FRAME_GAP_MIN: u64 = 1_000_000;
+const FRAME_GAP_MAX: u64 = 200_000_000;
 
 fn unix_seconds() -> u64 {
     SystemTime::now()
@@ -167,12 +218,15 @@ impl Packager {
             epoch: now,
             segments: VecDeque::new(),
             segment_start: 0,
+            grid: Grid::default(),
+            last_pts: 0,
+            frame_gap: 33_333_333,
             part: None,
             // Media sequence numbers start at the clock; names also carry the run (`epoch`),
             // so a later run never reuses a name a cache may still hold.
             next_msn: now,
             next_part: 0,
-            asked: false,
+            asked: None,
         }
     }
 
@@ -180,7 +234,7 @@ impl Packager {
     pub fn reset(&mut self) {
         self.segments.clear();
         self.part = None;
-        self.asked = false;
+        self.asked = None;
         self.epoch = unix_seconds().max(self.epoch + 1);
         self.next_msn = self.next_msn.max(self.epoch);
         self.next_part = 0;
@@ -189,15 +243,31 @@ impl Packager {
     /// One H.264 access unit at running time `pts` (ns).
     pub fn video(&mut self, access_unit: &[u8], pts: u64, keyframe: bool) -> Progress {
         let mut progress = Progress::default();
+        if self.part.is_some() && pts > self.last_pts {
+            // A moving average over about 8 frames: one late frame does not move the grid.
+            let gap = (pts - self.last_pts).clamp(FRAME_GAP_MIN, FRAME_GAP_MAX) as i64;
+            let average = self.frame_gap as i64;
+            self.frame_gap = (average + (gap - average) / 8) as u64;
+        }
+        self.last_pts = pts;
         match &self.part {
             None if !keyframe => return progress,
-            None => self.open_segment(pts),
+            None => {
+                self.grid = Grid {
+                    origin: pts,
+                    index: 0,
+                };
+                self.open_segment(pts);
+            }
             Some(part) => {
-                let in_segment = Duration::from_nanos(pts.saturating_sub(self.segment_start));
+                let due = self.due();
+                let half_frame = self.frame_gap / 2;
                 let in_part = Duration::from_nanos(pts.saturating_sub(part.start));
-                if keyframe && in_segment + PART_TARGET / 2 >= self.segment_target {
+                // The keyframe asked for closes the segment, and so does any keyframe within
+                // half a frame of the grid (or past it).
+                if keyframe && (self.asked.is_some() || pts + half_frame >= due) {
                     self.close_part(pts);
-                    self.close_segment(pts);
+                    self.close_segment(pts, due);
                     self.open_segment(pts);
                     progress.published = true;
                 } else if keyframe || in_part >= PART_CLOSE {
@@ -205,8 +275,15 @@ impl Packager {
                     self.open_part(pts, keyframe);
                     progress.published = true;
                 }
-                if !keyframe && in_segment >= self.segment_target && !self.asked {
-                    self.asked = true;
+                // The next frame is expected at or past the grid (within half a frame): it
+                // must be a keyframe. Asked again if no keyframe came for half a segment.
+                let due = self.due();
+                let next = pts + self.frame_gap + self.frame_gap / 2;
+                let again = self
+                    .asked
+                    .is_some_and(|at| pts >= at + self.segment_target.as_nanos() as u64 / 2);
+                if (self.asked.is_none() && next >= due) || again {
+                    self.asked = Some(pts);
                     progress.want_keyframe = true;
                 }
             }
@@ -216,6 +293,11 @@ impl Packager {
                 .video(&mut part.bytes, access_unit, timestamp_90k(pts), keyframe);
         }
         progress
+    }
+
+    /// When (running time, ns) the open segment is due to end.
+    fn due(&self) -> u64 {
+        self.grid.origin + (self.grid.index + 1) * self.segment_target.as_nanos() as u64
     }
 
     /// One ADTS frame at running time `pts` (ns); it joins the part being made.
@@ -228,13 +310,14 @@ impl Packager {
     fn open_segment(&mut self, pts: u64) {
         self.segments.push_back(SegmentEntry {
             msn: self.next_msn,
+            listed: self.segment_target,
             started: SystemTime::now(),
             parts: Vec::new(),
             whole: None,
         });
         self.next_msn += 1;
         self.segment_start = pts;
-        self.asked = false;
+        self.asked = None;
         self.open_part(pts, true);
         // The window: complete segments beyond the kept number go; parts of segments
         // beyond the part window go (their whole segment stays).
@@ -274,7 +357,14 @@ impl Packager {
         self.next_part += 1;
     }
 
-    fn close_segment(&mut self, pts: u64) {
+    /// Closes the open segment at `pts`; it was due at `due`. Within a frame of it, the
+    /// segment keeps the grid's duration it was listed with and the grid goes on; otherwise
+    /// it is listed as long as it was (from where the grid had it begin) and the grid starts
+    /// again at `pts`.
+    fn close_segment(&mut self, pts: u64, due: u64) {
+        let target = self.segment_target.as_nanos() as u64;
+        let on_grid = pts.abs_diff(due) <= self.frame_gap;
+        let nominal_start = due.saturating_sub(target);
         let Some(segment) = self.segments.back_mut() else {
             return;
         };
@@ -287,6 +377,15 @@ impl Packager {
             duration: Duration::from_nanos(pts.saturating_sub(self.segment_start)),
             made: SystemTime::now(),
         });
+        if on_grid {
+            self.grid.index += 1;
+        } else {
+            segment.listed = Duration::from_nanos(pts.saturating_sub(nominal_start));
+            self.grid = Grid {
+                origin: pts,
+                index: 0,
+            };
+        }
     }
 
     /// The window as requests see it, with both playlists rendered.
@@ -295,8 +394,9 @@ impl Packager {
         let target_duration = self
             .segments
             .iter()
-            .filter_map(|s| s.whole.as_ref())
-            .map(|c| c.duration.as_secs_f64().round() as u64)
+            .flat_map(|s| [Some(s.listed), s.whole.as_ref().map(|c| c.duration)])
+            .flatten()
+            .map(|d| d.as_secs_f64().round() as u64)
             .chain([self.segment_target.as_secs_f64().round() as u64])
             .max()
             .unwrap_or(2)
@@ -321,15 +421,27 @@ pub type Published = Arc<Snapshot>;
 mod tests {
     use super::*;
 
-    /// Feeds `seconds` of 30 fps video with a keyframe every `keyint` frames (and at any
-    /// frame in `forced`), and a 21.3 ms audio frame alongside.
+    /// Feeds frames `from..from + frames` at 30 fps to a packager standing in for the
+    /// encoder too: a keyframe every `keyint` frames, at any frame in `forced` (a viewer's
+    /// request), and at the frame after the packager asked for one. Returns the frames that
+    /// asked.
     fn feed(p: &mut Packager, from: u64, frames: u64, keyint: u64, forced: &[u64]) -> Vec<u64> {
+        let pts: Vec<u64> = (from..from + frames)
+            .map(|i| i * 1_000_000_000 / 30)
+            .collect();
+        feed_at(p, from, &pts, keyint, forced)
+    }
+
+    /// Like [`feed`], with each frame's running time given (`pts[k]` is frame `from + k`).
+    fn feed_at(p: &mut Packager, from: u64, pts: &[u64], keyint: u64, forced: &[u64]) -> Vec<u64> {
         let mut asked = Vec::new();
-        for i in from..from + frames {
-            let key = i % keyint == 0 || forced.contains(&i);
-            let pts = i * 1_000_000_000 / 30;
+        let mut ask_pending = false;
+        for (k, &pts) in pts.iter().enumerate() {
+            let i = from + k as u64;
+            let key = i.is_multiple_of(keyint) || forced.contains(&i) || ask_pending;
             let progress = p.video(&[0, 0, 0, 1, 0x65, 1, 2, 3], pts, key);
             p.audio(&[0xFF, 0xF1, 0, 0, 0, 0, 0], pts);
+            ask_pending = progress.want_keyframe;
             if progress.want_keyframe {
                 asked.push(i);
             }
@@ -347,6 +459,7 @@ mod tests {
         for (i, segment) in s.segments[..4].iter().enumerate() {
             let whole = segment.whole.as_ref().unwrap();
             assert!((whole.duration.as_secs_f64() - 2.0).abs() < 0.01);
+            assert_eq!(segment.listed, Duration::from_secs(2));
             assert_eq!(whole.bytes.len() % 188, 0);
             // The oldest segment's parts are out of the part window.
             assert_eq!(segment.parts.is_empty(), i == 0);
@@ -377,23 +490,83 @@ mod tests {
             .collect();
         assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1));
         assert_eq!(s.next_part, numbers.last().unwrap() + 1);
+        // The segment being made is listed with the grid's duration already.
+        assert_eq!(s.edge().unwrap().listed, Duration::from_secs(2));
     }
 
     #[test]
-    fn a_forced_keyframe_starts_an_independent_part_and_the_packager_asks_for_the_late_one() {
+    fn a_viewers_keyframe_starts_an_independent_part_and_the_segment_still_ends_on_the_grid() {
         let mut p = Packager::new(Duration::from_secs(2));
         // A viewer's keyframe at frame 20 restarts the encoder's count: its next natural
-        // keyframe would be at 80 (2.67 s). The packager asks at 2 s.
+        // keyframe would be at 80 (2.67 s). The frame before 2 s asks for one.
         let asked = feed(&mut p, 0, 62, 1000, &[0, 20]);
-        assert_eq!(asked, vec![60]);
+        assert_eq!(asked, vec![59]);
         let s = p.snapshot();
-        let parts = &s.segments[0].parts;
-        assert!(parts.iter().any(|p| p.independent && p.number > 0));
-        // The encoder answers with a keyframe at 62: the segment closes there.
-        feed(&mut p, 62, 3, 1000, &[62]);
+        assert!(
+            s.segments[0]
+                .parts
+                .iter()
+                .any(|p| p.independent && p.number > 0)
+        );
+        let first = &s.segments[0];
+        let whole = first.whole.as_ref().unwrap();
+        assert!((whole.duration.as_secs_f64() - 2.0).abs() < 0.001);
+        assert_eq!(first.listed, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn at_25_fps_with_jitter_segments_end_on_the_grid_and_the_listed_durations_never_drift() {
+        let mut p = Packager::new(Duration::from_secs(1));
+        // 25 fps (the encoder's own count of 30 frames would be 1.2 s), each frame up to 9 ms
+        // early or late, and a viewer's keyframe now and then.
+        let frames = 25 * 19;
+        let pts: Vec<u64> = (0..frames)
+            .map(|i| i * 40_000_000 + 11_000_000 + (i * 7_919 % 19) * 1_000_000)
+            .collect();
+        feed_at(&mut p, 0, &pts, 30, &[37, 111, 203, 204, 349]);
         let s = p.snapshot();
-        let first = s.segments[0].whole.as_ref().unwrap();
-        assert!((first.duration.as_secs_f64() - 62.0 / 30.0).abs() < 0.01);
+        let complete: Vec<&SegmentEntry> =
+            s.segments.iter().filter(|s| s.whole.is_some()).collect();
+        assert_eq!(complete.len(), 18);
+        let mut listed = Duration::ZERO;
+        for segment in &complete {
+            assert_eq!(segment.listed, Duration::from_secs(1));
+            let actual = segment.whole.as_ref().unwrap().duration.as_secs_f64();
+            assert!(
+                (actual - 1.0).abs() <= 0.04 + 0.019,
+                "a segment of {actual} s"
+            );
+            listed += segment.listed;
+        }
+        // The listed durations add up to the time the segments span, within a frame.
+        let span: f64 = complete
+            .iter()
+            .map(|s| s.whole.as_ref().unwrap().duration.as_secs_f64())
+            .sum();
+        assert!(
+            (span - listed.as_secs_f64()).abs() < 0.04,
+            "{span} against {listed:?}"
+        );
+    }
+
+    #[test]
+    fn a_stall_is_listed_as_long_as_it_was_and_the_grid_starts_again_after_it() {
+        let mut p = Packager::new(Duration::from_secs(1));
+        // 2 s of 30 fps, then no picture for 1.5 s, then 3 s more.
+        let mut pts: Vec<u64> = (0..60).map(|i| i * 1_000_000_000 / 30).collect();
+        let resume = 3_500_000_000;
+        pts.extend((0..90).map(|i| resume + i * 1_000_000_000 / 30));
+        let asked = feed_at(&mut p, 0, &pts, 1000, &[0]);
+        let s = p.snapshot();
+        let listed: Vec<f64> = s
+            .segments
+            .iter()
+            .filter(|s| s.whole.is_some())
+            .map(|s| s.listed.as_secs_f64())
+            .collect();
+        // 0–1 s on the grid; the next one was due at 2 s, and the keyframe its last frame
+        // asked for is the first frame back, at 3.5 s; then the grid starts there.
+        assert_eq!(listed, vec![1.0, 2.5, 1.0, 1.0], "asked at {asked:?}");
     }
 
     #[test]
@@ -409,6 +582,30 @@ mod tests {
         assert!(!s.reached(edge, Some(complete)));
         assert!(!s.reached(edge, None));
         assert!(!s.reached(edge + 1, Some(0)));
+    }
+
+    #[test]
+    fn the_segment_being_made_reads_as_its_parts_so_far_and_then_as_the_whole() {
+        let mut p = Packager::new(Duration::from_secs(1));
+        feed(&mut p, 0, 45, 30, &[]);
+        let s = p.snapshot();
+        let edge = s.edge().unwrap();
+        assert!(s.in_progress(edge.msn).is_some());
+        assert!(s.in_progress(edge.msn - 1).is_none());
+        let (so_far, complete) = s.segment_from(edge.msn, 0).unwrap();
+        assert!(!complete);
+        let so_far: Vec<u8> = so_far.concat();
+        let first_part = edge.parts[0].chunk.bytes.len();
+        let (rest, _) = s.segment_from(edge.msn, first_part + 10).unwrap();
+        assert_eq!(rest.concat(), so_far[first_part + 10..]);
+        let msn = edge.msn;
+        feed(&mut p, 45, 20, 30, &[]);
+        let s = p.snapshot();
+        let (whole, complete) = s.segment_from(msn, 0).unwrap();
+        assert!(complete);
+        assert_eq!(whole.concat()[..so_far.len()], so_far[..]);
+        assert_eq!(whole.concat(), s.segment(msn).unwrap().bytes[..]);
+        assert!(s.segment_from(msn + 5, 0).is_none());
     }
 
     #[test]

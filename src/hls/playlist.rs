@@ -1,8 +1,8 @@
-//! The two media playlists of a studio's HLS: plain (complete segments, for any player and
-//! any cache) and Low-Latency (RFC 8216bis: parts, blocking reload, a preload hint).
+//! The two media playlists of a studio's HLS: plain (whole segments, the one being made
+//! last, for any player and any cache) and Low-Latency (RFC 8216bis: parts, blocking reload, a preload hint).
 
 use std::fmt::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::packager::{PART_HOLD_BACK, PART_TARGET, SegmentEntry, Snapshot};
 
@@ -25,32 +25,28 @@ fn head(out: &mut String, version: u8, target_duration: u64) {
     );
 }
 
-fn segment(out: &mut String, epoch: u64, segment: &SegmentEntry) {
-    if let Some(whole) = &segment.whole {
-        let _ = write!(
-            out,
-            "#EXTINF:{:.5},\n{}\n",
-            whole.duration.as_secs_f64(),
-            segment_uri(epoch, segment.msn)
-        );
-    }
+fn segment(out: &mut String, epoch: u64, segment: &SegmentEntry, duration: Duration) {
+    let _ = write!(
+        out,
+        "#EXTINF:{:.5},\n{}\n",
+        duration.as_secs_f64(),
+        segment_uri(epoch, segment.msn)
+    );
 }
 
-/// Plain HLS: the complete segments of the window.
+/// Plain HLS: the segments of the window, the one being made last. That one is listed
+/// before it is complete (its duration is the grid's, see `packager.rs`) and sent as it is
+/// made, so a player that starts three segments from the end starts a segment nearer the
+/// live edge.
 pub fn plain(snapshot: &Snapshot) -> String {
     let mut out = String::with_capacity(1024);
     head(&mut out, 3, snapshot.target_duration);
-    let complete: Vec<&SegmentEntry> = snapshot
-        .segments
-        .iter()
-        .filter(|s| s.whole.is_some())
-        .collect();
-    if let Some(first) = complete.first() {
+    if let Some(first) = snapshot.segments.first() {
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.msn);
     }
-    for s in complete {
+    for s in &snapshot.segments {
         let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(s.started));
-        segment(&mut out, snapshot.epoch, s);
+        segment(&mut out, snapshot.epoch, s, s.listed);
     }
     out
 }
@@ -84,7 +80,11 @@ pub fn low_latency(snapshot: &Snapshot) -> String {
                 }
             );
         }
-        segment(&mut out, snapshot.epoch, s);
+        // Complete segments only, each as long as its parts: a low-latency player times
+        // the parts it has played against the segment that replaces them.
+        if let Some(whole) = &s.whole {
+            segment(&mut out, snapshot.epoch, s, whole.duration);
+        }
     }
     if !snapshot.segments.is_empty() {
         let _ = writeln!(
@@ -124,7 +124,6 @@ pub fn iso8601(time: SystemTime) -> String {
 mod tests {
     use super::super::packager::Packager;
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn dates_are_iso_8601_utc() {
@@ -147,7 +146,12 @@ mod tests {
         let first = s.segments[0].msn;
         assert!(plain.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n"));
         assert!(plain.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{first}\n")));
-        assert_eq!(plain.matches("#EXTINF:2.00000,").count(), 2);
+        // Two complete segments and the one being made.
+        assert_eq!(plain.matches("#EXTINF:2.00000,").count(), 3);
+        assert!(
+            plain.ends_with(&format!("s{}.{}.ts\n", s.epoch, first + 2)),
+            "{plain}"
+        );
         assert!(!plain.contains("EXT-X-PART"));
         assert!(ll.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.750\n"));
         assert!(ll.contains("#EXT-X-PART-INF:PART-TARGET=0.25000\n"));

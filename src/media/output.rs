@@ -344,12 +344,39 @@ impl StudioOutput {
         Ok(HlsSwitch { valves })
     }
 
+    /// What makes the encoder's next frame a keyframe. Its `ask` must be called from the
+    /// thread that delivered a frame to an HLS appsink (no queue sits between the encoder and
+    /// them, and x264 in zerolatency has no frame delay): the event is in the encoder before
+    /// the next frame is.
+    pub fn next_keyframe(&self) -> Result<NextKeyframe, MediaError> {
+        self.pipeline
+            .by_name("encoder")
+            .and_then(|encoder| encoder.static_pad("src"))
+            .map(NextKeyframe)
+            .ok_or_else(|| MediaError::Build {
+                name: STUDIO_OUTPUT.name,
+                reason: "no encoder with a src pad".into(),
+            })
+    }
+
     /// Asks the encoder for a keyframe (with SPS/PPS) as soon as possible.
     pub fn force_keyframe(&self) {
         let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
             .all_headers(true)
             .build();
         self.encoder_sink.send_event(event);
+    }
+}
+
+/// The encoder's output pad, to ask for a keyframe at its next frame.
+pub struct NextKeyframe(gst::Pad);
+
+impl NextKeyframe {
+    pub fn ask(&self) {
+        let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        self.0.send_event(event);
     }
 }
 

@@ -81,8 +81,9 @@ pub(crate) fn spawn(
     Ok((handle, Stopper(stop_tx)))
 }
 
-/// The studio's HLS, fed by the output's HLS branches; a keyframe it asks for goes through
-/// the owner like a viewer's (coalesced).
+/// The studio's HLS, fed by the output's HLS branches. The keyframe it starts at goes
+/// through the owner like a viewer's (coalesced); the keyframes its segments end at go to the
+/// encoder straight from the streaming thread, for the very next frame.
 fn connect_hls(
     label: &str,
     output: &StudioOutput,
@@ -104,8 +105,12 @@ fn connect_hls(
             },
         )
         .map_err(|e| StudioError::Start(e.to_string()))?;
+    let next_keyframe = output
+        .next_keyframe()
+        .map_err(|e| StudioError::Start(e.to_string()))?;
     hls.set_controls(Controls {
         switch: Box::new(move |open| switch.set(open)),
+        keyframe_next: Box::new(move || next_keyframe.ask()),
         keyframe: Box::new(move || {
             if let Some(requests) = requests.upgrade() {
                 let _ = requests.try_send(Request::ForceKeyframe);
