@@ -197,6 +197,9 @@ pub struct Progress {
     pub want_keyframe: bool,
 }
 
+/// A segment ends on the grid when its closing keyframe is within a frame of it, and never
+/// more than this (frames that came late on a starved machine put it off the grid).
+const ON_GRID_MAX: u64 = 50_000_000;
 /// Frame gaps are taken within these bounds (a stall is no frame rate).
 const FRAME_GAP_MIN: u64 = 1_000_000;
 const FRAME_GAP_MAX: u64 = 200_000_000;
@@ -357,13 +360,13 @@ impl Packager {
         self.next_part += 1;
     }
 
-    /// Closes the open segment at `pts`; it was due at `due`. Within a frame of it, the
-    /// segment keeps the grid's duration it was listed with and the grid goes on; otherwise
-    /// it is listed as long as it was (from where the grid had it begin) and the grid starts
-    /// again at `pts`.
+    /// Closes the open segment at `pts`; it was due at `due`. Within a frame of it (at most
+    /// [`ON_GRID_MAX`]), the segment keeps the grid's duration it was listed with and the
+    /// grid goes on; otherwise it is listed as long as it was (from where the grid had it
+    /// begin) and the grid starts again at `pts`.
     fn close_segment(&mut self, pts: u64, due: u64) {
         let target = self.segment_target.as_nanos() as u64;
-        let on_grid = pts.abs_diff(due) <= self.frame_gap;
+        let on_grid = pts.abs_diff(due) <= self.frame_gap.min(ON_GRID_MAX);
         let nominal_start = due.saturating_sub(target);
         let Some(segment) = self.segments.back_mut() else {
             return;

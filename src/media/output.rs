@@ -22,7 +22,8 @@ use super::{
 pub const SLATE_AFTER: Duration = Duration::from_millis(250);
 /// No audio for this long: silence fills in.
 pub const SILENCE_AFTER: Duration = Duration::from_millis(200);
-/// Audio timestamps that drift this far from arrival time are re-anchored.
+/// Audio timestamps that fall this far behind arrival time jump forward to it; audio that
+/// would be stamped this far ahead of its arrival is dropped.
 const AUDIO_RESYNC: Duration = Duration::from_millis(80);
 /// Duration of one silence buffer.
 const SILENCE_CHUNK: Duration = Duration::from_millis(20);
@@ -193,13 +194,16 @@ impl OutputFeed {
                 .audio_clock
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
+            let resync = AUDIO_RESYNC.as_nanos() as u64;
             let pts = match clock.next {
-                Some(next)
-                    if next.nseconds().abs_diff(arrival.nseconds())
-                        < AUDIO_RESYNC.as_nanos() as u64 =>
-                {
-                    next
-                }
+                // Audio stamped this far ahead of its arrival (a burst after a stall that the
+                // silence already filled, or a publisher whose clock runs fast) would have to
+                // go back in time: it is dropped, and the clock holds, so timestamps only go
+                // forward.
+                Some(next) if arrival.nseconds() + resync < next.nseconds() => return,
+                // Within the bound either side: continuous.
+                Some(next) if arrival.nseconds() < next.nseconds() + resync => next,
+                // Behind its arrival (a gap): it jumps forward.
                 _ => arrival,
             };
             clock.next = Some(pts + duration);
