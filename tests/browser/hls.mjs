@@ -32,6 +32,10 @@ if (cfg.udpBlocked) {
     check(whep.includes(201), `WHEP did not answer the offer: ${JSON.stringify(whep)}`);
     check(seen.candidateRewritten, "the answer's candidate was not rewritten");
     seen.frames = await waitFrames(page, 30, 10000);
+    // The debug panel is redrawn once a second, and hls.js may have played its 30 frames
+    // (catching up at 1.5×) before the first redraw since the fallback.
+    await page.waitForFunction(() => /path\s+\S/.test(document.getElementById("debug").textContent),
+      null, { timeout: 5000 }).catch(() => {});
     seen.debug = await page.locator("#debug").textContent();
     check(/path\s+HLS, hls\.js/.test(seen.debug), `not playing HLS: ${seen.debug}`);
     seen.state = await playerState(page);
