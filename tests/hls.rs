@@ -75,6 +75,21 @@ fn on_air(server: &Server, title: &str) -> String {
     id
 }
 
+/// A plain playlist's segments, in order: each one's `EXTINF` and URI.
+fn segments(playlist: &str) -> Vec<(f64, String)> {
+    let mut listed = Vec::new();
+    let mut duration = None;
+    for line in playlist.lines() {
+        if let Some(extinf) = line.strip_prefix("#EXTINF:") {
+            duration = extinf.trim_end_matches(',').parse::<f64>().ok();
+        } else if line.ends_with(".ts") {
+            let duration = duration.take().expect("an EXTINF before each segment");
+            listed.push((duration, line.to_string()));
+        }
+    }
+    listed
+}
+
 /// The value of `name="..."` in a playlist line.
 fn attribute<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line.split(&format!("{name}=\"")).nth(1)?.split('"').next()
@@ -116,21 +131,14 @@ fn hls_answers_with_cache_rules_validators_and_cors_and_blocks_reloads_until_the
     // The plain playlist ends with the segment being made, listed with the grid's duration;
     // the segments end on the grid (a late frame on a busy machine may move one off it).
     let text = plain.text();
-    let listed: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .collect();
-    assert!(listed.last() == Some(&"1.00000,"), "{text}");
-    let on_grid = listed.iter().filter(|l| **l == "1.00000,").count();
+    let listed = segments(&text);
+    let (last, growing_uri) = listed.last().cloned().expect("a segment listed");
+    assert_eq!(last, 1.0, "{text}");
+    let on_grid = listed.iter().filter(|(d, _)| *d == 1.0).count();
     assert!(
         on_grid * 2 > listed.len(),
         "segments off the 1 s grid: {text}"
     );
-    let growing_uri = text
-        .lines()
-        .rfind(|l| l.ends_with(".ts"))
-        .unwrap()
-        .to_string();
 
     // It is sent as it is made (chunked, no length known), and the answer ends when the
     // segment does: then it is served whole, the same bytes under the same validators.
@@ -463,18 +471,14 @@ fn plain_hls_reads_in_ffprobe_as_720p_h264_and_aac_with_time_running_on_across_a
     // slate, then 30 fps: the grid's 1 s at 25 fps (the encoder's own count would give
     // 1.2 s), its own length where the picture stopped, and no drift over the window.
     let text = get(&playlist, &[]).text();
-    let mut listed = Vec::new();
-    let mut starts = Vec::new();
-    let mut pending = None;
-    for line in text.lines() {
-        if let Some(extinf) = line.strip_prefix("#EXTINF:") {
-            pending = extinf.trim_end_matches(',').parse::<f64>().ok();
-        } else if line.ends_with(".ts") {
-            let ts = get(&server.url(&format!("/hls/{id}/{line}")), &[]).body;
-            listed.push(pending.take().expect("an EXTINF before each segment"));
-            starts.push(first_video_pts(&ts).expect("a video PES in each segment"));
-        }
-    }
+    let (listed, uris): (Vec<f64>, Vec<String>) = segments(&text).into_iter().unzip();
+    let starts: Vec<f64> = uris
+        .iter()
+        .map(|uri| {
+            let ts = get(&server.url(&format!("/hls/{id}/{uri}")), &[]).body;
+            first_video_pts(&ts).expect("a video PES in each segment")
+        })
+        .collect();
     let spans: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
     eprintln!("segments listed {listed:?}, lasting {spans:.3?}");
     let mut at = starts[0];
@@ -682,12 +686,7 @@ fn two_hundred_ll_hls_clients_through_an_nginx_proxy_cache_cost_fieldcast_about_
     // first client as it is made, and then the cache holds the complete segment.
     let plain = get(&format!("http://{cache}/hls/{id}/index.m3u8"), &[]);
     assert_eq!(plain.status, 200, "{}", plain.text());
-    let newest = plain
-        .text()
-        .lines()
-        .rfind(|l| l.ends_with(".ts"))
-        .unwrap()
-        .to_string();
+    let (_, newest) = segments(&plain.text()).pop().expect("a segment listed");
     let through = get(&format!("http://{cache}/hls/{id}/{newest}"), &[]);
     assert_eq!(through.status, 200, "{}", through.text());
     assert_eq!(through.header("x-cache"), "MISS");

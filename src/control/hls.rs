@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -90,6 +91,14 @@ impl Drop for Blocking {
     }
 }
 
+/// Whether the client already holds `etag` (`If-None-Match`).
+fn held(request: &HeaderMap, etag: &str) -> bool {
+    request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
 /// An answer with the validators and the cache rule; 304 when the client holds it.
 fn answer(
     request: &HeaderMap,
@@ -97,16 +106,12 @@ fn answer(
     made: SystemTime,
     cache_control: &'static str,
     content_type: &'static str,
-    body: Bytes,
+    body: impl Into<Body>,
 ) -> Response {
-    let fresh = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut response = if fresh {
+    let mut response = if held(request, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut response = body.into_response();
+        let mut response = body.into().into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -328,7 +333,7 @@ pub async fn media(
                         state.hls.segments_served.fetch_add(1, Ordering::Relaxed);
                         return Ok(growing_segment(
                             &state,
-                            hls.clone(),
+                            hls,
                             &headers,
                             (epoch, msn),
                             segment.started,
@@ -336,7 +341,6 @@ pub async fn media(
                     }
                     let chunk = snapshot
                         .segment(msn)
-                        .filter(|_| snapshot.epoch == epoch)
                         .ok_or_else(|| ApiError::not_found("segment"))?;
                     state.hls.segments_served.fetch_add(1, Ordering::Relaxed);
                     Ok(answer(
@@ -397,15 +401,10 @@ fn growing_segment(
     started: SystemTime,
 ) -> Response {
     let etag = format!("\"s{epoch}.{msn}\"");
-    let held = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    if held {
-        return answer(request, etag, started, IMMUTABLE, MEDIA_TYPE, Bytes::new());
+    if held(request, &etag) {
+        return answer(request, etag, started, IMMUTABLE, MEDIA_TYPE, Body::empty());
     }
     struct Sending {
-        hls: Arc<HlsStream>,
         rx: tokio::sync::watch::Receiver<Published>,
         sent: usize,
         ready: std::collections::VecDeque<Bytes>,
@@ -416,7 +415,6 @@ fn growing_segment(
     let target = hls.snapshot().target_duration.max(1);
     let sending = Sending {
         rx: hls.subscribe(),
-        hls,
         sent: 0,
         ready: Default::default(),
         done: false,
@@ -432,7 +430,7 @@ fn growing_segment(
             if s.done {
                 return None;
             }
-            let now = s.hls.snapshot();
+            let now = s.rx.borrow_and_update().clone();
             match now.segment_from(msn, s.sent).filter(|_| now.epoch == epoch) {
                 Some((rest, complete)) => {
                     s.ready.extend(rest.into_iter().filter(|b| !b.is_empty()));
@@ -450,17 +448,14 @@ fn growing_segment(
             }
         }
     });
-    let mut response = axum::body::Body::from_stream(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
-    if let Ok(etag) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, etag);
-    }
-    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(started)) {
-        headers.insert(header::LAST_MODIFIED, date);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
-    response
+    answer(
+        request,
+        etag,
+        started,
+        IMMUTABLE,
+        MEDIA_TYPE,
+        Body::from_stream(body),
+    )
 }
 
 #[cfg(test)]
