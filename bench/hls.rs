@@ -522,16 +522,16 @@ fn scale(quick: bool) {
     );
     println!();
     println!(
-        "| path | clients played | Fieldcast CPU | per client (above the baseline) | nginx CPU | delivered | parts fetched | late (> 250 ms after the first client) | arrival spread p50 / p99 | part requests at Fieldcast per part made | playlist requests at Fieldcast per part made |"
+        "| path | clients played | Fieldcast CPU | per client (above the baseline) | nginx CPU | delivered | parts fetched | late (> 250 ms after the first client) | fell behind the window (went on from the live edge) | arrival spread p50 / p99 | part requests at Fieldcast per part made | playlist requests at Fieldcast per part made |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, s) in [
         ("straight from Fieldcast", &direct),
         ("through nginx `proxy_cache`", &cached),
     ] {
         let r = &s.report;
         println!(
-            "| {name} | {} of {} | {:.2} cores | {:.3} % of a core | {} | {:.0} Mbit/s | {} | {:.1} % | {:.0} / {:.0} ms | {:.2} | {:.2} |",
+            "| {name} | {} of {} | {:.2} cores | {:.3} % of a core | {} | {:.0} Mbit/s | {} | {:.1} % | {} | {:.0} / {:.0} ms | {:.2} | {:.2} |",
             r.playing,
             r.clients,
             s.server_cores,
@@ -544,6 +544,7 @@ fn scale(quick: bool) {
             r.bytes as f64 * 8.0 / r.window.as_secs_f64() / 1e6,
             r.parts_fetched,
             100.0 * r.parts_late as f64 / r.parts_fetched.max(1) as f64,
+            r.fell_behind,
             r.spread_p50.as_secs_f64() * 1e3,
             r.spread_p99.as_secs_f64() * 1e3,
             s.parts_at_origin / s.parts_made.max(1) as f64,
@@ -551,14 +552,14 @@ fn scale(quick: bool) {
         );
     }
     println!();
-    if let Some(e) = direct
-        .report
-        .first_error
-        .as_ref()
-        .or(cached.report.first_error.as_ref())
-    {
-        println!("first client error: {e}");
-        println!();
+    for (name, s) in [("straight", &direct), ("through nginx", &cached)] {
+        if let Some(e) = &s.report.first_error {
+            println!(
+                "{name}: {} clients stopped on an error; the first: {e}",
+                s.report.errors
+            );
+            println!();
+        }
     }
 }
 

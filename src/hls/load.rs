@@ -4,8 +4,10 @@
 //! connection, from its own source address (so per-address counts see distinct clients).
 //!
 //! A part is *late* for a client when it arrived more than one part target after the first
-//! client that got it: that client is falling behind the live edge by a part. A part a
-//! client lost its place (its playlist had moved past the last part it fetched) *fell behind*.
+//! client that got it: that client is falling behind the live edge by a part. A client that
+//! lost its place *fell behind*: its playlist had moved past the last part it fetched, or a
+//! part its playlist listed had left the window (404) by the time it asked. Like a player, it
+//! then goes on from the live edge.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -247,6 +249,17 @@ struct Shared {
     report: LoadReport,
 }
 
+/// Whether the live playlist (no blocking) lists part `uri`; `None` when it cannot be read.
+async fn live_lists(connection: &mut Connection, target: &Target, uri: &str) -> Option<bool> {
+    match connection.get(&target.host, &target.playlist, true).await {
+        Ok((answer, _)) if answer.status == 200 => {
+            let listing = parse_listing(&String::from_utf8_lossy(&answer.body))?;
+            Some(listing.parts.iter().any(|(_, _, u)| u == uri))
+        }
+        _ => None,
+    }
+}
+
 /// One client: play from the live edge until `until`.
 async fn client(
     target: Arc<Target>,
@@ -266,6 +279,7 @@ async fn client(
     };
     let mut next: Option<(u64, u64)> = None;
     let mut last_part: Option<String> = None;
+    let mut read_at;
     let mut fetched = 0u64;
     let mut arrivals = Vec::new();
     let (mut playlists, mut bytes, mut fell_behind) = (0u64, 0u64, 0u64);
@@ -276,6 +290,7 @@ async fn client(
         };
         let listing = match connection.get(&target.host, &path, true).await {
             Ok((answer, _)) if answer.status == 200 => {
+                read_at = Instant::now();
                 playlists += 1;
                 match parse_listing(&String::from_utf8_lossy(&answer.body)) {
                     Some(l) => l,
@@ -300,6 +315,7 @@ async fn client(
             },
             None => listing.parts.len().saturating_sub(1),
         };
+        let mut rejoin = false;
         for (_, _, uri) in listing.parts.iter().skip(start) {
             let path = format!("{}{uri}", target.dir);
             match connection.get(&target.host, &path, false).await {
@@ -311,12 +327,32 @@ async fn client(
                         arrivals.push((uri.clone(), now));
                     }
                 }
-                Ok((answer, _)) => return fail(format!("part: HTTP {}", answer.status)),
+                Ok((answer, _)) => {
+                    // Listed, and no longer in the live playlist: this client is behind the
+                    // window. A part the live playlist still lists must not be missing.
+                    if answer.status == 404
+                        && live_lists(&mut connection, &target, uri).await == Some(false)
+                    {
+                        fell_behind += 1;
+                        rejoin = true;
+                        break;
+                    }
+                    let newest = listing.parts.last().map_or("", |(_, _, u)| u);
+                    return fail(format!(
+                        "part {uri}: HTTP {} ({} ms after the playlist that listed it, up to {newest})",
+                        answer.status,
+                        read_at.elapsed().as_millis()
+                    ));
+                }
                 Err(e) => return fail(format!("part: {e}")),
             }
             last_part = Some(uri.clone());
         }
-        next = Some(listing.edge);
+        if rejoin {
+            (next, last_part) = (None, None);
+        } else {
+            next = Some(listing.edge);
+        }
     }
     let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
     for (uri, at) in &arrivals {
