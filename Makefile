@@ -24,24 +24,28 @@ test:
 bench: build
 	bench/run.sh $(BENCH_ARGS)
 
+# What packaging needs: the build packages, unless FIELDCAST_BIN names a binary built elsewhere
+# (CI hands over the one its fresh root built).
+PACKAGING_DEPS := $(if $(FIELDCAST_BIN),true,scripts/deps.sh build)
+
 # The runtime image (docker/Dockerfile) from a release build of this checkout.
 docker:
-	scripts/deps.sh build
+	$(PACKAGING_DEPS)
 	scripts/docker.sh
 
 # The image as a user runs it: health check, RTMP in, WHEP out, a restart, a stop, no root.
 docker-test:
-	scripts/deps.sh test
+	$(PACKAGING_DEPS)
 	scripts/docker-test.sh
 
 # The Debian package (target/debian/fieldcast_VERSION_ARCH.deb).
 deb:
-	scripts/deps.sh build
+	$(PACKAGING_DEPS)
 	scripts/deb.sh
 
 # The package installed in a fresh Debian 12 container, its unit verified and run.
 deb-test:
-	scripts/deps.sh build
+	$(PACKAGING_DEPS)
 	scripts/deb-test.sh
 
 clean:

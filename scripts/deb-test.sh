@@ -11,7 +11,7 @@ started=$SECONDS
 
 deb=$(scripts/deb.sh | tail -1)
 echo "deb-test: built $deb ($(du -h "$deb" | cut -f1))"
-docker info >/dev/null 2>&1 || { echo "deb-test: no Docker daemon: run make docker-test first (it starts one)" >&2; exit 1; }
+scripts/docker-daemon.sh
 docker/base-image.sh
 
 docker run --rm --network host -v "$PWD/target/debian:/pkg:ro" debian:bookworm-slim /bin/bash -euo pipefail -c '

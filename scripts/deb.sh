@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make deb`: the Debian package, from the release binary (built if needed), with dpkg-deb:
+# `make deb`: the Debian package, from the release binary (FIELDCAST_BIN when set, else this
+# checkout's release build, built if needed), with dpkg-deb:
 #   /usr/bin/fieldcast, the systemd unit, /etc/fieldcast/fieldcast.toml (a conffile), and
 #   maintainer scripts that make the `fieldcast` system user and /var/lib/fieldcast.
 # Prints the package's path on its last line.
@@ -12,11 +13,15 @@ out=target/debian
 root=$out/fieldcast_${version}_${arch}
 deb=$out/fieldcast_${version}_${arch}.deb
 
-cargo build --release --locked
+bin=${FIELDCAST_BIN:-}
+if [[ -z "$bin" ]]; then
+  cargo build --release --locked
+  bin=target/release/fieldcast
+fi
 rm -rf "$root" && mkdir -p "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" \
   "$root/etc/fieldcast" "$root/usr/share/doc/fieldcast"
 # Debug info stays in target/release (it is 200 MB of the binary's 210).
-objcopy --strip-debug target/release/fieldcast "$root/usr/bin/fieldcast"
+objcopy --strip-debug "$bin" "$root/usr/bin/fieldcast"
 install -m 0644 packaging/deb/fieldcast.service "$root/lib/systemd/system/fieldcast.service"
 install -m 0644 packaging/deb/fieldcast.toml "$root/etc/fieldcast/fieldcast.toml"
 install -m 0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$root/DEBIAN/"

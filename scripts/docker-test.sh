@@ -13,6 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The binary to package and whose WHEP client checks the image: FIELDCAST_BIN when set (CI
+# hands over the one its fresh root built), else this checkout's release build.
+bin=${FIELDCAST_BIN:-target/release/fieldcast}
 name=fieldcast-test-$$
 volume=fieldcast-test-data-$$
 http=127.0.0.1:18580
@@ -30,18 +33,11 @@ cleanup() {
 trap cleanup EXIT
 
 # 1. Docker.
-if ! command -v docker >/dev/null 2>&1; then
-  echo "docker-test: installing docker.io"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
-fi
-if ! docker info >/dev/null 2>&1; then
-  echo "docker-test: starting dockerd (vfs storage, no bridge, no iptables)"
-  command -v dockerd >/dev/null 2>&1 || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null; }
-  nohup dockerd --storage-driver=vfs --iptables=false --bridge=none >/var/log/fieldcast-dockerd.log 2>&1 &
-  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-  docker info >/dev/null 2>&1 || { tail -20 /var/log/fieldcast-dockerd.log >&2; exit 1; }
-fi
+scripts/docker-daemon.sh
+
+command -v ffmpeg >/dev/null 2>&1 || {
+  echo "docker-test: installing ffmpeg (the test's publisher)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null; }
 
 # 2. The image.
 scripts/docker.sh
@@ -96,7 +92,7 @@ for _ in $(seq 20); do
   sleep 0.5
 done
 pass "ffmpeg publishes into the container's RTMP port"
-report=$(target/release/fieldcast watch "http://$http/whep/$id" --seconds 6)
+report=$("$bin" watch "http://$http/whep/$id" --seconds 6)
 frames=$(sed -n 's/.*decoded \([0-9]*\) frames at 1280x720.*/\1/p' <<<"$report")
 [[ ${frames:-0} -ge 90 ]] || fail "the WHEP client decoded too little: $report"
 pass "the WHEP client outside the container decoded $frames frames at 1280x720"
