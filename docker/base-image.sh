@@ -7,7 +7,7 @@ if docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
 fi
 command -v debootstrap >/dev/null 2>&1 || {
   echo "base image: installing debootstrap"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
+  "$(dirname "$0")/../scripts/apt-install.sh" debootstrap
 }
 root=$(mktemp -d /var/tmp/fieldcast-base.XXXXXX)
 trap 'rm -rf "$root"' EXIT

@@ -2,8 +2,8 @@
 # Installs the Debian 12 packages Fieldcast needs, only those missing.
 #   scripts/deps.sh run    GStreamer runtime plugins (to run the server)
 #   scripts/deps.sh build  + compiler and GStreamer headers (to build it)
-#   scripts/deps.sh test   + ffmpeg, Chromium, Node.js, Prometheus, nginx (publishers,
-#                          browser, metrics scraper and HLS cache for the tests)
+#   scripts/deps.sh test   + ffmpeg, Chromium, Node.js, Prometheus, nginx, strace (publishers,
+#                          browser, metrics scraper, HLS cache and a stalling disk for the tests)
 #   scripts/deps.sh bench  + ffmpeg, nginx-rtmp and Janus (the peers `make bench` compares with),
 #                          Chromium and Node.js (the HLS latency reader)
 # As root it runs apt-get; otherwise it prints the exact apt-get line and fails.
@@ -13,7 +13,7 @@ run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
           gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools fonts-dejavu-core
           fonts-noto-core fonts-noto-cjk)
 build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
-test_pkgs=(ffmpeg chromium prometheus nginx-light)
+test_pkgs=(ffmpeg chromium prometheus nginx-light strace)
 bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus chromium)
 
 want=("${run_pkgs[@]}")
@@ -44,8 +44,7 @@ if ((${#missing[@]})); then
     exit 1
   fi
   echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  "$(dirname "$0")/apt-install.sh" --no-install-recommends "${missing[@]}"
   # The benchmarks and tests start nginx, Janus and Prometheus themselves, on loopback, and
   # stop them: the system services the packages enable on install are not wanted running.
   for service in nginx janus prometheus; do

@@ -6,7 +6,7 @@ set -euo pipefail
 
 install_docker() {
   echo "docker: installing docker.io"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+  "$(dirname "$0")/apt-install.sh" docker.io
 }
 command -v docker >/dev/null 2>&1 || install_docker
 if ! docker info >/dev/null 2>&1; then

@@ -37,7 +37,7 @@ scripts/docker-daemon.sh
 
 command -v ffmpeg >/dev/null 2>&1 || {
   echo "docker-test: installing ffmpeg (the test's publisher)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null; }
+  scripts/apt-install.sh --no-install-recommends ffmpeg; }
 
 # 2. The image.
 scripts/docker.sh
@@ -54,7 +54,7 @@ pass "without a public IP it says: $line"
 # The compose stack: valid, and it asks for the public IP (its images come from Docker Hub,
 # which no test here can pull, so it is checked, not started).
 command -v docker-compose >/dev/null 2>&1 || {
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+  scripts/apt-install.sh docker-compose; }
 FIELDCAST_PUBLIC_IP=203.0.113.7 docker-compose -f docker/compose.yaml config -q \
   || fail "docker/compose.yaml is not valid"
 ( unset FIELDCAST_PUBLIC_IP; docker-compose -f docker/compose.yaml config -q 2>&1 || true ) \
