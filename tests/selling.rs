@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    Server, client_ip, data_dir, first_sse_data, http, http_from, offer, order_body, wait_for,
+    Server, SlowDisk, client_ip, data_dir, first_sse_data, http, http_from, http_full, offer,
+    order_body, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -152,6 +153,59 @@ fn one_idempotency_key_makes_one_order_and_refuses_another_body() {
         .unwrap();
     assert_eq!(status, 422, "{problem}");
     assert!(problem.contains("Idempotency-Key"), "{problem}");
+}
+
+#[test]
+fn a_ledger_slower_than_the_deadline_says_keep_the_key_and_the_retry_gets_the_one_order() {
+    let server = Server::start(&data_dir("slow-ledger"));
+    let (session_id, offer_id) = offer(&server, 10, None, 600);
+    let path = format!("/api/v1/sessions/{session_id}/orders");
+    let body = order_body(&offer_id, 1, 1);
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Idempotency-Key", "slow-disk-attempt"),
+    ];
+    let rt = runtime();
+    // Every fsync takes 12 s: longer than the order's wait (10 s), shorter than a page's
+    // patience. The first try's order is handed to the ledger and committed late.
+    let disk = SlowDisk::attach(server.pid(), Duration::from_secs(12));
+    let started = std::time::Instant::now();
+    let (status, head, problem) = rt
+        .block_on(http_full(None, server.http, "POST", &path, &headers, &body))
+        .unwrap();
+    let first_took = started.elapsed();
+    assert_eq!(status, 503, "the first answer must not read as final: {head}\n{problem}");
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nretry-after: 2"),
+        "no Retry-After: {head}"
+    );
+    assert!(problem.contains("same Idempotency-Key"), "{problem}");
+    assert!(
+        first_took < Duration::from_secs(15),
+        "answered after {first_took:?}, at or past the request deadline"
+    );
+
+    // The client does what the page does: the same request, same key, after Retry-After,
+    // until a final answer. The ledger serves in order, so the retry finds the first order.
+    let mut answers = vec![status];
+    let order = loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let (status, answer) = rt
+            .block_on(http(server.http, "POST", &path, &headers, &body))
+            .unwrap();
+        answers.push(status);
+        match status {
+            200 | 201 => break serde_json::from_str::<Value>(&answer).unwrap(),
+            503 if answers.len() < 10 => continue,
+            _ => panic!("answers {answers:?}, the last: {answer}"),
+        }
+    };
+    drop(disk);
+    eprintln!("answers to one key on a slow disk: {answers:?}; first after {first_took:?}");
+    let list = orders(&server, &session_id);
+    assert_eq!(list.len(), 1, "one key, one order: {list:?}");
+    assert_eq!(list[0]["id"], order["id"], "{list:?}");
+    assert_eq!(offer_state(&server, &session_id, &offer_id)["sold"], 1);
 }
 
 #[test]

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    BrowserScript, Publisher, Server, browser_dir, data_dir, docs_dir, five_units, last_frame,
-    near_white, node, pinned_product,
+    BrowserScript, Publisher, Server, SlowDisk, browser_dir, data_dir, docs_dir, five_units,
+    last_frame, near_white, node, pinned_product,
 };
 use fieldcast::overlay::layout;
 use fieldcast::overlay::scene::{LayerKind, template};
@@ -195,6 +195,41 @@ fn the_page_sells_once_per_attempt_words_refusals_embeds_speaks_zh_and_ug_and_pa
             "axe-core on the {state} page: {violations}"
         );
     }
+}
+
+#[test]
+fn a_buyer_on_a_stalling_disk_keeps_the_key_until_the_one_order_is_confirmed() {
+    let server = Server::start_with(&data_dir("watch-slow-buy"), OPEN_LIMITS);
+    let session = server.create_session("Slow disk");
+    let id = session["id"].as_str().unwrap().to_string();
+    let _publisher = Publisher::ffmpeg(
+        &server.publish_url(session["stream_key"].as_str().unwrap()),
+        "1280x720",
+        120,
+    );
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+    let product = pinned_product(&server, &id);
+    let offer = five_units(&server, &id, product["id"].as_str().unwrap());
+    let shots = data_dir("watch-slow-buy-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let config = json!({"base": server.url(""), "session": id, "shots": shots});
+    let mut page = BrowserScript::start("slow-buy.mjs", &[&config.to_string()]);
+    page.step("ready");
+    // Now every fsync takes 12 s: the ledger answers after the order's 10 s wait.
+    let disk = SlowDisk::attach(server.pid(), Duration::from_secs(12));
+    page.next();
+    let seen = page.step("done");
+    page.finish();
+    drop(disk);
+
+    let keys = seen["keys"].as_array().unwrap();
+    let statuses = seen["statuses"].as_array().unwrap();
+    assert_eq!(statuses[0], 503, "the first try should wait out the stall: {seen}");
+    assert!(keys.len() >= 2, "the page did not send the order again by itself: {seen}");
+    assert!(keys.iter().all(|k| *k == keys[0]), "the page changed the key: {seen}");
+    let orders = orders_of(&server, &id, &offer);
+    assert_eq!(orders.len(), 1, "one attempt, one order: {orders:?}");
+    assert_eq!(orders[0]["id"], seen["order"], "{orders:?}");
 }
 
 #[test]

@@ -396,6 +396,8 @@
   const fields = ["name", "phone", "address", "city"];
   let attempt = null; // { key, body }: reused by a retry or a double tap, so never two orders
   let sending = false, unanswered = false;
+  /** Undecided answers (none, a timeout, a 5xx) the page sends again by itself, same key. */
+  const AUTO_RETRIES = 3;
 
   function uuid() {
     if (crypto.randomUUID) return crypto.randomUUID();
@@ -461,17 +463,30 @@
     sending = true;
     $("place").disabled = true;
     updatePlace();
-    try {
-      const res = await fetch(`/api/v1/sessions/${encodeURIComponent(id)}/orders`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "Idempotency-Key": attempt.key },
-        body: attempt.body,
-      });
-      const answer = await res.json().catch(() => ({}));
-      outcome(res.status, answer);
-    } catch (_) {
-      unanswered = true;
-      say(t("network"), "error");
+    // No answer, a timeout or a 5xx leaves the order undecided: the server may still store
+    // it. The page sends the same request with the same key again (after Retry-After), so a
+    // slow answer can never become a second order; the key goes only with a final answer.
+    for (let tries = 0; ; tries++) {
+      let status = 0, answer = {}, wait = 2;
+      try {
+        const res = await fetch(`/api/v1/sessions/${encodeURIComponent(id)}/orders`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "Idempotency-Key": attempt.key },
+          body: attempt.body,
+        });
+        status = res.status;
+        answer = await res.json().catch(() => ({}));
+        wait = Math.min(10, Math.max(1, Number(res.headers.get("Retry-After")) || 2));
+      } catch (_) { /* no answer at all */ }
+      const undecided = status === 0 || status === 408 || status >= 500;
+      if (undecided && tries < AUTO_RETRIES) {
+        say(t("confirming"), "");
+        await new Promise(done => setTimeout(done, wait * 1000));
+        continue;
+      }
+      if (status === 0) { unanswered = true; say(t("network"), "error"); }
+      else outcome(status, answer);
+      break;
     }
     sending = false;
     $("place").disabled = false;
@@ -480,7 +495,8 @@
 
   function outcome(status, answer) {
     const done = () => { attempt = null; };
-    if (status === 201) {
+    // 200 is a replay of this key's first answer: the same order.
+    if (status === 201 || status === 200) {
       done();
       say(t("confirmed", { id: answer.id }), "ok");
       $("place").hidden = true;
@@ -490,8 +506,9 @@
       }
       return;
     }
+    // Not final: the key stays for the buyer's next tap.
     if (status === 429) { say(t("slow_down"), "error"); return; }
-    if (status >= 500) { say(t("busy"), "error"); return; }
+    if (status === 408 || status >= 500) { unanswered = true; say(t("busy"), "error"); return; }
     done();
     const code = answer.code;
     if (code === "only_left") say(t("only_left", { n: answer.remaining }), "error");

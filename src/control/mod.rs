@@ -230,13 +230,16 @@ async fn deadline_and_problems(
     let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
+            // 503, not 408: the slow part may be ours (a busy disk), and a client must read
+            // this as "try again" (a buyer keeps the order's Idempotency-Key), not as final.
             return ApiError::new(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "the request took longer than {} s",
+                    "the request took longer than {} s; try again",
                     REQUEST_TIMEOUT.as_secs()
                 ),
             )
+            .retry_after(2)
             .into_response();
         }
     };

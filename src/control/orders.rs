@@ -91,7 +91,7 @@ pub fn parse_order(body: &[u8]) -> Result<ParsedOrder, ApiError> {
 /// Buys from a live offer. The same `Idempotency-Key` with the same body replays the first
 /// answer; with another body it is refused (422). Answered only after the order is on disk.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/orders", tag = "orders", params(("id" = String, Path, description = "Session id"), ("Idempotency-Key" = String, Header, description = "One key per buying attempt: a retry with the same key and body gets the first answer")), request_body = OrderBody,
-    responses((status = 201, description = "The order, on disk", body = crate::commerce::views::OrderView), (status = 200, description = "A replay of the first answer to this Idempotency-Key", body = crate::commerce::views::OrderView), (status = 400, description = "Not JSON, or no Idempotency-Key", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The order, on disk", body = crate::commerce::views::OrderView), (status = 200, description = "A replay of the first answer to this Idempotency-Key", body = crate::commerce::views::OrderView), (status = 400, description = "Not JSON, or no Idempotency-Key", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy, or still storing this order: send the same request with the same Idempotency-Key again after Retry-After", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -136,8 +136,26 @@ pub async fn create(
         buyer: order.buyer,
         phone_key: order.phone_key,
     };
-    ledger_response(state.commerce.ledger.order(request).await)
+    // A slow ledger (a slow disk) is answered before the request deadline with "send it again
+    // with the same key", never with a status that reads as final: the ledger serves requests
+    // in order, so that retry finds this order if the ledger takes it after all.
+    match tokio::time::timeout(ORDER_WAIT, state.commerce.ledger.order(request)).await {
+        Ok(answer) => ledger_response(answer),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the order is still being stored; send the same request with the same Idempotency-Key again",
+        )
+        .retry_after(ORDER_RETRY_AFTER_S)),
+    }
 }
+
+/// How long a buyer's request waits for the ledger before it is answered 503 with
+/// `Retry-After`. Below the request deadline (`REQUEST_TIMEOUT`, 15 s), so that the answer is
+/// this one and says to keep the key.
+pub const ORDER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The `Retry-After` of that answer, in seconds.
+const ORDER_RETRY_AFTER_S: u32 = 2;
 
 #[derive(Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -369,6 +369,19 @@ pub async fn http_from(
     headers: &[(&str, &str)],
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    let (status, _head, body) = http_full(from, addr, method, path, headers, body).await?;
+    Ok((status, body))
+}
+
+/// The same, with the response's head (status line and headers, names as sent) as well.
+pub async fn http_full(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = match from {
         None => tokio::net::TcpStream::connect(addr).await?,
@@ -392,11 +405,42 @@ pub async fn http_from(
     stream.read_to_end(&mut response).await?;
     let text = String::from_utf8_lossy(&response);
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
+    let (head, body) = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
+        .map(|(h, b)| (h.to_string(), b.to_string()))
         .unwrap_or_default();
-    Ok((status, body))
+    Ok((status, head, body))
+}
+
+/// A disk that stalls, made with strace's fault injection on the running server: every
+/// `fsync` and `fdatasync` of every thread returns only after `delay`. Each ledger commit
+/// fsyncs (SQLite `synchronous = FULL`), so the ledger becomes that slow. Detaches on drop.
+pub struct SlowDisk(Child);
+
+impl SlowDisk {
+    pub fn attach(pid: u32, delay: Duration) -> SlowDisk {
+        let inject = format!("inject=fsync,fdatasync:delay_exit={}", delay.as_micros());
+        let mut child = Command::new("strace")
+            .args(["-f", "-o", "/dev/null", "-e", "trace=fsync,fdatasync", "-e", &inject])
+            .args(["-p", &pid.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run strace (make test installs it)");
+        // "strace: Process N attached with M threads" once every thread is traced.
+        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(first.contains("attached"), "strace did not attach: {first}");
+        std::thread::spawn(move || lines.for_each(drop));
+        SlowDisk(child)
+    }
+}
+
+impl Drop for SlowDisk {
+    fn drop(&mut self) {
+        // SIGTERM: strace detaches and lets a held call return.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
 }
 
 /// Reads the first Server-Sent Event's data from a stream URL path.
