@@ -208,6 +208,108 @@ fn a_ledger_slower_than_the_deadline_says_keep_the_key_and_the_retry_gets_the_on
     assert_eq!(offer_state(&server, &session_id, &offer_id)["sold"], 1);
 }
 
+/// Each offer as `(id, state, remaining, sold)`, sorted: the live state's (`events`) or the API's.
+fn offer_figures(offers: &Value) -> Vec<(String, String, i64, i64)> {
+    let mut out: Vec<_> = offers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().to_string(),
+                o["state"].as_str().unwrap().to_string(),
+                o["remaining"].as_i64().unwrap(),
+                o["sold"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
+    let server = Server::start(&data_dir("churn"));
+    let (session_id, first) = offer(&server, 4, None, 600);
+    let product = offer_state(&server, &session_id, &first)["product_id"].clone();
+    let orders_path = format!("/api/v1/sessions/{session_id}/orders");
+    let offers_path = format!("/api/v1/sessions/{session_id}/offers");
+    let auth = format!("Bearer {}", common::TOKEN);
+    let rt = runtime();
+    let (mut selling, mut before) = (first, None::<String>);
+    const OPENS_PER_ROUND: usize = 3;
+    for round in 0..12 {
+        // Twice the stock in buyers for the offer on sale, while the operator opens the next
+        // one and ends the one before it: stock changes from both sides at once.
+        let buyers: Vec<(usize, String)> = (0..8)
+            .map(|i| (round * 8 + i, order_body(&selling, round * 8 + i, 1)))
+            .collect();
+        let open_body =
+            json!({"product_id": product, "unit_amount": 2900, "quantity": 4}).to_string();
+        let (addr, end_path) = (server.http, before.as_ref().map(|id| format!("{offers_path}/{id}/end")));
+        let opened: Value = rt.block_on(async {
+            let buys: Vec<_> = buyers
+                .into_iter()
+                .map(|(n, body)| {
+                    let path = orders_path.clone();
+                    tokio::spawn(async move {
+                        let key = format!("churn-{n}");
+                        let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key.as_str())];
+                        http_from(Some(client_ip(n)), addr, "POST", &path, &headers, &body).await.unwrap()
+                    })
+                })
+                .collect();
+            let headers = [("Content-Type", "application/json"), ("Authorization", auth.as_str())];
+            if let Some(end) = &end_path {
+                let (status, body) = http(addr, "POST", end, &headers, "").await.unwrap();
+                assert_eq!(status, 200, "ending an offer: {body}");
+            }
+            // Several at once: each opening used to re-read the offers on its own thread.
+            let opens: Vec<_> = (0..OPENS_PER_ROUND)
+                .map(|_| {
+                    let (path, body, auth) = (offers_path.clone(), open_body.clone(), auth.clone());
+                    tokio::spawn(async move {
+                        let headers = [("Content-Type", "application/json"), ("Authorization", auth.as_str())];
+                        http(addr, "POST", &path, &headers, &body).await
+                    })
+                })
+                .collect();
+            let mut body = String::new();
+            for open in opens {
+                let (status, text) = open.await.unwrap().unwrap();
+                assert_eq!(status, 201, "opening an offer: {text}");
+                body = text;
+            }
+            for buy in buys {
+                let (status, body) = buy.await.unwrap();
+                assert!(status == 201 || status == 409, "a buyer got {status}: {body}");
+            }
+            serde_json::from_str(&body).unwrap()
+        });
+        before = Some(std::mem::replace(&mut selling, opened["id"].as_str().unwrap().to_string()));
+
+        // After the change, a page reads what the API says: every offer's state, remaining
+        // and sold, the sold-out one among them (the stream coalesces changes to 10 a second).
+        let (status, api) = server.api("GET", &offers_path, None);
+        assert_eq!(status, 200, "{api}");
+        let want = offer_figures(&api);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let events = format!("/api/v1/sessions/{session_id}/events");
+        let seen = loop {
+            let seen = offer_figures(&first_sse_data(&server, &events)["offers"]);
+            if seen == want || std::time::Instant::now() > deadline {
+                break seen;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(seen, want, "round {round}: the live state (left) is not the ledger's (right)");
+        assert!(
+            want.iter().any(|(_, state, remaining, _)| state == "sold_out" && *remaining == 0),
+            "round {round}: the buyers did not empty the offer: {want:?}"
+        );
+    }
+}
+
 #[test]
 fn orders_are_refused_with_the_right_status() {
     let server = Server::start(&data_dir("refusals"));

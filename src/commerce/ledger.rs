@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::rules::{self, OfferState, Refusal};
 pub use super::views::{offer_json, order_json};
 use crate::store::StoreError;
-use crate::store::commerce::{self as sql, IdempotentResponse, OrderRow};
+use crate::store::commerce::{self as sql, IdempotentResponse, OfferRow, OrderRow};
 
 /// Requests waiting for the ledger. Past this, new orders are answered 503 at once.
 pub const LEDGER_QUEUE: usize = 8192;
@@ -94,11 +94,19 @@ impl LedgerAnswer {
     }
 }
 
-/// What happened, for the live state (SSE, overlays) after the commit.
+/// What happened, for the live state (SSE, overlays) after the commit. Effects reach the sink
+/// on the ledger's thread in commit order, so the live state follows the ledger exactly.
 #[derive(Debug, Clone)]
 pub enum Effect {
-    /// The session's offers or orders changed.
+    /// The session's offers or orders changed (inside a batch; after the commit each session
+    /// is announced once as `Offers`).
     Changed { session_id: String },
+    /// The session's offers as the ledger's own connection reads them right after its commit:
+    /// no reader elsewhere can overwrite them with an older read.
+    Offers {
+        session_id: String,
+        offers: Vec<OfferRow>,
+    },
     /// A purchase, for the toast (the live state decides what of the buyer it shows).
     Purchase {
         session_id: String,
@@ -109,6 +117,7 @@ pub enum Effect {
 
 enum Command {
     Order(Box<OrderRequest>, oneshot::Sender<LedgerAnswer>),
+    OpenOffer(Box<OfferRow>, oneshot::Sender<LedgerAnswer>),
     Cancel {
         session_id: String,
         order_id: String,
@@ -177,6 +186,13 @@ impl StockLedger {
 
     pub async fn order(&self, request: OrderRequest) -> Result<LedgerAnswer, LedgerError> {
         self.ask(|reply| Command::Order(Box::new(request), reply))
+            .await
+    }
+
+    /// Opens a flash sale (the operator checked it): offers are written here alone, so that
+    /// every stock change reaches the live state through one writer.
+    pub async fn open_offer(&self, offer: OfferRow) -> Result<LedgerAnswer, LedgerError> {
+        self.ask(|reply| Command::OpenOffer(Box::new(offer), reply))
             .await
     }
 
@@ -297,7 +313,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSin
             }
         }
         if !changes.is_empty() {
-            effects(changes);
+            effects(with_offers(&conn, changes));
         }
         if let Some(reply) = close {
             rx.close();
@@ -315,6 +331,7 @@ impl Command {
     fn reply(self, answer: LedgerAnswer) {
         let reply = match self {
             Command::Order(_, reply)
+            | Command::OpenOffer(_, reply)
             | Command::Cancel { reply, .. }
             | Command::AddStock { reply, .. }
             | Command::EndOffer { reply, .. } => reply,
@@ -349,6 +366,7 @@ fn apply(
 ) -> Result<Option<LedgerAnswer>, StoreError> {
     Ok(Some(match command {
         Command::Order(request, _) => place_order(conn, request, now, changes)?,
+        Command::OpenOffer(offer, _) => open_offer(conn, offer, now, changes)?,
         Command::Cancel {
             session_id,
             order_id,
@@ -489,6 +507,50 @@ fn decide_order(
         status: 201,
         body: order_json(&order).to_string(),
     })
+}
+
+fn open_offer(
+    conn: &Connection,
+    offer: &OfferRow,
+    now: i64,
+    changes: &mut Vec<Effect>,
+) -> Result<LedgerAnswer, StoreError> {
+    sql::insert_offer(conn, offer)?;
+    changes.push(Effect::Changed {
+        session_id: offer.session_id.clone(),
+    });
+    Ok(LedgerAnswer {
+        status: 201,
+        body: offer_json(offer, now).to_string(),
+    })
+}
+
+/// Turns each session's `Changed` into one `Offers`, read on the ledger's connection after the
+/// commit, where the first `Changed` stood; other effects keep their order.
+fn with_offers(conn: &Connection, changes: Vec<Effect>) -> Vec<Effect> {
+    let mut announced: Vec<String> = Vec::new();
+    let mut out = Vec::with_capacity(changes.len());
+    for effect in changes {
+        match effect {
+            Effect::Changed { session_id } => {
+                if announced.contains(&session_id) {
+                    continue;
+                }
+                match sql::offers_of(conn, &session_id) {
+                    Ok(offers) => out.push(Effect::Offers {
+                        session_id: session_id.clone(),
+                        offers,
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, session.id = %session_id, "reading offers after a commit failed")
+                    }
+                }
+                announced.push(session_id);
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn cancel(

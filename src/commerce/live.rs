@@ -112,14 +112,6 @@ impl SessionLive {
         self.update(|d| d.likes += count);
     }
 
-    /// Re-reads offers from the ledger's tables.
-    pub fn reload_offers(&self, store: &Store) {
-        match store.offers_of(&self.session_id) {
-            Ok(offers) => self.update(|d| d.offers = offers),
-            Err(e) => tracing::error!(error = %e, "offers reload failed"),
-        }
-    }
-
     /// Re-reads the pinned product and its image.
     pub fn reload_pinned(&self, store: &Store) {
         let pinned = load_pinned(store, &self.session_id, &self.images);
@@ -237,15 +229,14 @@ impl LiveHub {
             .remove(session_id);
     }
 
-    /// Applies what the ledger committed.
+    /// Applies what the ledger committed. Called on the ledger's thread, in commit order.
     pub fn apply(&self, app: &AppState, effects: Vec<Effect>) {
-        let mut reload: Vec<String> = Vec::new();
         for effect in effects {
             match effect {
-                Effect::Changed { session_id } => {
-                    if !reload.contains(&session_id) {
-                        reload.push(session_id);
-                    }
+                // Only inside a ledger batch; the ledger announces `Offers` instead.
+                Effect::Changed { .. } => {}
+                Effect::Offers { session_id, offers } => {
+                    self.session(app, &session_id).update(|d| d.offers = offers);
                 }
                 Effect::Purchase {
                     session_id,
@@ -267,9 +258,6 @@ impl LiveHub {
                     });
                 }
             }
-        }
-        for session_id in reload {
-            self.session(app, &session_id).reload_offers(&app.store);
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Flash sales: offers of a product in a session, with stock allocated from the ledger.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -31,7 +30,7 @@ pub struct CreateOffer {
 
 /// Opens a flash sale: `quantity` units at `unit_amount`, from `starts_at` for `duration_s`.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/offers", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body = CreateOffer,
-    responses((status = 201, description = "The offer with its live stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The offer with its live stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -83,13 +82,8 @@ pub async fn create(
         ended_early: false,
         created_at: now / 1000,
     };
-    state.store.insert_offer(&offer)?;
-    state
-        .commerce
-        .live
-        .session(&state, &session_id)
-        .reload_offers(&state.store);
-    Ok((StatusCode::CREATED, ApiJson(OfferView::of(&offer, now))))
+    // The ledger writes it and announces it to the live state, in order with every sale.
+    ledger_response(state.commerce.ledger.open_offer(offer).await)
 }
 
 /// The session's offers with their live stock.

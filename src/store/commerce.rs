@@ -143,6 +143,29 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
 
 // ----- inside the ledger's transactions -------------------------------------------------
 
+/// Offers are written by the stock ledger alone (`commerce::ledger`), in its transactions.
+pub fn insert_offer(conn: &Connection, o: &OfferRow) -> Result<(), StoreError> {
+    conn.execute(
+        &format!("INSERT INTO offers ({OFFER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+        params![
+            o.id, o.session_id, o.product_id, o.unit_amount, o.allocated, o.available, o.sold,
+            o.per_buyer_limit, o.starts_at, o.ends_at, o.ended_early, o.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// A session's offers, oldest first.
+pub fn offers_of(conn: &Connection, session_id: &str) -> Result<Vec<OfferRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {OFFER_COLUMNS} FROM offers WHERE session_id = ?1 ORDER BY created_at, id"
+    ))?;
+    let rows = stmt
+        .query_map([session_id], offer_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 pub fn offer(conn: &Connection, id: &str) -> Result<Option<OfferRow>, StoreError> {
     Ok(conn
         .prepare_cached(&format!("SELECT {OFFER_COLUMNS} FROM offers WHERE id = ?1"))?
@@ -364,30 +387,12 @@ impl Store {
         Ok(conn.execute("DELETE FROM products WHERE id = ?1", [id])? == 1)
     }
 
-    pub fn insert_offer(&self, o: &OfferRow) -> Result<(), StoreError> {
-        self.conn().execute(
-            &format!("INSERT INTO offers ({OFFER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
-            params![
-                o.id, o.session_id, o.product_id, o.unit_amount, o.allocated, o.available, o.sold,
-                o.per_buyer_limit, o.starts_at, o.ends_at, o.ended_early, o.created_at
-            ],
-        )?;
-        Ok(())
-    }
-
     pub fn offer(&self, id: &str) -> Result<Option<OfferRow>, StoreError> {
         offer(&self.conn(), id)
     }
 
     pub fn offers_of(&self, session_id: &str) -> Result<Vec<OfferRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {OFFER_COLUMNS} FROM offers WHERE session_id = ?1 ORDER BY created_at, id"
-        ))?;
-        let rows = stmt
-            .query_map([session_id], offer_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        offers_of(&self.conn(), session_id)
     }
 
     /// Orders of a session, oldest first, optionally filtered by offer, status and phone key.
