@@ -17,9 +17,11 @@ build:
 test:
 	scripts/deps.sh test
 	cd tests/browser && npm ci --no-audit --no-fund
-	cargo test --release --locked -- --test-threads=1
-	# The parsers' seeded mutation test again in the dev profile, where overflow panics.
-	cargo test --locked --test mutation
+	cargo test --release --locked --workspace -- --test-threads=1
+	# The sans-IO core's tests again in the dev profile, where arithmetic overflow panics (its
+	# seeded mutation test of the RTMP, AMF0 and FLV parsers among them): a build of that crate
+	# and its two dependencies only.
+	cargo test --locked -p fieldcast-core
 
 bench: build
 	bench/run.sh $(BENCH_ARGS)

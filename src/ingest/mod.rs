@@ -1,11 +1,12 @@
-//! RTMP ingest: the listener, one task per connection, and the sans-IO protocol core
-//! (`rtmp/`) with FLV tag parsing (`flv`), and what it sees of each publisher (`health`).
+//! RTMP ingest: the listener, one task per connection, and what it sees of each publisher
+//! (`health`). The sans-IO protocol core and the FLV tag parsers are `fieldcast-core`'s.
 
-pub mod flv;
 pub mod health;
 pub mod limits;
-pub mod rtmp;
 mod server;
+
+/// The protocol core and the tag parsers live in `fieldcast-core` (sans-IO, no runtime).
+pub use fieldcast_core::{flv, rtmp};
 
 pub use rtmp::session::APP_NAME;
 pub use server::serve;

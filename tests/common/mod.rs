@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// The mutation kit and the bytes of an RTMP publish (one copy, beside the RTMP core).
+#[path = "../../crates/core/tests/support/mod.rs"]
+pub mod kit;
+#[allow(unused_imports)]
+pub use kit::rtmp_publish_bytes;
+
 pub const TOKEN: &str = "test-operator-token-0123456789";
 
 /// The slate's background colour (pipelines/slate.pipeline), as RGB.
@@ -502,42 +508,6 @@ pub fn order_body(offer_id: &str, n: usize, quantity: i64) -> String {
         "buyer": {"name": format!("Buyer {n}"), "phone": format!("+86138{n:08}"), "address": "1 Rose Street", "city": "Kashgar"}
     })
     .to_string()
-}
-
-/// The bytes an RTMP publisher sends up to its `publish` (handshake C0+C1+C2, `connect`,
-/// `createStream`, `publish`), chunked as our own encoder does. It needs no answer read
-/// first: the server does not check S1 echoes.
-pub fn rtmp_publish_bytes(app: &str, key: &str) -> Vec<u8> {
-    use fieldcast::ingest::rtmp::amf0::{self, Amf0Value};
-    use fieldcast::ingest::rtmp::chunk::ChunkEncoder;
-    let s = |t: &str| Amf0Value::String(t.into());
-    let amf = |values: &[Amf0Value]| {
-        let mut out = Vec::new();
-        for v in values {
-            amf0::encode(v, &mut out);
-        }
-        out
-    };
-    let mut b = vec![3];
-    b.extend((0..2 * 1536).map(|i| (i * 7) as u8));
-    let enc = ChunkEncoder::default();
-    let connect = amf(&[
-        s("connect"),
-        Amf0Value::Number(1.0),
-        amf0::object([("app", s(app)), ("tcUrl", s("rtmp://127.0.0.1/live"))]),
-    ]);
-    enc.write(&mut b, 3, 20, 0, 0, &connect);
-    let create = amf(&[s("createStream"), Amf0Value::Number(2.0), Amf0Value::Null]);
-    enc.write(&mut b, 3, 20, 0, 0, &create);
-    let publish = amf(&[
-        s("publish"),
-        Amf0Value::Number(3.0),
-        Amf0Value::Null,
-        s(key),
-        s("live"),
-    ]);
-    enc.write(&mut b, 4, 20, 1, 0, &publish);
-    b
 }
 
 /// Polls `check` every 100 ms until it holds; panics naming `what` after `timeout`.

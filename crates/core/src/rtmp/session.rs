@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::amf0::{self, Amf0Error, Amf0Value};
 use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, Message};
-use crate::ingest::flv::{self, AudioTag, FlvError, VideoTag};
+use crate::flv::{self, AudioTag, FlvError, VideoTag};
 
 /// Size of C1/S1/C2/S2 in the handshake.
 const HANDSHAKE_LEN: usize = 1536;
