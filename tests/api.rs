@@ -219,3 +219,81 @@ fn an_oversized_body_and_an_unknown_route_get_problem_json_too() {
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
 }
+
+/// One GET with the status, the headers (names lower-cased) and the body.
+fn get(agent: &ureq::Agent, url: &str, etag: Option<&str>) -> (u16, std::collections::HashMap<String, String>, String) {
+    let mut request = agent.get(url);
+    if let Some(etag) = etag {
+        request = request.header("If-None-Match", etag);
+    }
+    let mut response = request.call().expect("GET");
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let status = response.status().as_u16();
+    (status, headers, response.body_mut().read_to_string().unwrap_or_default())
+}
+
+#[test]
+fn the_live_state_comes_as_versions_that_caches_can_share() {
+    let server = Server::start(&data_dir("state"));
+    let (session, _offer) = common::offer(&server, 5, None, 600);
+    let state = server.url(&format!("/api/v1/sessions/{session}/state"));
+    let agent = agent();
+
+    // The current version: cacheable for a second, its ETag the version, open to any origin.
+    let (status, headers, body) = get(&agent, &state, None);
+    assert_eq!(status, 200, "{body}");
+    let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let version = first["version"].as_u64().expect("a version");
+    assert_eq!(first["offers"][0]["remaining"], 5, "{first}");
+    assert_eq!(headers["etag"], format!("\"{version}\""));
+    assert_eq!(headers["cache-control"], "public, max-age=1");
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let (status, _, _) = get(&agent, &state, Some(&format!("\"{version}\"")));
+    assert_eq!(status, 304);
+
+    // A reader waiting for the next version gets it as soon as a like lands, cacheable for
+    // 2 s: the answer to `after=N` stays true whenever it is read.
+    let waiting = {
+        let (agent, url) = (agent.clone(), format!("{state}?after={version}"));
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            (get(&agent, &url, None), started.elapsed())
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, _) = server.api("POST", &format!("/api/v1/sessions/{session}/likes"), Some(json!({"count": 3})));
+    assert_eq!(status, 202);
+    let ((status, headers, body), took) = waiting.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let next: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(next["version"].as_u64().unwrap() > version, "{next}");
+    assert_eq!(next["likes"], 3, "{next}");
+    assert!(took < std::time::Duration::from_secs(2), "the like reached the waiting reader after {took:?}");
+    assert_eq!(headers["cache-control"], "public, max-age=2");
+
+    // Nothing changes: the wait still ends with a newer version (the heartbeat, within 3 s),
+    // never with an old one a cache would hand out again and again.
+    let quiet = next["version"].as_u64().unwrap();
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(&agent, &format!("{state}?after={quiet}"), None);
+    assert_eq!(status, 200, "{body}");
+    let beat: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(beat["version"].as_u64().unwrap() > quiet, "{beat}");
+    assert_eq!(beat["likes"], 3, "{beat}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(4500), "{:?}", started.elapsed());
+
+    // A version from the future, a word, an unknown session: clear refusals no cache keeps.
+    let far = fieldcast::commerce::ledger::now_ms() + 3_600_000;
+    let (status, headers, body) = get(&agent, &format!("{state}?after={far}"), None);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let (status, _, body) = get(&agent, &format!("{state}?after=soon"), None);
+    assert_eq!(status, 400, "{body}");
+    let (status, headers, _) = get(&agent, &server.url("/api/v1/sessions/nope/state"), None);
+    assert_eq!(status, 404);
+    assert_eq!(headers["cache-control"], "no-store");
+}

@@ -236,7 +236,7 @@ fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
     let offers_path = format!("/api/v1/sessions/{session_id}/offers");
     let auth = format!("Bearer {}", common::TOKEN);
     let rt = runtime();
-    let (mut selling, mut before) = (first, None::<String>);
+    let (mut selling, mut before, mut version) = (first, None::<String>, 0u64);
     const OPENS_PER_ROUND: usize = 3;
     for round in 0..12 {
         // Twice the stock in buyers for the offer on sale, while the operator opens the next
@@ -289,18 +289,24 @@ fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
         before = Some(std::mem::replace(&mut selling, opened["id"].as_str().unwrap().to_string()));
 
         // After the change, a page reads what the API says: every offer's state, remaining
-        // and sold, the sold-out one among them (the stream coalesces changes to 10 a second).
+        // and sold, the sold-out one among them (changes are coalesced to 10 a second).
         let (status, api) = server.api("GET", &offers_path, None);
         assert_eq!(status, 200, "{api}");
         let want = offer_figures(&api);
+        // What the watch page reads: the versioned state, each version after the last.
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        let events = format!("/api/v1/sessions/{session_id}/events");
         let seen = loop {
-            let seen = offer_figures(&first_sse_data(&server, &events)["offers"]);
+            let path = format!("/api/v1/sessions/{session_id}/state?after={version}");
+            let (status, state) = rt.block_on(http(server.http, "GET", &path, &[], "")).unwrap();
+            assert_eq!(status, 200, "{state}");
+            let state: Value = serde_json::from_str(&state).unwrap();
+            let next = state["version"].as_u64().unwrap();
+            assert!(next > version, "round {round}: version {next} after {version}");
+            version = next;
+            let seen = offer_figures(&state["offers"]);
             if seen == want || std::time::Instant::now() > deadline {
                 break seen;
             }
-            std::thread::sleep(Duration::from_millis(100));
         };
         assert_eq!(seen, want, "round {round}: the live state (left) is not the ledger's (right)");
         assert!(

@@ -233,6 +233,29 @@ fn a_buyer_on_a_stalling_disk_keeps_the_key_until_the_one_order_is_confirmed() {
 }
 
 #[test]
+fn a_page_whose_live_state_is_refused_says_so_and_asks_again_until_the_shop_shows() {
+    let server = Server::start_with(&data_dir("watch-state-retry"), OPEN_LIMITS);
+    let session = server.create_session("Refused state");
+    let id = session["id"].as_str().unwrap().to_string();
+    let _publisher = Publisher::ffmpeg(
+        &server.publish_url(session["stream_key"].as_str().unwrap()),
+        "1280x720",
+        60,
+    );
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+    let product = pinned_product(&server, &id);
+    five_units(&server, &id, product["id"].as_str().unwrap());
+    let shots = data_dir("watch-state-retry-shots");
+    let config = json!({"base": server.url(""), "session": id, "shots": shots});
+    let seen = node("state-retry.mjs", &[&config.to_string()]);
+    eprintln!("the page saw: {seen}");
+    // Three refusals with Retry-After: 1, each waited out before asking again.
+    let gaps = seen["retryGapsMs"].as_array().unwrap();
+    assert_eq!(gaps.len(), 3, "{seen}");
+    assert!(gaps.iter().all(|g| g.as_i64().unwrap() >= 900), "asked again too soon: {seen}");
+}
+
+#[test]
 fn the_player_shows_right_back_returns_reconnects_after_a_server_restart_and_shows_the_end() {
     let server = Server::start_with(&data_dir("watch-player"), OPEN_LIMITS);
     let session = server.create_session("Player states");

@@ -67,21 +67,48 @@
 
   // ---- Live state (SSE), on the server's clock.
   let live = null;
-  let clockOffset = 0;
-  const serverNow = () => Date.now() + clockOffset;
+  // The server's clock minus ours. A cached answer carries an older server time, which only
+  // ever makes this smaller than the truth, so the largest seen is the best.
+  let clockOffset = -Infinity;
+  const serverNow = () => Date.now() + (Number.isFinite(clockOffset) ? clockOffset : 0);
 
-  function connectEvents() {
-    const events = new EventSource(`/api/v1/sessions/${encodeURIComponent(id)}/events`);
-    events.addEventListener("state", e => {
-      const next = JSON.parse(e.data);
-      if (typeof next.server_time_ms === "number") clockOffset = next.server_time_ms - Date.now();
-      const pictureWas = live && live.picture;
-      live = next;
-      if (pictureWas === "ended" && live.picture !== "ended") reconnectSoon(0);
-      renderBadge();
-      render();
-    });
-    // The browser reconnects an EventSource by itself after a drop or a server restart.
+  // The live state as versions any cache can share: the current one, then each next one
+  // (`?after=`, which the server holds until there is one). A refused or failed read is asked
+  // again with backoff (Retry-After when the server gives one), and the page says so while
+  // it keeps the last state it had.
+  let stateVersion = 0, stateFailures = 0;
+  async function followState() {
+    for (;;) {
+      const after = stateVersion ? `?after=${stateVersion}` : "";
+      let wait = 0;
+      try {
+        const res = await fetch(`/api/v1/sessions/${encodeURIComponent(id)}/state${after}`);
+        if (res.ok) {
+          const next = await res.json();
+          stateFailures = 0;
+          $("shop-status").hidden = true;
+          if (next.version > stateVersion) {
+            stateVersion = next.version;
+            applyState(next);
+          }
+          continue;
+        }
+        wait = Number(res.headers.get("Retry-After")) * 1000 || 0;
+      } catch (_) { /* no answer: the network, or the server restarting */ }
+      stateFailures++;
+      $("shop-status").hidden = false;
+      const backoff = Math.min(30000, 1000 * 2 ** Math.min(stateFailures - 1, 5));
+      await new Promise(done => setTimeout(done, Math.max(wait, backoff * (0.5 + Math.random() / 2))));
+    }
+  }
+
+  function applyState(next) {
+    if (typeof next.server_time_ms === "number") clockOffset = Math.max(clockOffset, next.server_time_ms - Date.now());
+    const pictureWas = live && live.picture;
+    live = next;
+    if (pictureWas === "ended" && live.picture !== "ended") reconnectSoon(0);
+    renderBadge();
+    render();
   }
 
   function productName(p) {
@@ -534,7 +561,7 @@
   const chosen = store.get("fieldcast.lang");
   applyStrings();
   if (chosen && chosen !== lang && boot.languages.some(l => l.tag === chosen)) useLanguage(chosen);
-  connectEvents();
+  followState();
   connect();
   // Not connected within a few seconds (UDP blocked, an app's browser without WebRTC): HLS.
   // Not while the session is off air (409): there is nothing to play either way.

@@ -4,8 +4,14 @@
 //!
 //! Every change bumps a version. One publisher task per session turns the state into a JSON
 //! snapshot at most [`MAX_UPDATES_PER_S`] times a second and puts it in a `watch` channel, so
-//! a slow SSE client only ever gets the latest state and costs the others nothing. The
-//! overlay compositor compares versions on every frame, so a change is on the next frame.
+//! a slow reader only ever gets the latest state and costs the others nothing. The overlay
+//! compositor compares versions on every frame, so a change is on the next frame.
+//!
+//! Each published snapshot has a version of its own ([`Published`]): the time it was made in
+//! Unix milliseconds, kept strictly increasing, so versions keep rising across a restart and a
+//! cache never takes an old answer for a new one. A new version comes at least every
+//! [`HEARTBEAT`], changed or not, so a reader waiting for "a version after N" always gets one
+//! in bounded time, and every such answer may be cached (`control::live::state`).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -29,6 +35,16 @@ pub const MAX_UPDATES_PER_S: u64 = 10;
 pub const TOAST_HISTORY: usize = 5;
 /// How often the publisher looks at values nobody announces (the viewer count).
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// A new version at least this often, even when nothing changed.
+pub const HEARTBEAT: Duration = Duration::from_secs(3);
+
+/// A published live state: its version and its JSON text (with `version` in it). Empty
+/// (version 0) until the publisher made the first one.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub version: u64,
+    pub json: Arc<str>,
+}
 
 #[derive(Debug, Clone)]
 pub struct Toast {
@@ -66,7 +82,7 @@ pub struct SessionLive {
     /// When the oldest change not yet on a frame was made (the overlays measure from it).
     changed_at: Mutex<Option<Instant>>,
     dirty: watch::Sender<u64>,
-    snapshot: watch::Sender<Arc<str>>,
+    snapshot: watch::Sender<Published>,
     images: PathBuf,
 }
 
@@ -103,7 +119,7 @@ impl SessionLive {
         self.version.load(Ordering::Acquire)
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<str>> {
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
         self.snapshot.subscribe()
     }
 
@@ -123,7 +139,7 @@ impl SessionLive {
     fn new(session_id: &str, data: LiveData, images: PathBuf) -> Arc<Self> {
         let (dirty, _) = watch::channel(0);
         // Empty until a publisher builds the first snapshot.
-        let (snapshot, _) = watch::channel(Arc::from(""));
+        let (snapshot, _) = watch::channel(Published::default());
         Arc::new(SessionLive {
             session_id: session_id.to_string(),
             data: Mutex::new(Arc::new(data)),
@@ -264,6 +280,8 @@ impl LiveHub {
 
 async fn publish(app: AppState, live: Arc<SessionLive>, mut dirty: watch::Receiver<u64>) {
     let pause = Duration::from_millis(1000 / MAX_UPDATES_PER_S);
+    // The last published state without its version, and when it was published.
+    let (mut content, mut published_at) = (String::new(), Instant::now());
     loop {
         let woke = tokio::select! {
             changed = dirty.changed() => changed.is_ok(),
@@ -274,18 +292,27 @@ async fn publish(app: AppState, live: Arc<SessionLive>, mut dirty: watch::Receiv
             return;
         }
         dirty.mark_unchanged();
-        let text: Arc<str> = Arc::from(snapshot(&app, &live).to_string());
-        live.snapshot.send_if_modified(|current| {
-            if **current == *text {
-                false
-            } else {
-                *current = text;
-                true
-            }
+        let mut state = snapshot(&app, &live);
+        let text = state.to_string();
+        if text == content && published_at.elapsed() < HEARTBEAT {
+            continue;
+        }
+        let version = next_version(live.snapshot.borrow().version, now_ms());
+        state["version"] = version.into();
+        live.snapshot.send_replace(Published {
+            version,
+            json: Arc::from(state.to_string()),
         });
+        (content, published_at) = (text, Instant::now());
         // Coalesce: at most MAX_UPDATES_PER_S snapshots a second.
         tokio::time::sleep(pause).await;
     }
+}
+
+/// The version after `last`: the time now in Unix ms, or `last + 1` if the clock has not
+/// moved past it (two snapshots in one millisecond, or a clock set back).
+fn next_version(last: u64, now_ms: i64) -> u64 {
+    (now_ms.max(0) as u64).max(last + 1)
 }
 
 /// The whole public state of a session, from the live copy.
@@ -355,6 +382,15 @@ mod tests {
             address: "1 Road".into(),
             city: city.map(Into::into),
         }
+    }
+
+    #[test]
+    fn versions_follow_the_clock_and_never_repeat_or_go_back() {
+        assert_eq!(next_version(0, 1_700_000_000_000), 1_700_000_000_000);
+        assert_eq!(next_version(1_700_000_000_000, 1_700_000_000_000), 1_700_000_000_001);
+        // A clock set back: still after the last one.
+        assert_eq!(next_version(1_700_000_000_500, 1_699_999_999_000), 1_700_000_000_501);
+        assert_eq!(next_version(5, -1), 6);
     }
 
     #[test]

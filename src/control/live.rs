@@ -1,14 +1,18 @@
-//! Public live interaction: likes, and the live state stream (SSE).
+//! Public live interaction: likes, and the live state, both as versions any HTTP cache can
+//! share (`state`, for the mass audience) and as a stream (SSE, for the console and small
+//! shows).
 
 use std::convert::Infallible;
+use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
+use super::cacheable::{answer, open_to_all};
 use super::client::{Client, PublicRoute};
 use super::error::{ApiError, ApiJson};
 use crate::app::AppState;
@@ -92,7 +96,7 @@ pub async fn events(
                     continue;
                 }
             }
-            let snapshot = rx.borrow_and_update().clone();
+            let snapshot = rx.borrow_and_update().json.clone();
             // Empty only before the first snapshot is built.
             if !snapshot.is_empty() {
                 return Some((
@@ -105,6 +109,84 @@ pub async fn events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Longest a reader waits for a version after its `after`: above the publisher's heartbeat
+/// (`commerce::live::HEARTBEAT`, 3 s), so every such wait ends with a newer version.
+const STATE_WAIT: Duration = Duration::from_secs(5);
+/// The current state: a cache may share it for a second.
+const STATE_NOW: &str = "public, max-age=1";
+/// A version after `after`: true of that answer whenever it is read, so a cache may share it
+/// for 2 s, as it does a blocking playlist reload.
+const STATE_AFTER: &str = "public, max-age=2";
+/// How far past the server's clock an `after` may be (versions are Unix milliseconds).
+const MAX_AFTER_AHEAD_MS: i64 = 60_000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StateQuery {
+    /// A version the reader has: the answer is a newer one, waited for up to 5 s.
+    after: Option<u64>,
+}
+
+/// The live state as a version (`version`, Unix ms, always increasing), for readers behind
+/// any HTTP cache: without `after` the current one; with `after=N` the first version after N,
+/// held until it exists (at most 5 s; one comes at least every 3 s). Identical requests get
+/// identical answers, so a cache (nginx's `proxy_cache_lock`, a CDN) sends one of them to the
+/// origin per version. `ETag` is the version.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/state", tag = "live", params(("id" = String, Path, description = "Session id"), StateQuery),
+    responses((status = 200, description = "The live state (as the `events` stream's `state` event) with its `version`", body = Object),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 400, description = "`after` is not a version, or is far ahead of the server's clock", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No newer state came in time (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+pub async fn state(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    Query(query): Query<StateQuery>,
+    headers: HeaderMap,
+) -> Response {
+    open_to_all(
+        async {
+            if state.store.session(&session_id)?.is_none() {
+                return Err(ApiError::not_found("session"));
+            }
+            let after = query.after.unwrap_or(0);
+            if after as i128 > (now_ms() + MAX_AFTER_AHEAD_MS) as i128 {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "after: a version this server gave out (Unix ms), not one from the future",
+                ));
+            }
+            let live = state.commerce.live.session(&state, &session_id);
+            let mut rx = live.subscribe();
+            let waited = tokio::time::timeout(
+                STATE_WAIT,
+                rx.wait_for(|p| !p.json.is_empty() && p.version > after),
+            )
+            .await;
+            let published = match waited {
+                Ok(Ok(published)) => published.clone(),
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no newer live state came in time; ask again",
+                    )
+                    .retry_after(1));
+                }
+            };
+            let cache = if query.after.is_some() { STATE_AFTER } else { STATE_NOW };
+            Ok(answer(
+                &headers,
+                format!("\"{}\"", published.version),
+                UNIX_EPOCH + Duration::from_millis(published.version),
+                cache,
+                "application/json",
+                with_server_time(&published.json, now_ms()),
+            ))
+        }
+        .await,
+    )
 }
 
 #[cfg(test)]

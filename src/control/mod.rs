@@ -2,6 +2,7 @@
 
 pub mod assets;
 mod auth;
+mod cacheable;
 pub mod client;
 pub mod error;
 mod health;
@@ -51,7 +52,8 @@ pub enum Access {
     /// Anyone, same origin: health, metrics, the API's description.
     Open,
     /// Anyone, from any origin (`Access-Control-Allow-Origin: *` on every answer), not
-    /// compressed, no per-client limits (a CDN is one client for thousands): HLS.
+    /// compressed, no per-client limits (a CDN is one client for thousands): HLS and the
+    /// versioned live state.
     Stream,
 }
 
@@ -113,6 +115,7 @@ pub fn routes() -> Vec<Route> {
         r(Method::GET, "/api/v1/sessions/{id}/orders", Public, get(orders::list)),
         r(Method::POST, "/api/v1/sessions/{id}/likes", Public, post(live::like)),
         r(Method::GET, "/api/v1/sessions/{id}/events", Public, get(live::events)),
+        r(Method::GET, "/api/v1/sessions/{id}/state", Stream, get(live::state)),
         r(Method::POST, "/whep/{session_id}", Public, post(whep::offer)),
         r(Method::DELETE, "/whep/{session_id}/{viewer_id}", Public, delete(whep::leave)),
         r(Method::PATCH, "/whep/{session_id}/{viewer_id}", Public, patch(whep::patch)),

@@ -104,6 +104,7 @@ impl Modify for Bearer {
         health::metrics,
         live::like,
         live::events,
+        live::state,
         whep::offer,
         whep::leave,
         whep::patch,
