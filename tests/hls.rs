@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Publisher, Server, data_dir, docs_dir, five_units, is_slate, node, pinned_product, wait_for,
+    Nginx, Publisher, Server, data_dir, docs_dir, five_units, is_slate, node, pinned_product,
+    wait_for,
 };
 use fieldcast::hls::load::parse_listing;
 use fieldcast::hls::playlist::iso8601;
@@ -600,48 +601,6 @@ fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_or_udp
     eprintln!("with UDP blocked the page saw: {seen}");
     let first = seen["firstFrameMs"].as_u64().unwrap();
     assert!((4000..=10_000).contains(&first), "{seen}");
-}
-
-/// A foreground nginx with the README's cache configuration, killed when dropped.
-struct Nginx(std::process::Child);
-
-impl Nginx {
-    fn start(upstream: std::net::SocketAddr, dir: &Path) -> (Nginx, std::net::SocketAddr) {
-        let listen = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap();
-        std::fs::create_dir_all(dir.join("cache")).unwrap();
-        let conf = dir.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            fieldcast::hls::cache::nginx_main_config(
-                &upstream.to_string(),
-                &listen.to_string(),
-                dir,
-            ),
-        )
-        .unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nginx (make test installs nginx-light)");
-        wait_for("nginx to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(listen).is_ok()
-        });
-        (Nginx(child), listen)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The number the next part will have, from the live playlist's preload hint.

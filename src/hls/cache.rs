@@ -1,15 +1,15 @@
-//! The nginx cache configuration the README shows (`docs/nginx-hls-cache.conf`), with the
-//! addresses of a given setup filled in: what the tests and benchmarks run, so the file
-//! people copy is the file that is tested.
+//! The nginx configuration the README shows (`docs/nginx-cache.conf`: HLS and the live state
+//! cached, everything else passed through), with the addresses of a given setup filled in:
+//! what the tests and benchmarks run, so the file people copy is the file that is tested.
 
-/// The `http { }`-level configuration for an nginx at `listen` caching the HLS of the
-/// Fieldcast at `upstream`, its cache in `cache_dir`.
+/// The `http { }`-level configuration for an nginx at `listen` in front of the Fieldcast at
+/// `upstream`, its cache in `cache_dir`.
 pub fn nginx_config(upstream: &str, listen: &str, cache_dir: &std::path::Path) -> String {
-    include_str!("../../docs/nginx-hls-cache.conf")
+    include_str!("../../docs/nginx-cache.conf")
         .replace("listen 80;", &format!("listen {listen};"))
         .replace("server 127.0.0.1:8080;", &format!("server {upstream};"))
         .replace(
-            "/var/cache/nginx/fieldcast-hls",
+            "/var/cache/nginx/fieldcast",
             &cache_dir.display().to_string(),
         )
 }

@@ -710,3 +710,46 @@ pub fn five_units(server: &Server, session: &str, product: &str) -> String {
     assert_eq!(status, 201, "{offer}");
     offer["id"].as_str().unwrap().to_string()
 }
+
+/// A foreground nginx with the README's configuration (`docs/nginx-cache.conf`) in front of
+/// `upstream`, its files under `dir`; killed when dropped.
+pub struct Nginx(std::process::Child);
+
+impl Nginx {
+    pub fn start(upstream: std::net::SocketAddr, dir: &Path) -> (Nginx, std::net::SocketAddr) {
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        std::fs::create_dir_all(dir.join("cache")).unwrap();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            fieldcast::hls::cache::nginx_main_config(
+                &upstream.to_string(),
+                &listen.to_string(),
+                dir,
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nginx (make test installs nginx-light)");
+        wait_for("nginx to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(listen).is_ok()
+        });
+        (Nginx(child), listen)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
