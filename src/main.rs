@@ -94,14 +94,30 @@ enum Command {
     },
 }
 
+/// Logs to stderr: `FIELDCAST_LOG` filters (default `info,str0m=warn`); colours only on a
+/// terminal (and never with `NO_COLOR`); `FIELDCAST_LOG_FORMAT=json` writes one JSON object a
+/// line for log shippers.
+fn init_logs() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIELDCAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,str0m=warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let format = std::env::var("FIELDCAST_LOG_FORMAT").unwrap_or_default();
+    if format == "json" {
+        logs.json().flatten_event(true).init();
+        return;
+    }
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    logs.with_ansi(colour).init();
+    if !format.is_empty() && format != "text" {
+        tracing::warn!(format, "FIELDCAST_LOG_FORMAT is text or json; writing text");
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FIELDCAST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,str0m=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { args, demo } => match Settings::load(&args) {

@@ -49,7 +49,12 @@ impl Server {
     }
 
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
-        Self::launch(data, "127.0.0.1:0", "127.0.0.1:0", extra)
+        Self::launch(data, "127.0.0.1:0", "127.0.0.1:0", extra, &[])
+    }
+
+    /// With environment variables of its own (those with no flag, such as the log format).
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::launch(data, "127.0.0.1:0", "127.0.0.1:0", extra, env)
     }
 
     /// Kills the server (SIGKILL) and starts it again on the same HTTP and RTMP ports with
@@ -60,10 +65,10 @@ impl Server {
         let (http, rtmp) = (self.http.to_string(), self.rtmp.to_string());
         let data = self.data.clone();
         drop(self);
-        Self::launch(&data, &http, &rtmp, extra)
+        Self::launch(&data, &http, &rtmp, extra, &[])
     }
 
-    fn launch(data: &Path, http: &str, rtmp: &str, extra: &[&str]) -> Server {
+    fn launch(data: &Path, http: &str, rtmp: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         // The server's log goes to a file beside its data, named in failure messages.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -78,6 +83,7 @@ impl Server {
             .args(["--api-token", TOKEN])
             .args(extra)
             .env("FIELDCAST_LOG", "info,str0m=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
