@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::commerce::Commerce;
 use crate::commerce::ledger::{EffectSink, StockLedger};
 use crate::config::Settings;
-use crate::control::client::PublicLimits;
+use crate::commerce::devices::DeviceKeys;
+use crate::control::client::{PublicLimits, PublicRates};
 use crate::egress::Egress;
 use crate::ingest::limits::IngestLimits;
 use crate::media::OutputFormat;
@@ -30,6 +31,8 @@ pub struct App {
     pub ingest_health: crate::ingest::health::IngestBoard,
     /// Rate limits per client address on the public routes.
     pub public: PublicLimits,
+    /// Device tokens and address keys for the public routes (`commerce::devices`).
+    pub devices: DeviceKeys,
     /// HLS requests served and waiting, over every studio.
     pub hls: crate::hls::HlsCounters,
     /// Set once on SIGTERM: new requests are refused and live streams end.
@@ -176,6 +179,7 @@ impl App {
         store: Store,
         egress: Egress,
         api_token: String,
+        devices: DeviceKeys,
         http_addr: SocketAddr,
         rtmp_addr: SocketAddr,
     ) -> anyhow::Result<AppState> {
@@ -198,18 +202,21 @@ impl App {
             overlay_counters: Arc::new(OverlayCounters::default()),
             shutdown: tokio::sync::watch::Sender::new(false),
             hls: Default::default(),
-            public: PublicLimits::new(
-                settings.rate_orders,
-                settings.rate_likes,
-                settings.rate_whep,
-                settings.max_events_per_address,
-            ),
+            public: PublicLimits::new(PublicRates {
+                orders: settings.rate_orders,
+                orders_per_address: settings.rate_orders_per_address,
+                likes: settings.rate_likes,
+                whep: settings.rate_whep,
+                devices: settings.rate_devices,
+                max_events_per_address: settings.max_events_per_address,
+            }),
             ingest: IngestLimits::new(
                 settings.rtmp_max_connections,
                 settings.rtmp_max_connections_per_address,
             ),
             ingest_health: Default::default(),
             api_token,
+            devices,
             http_addr,
             rtmp_addr,
             settings,

@@ -56,6 +56,17 @@ pub struct ServeArgs {
     /// WHEP offers per client address, as BURST:PER_SECOND [default: 10:1]
     #[arg(long, env = "FIELDCAST_RATE_WHEP")]
     pub rate_whep: Option<String>,
+    /// Device tokens minted per client address, as BURST:PER_SECOND [default: 50:1]
+    #[arg(long, env = "FIELDCAST_RATE_DEVICES")]
+    pub rate_devices: Option<String>,
+    /// Orders per client address from pages with device tokens (whose own limit is
+    /// rate_orders, per device): a flood cap, as BURST:PER_SECOND [default: 200:50]
+    #[arg(long, env = "FIELDCAST_RATE_ORDERS_PER_ADDRESS")]
+    pub rate_orders_per_address: Option<String>,
+    /// Share of each offer one network (an IPv4 address or an IPv6 /64) may buy, in percent,
+    /// at least 10 units; 0 turns it off [default: 20]
+    #[arg(long, env = "FIELDCAST_ADDRESS_SHARE_PERCENT")]
+    pub address_share_percent: Option<u8>,
     /// Live-state (SSE) streams open at once per client address [default: 16]
     #[arg(long, env = "FIELDCAST_MAX_EVENTS_PER_ADDRESS")]
     pub max_events_per_address: Option<usize>,
@@ -103,6 +114,9 @@ struct FileSettings {
     max_viewers_per_session: Option<usize>,
     whep_max_pending: Option<usize>,
     whep_max_pending_per_address: Option<usize>,
+    rate_devices: Option<String>,
+    rate_orders_per_address: Option<String>,
+    address_share_percent: Option<u8>,
     toast_buyer: Option<String>,
     reconnect_grace: Option<u64>,
     hls_idle: Option<u64>,
@@ -162,6 +176,9 @@ pub struct Settings {
     pub rate_orders: Rate,
     pub rate_likes: Rate,
     pub rate_whep: Rate,
+    pub rate_devices: Rate,
+    pub rate_orders_per_address: Rate,
+    pub address_share_percent: u8,
     pub max_events_per_address: usize,
     pub max_viewers_per_session: usize,
     pub whep_max_pending: usize,
@@ -257,6 +274,23 @@ impl Settings {
         let rate_orders = rate("rate_orders", &args.rate_orders, &file.rate_orders, "5:0.5")?;
         let rate_likes = rate("rate_likes", &args.rate_likes, &file.rate_likes, "40:20")?;
         let rate_whep = rate("rate_whep", &args.rate_whep, &file.rate_whep, "10:1")?;
+        let rate_devices = rate("rate_devices", &args.rate_devices, &file.rate_devices, "50:1")?;
+        let rate_orders_per_address = rate(
+            "rate_orders_per_address",
+            &args.rate_orders_per_address,
+            &file.rate_orders_per_address,
+            "200:50",
+        )?;
+        let address_share_percent = args
+            .address_share_percent
+            .or(file.address_share_percent)
+            .unwrap_or(20);
+        if address_share_percent > 100 {
+            return Err(invalid(
+                "address_share_percent",
+                format!("{address_share_percent} is not a percentage (0 to 100)"),
+            ));
+        }
         let count =
             |flag: Option<usize>, file: Option<usize>, default| flag.or(file).unwrap_or(default);
         let toast_buyer = match pick(&args.toast_buyer, &file.toast_buyer, "name-and-city").as_str()
@@ -276,6 +310,9 @@ impl Settings {
             rate_orders,
             rate_likes,
             rate_whep,
+            rate_devices,
+            rate_orders_per_address,
+            address_share_percent,
             max_events_per_address: count(
                 args.max_events_per_address,
                 file.max_events_per_address,

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::app::{App, AppState, random_hex, redact};
+use crate::commerce::devices::DeviceKeys;
 use crate::config::Settings;
 use crate::egress::Egress;
 use crate::media;
@@ -38,6 +39,33 @@ fn operator_token(settings: &Settings) -> anyhow::Result<String> {
         println!("operator token (stored in {}): {token}", path.display());
     }
     Ok(token)
+}
+
+/// The secret that signs device tokens and keys addresses (`commerce::devices`): read from
+/// the data directory, or made there (0600) on first start. Kept across restarts, so pages'
+/// tokens stay good.
+fn device_keys(settings: &Settings) -> anyhow::Result<DeviceKeys> {
+    let path = settings.data.join("device-secret");
+    let parse = |text: &str| -> Option<[u8; 32]> {
+        let text = text.trim();
+        let bytes: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+            .collect::<Option<_>>()?;
+        bytes.try_into().ok()
+    };
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return parse(&text).map(DeviceKeys::new).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} is not 64 hex digits: remove it to make a new one (pages then ask for new device tokens)",
+                path.display()
+            )
+        });
+    }
+    let secret: [u8; 32] = rand::random();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &hex)?;
+    Ok(DeviceKeys::new(secret))
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -82,6 +110,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     media::init()?;
     let store = Store::open(&settings.data.join("fieldcast.db"))?;
     let api_token = operator_token(&settings)?;
+    let devices = device_keys(&settings)?;
     let pending = crate::slots::AddressSlots::new(
         settings.whep_max_pending,
         settings.whep_max_pending_per_address,
@@ -104,6 +133,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         store,
         egress,
         api_token,
+        devices,
         http.local_addr()?,
         rtmp.local_addr()?,
     )?;

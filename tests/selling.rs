@@ -316,6 +316,104 @@ fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
     }
 }
 
+/// A device token minted for a page at `from`.
+async fn device_token(addr: std::net::SocketAddr, from: std::net::IpAddr) -> String {
+    let (status, body) = http_from(Some(from), addr, "POST", "/api/v1/devices", &[], "").await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["device"].as_str().unwrap().to_string()
+}
+
+/// Orders of one unit each, all at once: buyer `n` from `from(n)`, with `token(n)` if any.
+async fn buy_at_once(
+    addr: std::net::SocketAddr,
+    path: &str,
+    offer_id: &str,
+    buyers: impl Iterator<Item = (usize, std::net::IpAddr, Option<String>)>,
+) -> Vec<(u16, String)> {
+    let tasks: Vec<_> = buyers
+        .map(|(n, from, token)| {
+            let (path, body) = (path.to_string(), order_body(offer_id, n, 1));
+            tokio::spawn(async move {
+                let key = format!("device-test-{n}");
+                let mut headers = vec![("Content-Type", "application/json"), ("Idempotency-Key", key.as_str())];
+                if let Some(token) = &token {
+                    headers.push(("Fieldcast-Device", token.as_str()));
+                }
+                http_from(Some(from), addr, "POST", &path, &headers, &body).await.unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+#[test]
+fn thirty_phones_behind_one_address_with_device_tokens_all_buy_at_once() {
+    let server = Server::start(&data_dir("shared-address"));
+    let (session_id, offer_id) = offer(&server, 150, None, 600);
+    let path = format!("/api/v1/sessions/{session_id}/orders");
+    let (addr, shared) = (server.http, client_ip(7));
+    let rt = runtime();
+    let answers = rt.block_on(async {
+        let mut tokens = Vec::new();
+        for _ in 0..30 {
+            tokens.push(device_token(addr, shared).await);
+        }
+        buy_at_once(addr, &path, &offer_id, tokens.into_iter().enumerate().map(|(n, t)| (n, shared, Some(t)))).await
+    });
+    let confirmed = answers.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(confirmed, 30, "{answers:?}");
+    assert_eq!(orders(&server, &session_id).len(), 30);
+
+    // The same crowd without device tokens meets the per-address limit (5 at once).
+    let (second_session, second) = offer(&server, 150, None, 600);
+    let second_path = format!("/api/v1/sessions/{second_session}/orders");
+    let answers = rt.block_on(buy_at_once(addr, &second_path, &second, (100..130).map(|n| (n, client_ip(8), None))));
+    let confirmed = answers.iter().filter(|(s, _)| *s == 201).count();
+    let limited = answers.iter().filter(|(s, _)| *s == 429).count();
+    assert!(confirmed <= 6 && confirmed + limited == 30, "without device tokens: {answers:?}");
+
+    // A token this server did not sign is no identity: the address's limit applies.
+    let forged = "d1.0123456789abcdef.1790000000.00112233445566778899aabbccddeeff".to_string();
+    let (third_session, third) = offer(&server, 150, None, 600);
+    let third_path = format!("/api/v1/sessions/{third_session}/orders");
+    let answers = rt.block_on(buy_at_once(addr, &third_path, &third, (200..210).map(|n| (n, client_ip(9), Some(forged.clone())))));
+    assert!(answers.iter().filter(|(s, _)| *s == 201).count() <= 6, "a forged token passed: {answers:?}");
+}
+
+#[test]
+fn a_bot_with_fifty_device_tokens_behind_one_address_gets_at_most_its_networks_share() {
+    let server = Server::start(&data_dir("bot-share"));
+    let (session_id, offer_id) = offer(&server, 150, None, 600);
+    let path = format!("/api/v1/sessions/{session_id}/orders");
+    let (addr, bot) = (server.http, client_ip(0));
+    let rt = runtime();
+    let (bot_answers, honest) = rt.block_on(async {
+        let mut tokens = Vec::new();
+        for _ in 0..50 {
+            tokens.push(device_token(addr, bot).await);
+        }
+        // The bot, 50 identities with 50 phones, and 100 honest buyers from their own
+        // addresses, all at once.
+        let bot_buys = buy_at_once(addr, &path, &offer_id, tokens.into_iter().enumerate().map(|(n, t)| (1000 + n, bot, Some(t))));
+        let honest_buys = buy_at_once(addr, &path, &offer_id, (1..=100).map(|n| (n, client_ip(n), None)));
+        tokio::join!(bot_buys, honest_buys)
+    });
+    let bot_units = bot_answers.iter().filter(|(s, _)| *s == 201).count();
+    // 20 % of 150 is the share of one network.
+    assert!(bot_units <= 30, "the bot got {bot_units} units: {bot_answers:?}");
+    assert!(
+        bot_answers.iter().all(|(s, b)| *s == 201 || (*s == 409 && (b.contains("network_share") || b.contains("sold_out")))),
+        "{bot_answers:?}"
+    );
+    let honest_ok = honest.iter().filter(|(s, b)| *s == 201 || (*s == 409 && b.contains("sold_out"))).count();
+    assert_eq!(honest_ok, 100, "an honest buyer got another answer: {honest:?}");
+    eprintln!("bot: {bot_units} units of 150; honest: {} of 100 confirmed", honest.iter().filter(|(s, _)| *s == 201).count());
+}
+
 #[test]
 fn orders_are_refused_with_the_right_status() {
     let server = Server::start(&data_dir("refusals"));

@@ -227,6 +227,12 @@ fn a_buyer_on_a_stalling_disk_keeps_the_key_until_the_one_order_is_confirmed() {
     assert_eq!(statuses[0], 503, "the first try should wait out the stall: {seen}");
     assert!(keys.len() >= 2, "the page did not send the order again by itself: {seen}");
     assert!(keys.iter().all(|k| *k == keys[0]), "the page changed the key: {seen}");
+    // Every try carries the page's device token (one identity per phone, not per address).
+    let devices = seen["devices"].as_array().unwrap();
+    assert!(
+        devices.iter().all(|d| d.as_str().is_some_and(|d| d.starts_with("d1.")) && *d == devices[0]),
+        "the page's orders carry no device token: {seen}"
+    );
     let orders = orders_of(&server, &id, &offer);
     assert_eq!(orders.len(), 1, "one attempt, one order: {orders:?}");
     assert_eq!(orders[0]["id"], seen["order"], "{orders:?}");

@@ -426,6 +426,22 @@
   /** Undecided answers (none, a timeout, a 5xx) the page sends again by itself, same key. */
   const AUTO_RETRIES = 3;
 
+  // A device token (POST /api/v1/devices, good for a week): orders are then limited per
+  // phone, not per network, so buyers behind one shared address are not refused each other's
+  // turns. Asked for at load; asked again before an order if it could not be had.
+  async function deviceToken() {
+    const saved = store.get("fieldcast.device");
+    if (saved && saved.device && saved.expires_at * 1000 > Date.now() + 3600e3) return saved.device;
+    try {
+      const res = await fetch("/api/v1/devices", { method: "POST" });
+      if (!res.ok) return null;
+      const fresh = await res.json();
+      store.set("fieldcast.device", fresh);
+      return fresh.device;
+    } catch (_) { return null; }
+  }
+  let device = deviceToken();
+
   function uuid() {
     if (crypto.randomUUID) return crypto.randomUUID();
     const b = crypto.getRandomValues(new Uint8Array(16));
@@ -490,6 +506,10 @@
     sending = true;
     $("place").disabled = true;
     updatePlace();
+    let token = await device;
+    if (!token) token = await (device = deviceToken());
+    const headers = { "Content-Type": "application/json", "Idempotency-Key": attempt.key };
+    if (token) headers["Fieldcast-Device"] = token;
     // No answer, a timeout or a 5xx leaves the order undecided: the server may still store
     // it. The page sends the same request with the same key again (after Retry-After), so a
     // slow answer can never become a second order; the key goes only with a final answer.
@@ -498,7 +518,7 @@
       try {
         const res = await fetch(`/api/v1/sessions/${encodeURIComponent(id)}/orders`, {
           method: "POST",
-          headers: { "Content-Type": "application/json", "Idempotency-Key": attempt.key },
+          headers,
           body: attempt.body,
         });
         status = res.status;
@@ -543,6 +563,7 @@
     else if (code === "not_started") say(t("not_started"), "error");
     else if (code === "ended" || status === 410) say(t("offer_ended"), "error");
     else if (code === "over_limit") say(t("over_limit", { n: answer.limit }), "error");
+    else if (code === "network_share") say(t("network_share", { n: answer.limit }), "error");
     else say(t("invalid", { detail: answer.detail || status }), "error");
   }
 

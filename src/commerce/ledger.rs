@@ -53,6 +53,11 @@ pub struct OrderRequest {
     pub quantity: i64,
     pub buyer: Buyer,
     pub phone_key: String,
+    /// The network the order comes from (a keyed hash, `devices::DeviceKeys::address_key`).
+    pub address_key: String,
+    /// The share of each offer one network may buy, in percent (0: no share; see
+    /// `rules::address_share`).
+    pub address_share_percent: u8,
 }
 
 /// An HTTP-shaped answer: status and JSON body (problem+json when status ≥ 400).
@@ -444,7 +449,14 @@ fn decide_order(
         Some(_) => sql::bought_by(conn, &offer.id, &r.phone_key)?,
         None => 0,
     };
-    if let Err(refusal) = rules::check_order(&offer, now, r.quantity, already) {
+    let mut checked = rules::check_order(&offer, now, r.quantity, already);
+    if checked.is_ok()
+        && let Some(limit) = rules::address_share(offer.allocated, r.address_share_percent)
+        && sql::bought_from(conn, &offer.id, &r.address_key)? + r.quantity > limit
+    {
+        checked = Err(Refusal::AddressShare { limit });
+    }
+    if let Err(refusal) = checked {
         return Ok(LedgerAnswer::refusal(
             refusal.status(),
             Some(refusal.code()),
@@ -482,6 +494,7 @@ fn decide_order(
         buyer_city: r.buyer.city.clone(),
         status: "confirmed".into(),
         created_at: now / 1000,
+        address_key: Some(r.address_key.clone()),
     };
     sql::insert_order(conn, &order)?;
     let mut data = order_json(&order);

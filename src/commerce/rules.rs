@@ -33,6 +33,8 @@ pub enum Refusal {
     NotLive(OfferState),
     /// 422
     OverLimit { limit: i64, already: i64 },
+    /// 409: the buyer's network (address) has bought its share of the offer.
+    AddressShare { limit: i64 },
 }
 
 impl Refusal {
@@ -41,6 +43,7 @@ impl Refusal {
             Refusal::SoldOut => 409,
             Refusal::NotLive(_) => 410,
             Refusal::OverLimit { .. } => 422,
+            Refusal::AddressShare { .. } => 409,
         }
     }
 
@@ -51,13 +54,16 @@ impl Refusal {
             Refusal::NotLive(OfferState::Scheduled) => "not_started",
             Refusal::NotLive(_) => "ended",
             Refusal::OverLimit { .. } => "over_limit",
+            Refusal::AddressShare { .. } => "network_share",
         }
     }
 
     /// The numbers a page needs to explain the refusal.
     pub fn numbers(&self) -> serde_json::Value {
         match self {
-            Refusal::OverLimit { limit, .. } => serde_json::json!({ "limit": limit }),
+            Refusal::OverLimit { limit, .. } | Refusal::AddressShare { limit } => {
+                serde_json::json!({ "limit": limit })
+            }
             _ => serde_json::json!({}),
         }
     }
@@ -71,8 +77,22 @@ impl Refusal {
             Refusal::OverLimit { limit, .. } => {
                 format!("quantity: over the limit of {limit} per buyer for this offer")
             }
+            Refusal::AddressShare { limit } => format!(
+                "quantity: buyers on your network have bought this offer's share for one network ({limit} units)"
+            ),
         }
     }
+}
+
+/// Least one network may buy of any offer, whatever its size: a village behind one carrier
+/// address still buys a small offer.
+pub const ADDRESS_SHARE_MIN: i64 = 10;
+
+/// The units one network (an IPv4 address, or an IPv6 /64) may buy of an offer of
+/// `allocated` units: `percent` % of them, at least [`ADDRESS_SHARE_MIN`]; `None` when the
+/// share is off (`percent` 0). A bot with many device tokens behind one address gets no more.
+pub fn address_share(allocated: i64, percent: u8) -> Option<i64> {
+    (percent > 0).then(|| (allocated.saturating_mul(percent as i64) / 100).max(ADDRESS_SHARE_MIN))
 }
 
 /// Checks everything about an order except the stock itself, which is taken by one
@@ -170,6 +190,15 @@ pub fn normalize_phone(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_network_gets_its_percent_of_an_offer_but_never_less_than_the_minimum() {
+        assert_eq!(address_share(150, 20), Some(30));
+        assert_eq!(address_share(5, 20), Some(ADDRESS_SHARE_MIN));
+        assert_eq!(address_share(1_000_000, 20), Some(200_000));
+        assert_eq!(address_share(i64::MAX, 100), Some(i64::MAX / 100));
+        assert_eq!(address_share(150, 0), None);
+    }
 
     fn offer(available: i64, limit: Option<i64>) -> OfferRow {
         OfferRow {

@@ -26,14 +26,16 @@ pub enum PublicRoute {
     Likes = 1,
     Whep = 2,
     Events = 3,
+    Devices = 4,
 }
 
 impl PublicRoute {
-    pub const ALL: [PublicRoute; 4] = [
+    pub const ALL: [PublicRoute; 5] = [
         PublicRoute::Orders,
         PublicRoute::Likes,
         PublicRoute::Whep,
         PublicRoute::Events,
+        PublicRoute::Devices,
     ];
 
     pub fn label(self) -> &'static str {
@@ -42,30 +44,68 @@ impl PublicRoute {
             PublicRoute::Likes => "likes",
             PublicRoute::Whep => "whep",
             PublicRoute::Events => "events",
+            PublicRoute::Devices => "devices",
         }
     }
 }
 
-/// Token buckets per client address for orders, likes and WHEP offers; a count of open SSE
+/// Token buckets per client address for orders, likes, WHEP offers and device tokens; per
+/// device for the orders of pages that carry one (`commerce::devices`); a count of open SSE
 /// streams per address; and how many requests each refused.
 pub struct PublicLimits {
     orders: RateLimiter,
+    /// Orders with a device token: `orders`' rate per device, and this loose cap per address
+    /// (a crowd of real phones behind one address never reaches it; a flood does).
+    orders_by_device: RateLimiter,
+    orders_flood: RateLimiter,
     likes: RateLimiter,
     whep: RateLimiter,
+    devices: RateLimiter,
     /// Open SSE streams per address (no total cap: the connection limits bound them).
     events: Arc<AddressSlots>,
-    limited: [AtomicU64; 4],
+    limited: [AtomicU64; 5],
+}
+
+/// What one public client may ask for.
+pub struct PublicRates {
+    pub orders: Rate,
+    pub orders_per_address: Rate,
+    pub likes: Rate,
+    pub whep: Rate,
+    pub devices: Rate,
+    pub max_events_per_address: usize,
 }
 
 impl PublicLimits {
-    pub fn new(orders: Rate, likes: Rate, whep: Rate, max_events_per_address: usize) -> Self {
+    pub fn new(rates: PublicRates) -> Self {
         let bucket = |r: Rate| RateLimiter::new(r.burst, r.per_second);
         Self {
-            orders: bucket(orders),
-            likes: bucket(likes),
-            whep: bucket(whep),
-            events: AddressSlots::new(usize::MAX, max_events_per_address),
+            orders: bucket(rates.orders),
+            orders_by_device: bucket(rates.orders),
+            orders_flood: bucket(rates.orders_per_address),
+            likes: bucket(rates.likes),
+            whep: bucket(rates.whep),
+            devices: bucket(rates.devices),
+            events: AddressSlots::new(usize::MAX, rates.max_events_per_address),
             limited: Default::default(),
+        }
+    }
+
+    /// An order's tokens: per device when it carries a valid device token (and from the
+    /// address's flood cap), else per address. A refusal is counted and is a 429.
+    pub fn check_order(&self, client: IpAddr, device: Option<&str>) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let allowed = match device {
+            Some(device) => {
+                self.orders_flood.allow(&client.to_string(), now)
+                    && self.orders_by_device.allow(device, now)
+            }
+            None => self.orders.allow(&client.to_string(), now),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(self.refuse(PublicRoute::Orders))
         }
     }
 
@@ -75,6 +115,7 @@ impl PublicLimits {
             PublicRoute::Orders => &self.orders,
             PublicRoute::Likes => &self.likes,
             PublicRoute::Whep => &self.whep,
+            PublicRoute::Devices => &self.devices,
             PublicRoute::Events => return Ok(()),
         };
         if limiter.allow(&client.to_string(), Instant::now()) {
@@ -90,6 +131,7 @@ impl PublicLimits {
             PublicRoute::Likes => "too many likes; batch taps into one request",
             PublicRoute::Whep => "too many players started from your network; wait a few seconds",
             PublicRoute::Events => "too many live updates open from your network",
+            PublicRoute::Devices => "too many new devices from your network; wait a few seconds",
         };
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, detail).retry_after(2)
     }
@@ -108,8 +150,11 @@ impl PublicLimits {
     /// Drops buckets that have refilled (called every second).
     pub fn forget_idle(&self) {
         self.orders.forget_idle();
+        self.orders_by_device.forget_idle();
+        self.orders_flood.forget_idle();
         self.likes.forget_idle();
         self.whep.forget_idle();
+        self.devices.forget_idle();
     }
 }
 

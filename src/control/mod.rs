@@ -3,6 +3,7 @@
 pub mod assets;
 mod auth;
 mod cacheable;
+mod devices;
 pub mod client;
 pub mod error;
 mod health;
@@ -111,6 +112,7 @@ pub fn routes() -> Vec<Route> {
         r(Method::GET, "/api/v1/stats", Operator, get(health::stats)),
         r(Method::PUT, "/api/v1/sessions/{id}/overlays/{layer_id}/image", Upload, put(overlays::layer_image)),
         r(Method::PUT, "/api/v1/products/{id}/image", Upload, put(overlays::product_image)),
+        r(Method::POST, "/api/v1/devices", Public, post(devices::mint)),
         r(Method::POST, "/api/v1/sessions/{id}/orders", Public, post(orders::create)),
         r(Method::GET, "/api/v1/sessions/{id}/orders", Public, get(orders::list)),
         r(Method::POST, "/api/v1/sessions/{id}/likes", Public, post(live::like)),
@@ -183,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         .allow_headers([
             header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static(devices::DEVICE_HEADER),
         ])
         .expose_headers([header::LOCATION, header::ETAG, header::CONTENT_TYPE]);
 

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    assets, health, hls, live, offers, orders, overlays, pages, pinned, products, sessions,
+    assets, devices, health, hls, live, offers, orders, overlays, pages, pinned, products, sessions,
     webhooks, whep,
 };
 
@@ -102,6 +102,7 @@ impl Modify for Bearer {
         health::stats,
         health::healthz,
         health::metrics,
+        devices::mint,
         live::like,
         live::events,
         live::state,

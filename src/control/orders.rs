@@ -10,11 +10,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::auth::Operator;
-use super::client::{Client, PublicRoute};
+use super::client::Client;
 use super::error::{ApiError, ApiJson};
 use super::ledger_response;
 use crate::app::AppState;
-use crate::commerce::ledger::{Buyer, OrderRequest};
+use crate::commerce::ledger::{Buyer, OrderRequest, now_ms};
 use crate::commerce::rules::normalize_phone;
 
 /// Most units in one order.
@@ -90,8 +90,8 @@ pub fn parse_order(body: &[u8]) -> Result<ParsedOrder, ApiError> {
 
 /// Buys from a live offer. The same `Idempotency-Key` with the same body replays the first
 /// answer; with another body it is refused (422). Answered only after the order is on disk.
-#[utoipa::path(post, path = "/api/v1/sessions/{id}/orders", tag = "orders", params(("id" = String, Path, description = "Session id"), ("Idempotency-Key" = String, Header, description = "One key per buying attempt: a retry with the same key and body gets the first answer")), request_body = OrderBody,
-    responses((status = 201, description = "The order, on disk", body = crate::commerce::views::OrderView), (status = 200, description = "A replay of the first answer to this Idempotency-Key", body = crate::commerce::views::OrderView), (status = 400, description = "Not JSON, or no Idempotency-Key", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy, or still storing this order: send the same request with the same Idempotency-Key again after Retry-After", body = super::openapi::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/orders", tag = "orders", params(("id" = String, Path, description = "Session id"), ("Idempotency-Key" = String, Header, description = "One key per buying attempt: a retry with the same key and body gets the first answer"), ("Fieldcast-Device" = Option<String>, Header, description = "A device token (POST /api/v1/devices): order limits then hold per device, not per address")), request_body = OrderBody,
+    responses((status = 201, description = "The order, on disk", body = crate::commerce::views::OrderView), (status = 200, description = "A replay of the first answer to this Idempotency-Key", body = crate::commerce::views::OrderView), (status = 400, description = "Not JSON, or no Idempotency-Key", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why: sold_out, only_left, network_share)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this device, or from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy, or still storing this order: send the same request with the same Idempotency-Key again after Retry-After", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -99,8 +99,14 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    // First, before any parsing or SQL: a flood from one network costs a token lookup.
-    state.public.check(PublicRoute::Orders, client)?;
+    // First, before any parsing or SQL: a flood from one network costs a token lookup. A page
+    // with a device token is limited per device (and per address only as a flood cap);
+    // without one, or with one this server did not issue, per address.
+    let device = headers
+        .get(super::devices::DEVICE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|token| state.devices.verify(token, now_ms() / 1000));
+    state.public.check_order(client, device.as_deref())?;
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -135,6 +141,8 @@ pub async fn create(
         quantity: order.quantity,
         buyer: order.buyer,
         phone_key: order.phone_key,
+        address_key: state.devices.address_key(client),
+        address_share_percent: state.settings.address_share_percent,
     };
     // A slow ledger (a slow disk) is answered before the request deadline with "send it again
     // with the same key", never with a status that reads as final: the ledger serves requests

@@ -57,6 +57,9 @@ pub struct OrderRow {
     pub buyer_city: Option<String>,
     pub status: String,
     pub created_at: i64,
+    /// The network it came from, as a keyed hash (`commerce::devices::DeviceKeys::address_key`).
+    #[serde(skip)]
+    pub address_key: Option<String>,
 }
 
 /// A stored answer to an idempotent request.
@@ -87,7 +90,7 @@ pub struct OutboxRow {
 
 const PRODUCT_COLUMNS: &str = "id, name, translations, unit_amount, currency, unit, origin, harvest_date, description, created_at, image_hash";
 const OFFER_COLUMNS: &str = "id, session_id, product_id, unit_amount, allocated, available, sold, per_buyer_limit, starts_at, ends_at, ended_early, created_at";
-const ORDER_COLUMNS: &str = "id, session_id, offer_id, product_id, quantity, amount, currency, buyer_name, buyer_phone, phone_key, buyer_address, buyer_city, status, created_at";
+const ORDER_COLUMNS: &str = "id, session_id, offer_id, product_id, quantity, amount, currency, buyer_name, buyer_phone, phone_key, buyer_address, buyer_city, status, created_at, address_key";
 
 fn product_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProductRow> {
     Ok(ProductRow {
@@ -138,6 +141,7 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
         buyer_city: r.get(11)?,
         status: r.get(12)?,
         created_at: r.get(13)?,
+        address_key: r.get(14)?,
     })
 }
 
@@ -215,6 +219,15 @@ pub fn bought_by(conn: &Connection, offer_id: &str, phone_key: &str) -> Result<i
         .query_row([offer_id, phone_key], |r| r.get(0))?)
 }
 
+/// Units of an offer bought (and not cancelled) from one network.
+pub fn bought_from(conn: &Connection, offer_id: &str, address_key: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE offer_id = ?1 AND address_key = ?2 AND status = 'confirmed'",
+        )?
+        .query_row([offer_id, address_key], |r| r.get(0))?)
+}
+
 /// Takes `quantity` from the offer's stock in one conditional update. Returns false (and
 /// changes nothing) when less than that is available.
 pub fn take_stock(conn: &Connection, offer_id: &str, quantity: i64) -> Result<bool, StoreError> {
@@ -249,11 +262,12 @@ pub fn end_offer(conn: &Connection, offer_id: &str, now_ms: i64) -> Result<bool,
 
 pub fn insert_order(conn: &Connection, o: &OrderRow) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
-        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))?
     .execute(params![
         o.id, o.session_id, o.offer_id, o.product_id, o.quantity, o.amount, o.currency, o.buyer_name,
-        o.buyer_phone, o.phone_key, o.buyer_address, o.buyer_city, o.status, o.created_at
+        o.buyer_phone, o.phone_key, o.buyer_address, o.buyer_city, o.status, o.created_at,
+        o.address_key
     ])?;
     Ok(())
 }

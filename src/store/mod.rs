@@ -114,6 +114,10 @@ const MIGRATIONS: &[&str] = &[
     // public, cacheable URL).
     "ALTER TABLE sessions ADD COLUMN orientation TEXT NOT NULL DEFAULT 'auto';
     ALTER TABLE products ADD COLUMN image_hash TEXT;",
+    // Buyers behind shared addresses: the network an order came from, as a keyed hash
+    // (`commerce::devices`), for each offer's per-network share. Older orders have none.
+    "ALTER TABLE orders ADD COLUMN address_key TEXT;
+    CREATE INDEX orders_offer_address ON orders(offer_id, address_key);",
 ];
 
 #[derive(Debug, thiserror::Error)]

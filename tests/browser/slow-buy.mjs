@@ -4,8 +4,8 @@
 //          of the server take longer than the server waits for its ledger
 //   done   the buyer tapped once: the first try was answered 503 with Retry-After, the page
 //          said it was still confirming, sent the same request with the same
-//          Idempotency-Key again by itself, and showed the one confirmed order:
-//          {keys, statuses, order}
+//          Idempotency-Key (and its device token) again by itself, and showed the one
+//          confirmed order: {keys, devices, statuses, order}
 // Throws (exit 1) with a sentence at the first thing that is wrong.
 //
 // Usage: node slow-buy.mjs '{"base", "session", "shots"}'
@@ -16,11 +16,15 @@ const cfg = JSON.parse(process.argv[2]);
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const step = (name, extra = {}) => console.log(JSON.stringify({ step: name, ...extra }));
 const browser = await launch();
-const seen = { keys: [], statuses: [] };
+const seen = { keys: [], devices: [], statuses: [] };
 const isOrder = r => r.method() === "POST" && /\/orders$/.test(new URL(r.url()).pathname);
 try {
   const page = await viewer(browser);
-  page.on("request", r => { if (isOrder(r)) seen.keys.push(r.headers()["idempotency-key"]); });
+  page.on("request", r => {
+    if (!isOrder(r)) return;
+    seen.keys.push(r.headers()["idempotency-key"]);
+    seen.devices.push(r.headers()["fieldcast-device"] || null);
+  });
   page.on("response", r => { if (isOrder(r.request())) seen.statuses.push(r.status()); });
   await page.goto(`${cfg.base}/watch/${cfg.session}`);
   await page.getByRole("button", { name: "Buy now" }).click();
