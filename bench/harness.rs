@@ -48,6 +48,9 @@ impl Server {
             // environment, which an older build ignores.
             .env("FIELDCAST_RATE_WHEP", "1000000:1000000")
             .env("FIELDCAST_RATE_ORDERS", "1000000:1000000")
+            .env("FIELDCAST_RATE_DEVICES", "1000000:1000000")
+            // One network may buy all of an offer here, but the ledger still checks the share.
+            .env("FIELDCAST_ADDRESS_SHARE_PERCENT", "100")
             .env("FIELDCAST_WHEP_MAX_PENDING_PER_ADDRESS", "100000")
             .env("FIELDCAST_WHEP_MAX_PENDING", "100000")
             .env("FIELDCAST_MAX_VIEWERS_PER_SESSION", "100000")

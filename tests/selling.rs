@@ -391,14 +391,16 @@ fn a_bot_with_fifty_device_tokens_behind_one_address_gets_at_most_its_networks_s
     let path = format!("/api/v1/sessions/{session_id}/orders");
     let (addr, bot) = (server.http, client_ip(0));
     let rt = runtime();
-    let (bot_answers, honest) = rt.block_on(async {
-        let mut tokens = Vec::new();
+    let mut tokens = Vec::new();
+    rt.block_on(async {
         for _ in 0..50 {
             tokens.push(device_token(addr, bot).await);
         }
+    });
+    let (bot_answers, honest) = rt.block_on(async {
         // The bot, 50 identities with 50 phones, and 100 honest buyers from their own
         // addresses, all at once.
-        let bot_buys = buy_at_once(addr, &path, &offer_id, tokens.into_iter().enumerate().map(|(n, t)| (1000 + n, bot, Some(t))));
+        let bot_buys = buy_at_once(addr, &path, &offer_id, tokens.iter().cloned().enumerate().map(|(n, t)| (1000 + n, bot, Some(t))));
         let honest_buys = buy_at_once(addr, &path, &offer_id, (1..=100).map(|n| (n, client_ip(n), None)));
         tokio::join!(bot_buys, honest_buys)
     });
@@ -412,6 +414,23 @@ fn a_bot_with_fifty_device_tokens_behind_one_address_gets_at_most_its_networks_s
     let honest_ok = honest.iter().filter(|(s, b)| *s == 201 || (*s == 409 && b.contains("sold_out"))).count();
     assert_eq!(honest_ok, 100, "an honest buyer got another answer: {honest:?}");
     eprintln!("bot: {bot_units} units of 150; honest: {} of 100 confirmed", honest.iter().filter(|(s, _)| *s == 201).count());
+
+    // A cancelled order gives its units back to the network's share, and only those.
+    assert_eq!(bot_units, 30, "the bot should have reached the share: {bot_answers:?}");
+    let order_id = bot_answers.iter().find(|(s, _)| *s == 201).map(|(_, b)| {
+        serde_json::from_str::<Value>(b).unwrap()["id"].as_str().unwrap().to_string()
+    });
+    let (status, cancelled) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{session_id}/orders/{}/cancel", order_id.unwrap()),
+        None,
+    );
+    assert_eq!(status, 200, "{cancelled}");
+    // (Its 51st token would be refused: 50 at once per address, then 1 a second.)
+    let again = rt.block_on(buy_at_once(addr, &path, &offer_id, (2000..2002).map(|n| (n, bot, Some(tokens[n - 2000].clone())))));
+    let mut statuses: Vec<u16> = again.iter().map(|(s, _)| *s).collect();
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "after one cancellation, one more unit: {again:?}");
 }
 
 #[test]

@@ -497,6 +497,7 @@ fn decide_order(
         address_key: Some(r.address_key.clone()),
     };
     sql::insert_order(conn, &order)?;
+    sql::count_for_network(conn, &offer.id, &r.address_key, r.quantity)?;
     let mut data = order_json(&order);
     data["buyer"] = serde_json::to_value(&r.buyer).unwrap_or(Value::Null);
     data["session_id"] = Value::from(order.session_id.clone());
@@ -584,6 +585,9 @@ fn cancel(
     }
     sql::set_order_status(conn, order_id, "cancelled")?;
     sql::return_stock(conn, &order.offer_id, order.quantity)?;
+    if let Some(network) = &order.address_key {
+        sql::count_for_network(conn, &order.offer_id, network, -order.quantity)?;
+    }
     order.status = "cancelled".into();
     event(conn, "order.cancelled", order_json(&order), now)?;
     changes.push(Effect::Changed {

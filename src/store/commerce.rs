@@ -219,13 +219,28 @@ pub fn bought_by(conn: &Connection, offer_id: &str, phone_key: &str) -> Result<i
         .query_row([offer_id, phone_key], |r| r.get(0))?)
 }
 
-/// Units of an offer bought (and not cancelled) from one network.
+/// Units of an offer one network holds (bought and not cancelled): one primary-key lookup.
 pub fn bought_from(conn: &Connection, offer_id: &str, address_key: &str) -> Result<i64, StoreError> {
     Ok(conn
-        .prepare_cached(
-            "SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE offer_id = ?1 AND address_key = ?2 AND status = 'confirmed'",
-        )?
-        .query_row([offer_id, address_key], |r| r.get(0))?)
+        .prepare_cached("SELECT units FROM offer_networks WHERE offer_id = ?1 AND address_key = ?2")?
+        .query_row([offer_id, address_key], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Adds `units` (negative for a cancellation) to what one network holds of an offer.
+pub fn count_for_network(
+    conn: &Connection,
+    offer_id: &str,
+    address_key: &str,
+    units: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO offer_networks (offer_id, address_key, units) VALUES (?1, ?2, max(?3, 0))
+         ON CONFLICT (offer_id, address_key) DO UPDATE SET units = max(units + ?3, 0)",
+    )?
+    .execute(params![offer_id, address_key, units])?;
+    Ok(())
 }
 
 /// Takes `quantity` from the offer's stock in one conditional update. Returns false (and

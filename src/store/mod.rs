@@ -115,9 +115,16 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE sessions ADD COLUMN orientation TEXT NOT NULL DEFAULT 'auto';
     ALTER TABLE products ADD COLUMN image_hash TEXT;",
     // Buyers behind shared addresses: the network an order came from, as a keyed hash
-    // (`commerce::devices`), for each offer's per-network share. Older orders have none.
+    // (`commerce::devices`; older orders have none), and the units each network holds of each
+    // offer, kept by the ledger beside the stock so that the per-network share costs one
+    // lookup per order, not a sum over that network's orders.
     "ALTER TABLE orders ADD COLUMN address_key TEXT;
-    CREATE INDEX orders_offer_address ON orders(offer_id, address_key);",
+    CREATE TABLE offer_networks (
+        offer_id TEXT NOT NULL,
+        address_key TEXT NOT NULL,
+        units INTEGER NOT NULL CHECK (units >= 0),
+        PRIMARY KEY (offer_id, address_key)
+    ) WITHOUT ROWID;",
 ];
 
 #[derive(Debug, thiserror::Error)]
