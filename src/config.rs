@@ -56,7 +56,7 @@ pub struct ServeArgs {
     /// WHEP offers per client address, as BURST:PER_SECOND [default: 10:1]
     #[arg(long, env = "FIELDCAST_RATE_WHEP")]
     pub rate_whep: Option<String>,
-    /// Device tokens minted per client address, as BURST:PER_SECOND [default: 50:1]
+    /// Device tokens minted per client address, as BURST:PER_SECOND [default: 200:5]
     #[arg(long, env = "FIELDCAST_RATE_DEVICES")]
     pub rate_devices: Option<String>,
     /// Orders per client address from pages with device tokens (whose own limit is
@@ -274,7 +274,7 @@ impl Settings {
         let rate_orders = rate("rate_orders", &args.rate_orders, &file.rate_orders, "5:0.5")?;
         let rate_likes = rate("rate_likes", &args.rate_likes, &file.rate_likes, "40:20")?;
         let rate_whep = rate("rate_whep", &args.rate_whep, &file.rate_whep, "10:1")?;
-        let rate_devices = rate("rate_devices", &args.rate_devices, &file.rate_devices, "50:1")?;
+        let rate_devices = rate("rate_devices", &args.rate_devices, &file.rate_devices, "200:5")?;
         let rate_orders_per_address = rate(
             "rate_orders_per_address",
             &args.rate_orders_per_address,

@@ -385,6 +385,22 @@ fn thirty_phones_behind_one_address_with_device_tokens_all_buy_at_once() {
 }
 
 #[test]
+fn device_tokens_are_minted_at_a_bounded_rate_per_address() {
+    let server = Server::start_with(&data_dir("device-rate"), &["--rate-devices", "3:0.1"]);
+    let rt = runtime();
+    let statuses: Vec<u16> = rt.block_on(async {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            out.push(http_from(Some(client_ip(3)), server.http, "POST", "/api/v1/devices", &[], "").await.unwrap().0);
+        }
+        // Another address has its own budget.
+        out.push(http_from(Some(client_ip(4)), server.http, "POST", "/api/v1/devices", &[], "").await.unwrap().0);
+        out
+    });
+    assert_eq!(statuses, [201, 201, 201, 429, 201]);
+}
+
+#[test]
 fn a_bot_with_fifty_device_tokens_behind_one_address_gets_at_most_its_networks_share() {
     let server = Server::start(&data_dir("bot-share"));
     let (session_id, offer_id) = offer(&server, 150, None, 600);
@@ -426,7 +442,6 @@ fn a_bot_with_fifty_device_tokens_behind_one_address_gets_at_most_its_networks_s
         None,
     );
     assert_eq!(status, 200, "{cancelled}");
-    // (Its 51st token would be refused: 50 at once per address, then 1 a second.)
     let again = rt.block_on(buy_at_once(addr, &path, &offer_id, (2000..2002).map(|n| (n, bot, Some(tokens[n - 2000].clone())))));
     let mut statuses: Vec<u16> = again.iter().map(|(s, _)| *s).collect();
     statuses.sort();
