@@ -12,8 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Nginx, Publisher, Server, data_dir, docs_dir, five_units, is_slate, node, pinned_product,
-    wait_for,
+    LiveSale, Nginx, Publisher, Server, data_dir, docs_dir, is_slate, live_sale, node, wait_for,
 };
 use fieldcast::hls::load::parse_listing;
 use fieldcast::hls::playlist::iso8601;
@@ -529,16 +528,8 @@ fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_or_udp
     let mut extra = OPEN_LIMITS.to_vec();
     extra.extend(["--max-viewers-per-session", "1"]);
     let server = Server::start_with(&data_dir("hls-fallback"), &extra);
-    let session = server.create_session("Rose jam, on HLS");
-    let id = session["id"].as_str().unwrap().to_string();
-    let _publisher = Publisher::ffmpeg(
-        &server.publish_url(session["stream_key"].as_str().unwrap()),
-        "1280x720",
-        120,
-    );
-    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
-    let product = pinned_product(&server, &id);
-    let offer = five_units(&server, &id, product["id"].as_str().unwrap());
+    let LiveSale { id, offer, publisher: _publisher, .. } =
+        live_sale(&server, "Rose jam, on HLS", 120);
 
     // The one WebRTC place is taken by the project's own WHEP client.
     let mut occupant = Command::new(env!("CARGO_BIN_EXE_fieldcast"))

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    BrowserScript, Publisher, Server, SlowDisk, browser_dir, data_dir, docs_dir, five_units,
-    last_frame, near_white, node, pinned_product,
+    BrowserScript, LiveSale, Publisher, Server, SlowDisk, browser_dir, data_dir, docs_dir,
+    five_units, last_frame, live_sale, near_white, node, pinned_product,
 };
 use fieldcast::overlay::layout;
 use fieldcast::overlay::scene::{LayerKind, template};
@@ -77,17 +77,9 @@ fn watch_page_decodes_video_in_headless_chromium_while_ffmpeg_publishes() {
 #[test]
 fn the_page_sells_once_per_attempt_words_refusals_embeds_speaks_zh_and_ug_and_passes_axe() {
     let server = Server::start_with(&data_dir("watch-buy"), OPEN_LIMITS);
-    let session = server.create_session("Rose jam from the greenhouse");
-    let id = session["id"].as_str().unwrap().to_string();
-    let _publisher = Publisher::ffmpeg(
-        &server.publish_url(session["stream_key"].as_str().unwrap()),
-        "1280x720",
-        120,
-    );
-    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
-    let product = pinned_product(&server, &id);
+    let LiveSale { id, product, offer, publisher: _publisher } =
+        live_sale(&server, "Rose jam from the greenhouse", 120);
     let product_id = product["id"].as_str().unwrap();
-    let offer = five_units(&server, &id, product_id);
 
     let config = json!({
         "base": server.url(""),
@@ -200,16 +192,7 @@ fn the_page_sells_once_per_attempt_words_refusals_embeds_speaks_zh_and_ug_and_pa
 #[test]
 fn a_buyer_on_a_stalling_disk_keeps_the_key_until_the_one_order_is_confirmed() {
     let server = Server::start_with(&data_dir("watch-slow-buy"), OPEN_LIMITS);
-    let session = server.create_session("Slow disk");
-    let id = session["id"].as_str().unwrap().to_string();
-    let _publisher = Publisher::ffmpeg(
-        &server.publish_url(session["stream_key"].as_str().unwrap()),
-        "1280x720",
-        120,
-    );
-    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
-    let product = pinned_product(&server, &id);
-    let offer = five_units(&server, &id, product["id"].as_str().unwrap());
+    let LiveSale { id, offer, publisher: _publisher, .. } = live_sale(&server, "Slow disk", 120);
     let shots = data_dir("watch-slow-buy-shots");
     std::fs::create_dir_all(&shots).unwrap();
     let config = json!({"base": server.url(""), "session": id, "shots": shots});
@@ -241,16 +224,7 @@ fn a_buyer_on_a_stalling_disk_keeps_the_key_until_the_one_order_is_confirmed() {
 #[test]
 fn a_page_whose_live_state_is_refused_says_so_and_asks_again_until_the_shop_shows() {
     let server = Server::start_with(&data_dir("watch-state-retry"), OPEN_LIMITS);
-    let session = server.create_session("Refused state");
-    let id = session["id"].as_str().unwrap().to_string();
-    let _publisher = Publisher::ffmpeg(
-        &server.publish_url(session["stream_key"].as_str().unwrap()),
-        "1280x720",
-        60,
-    );
-    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
-    let product = pinned_product(&server, &id);
-    five_units(&server, &id, product["id"].as_str().unwrap());
+    let LiveSale { id, publisher: _publisher, .. } = live_sale(&server, "Refused state", 60);
     let shots = data_dir("watch-state-retry-shots");
     let config = json!({"base": server.url(""), "session": id, "shots": shots});
     let seen = node("state-retry.mjs", &[&config.to_string()]);

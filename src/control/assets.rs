@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use super::cacheable::held;
 use super::error::ApiError;
 use crate::app::AppState;
 
@@ -58,14 +59,6 @@ pub fn etag_of(bytes: &[u8]) -> String {
     format!("W/\"{}\"", &hex[..24])
 }
 
-/// Whether the client's `If-None-Match` names `etag` (or `*`).
-fn fresh(request: &HeaderMap, etag: &str) -> bool {
-    request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-}
-
 /// Answers with `body`, or 304 when the client holds this version already.
 pub fn cached(
     request: &HeaderMap,
@@ -74,7 +67,7 @@ pub fn cached(
     content_type: &'static str,
     body: impl Into<axum::body::Body>,
 ) -> Response {
-    let fresh = fresh(request, etag);
+    let fresh = held(request, etag);
     let etag = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""));
     let headers = [
         (header::ETAG, etag),
@@ -227,7 +220,7 @@ pub async fn image(
         .join("by-hash")
         .join(format!("{hash}.png"));
     // A client that holds the photo is answered without reading it.
-    if fresh(&headers, &etag) {
+    if held(&headers, &etag) {
         return Ok(cached(&headers, &etag, IMMUTABLE, "image/png", ""));
     }
     let bytes = tokio::fs::read(&path)

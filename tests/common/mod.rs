@@ -717,6 +717,29 @@ pub fn five_units(server: &Server, session: &str, product: &str) -> String {
     offer["id"].as_str().unwrap().to_string()
 }
 
+/// A show on air with a sale, as the page tests need it: a session, an ffmpeg publisher at
+/// 1280x720 for `seconds`, the photographed product pinned and five units on offer.
+pub struct LiveSale {
+    pub id: String,
+    pub product: Value,
+    pub offer: String,
+    pub publisher: Publisher,
+}
+
+pub fn live_sale(server: &Server, title: &str, seconds: u32) -> LiveSale {
+    let session = server.create_session(title);
+    let id = session["id"].as_str().unwrap().to_string();
+    let publisher = Publisher::ffmpeg(
+        &server.publish_url(session["stream_key"].as_str().unwrap()),
+        "1280x720",
+        seconds,
+    );
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+    let product = pinned_product(server, &id);
+    let offer = five_units(server, &id, product["id"].as_str().unwrap());
+    LiveSale { id, product, offer, publisher }
+}
+
 /// A foreground nginx with the README's configuration (`docs/nginx-cache.conf`) in front of
 /// `upstream`, its files under `dir`; killed when dropped.
 pub struct Nginx(std::process::Child);
