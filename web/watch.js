@@ -65,7 +65,7 @@
     }
   }
 
-  // ---- Live state (SSE), on the server's clock.
+  // ---- Live state (versions of /state), on the server's clock.
   let live = null;
   // The server's clock minus ours. A cached answer carries an older server time, which only
   // ever makes this smaller than the truth, so the largest seen is the best.
@@ -94,6 +94,8 @@
           continue;
         }
         wait = Number(res.headers.get("Retry-After")) * 1000 || 0;
+        // A version this server never gave (it restarted with its clock behind): start over.
+        if (res.status === 400) stateVersion = 0;
       } catch (_) { /* no answer: the network, or the server restarting */ }
       stateFailures++;
       $("shop-status").hidden = false;
@@ -428,7 +430,8 @@
 
   // A device token (POST /api/v1/devices, good for a week): orders are then limited per
   // phone, not per network, so buyers behind one shared address are not refused each other's
-  // turns. Asked for at load; asked again before an order if it could not be had.
+  // turns. Asked for when the buy sheet first opens (most viewers never buy, and the origin
+  // should not mint one per viewer); asked again before an order if it could not be had.
   async function deviceToken() {
     const saved = store.get("fieldcast.device");
     if (saved && saved.device && saved.expires_at * 1000 > Date.now() + 3600e3) return saved.device;
@@ -440,7 +443,7 @@
       return fresh.device;
     } catch (_) { return null; }
   }
-  let device = deviceToken();
+  let device = null;
 
   function uuid() {
     if (crypto.randomUUID) return crypto.randomUUID();
@@ -473,6 +476,7 @@
     if (Number(quantity.value) > max) quantity.value = max;
     $("sheet-title").textContent = t("buy_title", { name: productName(live.pinned) });
     $("sheet-limit").textContent = offer.per_buyer_limit ? t("per_buyer", { n: offer.per_buyer_limit }) : "";
+    if (!device) device = deviceToken();
     say("", "");
     updatePlace();
     sheet.showModal();
