@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// rate_orders, per device): a flood cap, as BURST:PER_SECOND [default: 200:50]
     #[arg(long, env = "FIELDCAST_RATE_ORDERS_PER_ADDRESS")]
     pub rate_orders_per_address: Option<String>,
+    /// Country calling code that national phone numbers (no + or 00) belong to, for the
+    /// per-buyer limit; "" keeps them as typed [default: 86]
+    #[arg(long, env = "FIELDCAST_PHONE_COUNTRY_CODE")]
+    pub phone_country_code: Option<String>,
     /// Share of each offer one network (an IPv4 address or an IPv6 /64) may buy, in percent,
     /// at least 10 units; 0 turns it off [default: 20]
     #[arg(long, env = "FIELDCAST_ADDRESS_SHARE_PERCENT")]
@@ -117,6 +121,7 @@ struct FileSettings {
     rate_devices: Option<String>,
     rate_orders_per_address: Option<String>,
     address_share_percent: Option<u8>,
+    phone_country_code: Option<String>,
     toast_buyer: Option<String>,
     reconnect_grace: Option<u64>,
     hls_idle: Option<u64>,
@@ -179,6 +184,7 @@ pub struct Settings {
     pub rate_devices: Rate,
     pub rate_orders_per_address: Rate,
     pub address_share_percent: u8,
+    pub phone_country_code: String,
     pub max_events_per_address: usize,
     pub max_viewers_per_session: usize,
     pub whep_max_pending: usize,
@@ -285,6 +291,15 @@ impl Settings {
             .address_share_percent
             .or(file.address_share_percent)
             .unwrap_or(20);
+        let phone_country_code = pick(&args.phone_country_code, &file.phone_country_code, "86");
+        if !(phone_country_code.is_empty()
+            || (phone_country_code.len() <= 3 && phone_country_code.bytes().all(|b| b.is_ascii_digit())))
+        {
+            return Err(invalid(
+                "phone_country_code",
+                format!("{phone_country_code:?} is not a country calling code (1 to 3 digits, or empty)"),
+            ));
+        }
         if address_share_percent > 100 {
             return Err(invalid(
                 "address_share_percent",
@@ -313,6 +328,7 @@ impl Settings {
             rate_devices,
             rate_orders_per_address,
             address_share_percent,
+            phone_country_code,
             max_events_per_address: count(
                 args.max_events_per_address,
                 file.max_events_per_address,

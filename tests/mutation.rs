@@ -54,8 +54,8 @@ fn the_order_json_survives_10000_mutations() {
     .map(|s| s.as_bytes().to_vec())
     .collect();
     // The first seed parses.
-    fieldcast::control::parse_order(&seeds[0]).expect("a valid order parses");
+    fieldcast::control::parse_order(&seeds[0], "86").expect("a valid order parses");
     fuzz("order json", &seeds, |input| {
-        let _ = fieldcast::control::parse_order(input);
+        let _ = fieldcast::control::parse_order(input, "86");
     });
 }

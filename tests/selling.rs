@@ -385,6 +385,30 @@ fn thirty_phones_behind_one_address_with_device_tokens_all_buy_at_once() {
 }
 
 #[test]
+fn one_phone_typed_three_ways_is_one_buyer_for_the_per_buyer_limit() {
+    let server = Server::start(&data_dir("phone-forms"));
+    let (session_id, offer_id) = offer(&server, 50, Some(2), 600);
+    let path = format!("/api/v1/sessions/{session_id}/orders");
+    let rt = runtime();
+    let answers: Vec<(u16, String)> = ["+86 138 0013 8000", "0086-13800138000", "138 0013 8000"]
+        .iter()
+        .enumerate()
+        .map(|(n, phone)| {
+            let body = json!({"offer_id": offer_id, "quantity": 1,
+                "buyer": {"name": "Aygul", "phone": phone, "address": "1 Rose Street"}})
+            .to_string();
+            let key = format!("phone-form-{n}");
+            let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key.as_str())];
+            rt.block_on(http_from(Some(client_ip(n)), server.http, "POST", &path, &headers, &body)).unwrap()
+        })
+        .collect();
+    assert_eq!(answers[0].0, 201, "{answers:?}");
+    assert_eq!(answers[1].0, 201, "{answers:?}");
+    assert_eq!(answers[2].0, 422, "the third form is the same buyer, over the limit of 2: {answers:?}");
+    assert!(answers[2].1.contains("over_limit"), "{answers:?}");
+}
+
+#[test]
 fn device_tokens_are_minted_at_a_bounded_rate_per_address() {
     let server = Server::start_with(&data_dir("device-rate"), &["--rate-devices", "3:0.1"]);
     let rt = runtime();

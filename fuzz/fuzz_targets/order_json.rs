@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = fieldcast::control::parse_order(data);
+    let _ = fieldcast::control::parse_order(data, "86");
 });

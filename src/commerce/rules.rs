@@ -162,8 +162,11 @@ pub fn broadcast_text(raw: &str, max: usize) -> String {
 }
 
 /// The per-buyer key of a phone number: its digits, with the leading `+` kept and a leading
-/// international `00` turned into `+`. `None` when it cannot be a phone number.
-pub fn normalize_phone(raw: &str) -> Option<String> {
+/// international `00` turned into `+`; a national number (no `+` or `00`) loses its trunk `0`
+/// and gets `+country` (the shop's `phone_country_code`), so that `+86 138 0013 8000` and
+/// `138 0013 8000` are one buyer. With no country (`""`) a national number stays as typed.
+/// `None` when it cannot be a phone number.
+pub fn normalize_phone(raw: &str, country: &str) -> Option<String> {
     let trimmed = raw.trim();
     let plus = trimmed.starts_with('+');
     let mut digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
@@ -182,6 +185,8 @@ pub fn normalize_phone(raw: &str) -> Option<String> {
     }
     Some(if international {
         format!("+{digits}")
+    } else if !country.is_empty() {
+        format!("+{country}{}", digits.strip_prefix('0').unwrap_or(&digits))
     } else {
         digits
     })
@@ -257,20 +262,17 @@ mod tests {
 
     #[test]
     fn phone_numbers_normalise_to_one_key() {
-        assert_eq!(
-            normalize_phone("+86 138-0013-8000").as_deref(),
-            Some("+8613800138000")
-        );
-        assert_eq!(
-            normalize_phone("0086 13800138000").as_deref(),
-            Some("+8613800138000")
-        );
-        assert_eq!(
-            normalize_phone("(0991) 555 1234").as_deref(),
-            Some("09915551234")
-        );
-        assert_eq!(normalize_phone("12"), None);
-        assert_eq!(normalize_phone("call me"), None);
+        for typed in ["+86 138-0013-8000", "0086 13800138000", "138 0013 8000", "13800138000"] {
+            assert_eq!(normalize_phone(typed, "86").as_deref(), Some("+8613800138000"), "{typed}");
+        }
+        // A landline with its trunk 0, and the same number dialled from abroad.
+        assert_eq!(normalize_phone("(0991) 555 1234", "86").as_deref(), Some("+869915551234"));
+        assert_eq!(normalize_phone("+86 991 555 1234", "86").as_deref(), Some("+869915551234"));
+        // Another country's number stays its own; without a country, national numbers as typed.
+        assert_eq!(normalize_phone("+7 701 555 1234", "86").as_deref(), Some("+77015551234"));
+        assert_eq!(normalize_phone("(0991) 555 1234", "").as_deref(), Some("09915551234"));
+        assert_eq!(normalize_phone("12", "86"), None);
+        assert_eq!(normalize_phone("call me", "86"), None);
     }
 
     #[test]

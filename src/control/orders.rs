@@ -55,8 +55,9 @@ pub struct ParsedOrder {
 }
 
 /// Parses and checks an order body. Every body gets an answer: 400 for broken JSON, 422
-/// naming the field for anything else wrong (fuzzed in tests/mutation.rs).
-pub fn parse_order(body: &[u8]) -> Result<ParsedOrder, ApiError> {
+/// naming the field for anything else wrong (fuzzed in tests/mutation.rs). National phone
+/// numbers are keyed under `phone_country` (`rules::normalize_phone`).
+pub fn parse_order(body: &[u8], phone_country: &str) -> Result<ParsedOrder, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -77,7 +78,7 @@ pub fn parse_order(body: &[u8]) -> Result<ParsedOrder, ApiError> {
     if let Some(city) = &order.buyer.city {
         field("buyer.city", city, 100)?;
     }
-    let phone_key = normalize_phone(&order.buyer.phone)
+    let phone_key = normalize_phone(&order.buyer.phone, phone_country)
         .ok_or_else(|| ApiError::unprocessable("buyer.phone: a phone number of 6 to 15 digits"))?;
     Ok(ParsedOrder {
         offer_id: order.offer_id,
@@ -128,7 +129,7 @@ pub async fn create(
             "send the order as application/json",
         ));
     }
-    let order = parse_order(&body)?;
+    let order = parse_order(&body, &state.settings.phone_country_code)?;
     state
         .store
         .session(&session_id)?
@@ -180,7 +181,7 @@ fn filtered(
 ) -> Result<Vec<crate::store::commerce::OrderRow>, ApiError> {
     let phone_key = match &f.phone {
         Some(p) => Some(
-            normalize_phone(p)
+            normalize_phone(p, &state.settings.phone_country_code)
                 .ok_or_else(|| ApiError::unprocessable("phone: not a phone number"))?,
         ),
         None => None,
