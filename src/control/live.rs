@@ -17,6 +17,7 @@ use super::client::{Client, PublicRoute};
 use super::error::{ApiError, ApiJson};
 use crate::app::AppState;
 use crate::commerce::ledger::now_ms;
+use crate::commerce::live::with_number;
 
 /// Most likes one request may carry (a phone batches taps).
 pub const MAX_LIKES_PER_REQUEST: i64 = 100;
@@ -57,11 +58,7 @@ pub async fn like(
 /// counts offers down on the server's time, corrected for its own clock's offset. Added per
 /// event so that the shared snapshot stays the same between changes.
 fn with_server_time(snapshot: &str, now_ms: i64) -> String {
-    match snapshot.strip_suffix('}') {
-        Some(head) if head.len() > 1 => format!("{head},\"server_time_ms\":{now_ms}}}"),
-        Some(head) => format!("{head}\"server_time_ms\":{now_ms}}}"),
-        None => snapshot.to_string(),
-    }
+    with_number(snapshot, "server_time_ms", now_ms)
 }
 
 /// Server-Sent Events: the whole live state on connect, then each change (at most 10 a
