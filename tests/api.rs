@@ -228,8 +228,14 @@ fn logs_to_a_file_carry_no_colour_codes_and_json_logs_are_one_object_a_line() {
     server.create_session("Logs");
     drop(server);
     let text = std::fs::read_to_string(data.join("server.log")).unwrap();
-    assert!(text.lines().count() >= 2, "too little logged to judge: {text:?}");
-    assert!(!text.contains('\u{1b}'), "escape codes in a log file: {text:?}");
+    assert!(
+        text.lines().count() >= 2,
+        "too little logged to judge: {text:?}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in a log file: {text:?}"
+    );
 
     // For log shippers: each line one JSON object with its level and message.
     let data = data_dir("logs-json");
@@ -237,10 +243,16 @@ fn logs_to_a_file_carry_no_colour_codes_and_json_logs_are_one_object_a_line() {
     server.create_session("Logs");
     drop(server);
     let json = std::fs::read_to_string(data.join("server.log")).unwrap();
-    assert!(json.lines().count() >= 2, "too little logged to judge: {json:?}");
+    assert!(
+        json.lines().count() >= 2,
+        "too little logged to judge: {json:?}"
+    );
     for line in json.lines() {
         let entry: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(entry["level"].is_string() && entry["message"].is_string(), "{line}");
+        assert!(
+            entry["level"].is_string() && entry["message"].is_string(),
+            "{line}"
+        );
     }
 }

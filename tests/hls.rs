@@ -528,8 +528,12 @@ fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_or_udp
     let mut extra = OPEN_LIMITS.to_vec();
     extra.extend(["--max-viewers-per-session", "1"]);
     let server = Server::start_with(&data_dir("hls-fallback"), &extra);
-    let LiveSale { id, offer, publisher: _publisher, .. } =
-        live_sale(&server, "Rose jam, on HLS", 120);
+    let LiveSale {
+        id,
+        offer,
+        publisher: _publisher,
+        ..
+    } = live_sale(&server, "Rose jam, on HLS", 120);
 
     // The one WebRTC place is taken by the project's own WHEP client.
     let mut occupant = Command::new(env!("CARGO_BIN_EXE_fieldcast"))

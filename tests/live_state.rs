@@ -18,7 +18,11 @@ fn agent() -> ureq::Agent {
 }
 
 /// One GET with the status, the headers (names lower-cased) and the body.
-fn get(agent: &ureq::Agent, url: &str, etag: Option<&str>) -> (u16, HashMap<String, String>, String) {
+fn get(
+    agent: &ureq::Agent,
+    url: &str,
+    etag: Option<&str>,
+) -> (u16, HashMap<String, String>, String) {
     let mut request = agent.get(url);
     if let Some(etag) = etag {
         request = request.header("If-None-Match", etag);
@@ -27,10 +31,19 @@ fn get(agent: &ureq::Agent, url: &str, etag: Option<&str>) -> (u16, HashMap<Stri
     let headers = response
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     let status = response.status().as_u16();
-    (status, headers, response.body_mut().read_to_string().unwrap_or_default())
+    (
+        status,
+        headers,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 #[test]
@@ -62,14 +75,21 @@ fn the_live_state_comes_as_versions_that_caches_can_share() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let (status, _) = server.api("POST", &format!("/api/v1/sessions/{session}/likes"), Some(json!({"count": 3})));
+    let (status, _) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{session}/likes"),
+        Some(json!({"count": 3})),
+    );
     assert_eq!(status, 202);
     let ((status, headers, body), took) = waiting.join().unwrap();
     assert_eq!(status, 200, "{body}");
     let next: Value = serde_json::from_str(&body).unwrap();
     assert!(next["version"].as_u64().unwrap() > version, "{next}");
     assert_eq!(next["likes"], 3, "{next}");
-    assert!(took < Duration::from_secs(2), "the like reached the waiting reader after {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the like reached the waiting reader after {took:?}"
+    );
     assert_eq!(headers["cache-control"], "public, max-age=2");
 
     // Nothing changes: the wait still ends with a newer version (the heartbeat, within 3 s),
@@ -81,7 +101,11 @@ fn the_live_state_comes_as_versions_that_caches_can_share() {
     let beat: Value = serde_json::from_str(&body).unwrap();
     assert!(beat["version"].as_u64().unwrap() > quiet, "{beat}");
     assert_eq!(beat["likes"], 3, "{beat}");
-    assert!(started.elapsed() < Duration::from_millis(4500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "{:?}",
+        started.elapsed()
+    );
 
     // A version from the future, a word, an unknown session: clear refusals no cache keeps.
     let far = fieldcast::commerce::ledger::now_ms() + 3_600_000;
@@ -96,7 +120,8 @@ fn the_live_state_comes_as_versions_that_caches_can_share() {
 }
 
 #[test]
-fn two_hundred_state_readers_through_the_readmes_nginx_cost_the_origin_about_one_request_per_version() {
+fn two_hundred_state_readers_through_the_readmes_nginx_cost_the_origin_about_one_request_per_version()
+ {
     let server = Server::start(&data_dir("state-nginx"));
     let (session, _offer) = offer(&server, 5, None, 600);
     let (_nginx, edge) = Nginx::start(server.http, &server.data.join("nginx"));
@@ -120,12 +145,22 @@ fn two_hundred_state_readers_through_the_readmes_nginx_cost_the_origin_about_one
                 tokio::spawn(async move {
                     let (mut version, mut seen, mut statuses) = (0u64, Vec::new(), Vec::new());
                     while Instant::now() < deadline {
-                        let url = if version == 0 { path.clone() } else { format!("{path}?after={version}") };
-                        let Ok((status, head, body)) = http_full(Some(client_ip(n)), edge, "GET", &url, &[], "").await else {
+                        let url = if version == 0 {
+                            path.clone()
+                        } else {
+                            format!("{path}?after={version}")
+                        };
+                        let Ok((status, head, body)) =
+                            http_full(Some(client_ip(n)), edge, "GET", &url, &[], "").await
+                        else {
                             continue;
                         };
                         assert_eq!(status, 200, "{head}\n{body}");
-                        let cache = head.lines().find_map(|l| l.strip_prefix("X-Cache: ")).unwrap_or("none").to_string();
+                        let cache = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("X-Cache: "))
+                            .unwrap_or("none")
+                            .to_string();
                         statuses.push(cache);
                         let state: Value = serde_json::from_str(&body).unwrap();
                         version = version.max(state["version"].as_u64().unwrap());
@@ -146,7 +181,10 @@ fn two_hundred_state_readers_through_the_readmes_nginx_cost_the_origin_about_one
             for _ in 0..LIKES {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let headers = [("Content-Type", "application/json")];
-                let (status, _, body) = http_full(None, edge, "POST", &likes_path, &headers, r#"{"count":1}"#).await.unwrap();
+                let (status, _, body) =
+                    http_full(None, edge, "POST", &likes_path, &headers, r#"{"count":1}"#)
+                        .await
+                        .unwrap();
                 assert_eq!(status, 202, "{body}");
                 likes_at.lock().unwrap().push(Instant::now());
             }
@@ -165,7 +203,10 @@ fn two_hundred_state_readers_through_the_readmes_nginx_cost_the_origin_about_one
     });
 
     // Every reader saw the last like.
-    let done = readers.iter().filter(|seen| seen.last().is_some_and(|(l, _)| *l == LIKES)).count();
+    let done = readers
+        .iter()
+        .filter(|seen| seen.last().is_some_and(|(l, _)| *l == LIKES))
+        .count();
     assert_eq!(done, READERS, "readers that saw all {LIKES} likes");
     // How long each like took to reach each reader (the first answer showing it or more).
     let likes_at = likes_at.lock().unwrap().clone();
@@ -181,7 +222,11 @@ fn two_hundred_state_readers_through_the_readmes_nginx_cost_the_origin_about_one
     let p95 = delays[delays.len() * 95 / 100];
     // What reached the origin: every answer nginx did not serve from its cache.
     let answers: usize = cache_status.values().sum();
-    let origin: usize = cache_status.iter().filter(|(s, _)| s.as_str() != "HIT").map(|(_, n)| n).sum();
+    let origin: usize = cache_status
+        .iter()
+        .filter(|(s, _)| s.as_str() != "HIT")
+        .map(|(_, n)| n)
+        .sum();
     let versions = LIKES as usize + 1;
     eprintln!(
         "{READERS} readers, {answers} answers ({cache_status:?}), {origin} from the origin for about {versions} versions; like → reader p95 {p95:?}"
@@ -190,5 +235,8 @@ fn two_hundred_state_readers_through_the_readmes_nginx_cost_the_origin_about_one
         origin <= 2 * versions + 10,
         "{origin} origin requests for {versions} versions: {cache_status:?}"
     );
-    assert!(p95 < Duration::from_millis(1500), "like → reader p95 {p95:?}");
+    assert!(
+        p95 < Duration::from_millis(1500),
+        "like → reader p95 {p95:?}"
+    );
 }

@@ -99,7 +99,10 @@ fn flash_sale_of_100_units_to_2000_concurrent_buyers_sells_exactly_100() {
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let live = loop {
         let live = first_sse_data(&server, &format!("/api/v1/sessions/{session_id}/events"));
-        let figures = (live["offers"][0]["remaining"].as_i64(), live["offers"][0]["sold"].as_i64());
+        let figures = (
+            live["offers"][0]["remaining"].as_i64(),
+            live["offers"][0]["sold"].as_i64(),
+        );
         if figures == (Some(0), Some(100)) || std::time::Instant::now() > deadline {
             break live;
         }
@@ -187,7 +190,10 @@ fn a_ledger_slower_than_the_deadline_says_keep_the_key_and_the_retry_gets_the_on
     // Normally the order's own wait (10 s) answers, saying to resend with the same key. A
     // store write held in a stalled fsync can keep the handler from the ledger until the
     // request deadline (15 s), which answers the same way: 503 with Retry-After, never final.
-    assert_eq!(status, 503, "the first answer must not read as final: {head}\n{problem}");
+    assert_eq!(
+        status, 503,
+        "the first answer must not read as final: {head}\n{problem}"
+    );
     assert!(
         head.to_ascii_lowercase().contains("\r\nretry-after: 2"),
         "no Retry-After: {head}"
@@ -262,7 +268,10 @@ fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
             .collect();
         let open_body =
             json!({"product_id": product, "unit_amount": 2900, "quantity": 4}).to_string();
-        let (addr, end_path) = (server.http, before.as_ref().map(|id| format!("{offers_path}/{id}/end")));
+        let (addr, end_path) = (
+            server.http,
+            before.as_ref().map(|id| format!("{offers_path}/{id}/end")),
+        );
         let opened: Value = rt.block_on(async {
             let buys: Vec<_> = buyers
                 .into_iter()
@@ -270,12 +279,20 @@ fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
                     let path = orders_path.clone();
                     tokio::spawn(async move {
                         let key = format!("churn-{n}");
-                        let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key.as_str())];
-                        http_from(Some(client_ip(n)), addr, "POST", &path, &headers, &body).await.unwrap()
+                        let headers = [
+                            ("Content-Type", "application/json"),
+                            ("Idempotency-Key", key.as_str()),
+                        ];
+                        http_from(Some(client_ip(n)), addr, "POST", &path, &headers, &body)
+                            .await
+                            .unwrap()
                     })
                 })
                 .collect();
-            let headers = [("Content-Type", "application/json"), ("Authorization", auth.as_str())];
+            let headers = [
+                ("Content-Type", "application/json"),
+                ("Authorization", auth.as_str()),
+            ];
             if let Some(end) = &end_path {
                 let (status, body) = http(addr, "POST", end, &headers, "").await.unwrap();
                 assert_eq!(status, 200, "ending an offer: {body}");
@@ -285,7 +302,10 @@ fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
                 .map(|_| {
                     let (path, body, auth) = (offers_path.clone(), open_body.clone(), auth.clone());
                     tokio::spawn(async move {
-                        let headers = [("Content-Type", "application/json"), ("Authorization", auth.as_str())];
+                        let headers = [
+                            ("Content-Type", "application/json"),
+                            ("Authorization", auth.as_str()),
+                        ];
                         http(addr, "POST", &path, &headers, &body).await
                     })
                 })
@@ -298,11 +318,17 @@ fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
             }
             for buy in buys {
                 let (status, body) = buy.await.unwrap();
-                assert!(status == 201 || status == 409, "a buyer got {status}: {body}");
+                assert!(
+                    status == 201 || status == 409,
+                    "a buyer got {status}: {body}"
+                );
             }
             serde_json::from_str(&body).unwrap()
         });
-        before = Some(std::mem::replace(&mut selling, opened["id"].as_str().unwrap().to_string()));
+        before = Some(std::mem::replace(
+            &mut selling,
+            opened["id"].as_str().unwrap().to_string(),
+        ));
 
         // After the change, a page reads what the API says: every offer's state, remaining
         // and sold, the sold-out one among them (changes are coalesced to 10 a second).
@@ -313,20 +339,29 @@ fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
         let seen = loop {
             let path = format!("/api/v1/sessions/{session_id}/state?after={version}");
-            let (status, state) = rt.block_on(http(server.http, "GET", &path, &[], "")).unwrap();
+            let (status, state) = rt
+                .block_on(http(server.http, "GET", &path, &[], ""))
+                .unwrap();
             assert_eq!(status, 200, "{state}");
             let state: Value = serde_json::from_str(&state).unwrap();
             let next = state["version"].as_u64().unwrap();
-            assert!(next > version, "round {round}: version {next} after {version}");
+            assert!(
+                next > version,
+                "round {round}: version {next} after {version}"
+            );
             version = next;
             let seen = offer_figures(&state["offers"]);
             if seen == want || std::time::Instant::now() > deadline {
                 break seen;
             }
         };
-        assert_eq!(seen, want, "round {round}: the live state (left) is not the ledger's (right)");
+        assert_eq!(
+            seen, want,
+            "round {round}: the live state (left) is not the ledger's (right)"
+        );
         assert!(
-            want.iter().any(|(_, state, remaining, _)| state == "sold_out" && *remaining == 0),
+            want.iter()
+                .any(|(_, state, remaining, _)| state == "sold_out" && *remaining == 0),
             "round {round}: the buyers did not empty the offer: {want:?}"
         );
     }
@@ -334,9 +369,14 @@ fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
 
 /// A device token minted for a page at `from`.
 async fn device_token(addr: std::net::SocketAddr, from: std::net::IpAddr) -> String {
-    let (status, body) = http_from(Some(from), addr, "POST", "/api/v1/devices", &[], "").await.unwrap();
+    let (status, body) = http_from(Some(from), addr, "POST", "/api/v1/devices", &[], "")
+        .await
+        .unwrap();
     assert_eq!(status, 201, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["device"].as_str().unwrap().to_string()
+    serde_json::from_str::<Value>(&body).unwrap()["device"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Orders of one unit each, all at once: buyer `n` from `from(n)`, with `token(n)` if any.
@@ -351,11 +391,16 @@ async fn buy_at_once(
             let (path, body) = (path.to_string(), order_body(offer_id, n, 1));
             tokio::spawn(async move {
                 let key = format!("device-test-{n}");
-                let mut headers = vec![("Content-Type", "application/json"), ("Idempotency-Key", key.as_str())];
+                let mut headers = vec![
+                    ("Content-Type", "application/json"),
+                    ("Idempotency-Key", key.as_str()),
+                ];
                 if let Some(token) = &token {
                     headers.push(("Fieldcast-Device", token.as_str()));
                 }
-                http_from(Some(from), addr, "POST", &path, &headers, &body).await.unwrap()
+                http_from(Some(from), addr, "POST", &path, &headers, &body)
+                    .await
+                    .unwrap()
             })
         })
         .collect();
@@ -378,7 +423,16 @@ fn thirty_phones_behind_one_address_with_device_tokens_all_buy_at_once() {
         for _ in 0..30 {
             tokens.push(device_token(addr, shared).await);
         }
-        buy_at_once(addr, &path, &offer_id, tokens.into_iter().enumerate().map(|(n, t)| (n, shared, Some(t)))).await
+        buy_at_once(
+            addr,
+            &path,
+            &offer_id,
+            tokens
+                .into_iter()
+                .enumerate()
+                .map(|(n, t)| (n, shared, Some(t))),
+        )
+        .await
     });
     let confirmed = answers.iter().filter(|(s, _)| *s == 201).count();
     assert_eq!(confirmed, 30, "{answers:?}");
@@ -387,17 +441,33 @@ fn thirty_phones_behind_one_address_with_device_tokens_all_buy_at_once() {
     // The same crowd without device tokens meets the per-address limit (5 at once).
     let (second_session, second) = offer(&server, 150, None, 600);
     let second_path = format!("/api/v1/sessions/{second_session}/orders");
-    let answers = rt.block_on(buy_at_once(addr, &second_path, &second, (100..130).map(|n| (n, client_ip(8), None))));
+    let answers = rt.block_on(buy_at_once(
+        addr,
+        &second_path,
+        &second,
+        (100..130).map(|n| (n, client_ip(8), None)),
+    ));
     let confirmed = answers.iter().filter(|(s, _)| *s == 201).count();
     let limited = answers.iter().filter(|(s, _)| *s == 429).count();
-    assert!(confirmed <= 6 && confirmed + limited == 30, "without device tokens: {answers:?}");
+    assert!(
+        confirmed <= 6 && confirmed + limited == 30,
+        "without device tokens: {answers:?}"
+    );
 
     // A token this server did not sign is no identity: the address's limit applies.
     let forged = "d1.0123456789abcdef.1790000000.00112233445566778899aabbccddeeff".to_string();
     let (third_session, third) = offer(&server, 150, None, 600);
     let third_path = format!("/api/v1/sessions/{third_session}/orders");
-    let answers = rt.block_on(buy_at_once(addr, &third_path, &third, (200..210).map(|n| (n, client_ip(9), Some(forged.clone())))));
-    assert!(answers.iter().filter(|(s, _)| *s == 201).count() <= 6, "a forged token passed: {answers:?}");
+    let answers = rt.block_on(buy_at_once(
+        addr,
+        &third_path,
+        &third,
+        (200..210).map(|n| (n, client_ip(9), Some(forged.clone()))),
+    ));
+    assert!(
+        answers.iter().filter(|(s, _)| *s == 201).count() <= 6,
+        "a forged token passed: {answers:?}"
+    );
 }
 
 #[test]
@@ -414,13 +484,27 @@ fn one_phone_typed_three_ways_is_one_buyer_for_the_per_buyer_limit() {
                 "buyer": {"name": "Aygul", "phone": phone, "address": "1 Rose Street"}})
             .to_string();
             let key = format!("phone-form-{n}");
-            let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key.as_str())];
-            rt.block_on(http_from(Some(client_ip(n)), server.http, "POST", &path, &headers, &body)).unwrap()
+            let headers = [
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key.as_str()),
+            ];
+            rt.block_on(http_from(
+                Some(client_ip(n)),
+                server.http,
+                "POST",
+                &path,
+                &headers,
+                &body,
+            ))
+            .unwrap()
         })
         .collect();
     assert_eq!(answers[0].0, 201, "{answers:?}");
     assert_eq!(answers[1].0, 201, "{answers:?}");
-    assert_eq!(answers[2].0, 422, "the third form is the same buyer, over the limit of 2: {answers:?}");
+    assert_eq!(
+        answers[2].0, 422,
+        "the third form is the same buyer, over the limit of 2: {answers:?}"
+    );
     assert!(answers[2].1.contains("over_limit"), "{answers:?}");
 }
 
@@ -431,10 +515,34 @@ fn device_tokens_are_minted_at_a_bounded_rate_per_address() {
     let statuses: Vec<u16> = rt.block_on(async {
         let mut out = Vec::new();
         for _ in 0..4 {
-            out.push(http_from(Some(client_ip(3)), server.http, "POST", "/api/v1/devices", &[], "").await.unwrap().0);
+            out.push(
+                http_from(
+                    Some(client_ip(3)),
+                    server.http,
+                    "POST",
+                    "/api/v1/devices",
+                    &[],
+                    "",
+                )
+                .await
+                .unwrap()
+                .0,
+            );
         }
         // Another address has its own budget.
-        out.push(http_from(Some(client_ip(4)), server.http, "POST", "/api/v1/devices", &[], "").await.unwrap().0);
+        out.push(
+            http_from(
+                Some(client_ip(4)),
+                server.http,
+                "POST",
+                "/api/v1/devices",
+                &[],
+                "",
+            )
+            .await
+            .unwrap()
+            .0,
+        );
         out
     });
     assert_eq!(statuses, [201, 201, 201, 429, 201]);
@@ -456,36 +564,81 @@ fn a_bot_with_fifty_device_tokens_behind_one_address_gets_at_most_its_networks_s
     let (bot_answers, honest) = rt.block_on(async {
         // The bot, 50 identities with 50 phones, and 100 honest buyers from their own
         // addresses, all at once.
-        let bot_buys = buy_at_once(addr, &path, &offer_id, tokens.iter().cloned().enumerate().map(|(n, t)| (1000 + n, bot, Some(t))));
-        let honest_buys = buy_at_once(addr, &path, &offer_id, (1..=100).map(|n| (n, client_ip(n), None)));
+        let bot_buys = buy_at_once(
+            addr,
+            &path,
+            &offer_id,
+            tokens
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(n, t)| (1000 + n, bot, Some(t))),
+        );
+        let honest_buys = buy_at_once(
+            addr,
+            &path,
+            &offer_id,
+            (1..=100).map(|n| (n, client_ip(n), None)),
+        );
         tokio::join!(bot_buys, honest_buys)
     });
     let bot_units = bot_answers.iter().filter(|(s, _)| *s == 201).count();
     // 20 % of 150 is the share of one network.
-    assert!(bot_units <= 30, "the bot got {bot_units} units: {bot_answers:?}");
     assert!(
-        bot_answers.iter().all(|(s, b)| *s == 201 || (*s == 409 && (b.contains("network_share") || b.contains("sold_out")))),
+        bot_units <= 30,
+        "the bot got {bot_units} units: {bot_answers:?}"
+    );
+    assert!(
+        bot_answers.iter().all(|(s, b)| *s == 201
+            || (*s == 409 && (b.contains("network_share") || b.contains("sold_out")))),
         "{bot_answers:?}"
     );
-    let honest_ok = honest.iter().filter(|(s, b)| *s == 201 || (*s == 409 && b.contains("sold_out"))).count();
-    assert_eq!(honest_ok, 100, "an honest buyer got another answer: {honest:?}");
-    eprintln!("bot: {bot_units} units of 150; honest: {} of 100 confirmed", honest.iter().filter(|(s, _)| *s == 201).count());
+    let honest_ok = honest
+        .iter()
+        .filter(|(s, b)| *s == 201 || (*s == 409 && b.contains("sold_out")))
+        .count();
+    assert_eq!(
+        honest_ok, 100,
+        "an honest buyer got another answer: {honest:?}"
+    );
+    eprintln!(
+        "bot: {bot_units} units of 150; honest: {} of 100 confirmed",
+        honest.iter().filter(|(s, _)| *s == 201).count()
+    );
 
     // A cancelled order gives its units back to the network's share, and only those.
-    assert_eq!(bot_units, 30, "the bot should have reached the share: {bot_answers:?}");
+    assert_eq!(
+        bot_units, 30,
+        "the bot should have reached the share: {bot_answers:?}"
+    );
     let order_id = bot_answers.iter().find(|(s, _)| *s == 201).map(|(_, b)| {
-        serde_json::from_str::<Value>(b).unwrap()["id"].as_str().unwrap().to_string()
+        serde_json::from_str::<Value>(b).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     });
     let (status, cancelled) = server.api(
         "POST",
-        &format!("/api/v1/sessions/{session_id}/orders/{}/cancel", order_id.unwrap()),
+        &format!(
+            "/api/v1/sessions/{session_id}/orders/{}/cancel",
+            order_id.unwrap()
+        ),
         None,
     );
     assert_eq!(status, 200, "{cancelled}");
-    let again = rt.block_on(buy_at_once(addr, &path, &offer_id, (2000..2002).map(|n| (n, bot, Some(tokens[n - 2000].clone())))));
+    let again = rt.block_on(buy_at_once(
+        addr,
+        &path,
+        &offer_id,
+        (2000..2002).map(|n| (n, bot, Some(tokens[n - 2000].clone()))),
+    ));
     let mut statuses: Vec<u16> = again.iter().map(|(s, _)| *s).collect();
     statuses.sort();
-    assert_eq!(statuses, [201, 409], "after one cancellation, one more unit: {again:?}");
+    assert_eq!(
+        statuses,
+        [201, 409],
+        "after one cancellation, one more unit: {again:?}"
+    );
 }
 
 #[test]

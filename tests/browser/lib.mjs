@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 
 const require = createRequire(import.meta.url);
 
-export async function launch() {
+export async function launch(extraArgs = []) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
@@ -14,6 +14,7 @@ export async function launch() {
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
       "--autoplay-policy=no-user-gesture-required",
+      ...extraArgs,
     ],
   });
 }

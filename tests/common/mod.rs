@@ -433,7 +433,15 @@ impl SlowDisk {
     pub fn attach(pid: u32, delay: Duration) -> SlowDisk {
         let inject = format!("inject=fsync,fdatasync:delay_exit={}", delay.as_micros());
         let mut child = Command::new("strace")
-            .args(["-f", "-o", "/dev/null", "-e", "trace=fsync,fdatasync", "-e", &inject])
+            .args([
+                "-f",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=fsync,fdatasync",
+                "-e",
+                &inject,
+            ])
             .args(["-p", &pid.to_string()])
             .stderr(Stdio::piped())
             .spawn()
@@ -737,7 +745,12 @@ pub fn live_sale(server: &Server, title: &str, seconds: u32) -> LiveSale {
     server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
     let product = pinned_product(server, &id);
     let offer = five_units(server, &id, product["id"].as_str().unwrap());
-    LiveSale { id, product, offer, publisher }
+    LiveSale {
+        id,
+        product,
+        offer,
+        publisher,
+    }
 }
 
 /// A foreground nginx with the README's configuration (`docs/nginx-cache.conf`) in front of
