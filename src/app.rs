@@ -6,9 +6,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commerce::Commerce;
+use crate::commerce::devices::DeviceKeys;
 use crate::commerce::ledger::{EffectSink, StockLedger};
 use crate::config::Settings;
-use crate::commerce::devices::DeviceKeys;
 use crate::control::client::{PublicLimits, PublicRates};
 use crate::egress::Egress;
 use crate::ingest::limits::IngestLimits;

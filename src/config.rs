@@ -280,7 +280,12 @@ impl Settings {
         let rate_orders = rate("rate_orders", &args.rate_orders, &file.rate_orders, "5:0.5")?;
         let rate_likes = rate("rate_likes", &args.rate_likes, &file.rate_likes, "40:20")?;
         let rate_whep = rate("rate_whep", &args.rate_whep, &file.rate_whep, "10:1")?;
-        let rate_devices = rate("rate_devices", &args.rate_devices, &file.rate_devices, "200:5")?;
+        let rate_devices = rate(
+            "rate_devices",
+            &args.rate_devices,
+            &file.rate_devices,
+            "200:5",
+        )?;
         let rate_orders_per_address = rate(
             "rate_orders_per_address",
             &args.rate_orders_per_address,
@@ -293,11 +298,14 @@ impl Settings {
             .unwrap_or(20);
         let phone_country_code = pick(&args.phone_country_code, &file.phone_country_code, "86");
         if !(phone_country_code.is_empty()
-            || (phone_country_code.len() <= 3 && phone_country_code.bytes().all(|b| b.is_ascii_digit())))
+            || (phone_country_code.len() <= 3
+                && phone_country_code.bytes().all(|b| b.is_ascii_digit())))
         {
             return Err(invalid(
                 "phone_country_code",
-                format!("{phone_country_code:?} is not a country calling code (1 to 3 digits, or empty)"),
+                format!(
+                    "{phone_country_code:?} is not a country calling code (1 to 3 digits, or empty)"
+                ),
             ));
         }
         if address_share_percent > 100 {

@@ -986,3 +986,239 @@ fn webhooks_arrive_signed_and_once_across_outages_and_restarts() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(unique_by_type(&receiver.seen.lock().unwrap()), expected);
 }
+
+/// How a bot run ended, and how the honest buyers beside it fared.
+struct BotRun {
+    bot_requests: usize,
+    bot_units: usize,
+    bot_statuses: HashMap<u16, usize>,
+    honest: Vec<(u16, String)>,
+}
+
+/// One bot from `bot` against a 150-unit sale while 100 honest buyers, each from their own
+/// address and with their own device token as the page gets one, buy one unit each, spread
+/// over `honest_over`. `bot_loop` is the bot: it runs until it returns, and counts its
+/// requests and answers.
+fn bot_run<F, Fut>(server: &Server, honest_over: Duration, bot_loop: F) -> BotRun
+where
+    F: FnOnce(std::net::SocketAddr, String, String) -> Fut,
+    Fut: std::future::Future<Output = Vec<(u16, String)>>,
+{
+    let (session_id, offer_id) = offer(server, 150, None, 600);
+    let path = format!("/api/v1/sessions/{session_id}/orders");
+    let addr = server.http;
+    let rt = runtime();
+    let (bot, honest) = rt.block_on(async {
+        let honest = {
+            let (path, offer_id) = (path.clone(), offer_id.clone());
+            tokio::spawn(async move {
+                let gap = honest_over / 100;
+                let mut buyers = Vec::new();
+                for n in 1..=100 {
+                    let (path, offer_id) = (path.clone(), offer_id.clone());
+                    buyers.push(tokio::spawn(async move {
+                        let from = client_ip(n);
+                        let token = device_token(addr, from).await;
+                        let key = format!("honest-{n}");
+                        let headers = [
+                            ("Content-Type", "application/json"),
+                            ("Idempotency-Key", key.as_str()),
+                            ("Fieldcast-Device", token.as_str()),
+                        ];
+                        http_from(
+                            Some(from),
+                            addr,
+                            "POST",
+                            &path,
+                            &headers,
+                            &order_body(&offer_id, n, 1),
+                        )
+                        .await
+                        .unwrap()
+                    }));
+                    tokio::time::sleep(gap).await;
+                }
+                let mut answers = Vec::new();
+                for buyer in buyers {
+                    answers.push(buyer.await.unwrap());
+                }
+                answers
+            })
+        };
+        let bot = bot_loop(addr, path, offer_id).await;
+        (bot, honest.await.unwrap())
+    });
+    let mut bot_statuses = HashMap::new();
+    for (status, _) in &bot {
+        *bot_statuses.entry(*status).or_insert(0) += 1;
+    }
+    BotRun {
+        bot_requests: bot.len(),
+        bot_units: bot_statuses.get(&201).copied().unwrap_or(0),
+        bot_statuses,
+        honest,
+    }
+}
+
+fn random_phone() -> String {
+    format!("+86139{:08}", rand::random_range(0..100_000_000u32))
+}
+
+fn bot_order(offer_id: &str, phone: &str) -> String {
+    json!({"offer_id": offer_id, "quantity": 1,
+        "buyer": {"name": "Bot", "phone": phone, "address": "9 Depot Road"}})
+    .to_string()
+}
+
+fn assert_honest_buyers_all_answered(run: &BotRun, what: &str) {
+    let final_answers = run
+        .honest
+        .iter()
+        .filter(|(s, b)| *s == 201 || (*s == 409 && b.contains("sold_out")))
+        .count();
+    assert_eq!(
+        final_answers,
+        100,
+        "{what}: an honest buyer got neither an order nor sold out: {:?}",
+        run.honest
+            .iter()
+            .filter(|(s, _)| *s != 201)
+            .collect::<Vec<_>>()
+    );
+}
+
+/// The two bot runs, each against a 150-unit sale while 100 honest buyers from other
+/// addresses buy: a bot with random phones and no identity sends 3,000 orders from one
+/// address (at most 10 units), and a bot that follows the page's own identity flow from one
+/// address, as fast as it can for 60 s (at most 30 units, the network's default share of
+/// 20 %). Every honest buyer gets an order or a sold-out answer in both.
+#[test]
+fn bots_from_one_address_stay_bounded_while_a_hundred_honest_buyers_buy() {
+    let server = Server::start(&data_dir("bots"));
+    let bot_ip = client_ip(1000);
+
+    // 1. 3,000 orders, random phones, no device token, 32 at a time.
+    let anonymous = bot_run(
+        &server,
+        Duration::from_secs(5),
+        |addr, path, offer_id| async move {
+            let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let workers: Vec<_> = (0..32)
+                .map(|_| {
+                    let (sent, path, offer_id) = (sent.clone(), path.clone(), offer_id.clone());
+                    tokio::spawn(async move {
+                        let mut answers = Vec::new();
+                        while sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3_000 {
+                            let key = format!("bot-{}", rand::random::<u64>());
+                            let headers = [
+                                ("Content-Type", "application/json"),
+                                ("Idempotency-Key", key.as_str()),
+                            ];
+                            let body = bot_order(&offer_id, &random_phone());
+                            answers.push(
+                                http_from(Some(bot_ip), addr, "POST", &path, &headers, &body)
+                                    .await
+                                    .unwrap(),
+                            );
+                        }
+                        answers
+                    })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for worker in workers {
+                answers.extend(worker.await.unwrap());
+            }
+            answers
+        },
+    );
+    eprintln!(
+        "anonymous bot: {} requests, {} units, answers {:?}; honest: {} of 100 confirmed",
+        anonymous.bot_requests,
+        anonymous.bot_units,
+        anonymous.bot_statuses,
+        anonymous.honest.iter().filter(|(s, _)| *s == 201).count()
+    );
+    assert_eq!(anonymous.bot_requests, 3_000);
+    assert!(
+        anonymous.bot_units <= 10,
+        "the anonymous bot got {} units",
+        anonymous.bot_units
+    );
+    assert_honest_buyers_all_answered(&anonymous, "beside the anonymous bot");
+
+    // 2. The page's identity flow, as fast as one address allows, for 60 s: mint a device
+    // token, order with it and a new phone, and again; 8 at a time.
+    let minted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = minted.clone();
+    let identities = bot_run(
+        &server,
+        Duration::from_secs(50),
+        |addr, path, offer_id| async move {
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, offer_id, minted) =
+                        (path.clone(), offer_id.clone(), counted.clone());
+                    tokio::spawn(async move {
+                        let mut answers = Vec::new();
+                        while std::time::Instant::now() < until {
+                            let (status, body) =
+                                http_from(Some(bot_ip), addr, "POST", "/api/v1/devices", &[], "")
+                                    .await
+                                    .unwrap();
+                            let token = if status == 201 {
+                                minted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                serde_json::from_str::<Value>(&body).unwrap()["device"]
+                                    .as_str()
+                                    .unwrap()
+                                    .to_string()
+                            } else {
+                                // Refused a new identity: it keeps trying, as a bot would.
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            };
+                            let key = format!("bot-{}", rand::random::<u64>());
+                            let headers = [
+                                ("Content-Type", "application/json"),
+                                ("Idempotency-Key", key.as_str()),
+                                ("Fieldcast-Device", token.as_str()),
+                            ];
+                            let body = bot_order(&offer_id, &random_phone());
+                            answers.push(
+                                http_from(Some(bot_ip), addr, "POST", &path, &headers, &body)
+                                    .await
+                                    .unwrap(),
+                            );
+                        }
+                        answers
+                    })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for worker in workers {
+                answers.extend(worker.await.unwrap());
+            }
+            answers
+        },
+    );
+    eprintln!(
+        "identity bot: {} identities minted, {} orders sent, {} units, answers {:?}; honest: {} of 100 confirmed",
+        minted.load(std::sync::atomic::Ordering::Relaxed),
+        identities.bot_requests,
+        identities.bot_units,
+        identities.bot_statuses,
+        identities.honest.iter().filter(|(s, _)| *s == 201).count()
+    );
+    assert!(
+        identities.bot_units <= 30,
+        "the identity bot got {} units",
+        identities.bot_units
+    );
+    assert!(
+        identities.bot_requests > 30,
+        "the bot hardly ran: {} orders",
+        identities.bot_requests
+    );
+    assert_honest_buyers_all_answered(&identities, "beside the identity bot");
+}

@@ -69,7 +69,9 @@ impl DeviceKeys {
             return None;
         }
         let tag = unhex(tag).filter(|t| t.len() == 16)?;
-        self.mac(&[body.as_bytes()]).verify_truncated_left(&tag).ok()?;
+        self.mac(&[body.as_bytes()])
+            .verify_truncated_left(&tag)
+            .ok()?;
         Some(id.to_string())
     }
 
@@ -112,10 +114,21 @@ mod tests {
     fn a_minted_token_verifies_and_names_its_device_until_it_expires() {
         let keys = DeviceKeys::new([7; 32]);
         let token = keys.mint("a1b2c3d4e5f6a7b8", NOW);
-        assert_eq!(keys.verify(&token, NOW).as_deref(), Some("a1b2c3d4e5f6a7b8"));
-        assert_eq!(keys.verify(&token, NOW + DEVICE_TOKEN_LIFETIME_S).as_deref(), Some("a1b2c3d4e5f6a7b8"));
+        assert_eq!(
+            keys.verify(&token, NOW).as_deref(),
+            Some("a1b2c3d4e5f6a7b8")
+        );
+        assert_eq!(
+            keys.verify(&token, NOW + DEVICE_TOKEN_LIFETIME_S)
+                .as_deref(),
+            Some("a1b2c3d4e5f6a7b8")
+        );
         assert_eq!(keys.verify(&token, NOW + DEVICE_TOKEN_LIFETIME_S + 1), None);
-        assert_eq!(keys.verify(&token, NOW - 3600), None, "issued in the future");
+        assert_eq!(
+            keys.verify(&token, NOW - 3600),
+            None,
+            "issued in the future"
+        );
     }
 
     #[test]
@@ -127,8 +140,19 @@ mod tests {
         let renamed = token.replacen("device1", "device2", 1);
         assert_eq!(keys.verify(&renamed, NOW), None);
         let (body, tag) = token.rsplit_once('.').unwrap();
-        assert_eq!(keys.verify(&format!("{body}.{}", &tag[..8]), NOW), None, "a short tag");
-        for junk in ["", ".", "d1..1.00", "d1.x.y.zz", "d2.device1.1790000000.00", &"d1.".repeat(100)] {
+        assert_eq!(
+            keys.verify(&format!("{body}.{}", &tag[..8]), NOW),
+            None,
+            "a short tag"
+        );
+        for junk in [
+            "",
+            ".",
+            "d1..1.00",
+            "d1.x.y.zz",
+            "d2.device1.1790000000.00",
+            &"d1.".repeat(100),
+        ] {
             assert_eq!(keys.verify(junk, NOW), None, "{junk:?}");
         }
     }
@@ -137,10 +161,25 @@ mod tests {
     fn an_ipv6_subscriber_is_counted_by_its_64_and_a_mapped_ipv4_as_ipv4() {
         let keys = DeviceKeys::new([1; 32]);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(keys.address_key(ip("2001:db8:1:2::1")), keys.address_key(ip("2001:db8:1:2:ffff::9")));
-        assert_ne!(keys.address_key(ip("2001:db8:1:2::1")), keys.address_key(ip("2001:db8:1:3::1")));
-        assert_eq!(keys.address_key(ip("::ffff:198.51.100.7")), keys.address_key(ip("198.51.100.7")));
-        assert_ne!(keys.address_key(ip("198.51.100.7")), keys.address_key(ip("198.51.100.8")));
-        assert!(!keys.address_key(ip("198.51.100.7")).contains("198"), "no address in the key");
+        assert_eq!(
+            keys.address_key(ip("2001:db8:1:2::1")),
+            keys.address_key(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            keys.address_key(ip("2001:db8:1:2::1")),
+            keys.address_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            keys.address_key(ip("::ffff:198.51.100.7")),
+            keys.address_key(ip("198.51.100.7"))
+        );
+        assert_ne!(
+            keys.address_key(ip("198.51.100.7")),
+            keys.address_key(ip("198.51.100.8"))
+        );
+        assert!(
+            !keys.address_key(ip("198.51.100.7")).contains("198"),
+            "no address in the key"
+        );
     }
 }

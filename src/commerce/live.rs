@@ -395,9 +395,15 @@ mod tests {
     #[test]
     fn versions_follow_the_clock_and_never_repeat_or_go_back() {
         assert_eq!(next_version(0, 1_700_000_000_000), 1_700_000_000_000);
-        assert_eq!(next_version(1_700_000_000_000, 1_700_000_000_000), 1_700_000_000_001);
+        assert_eq!(
+            next_version(1_700_000_000_000, 1_700_000_000_000),
+            1_700_000_000_001
+        );
         // A clock set back: still after the last one.
-        assert_eq!(next_version(1_700_000_000_500, 1_699_999_999_000), 1_700_000_000_501);
+        assert_eq!(
+            next_version(1_700_000_000_500, 1_699_999_999_000),
+            1_700_000_000_501
+        );
         assert_eq!(next_version(5, -1), 6);
     }
 

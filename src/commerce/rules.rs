@@ -262,15 +262,36 @@ mod tests {
 
     #[test]
     fn phone_numbers_normalise_to_one_key() {
-        for typed in ["+86 138-0013-8000", "0086 13800138000", "138 0013 8000", "13800138000"] {
-            assert_eq!(normalize_phone(typed, "86").as_deref(), Some("+8613800138000"), "{typed}");
+        for typed in [
+            "+86 138-0013-8000",
+            "0086 13800138000",
+            "138 0013 8000",
+            "13800138000",
+        ] {
+            assert_eq!(
+                normalize_phone(typed, "86").as_deref(),
+                Some("+8613800138000"),
+                "{typed}"
+            );
         }
         // A landline with its trunk 0, and the same number dialled from abroad.
-        assert_eq!(normalize_phone("(0991) 555 1234", "86").as_deref(), Some("+869915551234"));
-        assert_eq!(normalize_phone("+86 991 555 1234", "86").as_deref(), Some("+869915551234"));
+        assert_eq!(
+            normalize_phone("(0991) 555 1234", "86").as_deref(),
+            Some("+869915551234")
+        );
+        assert_eq!(
+            normalize_phone("+86 991 555 1234", "86").as_deref(),
+            Some("+869915551234")
+        );
         // Another country's number stays its own; without a country, national numbers as typed.
-        assert_eq!(normalize_phone("+7 701 555 1234", "86").as_deref(), Some("+77015551234"));
-        assert_eq!(normalize_phone("(0991) 555 1234", "").as_deref(), Some("09915551234"));
+        assert_eq!(
+            normalize_phone("+7 701 555 1234", "86").as_deref(),
+            Some("+77015551234")
+        );
+        assert_eq!(
+            normalize_phone("(0991) 555 1234", "").as_deref(),
+            Some("09915551234")
+        );
         assert_eq!(normalize_phone("12", "86"), None);
         assert_eq!(normalize_phone("call me", "86"), None);
     }

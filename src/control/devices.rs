@@ -28,7 +28,10 @@ pub struct DeviceToken {
 #[utoipa::path(post, path = "/api/v1/devices", tag = "orders",
     responses((status = 201, description = "A new device token", body = DeviceToken),
         (status = 429, description = "Too many new devices from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
-pub async fn mint(State(state): State<AppState>, Client(client): Client) -> Result<Response, ApiError> {
+pub async fn mint(
+    State(state): State<AppState>,
+    Client(client): Client,
+) -> Result<Response, ApiError> {
     state.public.check(PublicRoute::Devices, client)?;
     let now_s = now_ms() / 1000;
     let token = DeviceToken {

@@ -7,8 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
@@ -172,7 +172,11 @@ pub async fn state(
                     .retry_after(1));
                 }
             };
-            let cache = if query.after.is_some() { STATE_AFTER } else { STATE_NOW };
+            let cache = if query.after.is_some() {
+                STATE_AFTER
+            } else {
+                STATE_NOW
+            };
             Ok(answer(
                 &headers,
                 format!("\"{}\"", published.version),

@@ -3,8 +3,8 @@
 pub mod assets;
 mod auth;
 mod cacheable;
-mod devices;
 pub mod client;
+mod devices;
 pub mod error;
 mod health;
 mod hls;

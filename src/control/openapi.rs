@@ -10,8 +10,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    assets, devices, health, hls, live, offers, orders, overlays, pages, pinned, products, sessions,
-    webhooks, whep,
+    assets, devices, health, hls, live, offers, orders, overlays, pages, pinned, products,
+    sessions, webhooks, whep,
 };
 
 /// An error, as every route answers it (RFC 9457 `application/problem+json`).

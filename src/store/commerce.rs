@@ -220,9 +220,15 @@ pub fn bought_by(conn: &Connection, offer_id: &str, phone_key: &str) -> Result<i
 }
 
 /// Units of an offer one network holds (bought and not cancelled): one primary-key lookup.
-pub fn bought_from(conn: &Connection, offer_id: &str, address_key: &str) -> Result<i64, StoreError> {
+pub fn bought_from(
+    conn: &Connection,
+    offer_id: &str,
+    address_key: &str,
+) -> Result<i64, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT units FROM offer_networks WHERE offer_id = ?1 AND address_key = ?2")?
+        .prepare_cached(
+            "SELECT units FROM offer_networks WHERE offer_id = ?1 AND address_key = ?2",
+        )?
         .query_row([offer_id, address_key], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
