@@ -21,14 +21,40 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `fieldcast serve` on `127.0.0.1:0` ports with a fresh data directory.
+    /// Starts `fieldcast serve` on `127.0.0.1:0` ports with a fresh data directory, its
+    /// per-address limits lifted (the load generators play many clients from one address).
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Self::spawn(data, extra, true)
+    }
+
+    /// The same with the server's default limits, for a benchmark that measures them (each
+    /// client then comes with its own `X-Forwarded-For`, behind `--trusted-proxies`).
+    pub fn start_with_default_limits(data: &Path, extra: &[&str]) -> Server {
+        Self::spawn(data, extra, false)
+    }
+
+    fn spawn(data: &Path, extra: &[&str], lift_limits: bool) -> Server {
         let _ = std::fs::remove_dir_all(data);
         std::fs::create_dir_all(data).expect("create bench data dir");
         // FIELDCAST_BENCH_BIN runs another build (an older one, side by side).
         let binary = std::env::var_os("FIELDCAST_BENCH_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_fieldcast").into());
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        // The load generators play hundreds of viewers and buyers from one address: the
+        // per-address limits (README, "Limits and security") are lifted here, by environment,
+        // which an older build ignores.
+        if lift_limits {
+            command
+                .env("FIELDCAST_RATE_WHEP", "1000000:1000000")
+                .env("FIELDCAST_RATE_ORDERS", "1000000:1000000")
+                .env("FIELDCAST_RATE_DEVICES", "1000000:1000000")
+                // One network may buy all of an offer here, but the ledger still checks the share.
+                .env("FIELDCAST_ADDRESS_SHARE_PERCENT", "100")
+                .env("FIELDCAST_WHEP_MAX_PENDING_PER_ADDRESS", "100000")
+                .env("FIELDCAST_WHEP_MAX_PENDING", "100000")
+                .env("FIELDCAST_MAX_VIEWERS_PER_SESSION", "100000");
+        }
+        let mut child = command
             .args([
                 "serve",
                 "--http",
@@ -43,17 +69,6 @@ impl Server {
             .arg(data)
             .args(extra)
             .env("FIELDCAST_LOG", "warn")
-            // The load generators play hundreds of viewers and buyers from one address: the
-            // per-address limits (README, "Limits and security") are lifted here, by
-            // environment, which an older build ignores.
-            .env("FIELDCAST_RATE_WHEP", "1000000:1000000")
-            .env("FIELDCAST_RATE_ORDERS", "1000000:1000000")
-            .env("FIELDCAST_RATE_DEVICES", "1000000:1000000")
-            // One network may buy all of an offer here, but the ledger still checks the share.
-            .env("FIELDCAST_ADDRESS_SHARE_PERCENT", "100")
-            .env("FIELDCAST_WHEP_MAX_PENDING_PER_ADDRESS", "100000")
-            .env("FIELDCAST_WHEP_MAX_PENDING", "100000")
-            .env("FIELDCAST_MAX_VIEWERS_PER_SESSION", "100000")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start fieldcast");

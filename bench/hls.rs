@@ -368,33 +368,6 @@ fn latency(quick: bool) {
     drop(nginx);
 }
 
-/// An nginx with the README's cache configuration in front of `upstream`.
-fn cache(upstream: std::net::SocketAddr, dir: &Path) -> (Peer, std::net::SocketAddr) {
-    std::fs::create_dir_all(dir.join("cache")).expect("cache dir");
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], peers::free_port()));
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        fieldcast::hls::cache::nginx_main_config(&upstream.to_string(), &listen.to_string(), dir),
-    )
-    .expect("nginx.conf");
-    let peer = Peer::spawn(
-        "nginx (proxy_cache)",
-        Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir),
-        &dir.join("nginx.out"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(listen).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not listen");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (peer, listen)
-}
-
 /// The part number the live playlist hints at next.
 fn next_part(url: &str) -> u64 {
     let text = ureq::get(url)
@@ -500,7 +473,7 @@ fn scale(quick: bool) {
     let baseline = (c1 - c0) / window.as_secs_f64();
 
     let direct = swarm(&server, &origin, clients, window, None);
-    let (nginx, listen) = cache(server.http, &dir.join("nginx"));
+    let (nginx, listen) = peers::nginx_cache(server.http, &dir.join("nginx"));
     let cached = swarm(
         &server,
         &format!("http://{listen}/hls/{id}/ll.m3u8"),

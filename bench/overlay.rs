@@ -76,8 +76,8 @@ fn scene_live() -> Arc<SessionLive> {
     };
     SessionLive::standalone(
         "bench",
+        1234,
         LiveData {
-            likes: 1234,
             pinned: Some(Pinned {
                 product,
                 image: None,
@@ -106,7 +106,7 @@ fn gst_composition(live: &SessionLive) -> gstreamer_video::VideoOverlayCompositi
     let view = render::View {
         now_ms: fieldcast::commerce::ledger::now_ms(),
         viewers: 0,
-        likes: data.likes,
+        likes: live.likes(),
         pinned: data.pinned.as_ref(),
         offers: &data.offers,
         toasts: &data.toasts,

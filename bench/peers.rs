@@ -492,3 +492,30 @@ pub fn overlay_and_encode(
         .args(["-payload_type", "111", "-f", "rtp"])
         .arg(format!("rtp://{audio}"));
 }
+
+/// An nginx with the README's cache configuration in front of `upstream`.
+pub fn nginx_cache(upstream: std::net::SocketAddr, dir: &Path) -> (Peer, std::net::SocketAddr) {
+    std::fs::create_dir_all(dir.join("cache")).expect("cache dir");
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        fieldcast::hls::cache::nginx_main_config(&upstream.to_string(), &listen.to_string(), dir),
+    )
+    .expect("nginx.conf");
+    let peer = Peer::spawn(
+        "nginx (proxy_cache)",
+        Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir),
+        &dir.join("nginx.out"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(listen).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (peer, listen)
+}

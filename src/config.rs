@@ -60,7 +60,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FIELDCAST_RATE_DEVICES")]
     pub rate_devices: Option<String>,
     /// Orders per client address from pages with device tokens (whose own limit is
-    /// rate_orders, per device): a flood cap, as BURST:PER_SECOND [default: 200:50]
+    /// rate_orders, per device): a flood cap, as BURST:PER_SECOND [default: 1000:100]
     #[arg(long, env = "FIELDCAST_RATE_ORDERS_PER_ADDRESS")]
     pub rate_orders_per_address: Option<String>,
     /// Country calling code that national phone numbers (no + or 00) belong to, for the
@@ -290,7 +290,7 @@ impl Settings {
             "rate_orders_per_address",
             &args.rate_orders_per_address,
             &file.rate_orders_per_address,
-            "200:50",
+            "1000:100",
         )?;
         let address_share_percent = args
             .address_share_percent

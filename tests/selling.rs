@@ -94,8 +94,8 @@ fn flash_sale_of_100_units_to_2000_concurrent_buyers_sells_exactly_100() {
         .sum();
     assert_eq!(confirmed, 100);
 
-    // The stream coalesces changes to 10 a second: a sale over within one pause shows on the
-    // next snapshot, at most 100 ms (and a little) later.
+    // The stream coalesces changes to 4 a second: a sale over within one pause shows on the
+    // next snapshot, at most 250 ms (and a little) later.
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let live = loop {
         let live = first_sse_data(&server, &format!("/api/v1/sessions/{session_id}/events"));
@@ -331,7 +331,7 @@ fn the_live_state_follows_the_ledger_while_offers_open_and_end_among_orders() {
         ));
 
         // After the change, a page reads what the API says: every offer's state, remaining
-        // and sold, the sold-out one among them (changes are coalesced to 10 a second).
+        // and sold, the sold-out one among them (changes are coalesced to 4 a second).
         let (status, api) = server.api("GET", &offers_path, None);
         assert_eq!(status, 200, "{api}");
         let want = offer_figures(&api);

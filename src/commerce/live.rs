@@ -30,7 +30,12 @@ use crate::overlay::scene::Scene;
 use crate::store::Store;
 use crate::store::commerce::{OfferRow, ProductRow};
 
-pub const MAX_UPDATES_PER_S: u64 = 10;
+/// Snapshots a second at most. Every viewer behind a cache reads each one, so this sets the
+/// cache tier's work (`bench/audience.rs`); the overlays on the video do not wait for it.
+pub const MAX_UPDATES_PER_S: u64 = 4;
+/// An ended offer stays in the public state this long (the page shows "ended"), then only
+/// the API lists it.
+pub const RECENTLY_ENDED_MS: i64 = 10 * 60 * 1000;
 /// Purchase toasts kept per session.
 pub const TOAST_HISTORY: usize = 5;
 /// How often the publisher looks at values nobody announces (the viewer count).
@@ -64,7 +69,6 @@ pub struct Pinned {
 /// render or serialise it; a change copies the state only while a snapshot is out.
 #[derive(Debug, Default, Clone)]
 pub struct LiveData {
-    pub likes: i64,
     pub pinned: Option<Pinned>,
     pub offers: Vec<OfferRow>,
     pub toasts: VecDeque<Toast>,
@@ -75,6 +79,9 @@ pub struct SessionLive {
     pub session_id: String,
     data: Mutex<Arc<LiveData>>,
     version: AtomicU64,
+    /// Likes counted, written or not: a counter of its own, so that a storm of likes never
+    /// copies the rest of the state.
+    likes: AtomicI64,
     /// Likes counted but not yet written to SQLite.
     pub pending_likes: AtomicI64,
     /// Orders confirmed since the server started (for `/metrics`).
@@ -99,6 +106,11 @@ impl SessionLive {
             let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
             change(Arc::make_mut(&mut data));
         }
+        self.announce();
+    }
+
+    /// Tells the overlays and the publisher that something changed.
+    fn announce(&self) {
         self.changed_at
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -125,7 +137,13 @@ impl SessionLive {
 
     pub fn add_likes(&self, count: i64) {
         self.pending_likes.fetch_add(count, Ordering::Relaxed);
-        self.update(|d| d.likes += count);
+        self.likes.fetch_add(count, Ordering::Relaxed);
+        self.announce();
+    }
+
+    /// Every like counted.
+    pub fn likes(&self) -> i64 {
+        self.likes.load(Ordering::Relaxed)
     }
 
     /// Re-reads the pinned product and its image.
@@ -136,7 +154,7 @@ impl SessionLive {
 }
 
 impl SessionLive {
-    fn new(session_id: &str, data: LiveData, images: PathBuf) -> Arc<Self> {
+    fn new(session_id: &str, likes: i64, data: LiveData, images: PathBuf) -> Arc<Self> {
         let (dirty, _) = watch::channel(0);
         // Empty until a publisher builds the first snapshot.
         let (snapshot, _) = watch::channel(Published::default());
@@ -144,6 +162,7 @@ impl SessionLive {
             session_id: session_id.to_string(),
             data: Mutex::new(Arc::new(data)),
             version: AtomicU64::new(1),
+            likes: AtomicI64::new(likes),
             pending_likes: AtomicI64::new(0),
             orders: AtomicU64::new(0),
             changed_at: Mutex::new(None),
@@ -154,8 +173,8 @@ impl SessionLive {
     }
 
     /// A live state outside any server (benchmarks, renderer tests): nothing publishes it.
-    pub fn standalone(session_id: &str, data: LiveData) -> Arc<Self> {
-        Self::new(session_id, data, PathBuf::new())
+    pub fn standalone(session_id: &str, likes: i64, data: LiveData) -> Arc<Self> {
+        Self::new(session_id, likes, data, PathBuf::new())
     }
 }
 
@@ -202,14 +221,14 @@ impl LiveHub {
             tracing::error!(error = %e, "scene load failed");
             Scene::default()
         });
+        let likes = app.store.likes(session_id).unwrap_or(0);
         let data = LiveData {
-            likes: app.store.likes(session_id).unwrap_or(0),
             pinned: load_pinned(&app.store, session_id, &images),
             offers: app.store.offers_of(session_id).unwrap_or_default(),
             toasts: VecDeque::new(),
             scene,
         };
-        let live = SessionLive::new(session_id, data, images);
+        let live = SessionLive::new(session_id, likes, data, images);
         let mut sessions = self.lock();
         // Another caller may have loaded it meanwhile: theirs stands.
         if let Some(first) = sessions.get(session_id) {
@@ -317,6 +336,12 @@ pub fn with_number(object: &str, key: &str, value: impl std::fmt::Display) -> St
     }
 }
 
+/// The offers a viewer needs now: every one not yet ended, and those ended in the last
+/// [`RECENTLY_ENDED_MS`]. The ended history is the API's (`GET …/offers`).
+pub fn public_offers(offers: &[OfferRow], now_ms: i64) -> impl Iterator<Item = &OfferRow> {
+    offers.iter().filter(move |o| o.ends_at > now_ms - RECENTLY_ENDED_MS)
+}
+
 /// The version after `last`: the time now in Unix ms, or `last + 1` if the clock has not
 /// moved past it (two snapshots in one millisecond, or a clock set back).
 fn next_version(last: u64, now_ms: i64) -> u64 {
@@ -343,9 +368,9 @@ pub fn snapshot(app: &AppState, live: &SessionLive) -> Value {
         "session_id": live.session_id,
         "picture": picture,
         "viewers": app.studios.viewers(&live.session_id),
-        "likes": data.likes,
+        "likes": live.likes(),
         "pinned": data.pinned.as_ref().map(|p| super::product_json(&p.product)),
-        "offers": data.offers.iter().map(|o| offer_json(o, now)).collect::<Vec<_>>(),
+        "offers": public_offers(&data.offers, now).map(|o| offer_json(o, now)).collect::<Vec<_>>(),
         "toasts": data.toasts.iter().map(|t| json!({"text": t.text, "at": t.at_ms / 1000})).collect::<Vec<_>>(),
         "overlays_hidden": data.scene.hidden,
     })
@@ -382,6 +407,34 @@ fn toast(buyer: &Buyer, quantity: i64, shows: ToastBuyer) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_public_state_keeps_running_and_recently_ended_offers_only() {
+        let now = 1_800_000_000_000;
+        let offer = |id: &str, ends_at: i64| OfferRow {
+            id: id.into(),
+            session_id: "s".into(),
+            product_id: "p".into(),
+            unit_amount: 100,
+            allocated: 5,
+            available: 5,
+            sold: 0,
+            per_buyer_limit: None,
+            starts_at: now - 3_600_000,
+            ends_at,
+            ended_early: false,
+            created_at: now - 3_600_000,
+        };
+        let offers = [
+            offer("running", now + 60_000),
+            offer("just-ended", now - 60_000),
+            offer("ended-at-the-edge", now - RECENTLY_ENDED_MS + 1),
+            offer("history", now - RECENTLY_ENDED_MS),
+            offer("old-history", now - 3_000_000),
+        ];
+        let kept: Vec<&str> = public_offers(&offers, now).map(|o| o.id.as_str()).collect();
+        assert_eq!(kept, ["running", "just-ended", "ended-at-the-edge"]);
+    }
 
     fn buyer(name: &str, city: Option<&str>) -> Buyer {
         Buyer {

@@ -19,8 +19,8 @@ pub fn nginx_config(upstream: &str, listen: &str, cache_dir: &std::path::Path) -
 pub fn nginx_main_config(upstream: &str, listen: &str, dir: &std::path::Path) -> String {
     let d = dir.display();
     format!(
-        "user root;\nmaster_process off;\nworker_processes 1;\ndaemon off;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
-         events {{ worker_connections 16384; }}\n\
+        "user root;\nmaster_process off;\nworker_processes 1;\ndaemon off;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\nworker_rlimit_nofile 65536;\n\
+         events {{ worker_connections 32768; }}\n\
          http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
          {}\n}}\n",
         nginx_config(upstream, listen, &dir.join("cache"))

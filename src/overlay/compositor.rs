@@ -183,7 +183,7 @@ impl Compositor {
         let view = View {
             now_ms: now_ms(),
             viewers: self.stats.viewers.load(Ordering::Relaxed),
-            likes: data.likes,
+            likes: self.live.likes(),
             pinned: data.pinned.as_ref(),
             offers: &data.offers,
             toasts: &data.toasts,
