@@ -49,7 +49,11 @@ fn address(n: usize) -> String {
 
 /// A session with a product and an offer of `units`; (session id, offer id).
 fn sale(server: &Server, units: i64) -> (String, String) {
-    let session = server.api("POST", "/api/v1/sessions", Some(json!({"title": "Audience bench"})));
+    let session = server.api(
+        "POST",
+        "/api/v1/sessions",
+        Some(json!({"title": "Audience bench"})),
+    );
     let sid = session["id"].as_str().unwrap().to_string();
     let product = server.api(
         "POST",
@@ -124,7 +128,12 @@ fn surge(spread: Duration) {
         let mut tokens = Vec::new();
         for _ in 0..SHARED {
             let (status, body) = conn
-                .request("POST", "/api/v1/devices", &[("X-Forwarded-For", SHARED_ADDRESS)], "")
+                .request(
+                    "POST",
+                    "/api/v1/devices",
+                    &[("X-Forwarded-For", SHARED_ADDRESS)],
+                    "",
+                )
                 .await
                 .unwrap();
             assert_eq!(status, 201, "{body}");
@@ -159,7 +168,11 @@ fn surge(spread: Duration) {
                     tokio::time::sleep_until(at).await;
                     let (from, n, token) = match buyer {
                         Buyer::Distinct(n) => (address(n), n, None),
-                        Buyer::Shared(n) => (SHARED_ADDRESS.to_string(), DISTINCT + n, Some(tokens[n].clone())),
+                        Buyer::Shared(n) => (
+                            SHARED_ADDRESS.to_string(),
+                            DISTINCT + n,
+                            Some(tokens[n].clone()),
+                        ),
                     };
                     let key = format!("surge-{n}");
                     let mut headers = vec![
@@ -175,13 +188,24 @@ fn surge(spread: Duration) {
                     // the time keeps running from the buyer's arrival.
                     for _ in 0..50 {
                         if let Ok(mut conn) = Conn::open(addr).await
-                            && let Ok((status, text)) = conn.request("POST", &path, &headers, &body).await
+                            && let Ok((status, text)) =
+                                conn.request("POST", &path, &headers, &body).await
                         {
-                            return Answer { buyer, status, code: problem_code(&text), took: at.elapsed() };
+                            return Answer {
+                                buyer,
+                                status,
+                                code: problem_code(&text),
+                                took: at.elapsed(),
+                            };
                         }
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    Answer { buyer, status: 0, code: String::new(), took: at.elapsed() }
+                    Answer {
+                        buyer,
+                        status: 0,
+                        code: String::new(),
+                        took: at.elapsed(),
+                    }
                 })
             })
             .collect();
@@ -192,10 +216,17 @@ fn surge(spread: Duration) {
         answers
     });
     let cpu = server.usage().0 - cpu_before;
-    let ledger = server.api("GET", &format!("/api/v1/sessions/{sid}/offers/{offer_id}"), None);
+    let ledger = server.api(
+        "GET",
+        &format!("/api/v1/sessions/{sid}/offers/{offer_id}"),
+        None,
+    );
 
     let mut took: Vec<Duration> = answers.iter().map(|a| a.took).collect();
-    let within_2s = took.iter().filter(|t| **t <= Duration::from_secs(2)).count();
+    let within_2s = took
+        .iter()
+        .filter(|t| **t <= Duration::from_secs(2))
+        .count();
     let (p50, p99, max) = (
         percentile(&mut took, 0.5),
         percentile(&mut took, 0.99),
@@ -211,16 +242,28 @@ fn surge(spread: Duration) {
             (0, _) => "no answer".to_string(),
             (s, code) => format!("{s} {code}"),
         };
-        *classes.entry((matches!(a.buyer, Buyer::Shared(_)), class)).or_default() += 1;
+        *classes
+            .entry((matches!(a.buyer, Buyer::Shared(_)), class))
+            .or_default() += 1;
     }
-    println!("### Surge: {DISTINCT} distinct buyers + {SHARED} behind one address (device tokens), {UNITS} units, arriving over {:.1} s", spread.as_secs_f64());
+    println!(
+        "### Surge: {DISTINCT} distinct buyers + {SHARED} behind one address (device tokens), {UNITS} units, arriving over {:.1} s",
+        spread.as_secs_f64()
+    );
     println!();
     println!("| buyers | answer | count |");
     println!("|---|---|---:|");
     let mut rows: Vec<_> = classes.into_iter().collect();
     rows.sort();
     for ((shared, class), n) in rows {
-        println!("| {} | {class} | {n} |", if shared { "behind one address" } else { "distinct addresses" });
+        println!(
+            "| {} | {class} | {n} |",
+            if shared {
+                "behind one address"
+            } else {
+                "distinct addresses"
+            }
+        );
     }
     println!();
     println!(
@@ -243,7 +286,10 @@ fn surge(spread: Duration) {
 /// The number after `"key":` in a JSON text (the readers do not parse whole states).
 fn number_after(text: &str, key: &str) -> Option<u64> {
     let at = text.find(key)? + key.len();
-    let digits: String = text[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
@@ -258,7 +304,11 @@ fn fan_out(readers: usize, seconds: u64) {
     let state_path = format!("/api/v1/sessions/{sid}/state");
     // When each order (the `sold` count reaching k) was answered 201: the reader's delay is
     // from there to its first state with sold ≥ k.
-    let committed: Arc<Vec<AtomicU64>> = Arc::new((0..(orders_per_s * (seconds + 5) + 10)).map(|_| AtomicU64::new(0)).collect());
+    let committed: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..(orders_per_s * (seconds + 5) + 10))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
     let epoch = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let origin = Arc::new(AtomicUsize::new(0));
@@ -274,8 +324,15 @@ fn fan_out(readers: usize, seconds: u64) {
         let mut tasks = Vec::new();
         for _ in 0..readers {
             let (path, stop, origin, answers, delays, versions, committed, connected, failures) = (
-                state_path.clone(), stop.clone(), origin.clone(), answers.clone(), delays.clone(),
-                versions.clone(), committed.clone(), connected.clone(), failures.clone(),
+                state_path.clone(),
+                stop.clone(),
+                origin.clone(),
+                answers.clone(),
+                delays.clone(),
+                versions.clone(),
+                committed.clone(),
+                connected.clone(),
+                failures.clone(),
             );
             let cache_kinds = cache_kinds.clone();
             tasks.push(tokio::spawn(async move {
@@ -289,8 +346,14 @@ fn fan_out(readers: usize, seconds: u64) {
                 let (mut version, mut sold, mut mine) = (0u64, 0u64, Vec::new());
                 let mut kinds: HashMap<String, usize> = HashMap::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let url = if version == 0 { path.clone() } else { format!("{path}?after={version}") };
-                    let Ok((status, head, body)) = conn.request_with_head("GET", &url, &[], "").await else {
+                    let url = if version == 0 {
+                        path.clone()
+                    } else {
+                        format!("{path}?after={version}")
+                    };
+                    let Ok((status, head, body)) =
+                        conn.request_with_head("GET", &url, &[], "").await
+                    else {
                         // Dropped (nginx full, or restarting): wait, then a new connection.
                         failures.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -305,12 +368,18 @@ fn fan_out(readers: usize, seconds: u64) {
                         continue;
                     }
                     answers.fetch_add(1, Ordering::Relaxed);
-                    let cache = head.lines().find_map(|l| l.strip_prefix("X-Cache: ")).unwrap_or("none").trim();
+                    let cache = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("X-Cache: "))
+                        .unwrap_or("none")
+                        .trim();
                     if cache != "HIT" {
                         origin.fetch_add(1, Ordering::Relaxed);
                         *kinds.entry(cache.to_string()).or_insert(0usize) += 1;
                     }
-                    let Some(v) = number_after(&body, "\"version\":") else { continue };
+                    let Some(v) = number_after(&body, "\"version\":") else {
+                        continue;
+                    };
                     if v > version {
                         version = v;
                         versions.lock().unwrap().insert(v);
@@ -318,7 +387,10 @@ fn fan_out(readers: usize, seconds: u64) {
                     let now_sold = number_after(&body, "\"sold\":").unwrap_or(0);
                     while sold < now_sold {
                         sold += 1;
-                        let at = committed.get(sold as usize).map(|c| c.load(Ordering::Relaxed)).unwrap_or(0);
+                        let at = committed
+                            .get(sold as usize)
+                            .map(|c| c.load(Ordering::Relaxed))
+                            .unwrap_or(0);
                         if at > 0 {
                             mine.push(now.saturating_sub(Duration::from_micros(at)));
                         }
@@ -356,8 +428,15 @@ fn fan_out(readers: usize, seconds: u64) {
                     tick.tick().await;
                     let key = format!("fan-{n}");
                     let from = address(n);
-                    let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key.as_str()), ("X-Forwarded-For", from.as_str())];
-                    let (status, body) = conn.request("POST", &path, &headers, &order_body(&offer_id, n)).await.unwrap();
+                    let headers = [
+                        ("Content-Type", "application/json"),
+                        ("Idempotency-Key", key.as_str()),
+                        ("X-Forwarded-For", from.as_str()),
+                    ];
+                    let (status, body) = conn
+                        .request("POST", &path, &headers, &order_body(&offer_id, n))
+                        .await
+                        .unwrap();
                     assert_eq!(status, 201, "{body}");
                     committed[n].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
@@ -368,12 +447,18 @@ fn fan_out(readers: usize, seconds: u64) {
             tokio::spawn(async move {
                 let mut conn = Conn::open(edge).await.unwrap();
                 let path = format!("/api/v1/sessions/{sid}/likes");
-                let mut tick = tokio::time::interval(Duration::from_millis(1000 / like_batches_per_s));
+                let mut tick =
+                    tokio::time::interval(Duration::from_millis(1000 / like_batches_per_s));
                 for n in 0..(like_batches_per_s * seconds) as usize {
                     tick.tick().await;
                     let from = address(100_000 + n % 5_000);
-                    let headers = [("Content-Type", "application/json"), ("X-Forwarded-For", from.as_str())];
-                    let _ = conn.request("POST", &path, &headers, r#"{"count":3}"#).await;
+                    let headers = [
+                        ("Content-Type", "application/json"),
+                        ("X-Forwarded-For", from.as_str()),
+                    ];
+                    let _ = conn
+                        .request("POST", &path, &headers, r#"{"count":3}"#)
+                        .await;
                 }
             })
         };
@@ -391,7 +476,11 @@ fn fan_out(readers: usize, seconds: u64) {
         let origin_requests = origin.load(Ordering::Relaxed) - origin_before;
         let new_versions = versions.lock().unwrap().len() - versions_before;
         let served = answers.load(Ordering::Relaxed) - answers_before;
-        (cpu, nginx_cpu, (measured, origin_requests, new_versions, served))
+        (
+            cpu,
+            nginx_cpu,
+            (measured, origin_requests, new_versions, served),
+        )
     });
     let (measured, origin_requests, new_versions, served) = measured;
     let mut delays = delays.lock().unwrap().clone();
@@ -409,9 +498,14 @@ fn fan_out(readers: usize, seconds: u64) {
         .and_then(|mut r| r.body_mut().read_to_string().ok())
         .map(|b| b.len())
         .unwrap_or(0);
-    println!("### State fan-out: {readers} readers through nginx (`docs/nginx-cache.conf`), {orders_per_s} orders and {like_batches_per_s} like batches a second, {:.0} s", secs);
+    println!(
+        "### State fan-out: {readers} readers through nginx (`docs/nginx-cache.conf`), {orders_per_s} orders and {like_batches_per_s} like batches a second, {:.0} s",
+        secs
+    );
     println!();
-    println!("| readers | versions | origin requests | per version | answers served by nginx | order → reader p50 | p95 | max | origin CPU | nginx CPU | state size |");
+    println!(
+        "| readers | versions | origin requests | per version | answers served by nginx | order → reader p50 | p95 | max | origin CPU | nginx CPU | state size |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {readers} | {new_versions} | {origin_requests} | {per_version:.2} | {served} ({:.0}/s) | {} | {} | {} | {:.1} % of a core | {:.0} % of a core | {state_bytes} B |",
@@ -450,7 +544,13 @@ fn fan_out(readers: usize, seconds: u64) {
 // ---- 3. Like storm ------------------------------------------------------------------------
 
 /// Closed-loop orders on `clients` keep-alive connections for `seconds`; their latencies.
-async fn orders_for(addr: SocketAddr, sid: &str, offer_id: &str, clients: usize, seconds: u64) -> Vec<Duration> {
+async fn orders_for(
+    addr: SocketAddr,
+    sid: &str,
+    offer_id: &str,
+    clients: usize,
+    seconds: u64,
+) -> Vec<Duration> {
     let stop = Arc::new(AtomicBool::new(false));
     let path = format!("/api/v1/sessions/{sid}/orders");
     let workers: Vec<_> = (0..clients)
@@ -463,9 +563,16 @@ async fn orders_for(addr: SocketAddr, sid: &str, offer_id: &str, clients: usize,
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     let (key, from) = (format!("storm-{n}"), address(n % 60_000));
-                    let headers = [("Content-Type", "application/json"), ("Idempotency-Key", key.as_str()), ("X-Forwarded-For", from.as_str())];
+                    let headers = [
+                        ("Content-Type", "application/json"),
+                        ("Idempotency-Key", key.as_str()),
+                        ("X-Forwarded-For", from.as_str()),
+                    ];
                     let t = Instant::now();
-                    if let Ok((201, _)) = conn.request("POST", &path, &headers, &order_body(&offer_id, n)).await {
+                    if let Ok((201, _)) = conn
+                        .request("POST", &path, &headers, &order_body(&offer_id, n))
+                        .await
+                    {
                         latencies.push(t.elapsed());
                     }
                 }
@@ -508,7 +615,13 @@ fn like_storm(quick: bool) {
         let stop = Arc::new(AtomicBool::new(false));
         let likers: Vec<_> = (0..connections)
             .map(|c| {
-                let (sid, stop, sent, batches, refused) = (sid.clone(), stop.clone(), sent.clone(), batches.clone(), refused.clone());
+                let (sid, stop, sent, batches, refused) = (
+                    sid.clone(),
+                    stop.clone(),
+                    sent.clone(),
+                    batches.clone(),
+                    refused.clone(),
+                );
                 tokio::spawn(async move {
                     let mut conn = Conn::open(addr).await.unwrap();
                     let path = format!("/api/v1/sessions/{sid}/likes");
@@ -525,7 +638,10 @@ fn like_storm(quick: bool) {
                         let count = 1 + (viewer % 10) as u64;
                         let from = address(viewer);
                         let body = format!("{{\"count\":{count}}}");
-                        let headers = [("Content-Type", "application/json"), ("X-Forwarded-For", from.as_str())];
+                        let headers = [
+                            ("Content-Type", "application/json"),
+                            ("X-Forwarded-For", from.as_str()),
+                        ];
                         match conn.request("POST", &path, &headers, &body).await {
                             Ok((202, _)) => {
                                 sent.fetch_add(count, Ordering::Relaxed);
@@ -562,7 +678,8 @@ fn like_storm(quick: bool) {
                 .ok()
                 .and_then(|mut r| r.body_mut().read_json().ok())
                 .unwrap_or(Value::Null);
-            if state["likes"].as_i64() == Some(total) || started.elapsed() > Duration::from_secs(5) {
+            if state["likes"].as_i64() == Some(total) || started.elapsed() > Duration::from_secs(5)
+            {
                 break (started.elapsed(), state["likes"].as_i64().unwrap_or(-1));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -571,7 +688,9 @@ fn like_storm(quick: bool) {
     let batches_per_s = batches.load(Ordering::Relaxed) as f64 / storm_secs;
     println!("### Like storm: {VIEWERS} viewers × one batch a second, with 16 buyers ordering");
     println!();
-    println!("| | orders/s | order p50 | order p99 | like batches/s accepted | refused | origin CPU |");
+    println!(
+        "| | orders/s | order p50 | order p99 | like batches/s accepted | refused | origin CPU |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let rate = |l: &Vec<Duration>| l.len() as f64 / seconds as f64;
     let (alone_rate, during_rate) = (rate(&alone), rate(&during));
@@ -593,14 +712,21 @@ fn like_storm(quick: bool) {
         "likes accepted {total}, shown in the live state {} ({:.0} ms after the storm stopped){}",
         shown_after.1,
         shown_after.0.as_secs_f64() * 1e3,
-        if shown_after.1 == total { "" } else { " — NOT ALL COUNTED" }
+        if shown_after.1 == total {
+            ""
+        } else {
+            " — NOT ALL COUNTED"
+        }
     );
     println!();
 }
 
 /// This process's open-file limit (the server and nginx inherit it).
 fn fd_limit() -> usize {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit only writes the struct we pass.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     limit.rlim_cur as usize
@@ -612,14 +738,19 @@ fn main() {
     // hard limit may be raised too; the server and nginx inherit it.
     // SAFETY: setrlimit only reads the struct we pass.
     unsafe {
-        let wanted = libc::rlimit { rlim_cur: 262_144, rlim_max: 262_144 };
+        let wanted = libc::rlimit {
+            rlim_cur: 262_144,
+            rlim_max: 262_144,
+        };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
             fieldcast::server::raise_fd_limit();
         }
     }
     println!(
         "audience benchmark: {} cores; server, nginx and load generator on the same machine",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
     );
     println!();
     let only = std::env::args().find_map(|a| a.strip_prefix("--only=").map(str::to_string));

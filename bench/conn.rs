@@ -81,4 +81,3 @@ impl Conn {
         Ok((status, head, String::from_utf8_lossy(&body).into_owned()))
     }
 }
-

@@ -20,6 +20,7 @@ run() {
   echo
 }
 run "orders" orders
+run "the shop at the audience's scale: surge, live-state fan-out through nginx, like storm" audience
 run "overlay cost" overlay
 run "fan-out, against Janus" fanout
 run "glass-to-glass and server-added latency, against nginx-rtmp → ffmpeg → Janus" latency

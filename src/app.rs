@@ -33,6 +33,8 @@ pub struct App {
     pub public: PublicLimits,
     /// Device tokens and address keys for the public routes (`commerce::devices`).
     pub devices: DeviceKeys,
+    /// Buyer tokens from a shop's own login (`commerce::buyers`).
+    pub buyer_tokens: crate::commerce::buyers::BuyerTokens,
     /// HLS requests served and waiting, over every studio.
     pub hls: crate::hls::HlsCounters,
     /// Set once on SIGTERM: new requests are refused and live streams end.
@@ -217,6 +219,12 @@ impl App {
             ingest_health: Default::default(),
             api_token,
             devices,
+            buyer_tokens: crate::commerce::buyers::BuyerTokens::new(
+                settings.buyer_tokens.secret.clone(),
+                settings.buyer_tokens.jwks_url.clone(),
+                settings.buyer_tokens.issuer.clone(),
+                settings.buyer_tokens.audience.clone(),
+            ),
             http_addr,
             rtmp_addr,
             settings,

@@ -71,6 +71,19 @@ pub struct ServeArgs {
     /// at least 10 units; 0 turns it off [default: 20]
     #[arg(long, env = "FIELDCAST_ADDRESS_SHARE_PERCENT")]
     pub address_share_percent: Option<u8>,
+    /// Shared secret for buyer tokens signed HS256 by the shop's own login (`Fieldcast-Buyer`
+    /// on orders); best given by environment or file, not on the command line [default: none]
+    #[arg(long, env = "FIELDCAST_BUYER_TOKEN_SECRET", hide_env_values = true)]
+    pub buyer_token_secret: Option<String>,
+    /// JWKS URL of the shop's login, for buyer tokens signed RS256 or ES256 [default: none]
+    #[arg(long, env = "FIELDCAST_BUYER_TOKEN_JWKS_URL")]
+    pub buyer_token_jwks_url: Option<String>,
+    /// The `iss` buyer tokens must carry [default: not checked]
+    #[arg(long, env = "FIELDCAST_BUYER_TOKEN_ISSUER")]
+    pub buyer_token_issuer: Option<String>,
+    /// The `aud` buyer tokens must name [default: not checked]
+    #[arg(long, env = "FIELDCAST_BUYER_TOKEN_AUDIENCE")]
+    pub buyer_token_audience: Option<String>,
     /// Live-state (SSE) streams open at once per client address [default: 16]
     #[arg(long, env = "FIELDCAST_MAX_EVENTS_PER_ADDRESS")]
     pub max_events_per_address: Option<usize>,
@@ -122,9 +135,22 @@ struct FileSettings {
     rate_orders_per_address: Option<String>,
     address_share_percent: Option<u8>,
     phone_country_code: Option<String>,
+    buyer_token_secret: Option<String>,
+    buyer_token_jwks_url: Option<String>,
+    buyer_token_issuer: Option<String>,
+    buyer_token_audience: Option<String>,
     toast_buyer: Option<String>,
     reconnect_grace: Option<u64>,
     hls_idle: Option<u64>,
+}
+
+/// Where buyer tokens' keys come from, and what they must say (`commerce::buyers`).
+#[derive(Debug, Clone, Default)]
+pub struct BuyerTokenSettings {
+    pub secret: Option<String>,
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -185,6 +211,7 @@ pub struct Settings {
     pub rate_orders_per_address: Rate,
     pub address_share_percent: u8,
     pub phone_country_code: String,
+    pub buyer_tokens: BuyerTokenSettings,
     pub max_events_per_address: usize,
     pub max_viewers_per_session: usize,
     pub whep_max_pending: usize,
@@ -308,6 +335,31 @@ impl Settings {
                 ),
             ));
         }
+        let optional = |flag: &Option<String>, file: &Option<String>| {
+            flag.clone()
+                .or_else(|| file.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let buyer_tokens = BuyerTokenSettings {
+            secret: optional(&args.buyer_token_secret, &file.buyer_token_secret),
+            jwks_url: optional(&args.buyer_token_jwks_url, &file.buyer_token_jwks_url),
+            issuer: optional(&args.buyer_token_issuer, &file.buyer_token_issuer),
+            audience: optional(&args.buyer_token_audience, &file.buyer_token_audience),
+        };
+        if buyer_tokens.secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(invalid(
+                "buyer_token_secret",
+                "at least 32 characters (a guessable secret lets anyone sign as any customer)",
+            ));
+        }
+        if let Some(url) = &buyer_tokens.jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid(
+                "buyer_token_jwks_url",
+                format!("{url:?} is not an http(s) URL"),
+            ));
+        }
         if address_share_percent > 100 {
             return Err(invalid(
                 "address_share_percent",
@@ -337,6 +389,7 @@ impl Settings {
             rate_orders_per_address,
             address_share_percent,
             phone_country_code,
+            buyer_tokens,
             max_events_per_address: count(
                 args.max_events_per_address,
                 file.max_events_per_address,

@@ -118,6 +118,7 @@ fn init_logs() {
 
 fn main() -> ExitCode {
     init_logs();
+    fieldcast::server::install_tls_provider();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { args, demo } => match Settings::load(&args) {

@@ -83,6 +83,12 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Raises the open-file limit to its hard maximum: every viewer's SSE stream, publisher and
 /// HTTP client holds a socket, and Debian's default soft limit is 1024.
+/// Makes aws-lc-rs the process's TLS crypto for outgoing HTTPS (webhooks, a shop's JWKS, the
+/// WHEP client). Called before any HTTP agent is made; a second call does nothing.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 pub fn raise_fd_limit() {
     #[cfg(unix)]
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
@@ -100,6 +106,7 @@ pub fn raise_fd_limit() {
 }
 
 pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    install_tls_provider();
     raise_fd_limit();
     std::fs::create_dir_all(&settings.data).map_err(|e| {
         anyhow::anyhow!(

@@ -1222,3 +1222,182 @@ fn bots_from_one_address_stay_bounded_while_a_hundred_honest_buyers_buy() {
     );
     assert_honest_buyers_all_answered(&identities, "beside the identity bot");
 }
+
+fn b64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let mut acc = 0u32;
+        for (i, &b) in chunk.iter().enumerate() {
+            acc |= (b as u32) << (16 - 8 * i);
+        }
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(acc >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A JWT as a shop's login would sign it: HS256 with `secret`, or ES256 with `key` (kid `k1`).
+fn buyer_token(claims: Value, sign: &dyn Fn(&[u8]) -> Vec<u8>, alg: &str) -> String {
+    let header = json!({"alg": alg, "typ": "JWT", "kid": "k1"});
+    let signed = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let signature = sign(signed.as_bytes());
+    format!("{signed}.{}", b64url(&signature))
+}
+
+/// A shop's customers come with buyer tokens from its own login (HS256 with a shared secret,
+/// or ES256 keys from its JWKS URL, served here by a small HTTP server): the per-buyer limit
+/// holds per customer whatever phone is typed, 40 customers behind one address all buy
+/// (the network's share is for buyers nobody vouches for), and a token that does not verify
+/// is refused with the reason.
+#[test]
+fn a_shops_buyer_tokens_make_the_customer_the_buyer() {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use hmac::Mac;
+    const SECRET: &str = "the-co-op-shop-login-secret-0123456789";
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let point = key.public_key().as_ref().to_vec();
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
+        "x": b64url(&point[1..33]), "y": b64url(&point[33..65])}]})
+    .to_string();
+    // The shop's JWKS endpoint.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks_url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 2048];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{jwks}",
+                jwks.len()
+            );
+        }
+    });
+    let server = Server::start_with_env(
+        &data_dir("buyer-tokens"),
+        &[],
+        &[
+            ("FIELDCAST_BUYER_TOKEN_SECRET", SECRET),
+            ("FIELDCAST_BUYER_TOKEN_JWKS_URL", &jwks_url),
+            ("FIELDCAST_BUYER_TOKEN_ISSUER", "https://shop.example"),
+        ],
+    );
+    let (session_id, offer_id) = offer(&server, 150, Some(2), 600);
+    let path = format!("/api/v1/sessions/{session_id}/orders");
+    let now = fieldcast::commerce::ledger::now_ms() / 1000;
+    let hs256 = |sub: &str| {
+        let claims = json!({"sub": sub, "iss": "https://shop.example", "exp": now + 600});
+        buyer_token(
+            claims,
+            &|msg| {
+                let mut mac =
+                    hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+                mac.update(msg);
+                mac.finalize().into_bytes().to_vec()
+            },
+            "HS256",
+        )
+    };
+    let rt = runtime();
+    let order = |from: std::net::IpAddr, n: usize, phone: &str, quantity: i64, token: &str| {
+        let body = json!({"offer_id": offer_id, "quantity": quantity,
+            "buyer": {"name": format!("Customer {n}"), "phone": phone, "address": "1 Rose Street"}})
+        .to_string();
+        let key = format!("customer-{n}");
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", key.as_str()),
+            ("Fieldcast-Buyer", token),
+        ];
+        rt.block_on(http_from(
+            Some(from),
+            server.http,
+            "POST",
+            &path,
+            &headers,
+            &body,
+        ))
+        .unwrap()
+    };
+
+    // The per-buyer limit (2) holds per customer, whatever phone each order types.
+    let alice = hs256("alice");
+    assert_eq!(
+        order(client_ip(1), 1, "+86 138 0000 0001", 2, &alice).0,
+        201
+    );
+    let (status, body) = order(client_ip(1), 2, "+86 139 9999 9999", 1, &alice);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("over_limit"), "{body}");
+    // Another customer with Alice's phone is another buyer.
+    assert_eq!(
+        order(client_ip(1), 3, "+86 138 0000 0001", 2, &hs256("bob")).0,
+        201
+    );
+
+    // 40 customers behind one address, one unit each: past the network's share of 30 (20 %
+    // of 150), because each is vouched for.
+    let shared = client_ip(50);
+    let statuses: Vec<u16> = (0..40)
+        .map(|n| {
+            order(
+                shared,
+                100 + n,
+                &format!("+86 137 0000 {:04}", n),
+                1,
+                &hs256(&format!("c{n}")),
+            )
+            .0
+        })
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+
+    // ES256 with the key from the shop's JWKS (fetched at start; asked again for an unknown kid).
+    let es256 = |sub: &str| {
+        let claims = json!({"sub": sub, "iss": "https://shop.example", "exp": now + 600});
+        buyer_token(
+            claims,
+            &|msg| {
+                key.sign(&aws_lc_rs::rand::SystemRandom::new(), msg)
+                    .unwrap()
+                    .as_ref()
+                    .to_vec()
+            },
+            "ES256",
+        )
+    };
+    wait_for("the JWKS to be fetched", Duration::from_secs(10), || {
+        order(client_ip(2), 500, "+86 136 0000 0001", 1, &es256("carol")).0 == 201
+    });
+
+    // Refused with the reason, and never counted as an order.
+    let forged = hs256("mallory").replace(|c: char| c == 'A', "B");
+    let (status, body) = order(client_ip(3), 600, "+86 135 0000 0001", 1, &forged);
+    assert_eq!(status, 401, "{body}");
+    let expired = buyer_token(
+        json!({"sub": "dave", "iss": "https://shop.example", "exp": now - 3600}),
+        &|msg| {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+            mac.update(msg);
+            mac.finalize().into_bytes().to_vec()
+        },
+        "HS256",
+    );
+    let (status, body) = order(client_ip(3), 601, "+86 135 0000 0002", 1, &expired);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("expired"), "{body}");
+    let (status, body) = order(client_ip(3), 602, "+86 135 0000 0003", 1, "not-a-jwt");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("not a JWT"), "{body}");
+    assert_eq!(orders(&server, &session_id).len(), 1 + 1 + 40 + 1);
+}

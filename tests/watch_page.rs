@@ -554,3 +554,63 @@ fn forty_phones_behind_one_address_all_see_the_shop_and_thirty_buy_at_once() {
         "{orders:?}"
     );
 }
+
+/// The embed with a shop's buyer token (HS256 here): the customer's orders carry it, the
+/// per-buyer limit holds per customer across devices and phone numbers; and a page whose
+/// device token the server no longer takes gets a new one.
+#[test]
+fn the_embed_buys_with_the_shops_buyer_token_and_a_stale_device_token_is_renewed() {
+    use hmac::Mac;
+    const SECRET: &str = "the-co-op-shop-login-secret-0123456789";
+    let server = Server::start_with_env(
+        &data_dir("watch-buyer-token"),
+        OPEN_LIMITS,
+        &[("FIELDCAST_BUYER_TOKEN_SECRET", SECRET)],
+    );
+    let session = server.create_session("Members' sale");
+    let id = session["id"].as_str().unwrap().to_string();
+    let product = pinned_product(&server, &id);
+    let (status, offer) = server.api(
+        "POST",
+        &format!("/api/v1/sessions/{id}/offers"),
+        Some(json!({"product_id": product["id"], "unit_amount": 3900, "quantity": 20, "per_buyer_limit": 2})),
+    );
+    assert_eq!(status, 201, "{offer}");
+    let b64 = |bytes: &[u8]| {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let mut acc = 0u32;
+            for (i, &b) in chunk.iter().enumerate() {
+                acc |= (b as u32) << (16 - 8 * i);
+            }
+            for i in 0..=chunk.len() {
+                out.push(A[(acc >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    };
+    let now = fieldcast::commerce::ledger::now_ms() / 1000;
+    let signed = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(json!({"sub": "member-42", "exp": now + 3600})
+            .to_string()
+            .as_bytes())
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(signed.as_bytes());
+    let token = format!("{signed}.{}", b64(&mac.finalize().into_bytes()));
+    let config = json!({"base": server.url(""), "session": id, "token": token});
+    let seen = node("buyer-token.mjs", &[&config.to_string()]);
+    eprintln!("the pages saw: {seen}");
+    let renewed = seen["renewed"].as_str().unwrap();
+    assert!(renewed.starts_with("d1."), "{seen}");
+    // Two units to the member, one to the page that renewed its device token.
+    let orders = orders_of(&server, &id, offer["id"].as_str().unwrap());
+    let quantities: Vec<i64> = orders
+        .iter()
+        .map(|o| o["quantity"].as_i64().unwrap())
+        .collect();
+    assert_eq!(quantities, [2, 1], "{orders:?}");
+}

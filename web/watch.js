@@ -447,6 +447,16 @@
   }
   let device = null;
 
+  // A shop with its own login vouches for its customer with a buyer token (a JWT), passed to
+  // the embedded page in the URL's fragment (`#buyer=…`, never sent to any server or log) or
+  // later by message (`{type: "fieldcast:buyer", token}`); orders carry it as Fieldcast-Buyer.
+  let buyerToken = new URLSearchParams(location.hash.slice(1)).get("buyer");
+  if (buyerToken) history.replaceState(null, "", location.pathname + location.search);
+  addEventListener("message", e => {
+    if (e.source === window.parent && e.data && e.data.type === "fieldcast:buyer"
+      && typeof e.data.token === "string") buyerToken = e.data.token;
+  });
+
   function uuid() {
     if (crypto.randomUUID) return crypto.randomUUID();
     const b = crypto.getRandomValues(new Uint8Array(16));
@@ -516,6 +526,7 @@
     if (!token) token = await (device = deviceToken());
     const headers = { "Content-Type": "application/json", "Idempotency-Key": attempt.key };
     if (token) headers["Fieldcast-Device"] = token;
+    if (buyerToken) headers["Fieldcast-Buyer"] = buyerToken;
     // No answer, a timeout or a 5xx leaves the order undecided: the server may still store
     // it. The page sends the same request with the same key again (after Retry-After), so a
     // slow answer can never become a second order; the key goes only with a final answer.
@@ -528,6 +539,12 @@
           body: attempt.body,
         });
         status = res.status;
+        // The server no longer takes this device token (it expired, or the server's secret
+        // changed): the next order carries a new one.
+        if (res.headers.get("Fieldcast-Device") === "renew") {
+          store.drop("fieldcast.device");
+          device = deviceToken();
+        }
         answer = await res.json().catch(() => ({}));
         wait = Math.min(10, Math.max(1, Number(res.headers.get("Retry-After")) || 2));
       } catch (_) { /* no answer at all */ }

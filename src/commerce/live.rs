@@ -339,7 +339,9 @@ pub fn with_number(object: &str, key: &str, value: impl std::fmt::Display) -> St
 /// The offers a viewer needs now: every one not yet ended, and those ended in the last
 /// [`RECENTLY_ENDED_MS`]. The ended history is the API's (`GET …/offers`).
 pub fn public_offers(offers: &[OfferRow], now_ms: i64) -> impl Iterator<Item = &OfferRow> {
-    offers.iter().filter(move |o| o.ends_at > now_ms - RECENTLY_ENDED_MS)
+    offers
+        .iter()
+        .filter(move |o| o.ends_at > now_ms - RECENTLY_ENDED_MS)
 }
 
 /// The version after `last`: the time now in Unix ms, or `last + 1` if the clock has not

@@ -2,6 +2,7 @@
 //! webhooks. Rules live in `rules` (sans-IO); every stock change goes through `ledger`; all
 //! SQL is in `store::commerce`.
 
+pub mod buyers;
 pub mod devices;
 pub mod ledger;
 pub mod live;

@@ -186,6 +186,7 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static(devices::DEVICE_HEADER),
+            HeaderName::from_static(orders::BUYER_HEADER),
         ])
         .expose_headers([header::LOCATION, header::ETAG, header::CONTENT_TYPE]);
 

@@ -14,8 +14,12 @@ use super::client::Client;
 use super::error::{ApiError, ApiJson};
 use super::ledger_response;
 use crate::app::AppState;
+use crate::commerce::buyers::TokenError;
 use crate::commerce::ledger::{Buyer, OrderRequest, now_ms};
 use crate::commerce::rules::normalize_phone;
+
+/// The header a shop's page sends its customer's buyer token in (`commerce::buyers`).
+pub const BUYER_HEADER: &str = "fieldcast-buyer";
 
 /// Most units in one order.
 pub const MAX_ORDER_QUANTITY: i64 = 1000;
@@ -91,23 +95,68 @@ pub fn parse_order(body: &[u8], phone_country: &str) -> Result<ParsedOrder, ApiE
 
 /// Buys from a live offer. The same `Idempotency-Key` with the same body replays the first
 /// answer; with another body it is refused (422). Answered only after the order is on disk.
-#[utoipa::path(post, path = "/api/v1/sessions/{id}/orders", tag = "orders", params(("id" = String, Path, description = "Session id"), ("Idempotency-Key" = String, Header, description = "One key per buying attempt: a retry with the same key and body gets the first answer"), ("Fieldcast-Device" = Option<String>, Header, description = "A device token (POST /api/v1/devices): order limits then hold per device, not per address")), request_body = OrderBody,
-    responses((status = 201, description = "The order, on disk", body = crate::commerce::views::OrderView), (status = 200, description = "A replay of the first answer to this Idempotency-Key", body = crate::commerce::views::OrderView), (status = 400, description = "Not JSON, or no Idempotency-Key", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why: sold_out, only_left, network_share)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this device, or from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy, or still storing this order: send the same request with the same Idempotency-Key again after Retry-After", body = super::openapi::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/orders", tag = "orders", params(("id" = String, Path, description = "Session id"), ("Idempotency-Key" = String, Header, description = "One key per buying attempt: a retry with the same key and body gets the first answer"), ("Fieldcast-Device" = Option<String>, Header, description = "A device token (POST /api/v1/devices): order limits then hold per device, not per address"), ("Fieldcast-Buyer" = Option<String>, Header, description = "A buyer token (JWT) from the shop's own login: the per-buyer limit then holds per customer, and the per-network share does not apply")), request_body = OrderBody,
+    responses((status = 201, description = "The order, on disk", body = crate::commerce::views::OrderView), (status = 200, description = "A replay of the first answer to this Idempotency-Key", body = crate::commerce::views::OrderView), (status = 400, description = "Not JSON, or no Idempotency-Key", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 401, description = "The buyer token does not verify (the detail says why)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why: sold_out, only_left, network_share)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this device, or from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy, or still storing this order: send the same request with the same Idempotency-Key again after Retry-After", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
     Client(client): Client,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Response {
     // First, before any parsing or SQL: a flood from one network costs a token lookup. A page
     // with a device token is limited per device (and per address only as a flood cap);
     // without one, or with one this server did not issue, per address.
-    let device = headers
+    let sent = headers
         .get(super::devices::DEVICE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|token| state.devices.verify(token, now_ms() / 1000));
-    state.public.check_order(client, device.as_deref())?;
+        .and_then(|v| v.to_str().ok());
+    let device = sent.and_then(|token| state.devices.verify(token, now_ms() / 1000));
+    let renew = sent.is_some() && device.is_none();
+    let mut response = match place(&state, session_id, client, &headers, &body, device).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    // A token this server no longer takes (expired, or the device secret changed): the page
+    // asks for a new one.
+    if renew {
+        response.headers_mut().insert(
+            super::devices::DEVICE_HEADER,
+            header::HeaderValue::from_static("renew"),
+        );
+    }
+    response
+}
+
+async fn place(
+    state: &AppState,
+    session_id: String,
+    client: std::net::IpAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+    device: Option<String>,
+) -> Result<Response, ApiError> {
+    // A shop's customer (a buyer token that verifies) is the buyer; a token that does not
+    // verify is refused with the reason, after it took its turn from the address's bucket.
+    let customer = match headers.get(BUYER_HEADER) {
+        None => None,
+        Some(token) => match token
+            .to_str()
+            .map_err(|_| TokenError::Malformed)
+            .and_then(|t| state.buyer_tokens.verify(t.trim(), now_ms() / 1000))
+        {
+            Ok(customer) => Some(customer),
+            Err(e) => {
+                state.public.check_order(client, None)?;
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!("Fieldcast-Buyer: {e}"),
+                ));
+            }
+        },
+    };
+    state
+        .public
+        .check_order(client, customer.as_deref().or(device.as_deref()))?;
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -129,7 +178,7 @@ pub async fn create(
             "send the order as application/json",
         ));
     }
-    let order = parse_order(&body, &state.settings.phone_country_code)?;
+    let order = parse_order(body, &state.settings.phone_country_code)?;
     state
         .store
         .session(&session_id)?
@@ -141,9 +190,14 @@ pub async fn create(
         offer_id: order.offer_id,
         quantity: order.quantity,
         buyer: order.buyer,
-        phone_key: order.phone_key,
+        // The shop vouches for its customer: the per-buyer limit holds per customer, and the
+        // network's share, which exists because a network cannot tell phones from bots, not.
+        address_share_percent: match customer {
+            Some(_) => 0,
+            None => state.settings.address_share_percent,
+        },
+        phone_key: customer.unwrap_or(order.phone_key),
         address_key: state.devices.address_key(client),
-        address_share_percent: state.settings.address_share_percent,
     };
     // A slow ledger (a slow disk) is answered before the request deadline with "send it again
     // with the same key", never with a status that reads as final: the ledger serves requests
