@@ -412,6 +412,7 @@ fn fan_out(readers: usize, seconds: u64) {
         // Let the readers settle on the current version, then change the state and measure.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (cpu_before, nginx_before) = (server.usage().0, nginx.usage().0);
+        let answered_before = state_answers(&server, &sid);
         let (origin_before, versions_before, answers_before) = (
             origin.load(Ordering::Relaxed),
             versions.lock().unwrap().len(),
@@ -474,15 +475,22 @@ fn fan_out(readers: usize, seconds: u64) {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         let origin_requests = origin.load(Ordering::Relaxed) - origin_before;
+        let answered_at_origin = state_answers(&server, &sid) - answered_before;
         let new_versions = versions.lock().unwrap().len() - versions_before;
         let served = answers.load(Ordering::Relaxed) - answers_before;
         (
             cpu,
             nginx_cpu,
-            (measured, origin_requests, new_versions, served),
+            (
+                measured,
+                origin_requests,
+                new_versions,
+                served,
+                answered_at_origin,
+            ),
         )
     });
-    let (measured, origin_requests, new_versions, served) = measured;
+    let (measured, origin_requests, new_versions, served, answered_at_origin) = measured;
     let mut delays = delays.lock().unwrap().clone();
     let (p50, p95, max) = (
         percentile(&mut delays, 0.5),
@@ -518,7 +526,10 @@ fn fan_out(readers: usize, seconds: u64) {
     );
     let mut kinds: Vec<_> = cache_kinds.lock().unwrap().clone().into_iter().collect();
     kinds.sort();
-    println!("answers nginx did not serve from its cache, by X-Cache (from the start): {kinds:?}");
+    println!(
+        "live-state reads the origin answered (its own count, /metrics): {answered_at_origin}, {:.2} a version; answers nginx did not serve from its cache, by X-Cache (from the start): {kinds:?}",
+        answered_at_origin as f64 / new_versions.max(1) as f64
+    );
     println!(
         "reads that failed (a dropped connection, then a new one after 500 ms): {}",
         failures.load(Ordering::Relaxed)
@@ -539,6 +550,17 @@ fn fan_out(readers: usize, seconds: u64) {
     );
     println!();
     drop(nginx);
+}
+
+/// The origin's own count of live-state reads it answered for `session`.
+fn state_answers(server: &Server, session: &str) -> usize {
+    let series = format!("fieldcast_session_state_answers_total{{session=\"{session}\"}}");
+    server
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 // ---- 3. Like storm ------------------------------------------------------------------------

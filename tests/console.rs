@@ -69,10 +69,18 @@ fn an_operator_signs_in_sets_up_a_show_drags_the_card_sells_cancels_exports_and_
             && Path::new("/usr/bin/chromium").exists(),
         "Chromium and playwright-core are missing: run `make test`"
     );
-    // Public rate limits lifted: the test's orders come from 127.0.0.1.
+    // Public rate limits and the per-network share lifted: the test's orders come from
+    // 127.0.0.1.
     let server = Server::start_with(
         &data_dir("console"),
-        &["--rate-orders", "1000:100", "--rate-whep", "1000:100"],
+        &[
+            "--rate-orders",
+            "1000:100",
+            "--rate-whep",
+            "1000:100",
+            "--address-share-percent",
+            "0",
+        ],
     );
     let photo = data_dir("console-photo").join("jar.png");
     std::fs::write(&photo, fieldcast::demo::jar_photo().expect("a photo")).unwrap();
@@ -167,6 +175,16 @@ fn an_operator_signs_in_sets_up_a_show_drags_the_card_sells_cancels_exports_and_
     );
     // Five units, orders of 2 and 1, the 2 cancelled: 4 remain.
     assert_eq!(seen["remainingAfterCancel"], 4, "{seen}");
+    // 55 more orders: the table holds the newest 50, Older shows the rest.
+    assert_eq!(
+        seen["pages"]["first"], "Orders 1–50, newest first",
+        "{seen}"
+    );
+    assert_eq!(
+        seen["pages"]["second"], "Orders 51–57, newest first",
+        "{seen}"
+    );
+    assert_eq!(seen["pages"]["secondRows"], 7, "{seen}");
     let (status, orders) = server.api("GET", &format!("/api/v1/sessions/{id}/orders"), None);
     assert_eq!(status, 200);
     let statuses: Vec<(String, String)> = orders

@@ -1401,3 +1401,116 @@ fn a_shops_buyer_tokens_make_the_customer_the_buyer() {
     assert!(body.contains("not a JWT"), "{body}");
     assert_eq!(orders(&server, &session_id).len(), 1 + 1 + 40 + 1);
 }
+
+/// The order list comes a page at a time: each page at most `limit`, the next one named by
+/// `Fieldcast-Next-Cursor` and a `Link` header, oldest or newest first; the pages together
+/// hold every order once, in the order taken, and orders taken between two reads never
+/// shift the pages already read.
+#[test]
+fn the_order_list_comes_in_pages_by_cursor() {
+    let server = Server::start(&data_dir("order-pages"));
+    let (session_id, offer_id) = offer(&server, 100, None, 600);
+    let path = format!("/api/v1/sessions/{session_id}/orders");
+    let rt = runtime();
+    let buy = |n: usize| {
+        let key = format!("page-{n}");
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", key.as_str()),
+        ];
+        let (status, body) = rt
+            .block_on(http_from(
+                Some(client_ip(n)),
+                server.http,
+                "POST",
+                &path,
+                &headers,
+                &order_body(&offer_id, n, 1),
+            ))
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let taken: Vec<String> = (0..7).map(buy).collect();
+    let page = |query: &str| {
+        let mut response = ureq::get(&server.url(&format!("{path}?{query}")))
+            .header("Authorization", &format!("Bearer {}", common::TOKEN))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        let (next, link) = (header("fieldcast-next-cursor"), header("link"));
+        let body: Value = response.body_mut().read_json().unwrap();
+        (status, body, next, link)
+    };
+    let ids = |body: &Value| -> Vec<String> {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Oldest first, three at a time: 3 + 3 + 1, every order once, in the order taken.
+    let (status, first, next, link) = page("limit=3");
+    assert_eq!(status, 200, "{first}");
+    let cursor = next.expect("a next page");
+    assert!(
+        link.as_deref()
+            .is_some_and(|l| l.contains(&format!("after={cursor}")) && l.ends_with("rel=\"next\"")),
+        "{link:?}"
+    );
+    // An order taken now does not move the pages already read.
+    let late = buy(7);
+    let (_, second, next, _) = page(&format!("limit=3&after={cursor}"));
+    let (_, third, next_after, _) = page(&format!("limit=3&after={}", next.unwrap()));
+    let mut all = ids(&first);
+    all.extend(ids(&second));
+    all.extend(ids(&third));
+    let mut want = taken.clone();
+    want.push(late.clone());
+    assert_eq!(all[..6], want[..6]);
+    assert!(
+        next_after.is_none() == (all.len() == 8),
+        "{all:?} {next_after:?}"
+    );
+
+    // Newest first: the late order, then the others backwards.
+    let (_, newest, next, _) = page("order=newest&limit=2");
+    assert_eq!(ids(&newest), [late.clone(), taken[6].clone()]);
+    let (_, older, _, _) = page(&format!("order=newest&limit=2&after={}", next.unwrap()));
+    assert_eq!(ids(&older), [taken[5].clone(), taken[4].clone()]);
+
+    // The default page holds them all here; the filters still apply.
+    let (_, every, next, _) = page("");
+    assert_eq!(ids(&every), want);
+    assert!(next.is_none());
+    let (_, mine, _, _) = page(&format!("offer_id={offer_id}&status=confirmed&limit=100"));
+    assert_eq!(ids(&mine).len(), 8);
+
+    // Nonsense is refused with the reason.
+    for (query, says) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("after=12", "after"),
+        ("order=sideways", "order"),
+    ] {
+        let (status, body, _, _) = page(query);
+        assert_eq!(status, 422, "{query}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().starts_with(says),
+            "{query}: {body}"
+        );
+    }
+}

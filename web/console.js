@@ -17,13 +17,18 @@
   let live = null;            // the session's live state (SSE)
   let events = null;          // its EventSource
   let scene = { hidden: false, layers: [] };
-  let orders = [];
+  let orders = [];             // the page of orders the table shows
+  // The orders table's pages: each page's cursor (the first is none), the page shown, and
+  // the cursor of the page after it.
+  const ORDERS_PAGE = 50;
+  let orderPages = [null], orderPage = 0, olderCursor = null;
   let revealed = new Set();   // sessions whose key is shown
   let timer = null;
   let ticker = null;
   const drawn = {};           // what each list was last drawn from: no rebuild when unchanged
   const history = { viewers: [], likes: [], orders: [] };
   let likesSeen = [];         // [time ms, likes total] over the last minute
+  let soldSeen = [];          // [time ms, units sold in the live offers] over the last minute
 
   // ---- helpers --------------------------------------------------------------------------
 
@@ -177,7 +182,11 @@
     live = null;
     offerNodes.clear();
     orders = [];
+    orderPages = [null];
+    orderPage = 0;
+    olderCursor = null;
     likesSeen = [];
+    soldSeen = [];
     for (const k of Object.keys(history)) history[k] = [];
     if (events) events.close();
     events = null;
@@ -568,7 +577,16 @@
       const span = Math.max(1, now - first[0]);
       likesPerMin = Math.round(((live.likes || 0) - first[1]) * 60000 / Math.max(span, 10000));
     }
-    const ordersPerMin = orders.filter(o => o.created_at * 1000 > now - 60000).length;
+    // Units sold a minute, from the live state's counters (exact at any size of show; the
+    // orders table holds one page only).
+    let ordersPerMin = 0;
+    if (live) {
+      const sold = (live.offers || []).reduce((n, o) => n + (o.sold || 0), 0);
+      soldSeen.push([now, sold]);
+      soldSeen = soldSeen.filter(([t]) => now - t <= 60000);
+      const first = soldSeen[0];
+      ordersPerMin = Math.max(0, Math.round((sold - first[1]) * 60000 / Math.max(now - first[0], 10000)));
+    }
     push(history.viewers, viewers);
     push(history.likes, likesPerMin);
     push(history.orders, ordersPerMin);
@@ -776,11 +794,25 @@
     return s ? `?${s}` : "";
   }
 
+  // The table shows one page of orders, newest first, filtered by the server; Older and Newer
+  // walk the pages by cursor (a big show has tens of thousands of orders).
+
   async function refreshOrders() {
     if (!current) return;
-    // The API lists them in the order they were taken: the table shows the newest first.
-    orders = (await api("GET", `/api/v1/sessions/${current}/orders`)).reverse();
+    const q = new URLSearchParams(orderQuery().slice(1));
+    q.set("order", "newest");
+    q.set("limit", String(ORDERS_PAGE));
+    if (orderPages[orderPage]) q.set("after", orderPages[orderPage]);
+    const res = await api("GET", `/api/v1/sessions/${current}/orders?${q}`, undefined, { raw: true });
+    orders = await res.json();
+    olderCursor = res.headers.get("Fieldcast-Next-Cursor");
     renderOrders();
+  }
+
+  function showOrderPage(page) {
+    orderPage = page;
+    orderPages.length = page + 1;
+    refreshOrders().catch(err => say(err.message));
   }
 
   function renderOfferFilter() {
@@ -794,10 +826,13 @@
   }
 
   function renderOrders() {
-    const offer = $("filter-offer").value, status = $("filter-status").value;
-    if (unchanged("orders", orders, offer, status, products.length)) return;
-    const shown = orders.filter(o => (!offer || o.offer_id === offer) && (!status || o.status === status));
-    $("order-table").tBodies[0].replaceChildren(...shown.map(o => el("tr", { "data-order": o.id },
+    const first = orderPage * ORDERS_PAGE + 1;
+    $("orders-page").textContent = orders.length
+      ? `Orders ${first}–${first + orders.length - 1}, newest first` : "No orders";
+    $("orders-newer").disabled = orderPage === 0;
+    $("orders-older").disabled = !olderCursor;
+    if (unchanged("orders", orders, products.length)) return;
+    $("order-table").tBodies[0].replaceChildren(...orders.map(o => el("tr", { "data-order": o.id },
       el("td", { text: new Date(o.created_at * 1000).toLocaleTimeString() }),
       el("th", { scope: "row" }, el("code", { text: o.id })),
       el("td", { text: productName(o.product_id) }),
@@ -816,8 +851,14 @@
         : null))));
   }
 
-  $("filter-offer").addEventListener("change", renderOrders);
-  $("filter-status").addEventListener("change", renderOrders);
+  $("filter-offer").addEventListener("change", () => showOrderPage(0));
+  $("filter-status").addEventListener("change", () => showOrderPage(0));
+  $("orders-newer").addEventListener("click", () => showOrderPage(Math.max(0, orderPage - 1)));
+  $("orders-older").addEventListener("click", () => {
+    if (!olderCursor) return;
+    orderPages[orderPage + 1] = olderCursor;
+    showOrderPage(orderPage + 1);
+  });
 
   $("export-csv").addEventListener("click", async () => {
     try {

@@ -86,6 +86,9 @@ pub struct SessionLive {
     pub pending_likes: AtomicI64,
     /// Orders confirmed since the server started (for `/metrics`).
     pub orders: AtomicU64,
+    /// Answers of `GET …/state` since the server started: behind caches, about one per
+    /// version and cache (for `/metrics`).
+    pub state_answers: AtomicU64,
     /// When the oldest change not yet on a frame was made (the overlays measure from it).
     changed_at: Mutex<Option<Instant>>,
     dirty: watch::Sender<u64>,
@@ -165,6 +168,7 @@ impl SessionLive {
             likes: AtomicI64::new(likes),
             pending_likes: AtomicI64::new(0),
             orders: AtomicU64::new(0),
+            state_answers: AtomicU64::new(0),
             changed_at: Mutex::new(None),
             dirty,
             snapshot,

@@ -274,6 +274,17 @@ fn per_session(state: &AppState, out: &mut String) {
             .map(|l| (l.session_id.clone(), l.orders.load(Ordering::Relaxed))),
     );
     family(
+        "fieldcast_session_state_answers_total",
+        "Live-state reads (GET .../state) answered by this server: behind caches, about one per state version and cache.",
+        "counter",
+        &mut state.commerce.live.known().into_iter().map(|l| {
+            (
+                l.session_id.clone(),
+                l.state_answers.load(Ordering::Relaxed),
+            )
+        }),
+    );
+    family(
         "fieldcast_session_hls_viewers",
         "Distinct client addresses that asked for the session's HLS playlists in the last 30 s (a cache counts once).",
         "gauge",

@@ -172,6 +172,8 @@ pub async fn state(
                     .retry_after(1));
                 }
             };
+            live.state_answers
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let cache = if query.after.is_some() {
                 STATE_AFTER
             } else {

@@ -228,18 +228,23 @@ pub struct OrderFilter {
     phone: Option<String>,
 }
 
+fn phone_key(state: &AppState, f: &OrderFilter) -> Result<Option<String>, ApiError> {
+    f.phone
+        .as_ref()
+        .map(|p| {
+            normalize_phone(p, &state.settings.phone_country_code)
+                .ok_or_else(|| ApiError::unprocessable("phone: not a phone number"))
+        })
+        .transpose()
+}
+
+/// Every order the filter names, for the CSV export.
 fn filtered(
     state: &AppState,
     session_id: &str,
     f: &OrderFilter,
 ) -> Result<Vec<crate::store::commerce::OrderRow>, ApiError> {
-    let phone_key = match &f.phone {
-        Some(p) => Some(
-            normalize_phone(p, &state.settings.phone_country_code)
-                .ok_or_else(|| ApiError::unprocessable("phone: not a phone number"))?,
-        ),
-        None => None,
-    };
+    let phone_key = phone_key(state, f)?;
     Ok(state.store.orders_of(
         session_id,
         f.offer_id.as_deref(),
@@ -248,22 +253,122 @@ fn filtered(
     )?)
 }
 
-/// Lists a session's orders with the buyers' details (`?offer_id=&status=&phone=`).
-#[utoipa::path(get, path = "/api/v1/sessions/{id}/orders", tag = "orders", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), OrderFilter),
-    responses((status = 200, description = "The session's orders with the buyers' details, in the order they were taken", body = [crate::commerce::views::OrderWithBuyer]), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+/// Most orders on one page, and the page length when none is asked for.
+pub const MAX_PAGE: usize = 1000;
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Orders on this page, 1 to 1000 [default: 1000].
+    limit: Option<usize>,
+    /// `oldest` (as taken, the default) or `newest` first.
+    order: Option<String>,
+    /// The cursor of the page before (its `Fieldcast-Next-Cursor`, or `after=` in its `Link`).
+    after: Option<String>,
+}
+
+/// Lists a session's orders with the buyers' details (`?offer_id=&status=&phone=`), a page at
+/// a time: `?limit=&order=newest&after=CURSOR`. When there are more, the answer's `Link`
+/// header (`rel="next"`) and `Fieldcast-Next-Cursor` give the next page.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/orders", tag = "orders", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), OrderFilter, PageParams),
+    responses((status = 200, description = "One page of the session's orders with the buyers' details, in the order they were taken (or newest first)", body = [crate::commerce::views::OrderWithBuyer],
+        headers(("Link" = String, description = "`<…?after=CURSOR…>; rel=\"next\"` when there is a next page"), ("Fieldcast-Next-Cursor" = String, description = "The next page's cursor, when there is one"))),
+        (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     _: Operator,
     State(state): State<AppState>,
     Path(session_id): Path<String>,
     Query(filter): Query<OrderFilter>,
-) -> Result<impl IntoResponse, ApiError> {
-    let orders = filtered(&state, &session_id, &filter)?;
-    Ok(ApiJson(
+    Query(page): Query<PageParams>,
+) -> Result<Response, ApiError> {
+    let limit = page.limit.unwrap_or(MAX_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::unprocessable(format!(
+            "limit: between 1 and {MAX_PAGE}"
+        )));
+    }
+    let newest_first = match page.order.as_deref() {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(_) => return Err(ApiError::unprocessable("order: oldest or newest")),
+    };
+    let after = match page.after.as_deref() {
+        None => None,
+        Some(cursor) => Some(
+            cursor
+                .strip_prefix('c')
+                .and_then(|n| n.parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    ApiError::unprocessable("after: a cursor from the page before (c123…)")
+                })?,
+        ),
+    };
+    let phone_key = phone_key(&state, &filter)?;
+    let query = crate::store::commerce::OrderQuery {
+        offer_id: filter.offer_id.as_deref(),
+        status: filter.status.as_deref(),
+        phone_key: phone_key.as_deref(),
+    };
+    let request = crate::store::commerce::PageRequest {
+        newest_first,
+        after,
+        limit,
+    };
+    let (orders, next) = state.store.orders_page(&session_id, &query, request)?;
+    let body = ApiJson(
         orders
             .iter()
             .map(crate::commerce::views::OrderWithBuyer::of)
             .collect::<Vec<_>>(),
-    ))
+    );
+    let mut response = body.into_response();
+    if let Some(next) = next {
+        let cursor = format!("c{next}");
+        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        if newest_first {
+            query.push(("order", "newest".into()));
+        }
+        for (name, value) in [
+            ("offer_id", &filter.offer_id),
+            ("status", &filter.status),
+            ("phone", &filter.phone),
+        ] {
+            if let Some(value) = value {
+                query.push((name, value.clone()));
+            }
+        }
+        query.push(("after", cursor.clone()));
+        let query: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        let link = format!(
+            "</api/v1/sessions/{}/orders?{}>; rel=\"next\"",
+            percent_encode(&session_id),
+            query.join("&")
+        );
+        let headers = response.headers_mut();
+        for (name, value) in [("link", link), ("fieldcast-next-cursor", cursor)] {
+            if let Ok(value) = header::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// A query value as a URL carries it: unreserved characters as they are, the rest %XX.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn csv_cell(s: &str) -> String {

@@ -125,6 +125,22 @@ fn offer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OfferRow> {
     })
 }
 
+/// Which orders a list holds.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OrderQuery<'a> {
+    pub offer_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub phone_key: Option<&'a str>,
+}
+
+/// Where a page of orders starts, and how long it is.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub newest_first: bool,
+    pub after: Option<i64>,
+    pub limit: usize,
+}
+
 fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
     Ok(OrderRow {
         id: r.get(0)?,
@@ -448,6 +464,50 @@ impl Store {
             .query_map(params![session_id, offer_id, status, phone_key], order_row)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    /// One page of a session's orders, oldest or newest first, after `cursor` (the rowid of
+    /// the last order of the page before): at most `limit`, and the cursor of the next page
+    /// when there is one. Each page is one index range read, however deep.
+    pub fn orders_page(
+        &self,
+        session_id: &str,
+        filter: &OrderQuery<'_>,
+        page: PageRequest,
+    ) -> Result<(Vec<OrderRow>, Option<i64>), StoreError> {
+        let conn = self.conn();
+        let (compare, direction) = if page.newest_first {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS}, rowid FROM orders WHERE session_id = ?1
+               AND (?2 IS NULL OR offer_id = ?2) AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR phone_key = ?4)
+               AND (?5 IS NULL OR rowid {compare} ?5)
+             ORDER BY rowid {direction} LIMIT ?6"
+        ))?;
+        let rowid_at = ORDER_COLUMNS.split(',').count();
+        let mut rows = stmt
+            .query_map(
+                params![
+                    session_id,
+                    filter.offer_id,
+                    filter.status,
+                    filter.phone_key,
+                    page.after,
+                    page.limit as i64 + 1
+                ],
+                |r| Ok((order_row(r)?, r.get::<_, i64>(rowid_at)?)),
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if rows.len() > page.limit {
+            rows.truncate(page.limit);
+            rows.last().map(|(_, rowid)| *rowid)
+        } else {
+            None
+        };
+        Ok((rows.into_iter().map(|(row, _)| row).collect(), next))
     }
 
     pub fn set_pinned(

@@ -125,6 +125,10 @@ const MIGRATIONS: &[&str] = &[
         units INTEGER NOT NULL CHECK (units >= 0),
         PRIMARY KEY (offer_id, address_key)
     ) WITHOUT ROWID;",
+    // Pages of a session's orders are read in the order they were taken (rowid), from a
+    // cursor: one range of this index per page (the index on created_at cannot give rowid
+    // order).
+    "CREATE INDEX orders_session_taken ON orders(session_id);",
 ];
 
 #[derive(Debug, thiserror::Error)]

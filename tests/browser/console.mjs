@@ -152,6 +152,29 @@ try {
   seen.axe.orders = await axe(page);
   seen.orders = [first, second];
 
+  // A big show's orders come a page at a time: 55 more make two pages, newest first.
+  const bulk = await fetch(`${cfg.base}/api/v1/sessions/${session}/offers`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${cfg.token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ product_id: offer.product_id, unit_amount: 100, quantity: 100 }),
+  }).then(r => r.json());
+  let last = null;
+  for (let i = 0; i < 55; i++) {
+    last = await publicOrder(session, bulk.id, 1, `Buyer ${i}`, `+86 137 0000 ${String(1000 + i)}`);
+  }
+  await page.getByRole("row", { name: new RegExp(last) }).waitFor({ timeout: 10000 });
+  const pager = page.getByRole("navigation", { name: "Order pages" });
+  seen.pages = { first: await pager.getByRole("status").textContent() };
+  check(await pager.getByRole("button", { name: "Newer" }).isDisabled(), "Newer is enabled on the newest page");
+  await pager.getByRole("button", { name: "Older" }).click();
+  await page.getByRole("row", { name: new RegExp(first) }).waitFor({ timeout: 10000 });
+  seen.pages.second = await pager.getByRole("status").textContent();
+  seen.pages.secondRows = await page.locator("#order-table tbody tr").count();
+  check(await pager.getByRole("button", { name: "Older" }).isDisabled(), "Older is enabled on the oldest page");
+  await pager.getByRole("button", { name: "Newer" }).click();
+  await page.getByRole("row", { name: new RegExp(last) }).waitFor({ timeout: 10000 });
+  seen.axe.ordersPaged = await axe(page);
+
   // 8. One switch hides every layer.
   await page.getByRole("link", { name: "Live" }).click();
   await page.getByRole("switch", { name: "Hide all overlays" }).check();
