@@ -376,17 +376,9 @@ fn sigterm_during_a_buyer_burst_loses_no_acknowledged_order() {
         acknowledged.len()
     );
     let server = Server::start(&data);
-    let (_, orders) = server.api(
-        "GET",
-        &format!("/api/v1/sessions/{session_id}/orders"),
-        None,
-    );
-    let stored: std::collections::HashSet<&str> = orders
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| o["id"].as_str())
-        .collect();
+    let orders = server.all_orders(&session_id, "");
+    let stored: std::collections::HashSet<&str> =
+        orders.iter().filter_map(|o| o["id"].as_str()).collect();
     let lost: Vec<&String> = acknowledged
         .iter()
         .filter(|id| !stored.contains(id.as_str()))

@@ -214,6 +214,42 @@ impl Server {
             .expect("metrics text")
     }
 
+    /// Every order of a session (`query`: more filters, or ""), page after page by the
+    /// list's cursor, oldest first.
+    pub fn all_orders(&self, session: &str, query: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = self.url(&format!("/api/v1/sessions/{session}/orders?limit=1000"));
+            if !query.is_empty() {
+                url.push('&');
+                url.push_str(query);
+            }
+            if let Some(cursor) = &after {
+                url.push_str(&format!("&after={cursor}"));
+            }
+            let mut response = ureq::get(&url)
+                .header("Authorization", &format!("Bearer {TOKEN}"))
+                .call()
+                .expect("list orders");
+            after = response
+                .headers()
+                .get("fieldcast-next-cursor")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let page: Vec<Value> = response
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024 * 1024)
+                .read_json()
+                .expect("a page of orders");
+            all.extend(page);
+            if after.is_none() {
+                return all;
+            }
+        }
+    }
+
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
