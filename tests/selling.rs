@@ -12,6 +12,7 @@ use common::{
     Server, SlowDisk, client_ip, data_dir, first_sse_data, http, http_from, http_full, offer,
     order_body, wait_for,
 };
+use fieldcast::commerce::buyers::base64url_encode as b64url;
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -225,6 +226,31 @@ fn a_ledger_slower_than_the_deadline_says_keep_the_key_and_the_retry_gets_the_on
 }
 
 /// Each offer as `(id, state, remaining, sold)`, sorted: the live state's (`events`) or the API's.
+/// Buyer `n` orders one unit (from `from` when given) and must get it; its order id.
+fn one_order(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    path: &str,
+    offer_id: &str,
+    n: usize,
+    from: Option<std::net::IpAddr>,
+) -> String {
+    let key = format!("one-order-{n}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Idempotency-Key", key.as_str()),
+    ];
+    let body = order_body(offer_id, n, 1);
+    let (status, body) = rt
+        .block_on(http_from(from, server.http, "POST", path, &headers, &body))
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn offer_figures(offers: &Value) -> Vec<(String, String, i64, i64)> {
     let mut out: Vec<_> = offers
         .as_array()
@@ -514,39 +540,20 @@ fn one_phone_typed_three_ways_is_one_buyer_for_the_per_buyer_limit() {
 fn device_tokens_are_minted_at_a_bounded_rate_per_address() {
     let server = Server::start_with(&data_dir("device-rate"), &["--rate-devices", "3:0.1"]);
     let rt = runtime();
-    let statuses: Vec<u16> = rt.block_on(async {
-        let mut out = Vec::new();
-        for _ in 0..4 {
-            out.push(
-                http_from(
-                    Some(client_ip(3)),
-                    server.http,
-                    "POST",
-                    "/api/v1/devices",
-                    &[],
-                    "",
-                )
-                .await
-                .unwrap()
-                .0,
-            );
-        }
-        // Another address has its own budget.
-        out.push(
-            http_from(
-                Some(client_ip(4)),
-                server.http,
-                "POST",
-                "/api/v1/devices",
-                &[],
-                "",
-            )
-            .await
-            .unwrap()
-            .0,
-        );
-        out
-    });
+    let mint = |from: usize| {
+        rt.block_on(http_from(
+            Some(client_ip(from)),
+            server.http,
+            "POST",
+            "/api/v1/devices",
+            &[],
+            "",
+        ))
+        .unwrap()
+        .0
+    };
+    // Three at once from one address, then refused; another address has its own budget.
+    let statuses = [mint(3), mint(3), mint(3), mint(3), mint(4)];
     assert_eq!(statuses, [201, 201, 201, 429, 201]);
 }
 
@@ -919,27 +926,7 @@ fn webhooks_arrive_signed_and_once_across_outages_and_restarts() {
 
     let (session_id, offer_id) = offer(&server, 3, None, 600);
     let path = format!("/api/v1/sessions/{session_id}/orders");
-    let buy = |server: &Server, n: usize| {
-        let key = format!("hook-{n}");
-        let headers = [
-            ("Content-Type", "application/json"),
-            ("Idempotency-Key", key.as_str()),
-        ];
-        let (status, body) = rt
-            .block_on(http(
-                server.http,
-                "POST",
-                &path,
-                &headers,
-                &order_body(&offer_id, n, 1),
-            ))
-            .unwrap();
-        assert_eq!(status, 201, "{body}");
-        serde_json::from_str::<Value>(&body).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let buy = |server: &Server, n: usize| one_order(&rt, server, &path, &offer_id, n, None);
     let first = buy(&server, 1);
     wait_for("order.created", Duration::from_secs(10), || {
         unique_by_type(&receiver.seen.lock().unwrap()).get("order.created") == Some(&1)
@@ -1062,6 +1049,41 @@ where
     }
 }
 
+/// `workers` copies of one loop at once, each a task; every answer they got.
+async fn in_parallel<Fut>(workers: usize, worker: impl Fn() -> Fut) -> Vec<(u16, String)>
+where
+    Fut: std::future::Future<Output = Vec<(u16, String)>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..workers).map(|_| tokio::spawn(worker())).collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.extend(task.await.unwrap());
+    }
+    answers
+}
+
+/// One bot order from `from`: a fresh key and a random phone, with `device` if it has one.
+async fn bot_buys(
+    addr: std::net::SocketAddr,
+    from: std::net::IpAddr,
+    path: &str,
+    offer_id: &str,
+    device: Option<&str>,
+) -> (u16, String) {
+    let key = format!("bot-{}", rand::random::<u64>());
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Idempotency-Key", key.as_str()),
+    ];
+    if let Some(device) = device {
+        headers.push(("Fieldcast-Device", device));
+    }
+    let body = bot_order(offer_id, &random_phone());
+    http_from(Some(from), addr, "POST", path, &headers, &body)
+        .await
+        .unwrap()
+}
+
 fn random_phone() -> String {
     format!("+86139{:08}", rand::random_range(0..100_000_000u32))
 }
@@ -1105,33 +1127,17 @@ fn bots_from_one_address_stay_bounded_while_a_hundred_honest_buyers_buy() {
         Duration::from_secs(5),
         |addr, path, offer_id| async move {
             let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let workers: Vec<_> = (0..32)
-                .map(|_| {
-                    let (sent, path, offer_id) = (sent.clone(), path.clone(), offer_id.clone());
-                    tokio::spawn(async move {
-                        let mut answers = Vec::new();
-                        while sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3_000 {
-                            let key = format!("bot-{}", rand::random::<u64>());
-                            let headers = [
-                                ("Content-Type", "application/json"),
-                                ("Idempotency-Key", key.as_str()),
-                            ];
-                            let body = bot_order(&offer_id, &random_phone());
-                            answers.push(
-                                http_from(Some(bot_ip), addr, "POST", &path, &headers, &body)
-                                    .await
-                                    .unwrap(),
-                            );
-                        }
-                        answers
-                    })
-                })
-                .collect();
-            let mut answers = Vec::new();
-            for worker in workers {
-                answers.extend(worker.await.unwrap());
-            }
-            answers
+            in_parallel(32, || {
+                let (sent, path, offer_id) = (sent.clone(), path.clone(), offer_id.clone());
+                async move {
+                    let mut answers = Vec::new();
+                    while sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3_000 {
+                        answers.push(bot_buys(addr, bot_ip, &path, &offer_id, None).await);
+                    }
+                    answers
+                }
+            })
+            .await
         },
     );
     eprintln!(
@@ -1158,50 +1164,29 @@ fn bots_from_one_address_stay_bounded_while_a_hundred_honest_buyers_buy() {
         Duration::from_secs(50),
         |addr, path, offer_id| async move {
             let until = std::time::Instant::now() + Duration::from_secs(60);
-            let workers: Vec<_> = (0..8)
-                .map(|_| {
-                    let (path, offer_id, minted) =
-                        (path.clone(), offer_id.clone(), counted.clone());
-                    tokio::spawn(async move {
-                        let mut answers = Vec::new();
-                        while std::time::Instant::now() < until {
-                            let (status, body) =
-                                http_from(Some(bot_ip), addr, "POST", "/api/v1/devices", &[], "")
-                                    .await
-                                    .unwrap();
-                            let token = if status == 201 {
-                                minted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                serde_json::from_str::<Value>(&body).unwrap()["device"]
-                                    .as_str()
-                                    .unwrap()
-                                    .to_string()
-                            } else {
-                                // Refused a new identity: it keeps trying, as a bot would.
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                                continue;
-                            };
-                            let key = format!("bot-{}", rand::random::<u64>());
-                            let headers = [
-                                ("Content-Type", "application/json"),
-                                ("Idempotency-Key", key.as_str()),
-                                ("Fieldcast-Device", token.as_str()),
-                            ];
-                            let body = bot_order(&offer_id, &random_phone());
-                            answers.push(
-                                http_from(Some(bot_ip), addr, "POST", &path, &headers, &body)
-                                    .await
-                                    .unwrap(),
-                            );
+            in_parallel(8, || {
+                let (path, offer_id, minted) = (path.clone(), offer_id.clone(), counted.clone());
+                async move {
+                    let mut answers = Vec::new();
+                    while std::time::Instant::now() < until {
+                        let (status, body) =
+                            http_from(Some(bot_ip), addr, "POST", "/api/v1/devices", &[], "")
+                                .await
+                                .unwrap();
+                        if status != 201 {
+                            // Refused a new identity: it keeps trying, as a bot would.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
                         }
-                        answers
-                    })
-                })
-                .collect();
-            let mut answers = Vec::new();
-            for worker in workers {
-                answers.extend(worker.await.unwrap());
-            }
-            answers
+                        minted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let token: Value = serde_json::from_str(&body).unwrap();
+                        let token = token["device"].as_str().unwrap();
+                        answers.push(bot_buys(addr, bot_ip, &path, &offer_id, Some(token)).await);
+                    }
+                    answers
+                }
+            })
+            .await
         },
     );
     eprintln!(
@@ -1223,21 +1208,6 @@ fn bots_from_one_address_stay_bounded_while_a_hundred_honest_buyers_buy() {
         identities.bot_requests
     );
     assert_honest_buyers_all_answered(&identities, "beside the identity bot");
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let mut acc = 0u32;
-        for (i, &b) in chunk.iter().enumerate() {
-            acc |= (b as u32) << (16 - 8 * i);
-        }
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(acc >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 /// A JWT as a shop's login would sign it: HS256 with `secret`, or ES256 with `key` (kid `k1`).
@@ -1414,28 +1384,7 @@ fn the_order_list_comes_in_pages_by_cursor() {
     let (session_id, offer_id) = offer(&server, 100, None, 600);
     let path = format!("/api/v1/sessions/{session_id}/orders");
     let rt = runtime();
-    let buy = |n: usize| {
-        let key = format!("page-{n}");
-        let headers = [
-            ("Content-Type", "application/json"),
-            ("Idempotency-Key", key.as_str()),
-        ];
-        let (status, body) = rt
-            .block_on(http_from(
-                Some(client_ip(n)),
-                server.http,
-                "POST",
-                &path,
-                &headers,
-                &order_body(&offer_id, n, 1),
-            ))
-            .unwrap();
-        assert_eq!(status, 201, "{body}");
-        serde_json::from_str::<Value>(&body).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let buy = |n: usize| one_order(&rt, &server, &path, &offer_id, n, Some(client_ip(n)));
     let taken: Vec<String> = (0..7).map(buy).collect();
     let page = |query: &str| {
         let mut response = ureq::get(&server.url(&format!("{path}?{query}")))

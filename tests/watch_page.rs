@@ -576,20 +576,7 @@ fn the_embed_buys_with_the_shops_buyer_token_and_a_stale_device_token_is_renewed
         Some(json!({"product_id": product["id"], "unit_amount": 3900, "quantity": 20, "per_buyer_limit": 2})),
     );
     assert_eq!(status, 201, "{offer}");
-    let b64 = |bytes: &[u8]| {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let mut acc = 0u32;
-            for (i, &b) in chunk.iter().enumerate() {
-                acc |= (b as u32) << (16 - 8 * i);
-            }
-            for i in 0..=chunk.len() {
-                out.push(A[(acc >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        out
-    };
+    let b64 = fieldcast::commerce::buyers::base64url_encode;
     let now = fieldcast::commerce::ledger::now_ms() / 1000;
     let signed = format!(
         "{}.{}",

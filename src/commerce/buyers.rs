@@ -302,6 +302,22 @@ fn json_part(part: &str) -> Result<Value, TokenError> {
     }
 }
 
+/// Unpadded base64url (RFC 7515), as JWTs use it: what a shop's login (or a test) writes.
+pub fn base64url_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let mut acc = 0u32;
+        for (i, &b) in chunk.iter().enumerate() {
+            acc |= (b as u32) << (16 - 8 * i);
+        }
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(acc >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 /// Unpadded base64url (RFC 7515), as JWTs use it; `None` for anything else.
 fn base64url(text: &str) -> Option<Vec<u8>> {
     let value = |c: u8| -> Option<u32> {
@@ -333,20 +349,7 @@ fn base64url(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let mut acc = 0u32;
-            for (i, &b) in chunk.iter().enumerate() {
-                acc |= (b as u32) << (16 - 8 * i);
-            }
-            for i in 0..=chunk.len() {
-                out.push(ALPHABET[(acc >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        out
-    }
+    use super::base64url_encode as encode;
 
     fn hs256(secret: &str, claims: Value) -> String {
         let signed = format!(
