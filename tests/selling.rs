@@ -1210,9 +1210,29 @@ fn bots_from_one_address_stay_bounded_while_a_hundred_honest_buyers_buy() {
     assert_honest_buyers_all_answered(&identities, "beside the identity bot");
 }
 
-/// A JWT as a shop's login would sign it: HS256 with `secret`, or ES256 with `key` (kid `k1`).
-fn buyer_token(claims: Value, sign: &dyn Fn(&[u8]) -> Vec<u8>, alg: &str) -> String {
-    let header = json!({"alg": alg, "typ": "JWT", "kid": "k1"});
+/// The modulus and exponent of an RSA public key in PKCS#1 DER (SEQUENCE of two INTEGERs).
+fn rsa_public_numbers(der: &[u8]) -> (&[u8], &[u8]) {
+    // One DER element at `at`: (its content, where the next one starts).
+    fn element(der: &[u8], at: usize) -> (&[u8], usize) {
+        let (mut len, mut start) = (der[at + 1] as usize, at + 2);
+        if len & 0x80 != 0 {
+            let bytes = len & 0x7f;
+            len = der[start..start + bytes]
+                .iter()
+                .fold(0, |n, b| (n << 8) | *b as usize);
+            start += bytes;
+        }
+        (&der[start..start + len], start + len)
+    }
+    let (sequence, _) = element(der, 0);
+    let (n, next) = element(sequence, 0);
+    let (e, _) = element(sequence, next);
+    (n.strip_prefix(&[0]).unwrap_or(n), e)
+}
+
+/// A JWT as a shop's login would sign it, with `alg` and `sign` (by the key `kid`).
+fn buyer_token(claims: Value, sign: &dyn Fn(&[u8]) -> Vec<u8>, alg: &str, kid: &str) -> String {
+    let header = json!({"alg": alg, "typ": "JWT", "kid": kid});
     let signed = format!(
         "{}.{}",
         b64url(header.to_string().as_bytes()),
@@ -1234,8 +1254,13 @@ fn a_shops_buyer_tokens_make_the_customer_the_buyer() {
     const SECRET: &str = "the-co-op-shop-login-secret-0123456789";
     let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
     let point = key.public_key().as_ref().to_vec();
-    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
-        "x": b64url(&point[1..33]), "y": b64url(&point[33..65])}]})
+    let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let (n, e) = rsa_public_numbers(rsa.public_key().as_ref());
+    let jwks = json!({"keys": [
+        {"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
+         "x": b64url(&point[1..33]), "y": b64url(&point[33..65])},
+        {"kty": "RSA", "kid": "r1", "use": "sig", "alg": "RS256", "n": b64url(n), "e": b64url(e)}
+    ]})
     .to_string();
     // The shop's JWKS endpoint.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1278,6 +1303,7 @@ fn a_shops_buyer_tokens_make_the_customer_the_buyer() {
                 mac.finalize().into_bytes().to_vec()
             },
             "HS256",
+            "",
         )
     };
     let rt = runtime();
@@ -1346,11 +1372,46 @@ fn a_shops_buyer_tokens_make_the_customer_the_buyer() {
                     .to_vec()
             },
             "ES256",
+            "k1",
         )
     };
     wait_for("the JWKS to be fetched", Duration::from_secs(10), || {
         order(client_ip(2), 500, "+86 136 0000 0001", 1, &es256("carol")).0 == 201
     });
+    // RS256 with the RSA key of the same JWKS.
+    let rs256 = buyer_token(
+        json!({"sub": "erin", "iss": "https://shop.example", "exp": now + 600}),
+        &|msg| {
+            let mut signature = vec![0; rsa.public_modulus_len()];
+            rsa.sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                msg,
+                &mut signature,
+            )
+            .unwrap();
+            signature
+        },
+        "RS256",
+        "r1",
+    );
+    let (status, body) = order(client_ip(2), 501, "+86 136 0000 0002", 1, &rs256);
+    assert_eq!(status, 201, "{body}");
+    // The same claims under another key's signature do not verify.
+    let (signed, _) = rs256.rsplit_once('.').unwrap();
+    let (_, es_signature) = es256("erin")
+        .rsplit_once('.')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .unwrap();
+    let (status, body) = order(
+        client_ip(2),
+        502,
+        "+86 136 0000 0003",
+        1,
+        &format!("{signed}.{es_signature}"),
+    );
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("signature"), "{body}");
 
     // Refused with the reason, and never counted as an order.
     let forged = hs256("mallory").replace(|c: char| c == 'A', "B");
@@ -1364,6 +1425,7 @@ fn a_shops_buyer_tokens_make_the_customer_the_buyer() {
             mac.finalize().into_bytes().to_vec()
         },
         "HS256",
+        "",
     );
     let (status, body) = order(client_ip(3), 601, "+86 135 0000 0002", 1, &expired);
     assert_eq!(status, 401, "{body}");
@@ -1371,7 +1433,7 @@ fn a_shops_buyer_tokens_make_the_customer_the_buyer() {
     let (status, body) = order(client_ip(3), 602, "+86 135 0000 0003", 1, "not-a-jwt");
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("not a JWT"), "{body}");
-    assert_eq!(orders(&server, &session_id).len(), 1 + 1 + 40 + 1);
+    assert_eq!(orders(&server, &session_id).len(), 1 + 1 + 40 + 2);
 }
 
 /// The order list comes a page at a time: each page at most `limit`, the next one named by
