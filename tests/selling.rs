@@ -1493,10 +1493,13 @@ fn the_order_list_comes_in_pages_by_cursor() {
     all.extend(ids(&third));
     let mut want = taken.clone();
     want.push(late.clone());
-    assert_eq!(all[..6], want[..6]);
+    assert_eq!(
+        all, want,
+        "the three pages hold every order once, in the order taken"
+    );
     assert!(
-        next_after.is_none() == (all.len() == 8),
-        "{all:?} {next_after:?}"
+        next_after.is_none(),
+        "a fourth page after the last order: {next_after:?}"
     );
 
     // Newest first: the late order, then the others backwards.
