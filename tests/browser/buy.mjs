@@ -3,7 +3,7 @@
 //
 // Usage: node buy.mjs '{"base", "session", "token", "offer", "product", "docs"}'
 //   offer: a live offer of 5 units of the pinned product; product: its names by language.
-import { launch, viewer, check, waitFrames, fillSheet, axe, api } from "./lib.mjs";
+import { launch, viewer, check, waitFrames, fillSheet, axe, api, shot } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const url = `${cfg.base}/watch/${cfg.session}`;
@@ -32,7 +32,7 @@ try {
   await a.waitForFunction(() => document.getElementById("p-photo").complete
     && document.getElementById("p-photo").naturalWidth > 0);
   check(await a.getByRole("button", { name: "Buy now" }).isEnabled(), "the buy button is not enabled during a live offer");
-  await a.screenshot({ path: `${cfg.docs}/watch-landscape.png` });
+  await shot(a, `${cfg.docs}/watch-landscape.png`);
   seen.axe.landscape = await axe(a);
 
   // It buys 2 through the sheet and sees the confirmation and the sold counter.

@@ -11,7 +11,7 @@
 // Usage: node console.mjs '{"base", "token", "photo", "docs"}'
 import { createInterface } from "node:readline";
 import { readFileSync } from "node:fs";
-import { launch, viewer, check, axe } from "./lib.mjs";
+import { launch, viewer, check, axe, shot } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -70,7 +70,7 @@ try {
   await card.getByText("Set up OBS").click();
   await card.getByRole("img", { name: /QR code of the watch page/ }).waitFor();
   const session = await page.locator("#current").inputValue();
-  await page.screenshot({ path: `${cfg.docs}/console-sessions.png` });
+  await shot(page, `${cfg.docs}/console-sessions.png`);
   seen.axe.sessions = await axe(page);
   step("created", { session, key });
   await next();
@@ -93,7 +93,7 @@ try {
   await page.getByRole("img", { name: "Photo of Rose jam" }).waitFor();
   await page.getByRole("button", { name: "Pin Rose jam" }).click();
   await page.getByRole("button", { name: "Unpin Rose jam" }).waitFor({ timeout: 10000 });
-  await page.screenshot({ path: `${cfg.docs}/console-products.png` });
+  await shot(page, `${cfg.docs}/console-products.png`);
   seen.axe.products = await axe(page);
 
   // 5. An offer of 5 units, from the live view's form.
@@ -123,7 +123,7 @@ try {
   await page.getByText("Product card moved").waitFor();
   await page.waitForTimeout(1500);
   await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: `${cfg.docs}/console-live.png`, fullPage: true });
+  await shot(page, `${cfg.docs}/console-live.png`, { fullPage: true });
   seen.axe.live = await axe(page);
   step("dragged");
   await next();
@@ -148,7 +148,7 @@ try {
   await page.getByRole("button", { name: "Export CSV" }).click();
   seen.csv = readFileSync(await (await download).path(), "utf8");
   await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: `${cfg.docs}/console-orders.png` });
+  await shot(page, `${cfg.docs}/console-orders.png`);
   seen.axe.orders = await axe(page);
   seen.orders = [first, second];
 

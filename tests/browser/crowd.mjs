@@ -5,7 +5,7 @@
 // Prints one JSON line of what it saw; throws (exit 1) at the first thing that is wrong.
 //
 // Usage: node crowd.mjs '{"base", "session", "pages", "buyers", "shots"}'
-import { launch, check, fillSheet } from "./lib.mjs";
+import { launch, check, fillSheet, shot } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 // Each page is its own origin (p1.crowd.test, p2.crowd.test, …, all resolved to the server's
@@ -37,7 +37,7 @@ try {
       .catch(() => { throw new Error(`page ${i}'s Buy button is still disabled after 20 s`); });
     return Date.now() - started;
   }));
-  await pages[0].screenshot({ path: `${cfg.shots}/crowd-page.png` });
+  await shot(pages[0], `${cfg.shots}/crowd-page.png`);
 
   // The buyers open the sheet and fill it in, each with their own phone; then all press Buy at
   // once.
@@ -59,7 +59,7 @@ try {
     return (await confirmation.textContent()).match(/ord_\w+/)[0];
   }));
   seen.confirmedWithinMs = Date.now() - pressed;
-  await buyers[0].screenshot({ path: `${cfg.shots}/crowd-confirmed.png` });
+  await shot(buyers[0], `${cfg.shots}/crowd-confirmed.png`);
   check(new Set(seen.orders).size === cfg.buyers, `the buyers' orders are not distinct: ${seen.orders}`);
   seen.devices = await Promise.all(buyers.map(page => page.evaluate(() => {
     try { return JSON.parse(localStorage.getItem("fieldcast.device")).device; } catch (_) { return null; }

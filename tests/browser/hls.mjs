@@ -7,7 +7,7 @@
 //   The second: UDP to the server is lost on the way, as on a network that blocks it. The
 //   WHEP answer's candidate is rewritten to a port nobody listens on (the discard port), so
 //   WHEP answers, ICE never connects, and the page falls back after its 4 s wait.
-import { launch, viewer, check, waitFrames, playerState, fillSheet } from "./lib.mjs";
+import { launch, viewer, check, waitFrames, playerState, fillSheet, shot } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const seen = {};
@@ -79,7 +79,7 @@ try {
   // The same product panel, and buying works.
   await page.getByRole("heading", { name: cfg.product, exact: true }).waitFor({ timeout: 10000 });
   await page.getByText("5 left").waitFor({ timeout: 10000 });
-  await page.screenshot({ path: cfg.screenshot });
+  await shot(page, cfg.screenshot);
   await page.getByRole("button", { name: "Buy now" }).click();
   await page.getByRole("dialog").waitFor();
   await fillSheet(page, { quantity: 2, phone: "+86 138 0000 0009" });

@@ -2,7 +2,7 @@
 // download), waiting helpers, and axe-core run inside a page.
 import { chromium } from "playwright-core";
 import { createRequire } from "node:module";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 
 const require = createRequire(import.meta.url);
 
@@ -25,6 +25,26 @@ export async function viewer(browser, { width = 390, height = 844, locale = "en-
   const page = await context.newPage();
   page.on("pageerror", e => { console.error(`page error: ${e.message}`); });
   return page;
+}
+
+/**
+ * A screenshot of the page as it is now. Playwright's own first waits for the page's fonts
+ * (`document.fonts.ready`); in a loaded browser that wait has hung for 30 s on a page that
+ * answered everything else (a crowd of forty pages sharing four renderers, in CI). So it gets
+ * 15 s, and then the picture is taken straight from the browser (DevTools'
+ * Page.captureScreenshot, which waits for nothing). A page that cannot give even that fails.
+ */
+export async function shot(page, path, { fullPage = false } = {}) {
+  try {
+    await page.screenshot({ path, fullPage, timeout: 15000 });
+  } catch (e) {
+    if (e.name !== "TimeoutError") throw e;
+    console.error(`screenshot of ${page.url()} timed out (${e.message.split("\n")[0]}); taking it through DevTools`);
+    const cdp = await page.context().newCDPSession(page);
+    const { data } = await cdp.send("Page.captureScreenshot", { format: "png", captureBeyondViewport: fullPage });
+    writeFileSync(path, Buffer.from(data, "base64"));
+    await cdp.detach();
+  }
 }
 
 export function check(condition, message) {

@@ -3,7 +3,7 @@
 // README shows, with the sheet closed and open. Prints one JSON line.
 //
 // Usage: node portrait.mjs URL DOCS_DIR
-import { launch, viewer, check, waitFrames, axe } from "./lib.mjs";
+import { launch, viewer, check, waitFrames, axe, shot } from "./lib.mjs";
 
 const [url, docs] = process.argv.slice(2);
 const browser = await launch();
@@ -28,13 +28,13 @@ try {
       panelTop: panel.top, panelBottom: panel.bottom, pictureBottom: box.top + shown,
     };
   });
-  await page.screenshot({ path: `${docs}/watch-portrait.png` });
+  await shot(page, `${docs}/watch-portrait.png`);
   await page.getByRole("button", { name: "Buy now" }).click();
   await page.getByRole("dialog").waitFor();
   await page.getByLabel("Your name").fill("Aygul Tursun");
   await page.getByLabel("City").fill("Kashgar");
   await page.waitForTimeout(400);
-  await page.screenshot({ path: `${docs}/watch-portrait-sheet.png` });
+  await shot(page, `${docs}/watch-portrait-sheet.png`);
   layout.axe = await axe(page);
   check(layout.videoHeight > layout.videoWidth, `the stream is not upright: ${JSON.stringify(layout)}`);
   console.log(JSON.stringify(layout));

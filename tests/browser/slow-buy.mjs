@@ -10,7 +10,7 @@
 //
 // Usage: node slow-buy.mjs '{"base", "session", "shots"}'
 import { createInterface } from "node:readline";
-import { launch, viewer, fillSheet } from "./lib.mjs";
+import { launch, viewer, fillSheet, shot } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -35,11 +35,11 @@ try {
 
   await page.getByRole("button", { name: /^Buy 1 for/ }).click();
   await page.getByText(/^Still confirming your order/).waitFor({ timeout: 20000 });
-  await page.screenshot({ path: `${cfg.shots}/watch-still-confirming.png` });
+  await shot(page, `${cfg.shots}/watch-still-confirming.png`);
   const confirmation = page.getByText(/^Order ord_\w+ confirmed/);
   await confirmation.waitFor({ timeout: 45000 });
   seen.order = (await confirmation.textContent()).match(/ord_\w+/)[0];
-  await page.screenshot({ path: `${cfg.shots}/watch-confirmed-after-stall.png` });
+  await shot(page, `${cfg.shots}/watch-confirmed-after-stall.png`);
   step("done", seen);
 } finally {
   await browser.close();

@@ -4,7 +4,7 @@
 // Prints one JSON line of what it saw; throws (exit 1) at the first thing that is wrong.
 //
 // Usage: node state-retry.mjs '{"base", "session", "shots"}'
-import { launch, viewer, check } from "./lib.mjs";
+import { launch, viewer, check, shot } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const browser = await launch();
@@ -25,7 +25,7 @@ try {
   await page.goto(`${cfg.base}/watch/${cfg.session}`);
   const notice = page.getByRole("status").filter({ hasText: "Reconnecting to the shop" });
   await notice.waitFor({ timeout: 10000 });
-  await page.screenshot({ path: `${cfg.shots}/watch-shop-reconnecting.png` });
+  await shot(page, `${cfg.shots}/watch-shop-reconnecting.png`);
   const buy = page.getByRole("button", { name: "Buy now" });
   await buy.waitFor({ timeout: 15000 });
   check(await buy.isEnabled(), "the Buy button is not enabled once the state came");

@@ -3,7 +3,7 @@
 // the scripts it loaded.
 //
 // Usage: node watch.mjs URL SECONDS [SCREENSHOT.png]
-import { launch, viewer } from "./lib.mjs";
+import { launch, viewer, shot } from "./lib.mjs";
 
 const [url, seconds = "8", screenshot] = process.argv.slice(2);
 if (!url) {
@@ -27,7 +27,7 @@ try {
       scripts: performance.getEntriesByType("resource").map(e => e.name).filter(n => n.endsWith(".js")),
     };
   });
-  if (screenshot) await page.screenshot({ path: screenshot });
+  if (screenshot) await shot(page, screenshot);
   console.log(JSON.stringify(result));
 } finally {
   await browser.close();
