@@ -20,7 +20,7 @@ test:
 	cargo test --release --locked --workspace -- --test-threads=1
 	# The sans-IO core's tests again in the dev profile, where arithmetic overflow panics (its
 	# seeded mutation test of the RTMP, AMF0 and FLV parsers among them): a build of that crate
-	# and its two dependencies only.
+	# and its few pure dependencies only.
 	cargo test --locked -p fieldcast-core
 
 bench: build

@@ -765,7 +765,7 @@ fn main() {
             rlim_max: 262_144,
         };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
-            fieldcast::server::raise_fd_limit();
+            fieldcast_engine::process::raise_fd_limit();
         }
     }
     println!(

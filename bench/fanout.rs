@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use fieldcast::egress::client::{Signalling, Whep};
-use fieldcast::egress::swarm::{self, SwarmOptions, SwarmProgress};
+use fieldcast_probe::swarm::{self, SwarmOptions, SwarmProgress};
+use fieldcast_probe::whep::{Signalling, Whep};
 
 mod harness;
 mod peers;
@@ -279,7 +279,7 @@ fn print_row(server: &str, r: &Row) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    fieldcast::server::raise_fd_limit();
+    fieldcast_engine::process::raise_fd_limit();
     let window = Duration::from_secs(if quick { 5 } else { 10 });
     // Steps; past the fixed ones, keep adding 100 viewers while a server holds 0 gaps.
     let fixed: &[usize] = if quick { &[50, 100] } else { &[50, 100, 200] };

@@ -10,7 +10,7 @@
 //!    src/media/time_code.rs. Each reader starts several times (a plain player's latency
 //!    depends on where in a segment it starts, an LL-HLS player's on whether it stalled),
 //!    and the frames of all its readings are pooled.
-//! 3. Scale: LL-HLS clients (`fieldcast::hls::load`, what `fieldcast hls-swarm` runs) doing
+//! 3. Scale: LL-HLS clients (`fieldcast_probe::hls_load`, what `fieldcast hls-swarm` runs) doing
 //!    blocking reloads and fetching every part, straight from Fieldcast, then through the
 //!    README's nginx `proxy_cache`; Fieldcast's CPU per client, late parts, and what reaches
 //!    Fieldcast per part through the cache.
@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fieldcast::hls::load::{self, LoadOptions};
-use fieldcast::media::time_code;
+use fieldcast_engine::media::time_code;
+use fieldcast_probe::hls_load::{self as load, LoadOptions};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -539,7 +539,7 @@ fn scale(quick: bool) {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     gst::init().expect("GStreamer");
-    fieldcast::server::raise_fd_limit();
+    fieldcast_engine::process::raise_fd_limit();
     println!("# HLS and Low-Latency HLS");
     println!();
     // `cargo bench --bench hls -- [--quick] [keyframes] [latency] [scale]`: the named parts only.

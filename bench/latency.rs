@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use fieldcast::egress::client::{PlayOptions, Signalling, Whep, play_via};
-use fieldcast::histogram::{parse_buckets, quantile};
-use fieldcast::media::time_code;
+use fieldcast_engine::histogram::{parse_buckets, quantile};
+use fieldcast_engine::media::time_code;
+use fieldcast_probe::whep::{PlayOptions, Signalling, Whep, play_via};
 use gstreamer as gst;
 
 mod harness;

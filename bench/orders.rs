@@ -183,7 +183,7 @@ async fn burst(
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    fieldcast::server::raise_fd_limit();
+    fieldcast_engine::process::raise_fd_limit();
     let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-orders");
     let server = Server::start(&data, &[]);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -13,11 +13,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fieldcast::commerce::live::{LiveData, Pinned, SessionLive};
-use fieldcast::overlay::compositor::{Compositor, OverlayCounters};
-use fieldcast::overlay::scene::{LayerKind, Metric, Scene, template};
-use fieldcast::store::commerce::{OfferRow, ProductRow};
-use fieldcast::studio::StudioStats;
+use fieldcast::commerce::live::SessionLive;
+use fieldcast_core::commerce::records::{OfferRow, ProductRow};
+use fieldcast_core::overlay::scene::{LayerKind, Metric, Scene, template};
+use fieldcast_engine::overlay::compositor::{Compositor, OverlayCounters};
+use fieldcast_engine::overlay::feed::{LiveData, Pinned};
+use fieldcast_engine::studio::StudioStats;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
@@ -26,7 +27,7 @@ mod harness;
 use harness::self_cpu;
 
 fn scene_live() -> Arc<SessionLive> {
-    let now = fieldcast::commerce::ledger::now_ms();
+    let now = fieldcast_core::time::now_ms();
     let product = ProductRow {
         id: "prod_bench".into(),
         name: "Rose jam 玫瑰花酱".into(),
@@ -101,10 +102,10 @@ enum Variant {
 
 /// The scene's layers as one GStreamer composition (rendered by our renderer).
 fn gst_composition(live: &SessionLive) -> gstreamer_video::VideoOverlayComposition {
-    use fieldcast::overlay::{layout, render};
+    use fieldcast_engine::overlay::{layout, render};
     let data = live.data();
     let view = render::View {
-        now_ms: fieldcast::commerce::ledger::now_ms(),
+        now_ms: fieldcast_core::time::now_ms(),
         viewers: 0,
         likes: live.likes(),
         pinned: data.pinned.as_ref(),
@@ -218,7 +219,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     gst::init().unwrap();
     // Load fonts before measuring.
-    drop(fieldcast::overlay::text::engine());
+    drop(fieldcast_engine::overlay::text::engine());
     let (frames, rounds) = if quick { (150, 3) } else { (600, 5) };
     println!(
         "overlay benchmark: 1280x720 frames, {frames} per run, median of {rounds} alternating runs"

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fieldcast::egress::client::{ClientError, Negotiated, Signalling};
+use fieldcast_probe::whep::{ClientError, Negotiated, Signalling};
 use serde_json::{Value, json};
 use str0m::change::SdpOffer;
 use str0m::{Candidate, RtcConfig};
@@ -500,7 +500,7 @@ pub fn nginx_cache(upstream: std::net::SocketAddr, dir: &Path) -> (Peer, std::ne
     let conf = dir.join("nginx.conf");
     std::fs::write(
         &conf,
-        fieldcast::hls::cache::nginx_main_config(&upstream.to_string(), &listen.to_string(), dir),
+        fieldcast_probe::nginx::nginx_main_config(&upstream.to_string(), &listen.to_string(), dir),
     )
     .expect("nginx.conf");
     let peer = Peer::spawn(

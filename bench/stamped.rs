@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use fieldcast::media::time_code;
+use fieldcast_engine::media::time_code;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_video::prelude::*;

@@ -1,34 +1,37 @@
 //! App: the shared handles every part of the server reaches (store, studios, egress), and the
 //! session lifecycle that ties them together.
 
+use fieldcast_core::ids::{new_stream_key, random_hex, redact};
+use fieldcast_core::time::unix_now;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use crate::commerce::Commerce;
 use crate::commerce::devices::DeviceKeys;
 use crate::commerce::ledger::{EffectSink, StockLedger};
+use crate::commerce::live::LiveHub;
 use crate::config::Settings;
 use crate::control::client::{PublicLimits, PublicRates};
-use crate::egress::Egress;
-use crate::ingest::limits::IngestLimits;
-use crate::media::OutputFormat;
-use crate::overlay::compositor::{Compositor, OverlayCounters};
 use crate::store::{SessionRow, Store, StoreError};
-use crate::studio::{Filler, StudioError, StudioHandle, Studios};
+use fieldcast_engine::egress::Egress;
+use fieldcast_engine::ingest::limits::IngestLimits;
+use fieldcast_engine::ingest::{Ingest, PublishRefused, Publishers};
+use fieldcast_engine::media::OutputFormat;
+use fieldcast_engine::overlay::compositor::{Compositor, OverlayCounters};
+use fieldcast_engine::studio::{Filler, StudioError, StudioHandle, Studios};
 
 pub struct App {
     pub settings: Settings,
-    pub store: Store,
-    pub studios: Studios,
+    pub store: Arc<Store>,
+    pub studios: Arc<Studios>,
     pub egress: Egress,
     pub commerce: Commerce,
     /// Shared by every studio's overlay compositor.
     pub overlay_counters: Arc<OverlayCounters>,
     /// RTMP connection caps and counters.
-    pub ingest: IngestLimits,
+    pub ingest: Arc<IngestLimits>,
     /// What the ingest path sees of each session's publisher.
-    pub ingest_health: crate::ingest::health::IngestBoard,
+    pub ingest_health: Arc<fieldcast_engine::ingest::health::IngestBoard>,
     /// Rate limits per client address on the public routes.
     pub public: PublicLimits,
     /// Device tokens and address keys for the public routes (`commerce::devices`).
@@ -36,7 +39,7 @@ pub struct App {
     /// Buyer tokens from a shop's own login (`commerce::buyers`).
     pub buyer_tokens: crate::commerce::buyers::BuyerTokens,
     /// HLS requests served and waiting, over every studio.
-    pub hls: crate::hls::HlsCounters,
+    pub hls: fieldcast_engine::hls::HlsCounters,
     /// Set once on SIGTERM: new requests are refused and live streams end.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub api_token: String,
@@ -59,12 +62,12 @@ impl AppState {
         } else {
             Filler::Slate
         };
-        let live = self.commerce.live.session(self, &row.id);
+        let live = self.commerce.live.session(&row.id);
         let format = self.studios.format();
         let watch_url = format!("{}/watch/{}", self.http_base(), row.id);
         let images = self.images_dir();
         let counters = self.overlay_counters.clone();
-        let overlay: crate::studio::OverlayFactory = Box::new(move |stats| {
+        let overlay: fieldcast_engine::studio::OverlayFactory = Box::new(move |stats| {
             let mut compositor = Compositor::new(
                 live,
                 stats,
@@ -82,7 +85,9 @@ impl AppState {
         });
         // The demo's test pattern is its own publisher; a real show ends by itself once its
         // publisher stayed away past the grace (viewers see the slate until then).
-        let idle: Option<(std::time::Duration, crate::studio::IdleHook)> = if row.test_pattern {
+        let idle: Option<(std::time::Duration, fieldcast_engine::studio::IdleHook)> = if row
+            .test_pattern
+        {
             None
         } else {
             let app = self.clone();
@@ -123,6 +128,38 @@ impl AppState {
     }
 }
 
+/// The RTMP ingest asks here which session a stream key publishes to, and puts it on air.
+impl Publishers for AppState {
+    fn admit(&self, stream_key: &str) -> Result<(String, StudioHandle), PublishRefused> {
+        let row = match self.store.session_by_key(stream_key) {
+            Ok(Some(row)) => row,
+            Ok(None) => return Err(PublishRefused::UnknownKey),
+            Err(e) => {
+                tracing::error!(error = %e, "stream key lookup failed");
+                return Err(PublishRefused::Unavailable);
+            }
+        };
+        match self.go_live(&row) {
+            Ok(studio) => Ok((row.id, studio)),
+            Err(e) => {
+                tracing::error!(session.id = %row.id, error = %e, "studio did not start");
+                Err(PublishRefused::Unavailable)
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// What the RTMP listener needs: who may publish, the caps, the health board.
+    pub fn ingest(&self) -> Ingest {
+        Ingest {
+            publishers: Arc::new(self.clone()),
+            limits: self.ingest.clone(),
+            board: self.ingest_health.clone(),
+        }
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = App;
     fn deref(&self) -> &App {
@@ -150,30 +187,6 @@ pub enum SessionError {
     Studio(#[from] StudioError),
 }
 
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// 128 random bits as lowercase hex.
-pub fn random_hex(bytes: usize) -> String {
-    (0..bytes)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
-}
-
-/// A stream key: 160 random bits, so guessing one is hopeless.
-pub fn new_stream_key() -> String {
-    random_hex(20)
-}
-
-/// The first characters of a secret, for logs.
-pub fn redact(secret: &str) -> String {
-    format!("{}…", secret.chars().take(4).collect::<String>())
-}
-
 impl App {
     /// Wires the parts together and starts the stock ledger and selling's background work.
     pub fn assemble(
@@ -185,20 +198,33 @@ impl App {
         http_addr: SocketAddr,
         rtmp_addr: SocketAddr,
     ) -> anyhow::Result<AppState> {
-        // The ledger reports commits to the live state, which needs the app: set once built.
-        let app_cell: Arc<OnceLock<AppState>> = Arc::new(OnceLock::new());
-        let cell = app_cell.clone();
-        let effects: EffectSink = Arc::new(move |effects| {
-            if let Some(app) = cell.get() {
-                app.commerce.live.apply(app, effects);
-                app.commerce.webhook_wake.notify_one();
-            }
-        });
+        let store = Arc::new(store);
+        let studios = Arc::new(Studios::new(OutputFormat::default(), settings.hls_idle));
+        let live = Arc::new(LiveHub::new(
+            tokio::runtime::Handle::current(),
+            store.clone(),
+            studios.clone(),
+            settings.data.join("images"),
+            settings.toast_buyer,
+        ));
+        let webhook_wake = Arc::new(tokio::sync::Notify::new());
+        // The ledger reports each commit to the live state and wakes the webhooks.
+        let effects: EffectSink = {
+            let (live, wake) = (live.clone(), webhook_wake.clone());
+            Arc::new(move |effects| {
+                live.apply(effects);
+                wake.notify_one();
+            })
+        };
         let ledger = StockLedger::start(store.connect()?, effects)?;
-        let commerce = Commerce::new(ledger, tokio::runtime::Handle::current());
+        let commerce = Commerce {
+            ledger,
+            live,
+            webhook_wake,
+        };
         let app = AppState(Arc::new(App {
             store,
-            studios: Studios::new(OutputFormat::default(), settings.hls_idle),
+            studios,
             egress,
             commerce,
             overlay_counters: Arc::new(OverlayCounters::default()),
@@ -212,10 +238,10 @@ impl App {
                 devices: settings.rate_devices,
                 max_events_per_address: settings.max_events_per_address,
             }),
-            ingest: IngestLimits::new(
+            ingest: Arc::new(IngestLimits::new(
                 settings.rtmp_max_connections,
                 settings.rtmp_max_connections_per_address,
-            ),
+            )),
             ingest_health: Default::default(),
             api_token,
             devices,
@@ -229,7 +255,6 @@ impl App {
             rtmp_addr,
             settings,
         }));
-        let _ = app_cell.set(app.clone());
         crate::commerce::spawn_background(app.clone());
         Ok(app)
     }
@@ -245,7 +270,7 @@ impl App {
             stream_key: new_stream_key(),
             live: false,
             test_pattern,
-            orientation: crate::media::Orientation::Auto,
+            orientation: fieldcast_engine::media::Orientation::Auto,
             created_at: unix_now(),
         };
         self.store.insert_session(&row)?;
@@ -301,7 +326,7 @@ impl App {
         format!(
             "rtmp://{}/{}",
             self.host_for(self.rtmp_addr),
-            crate::ingest::APP_NAME
+            fieldcast_engine::ingest::APP_NAME
         )
     }
 }

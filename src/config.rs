@@ -279,11 +279,11 @@ impl Settings {
         let rtmp_max_connections = args
             .rtmp_max_connections
             .or(file.rtmp_max_connections)
-            .unwrap_or(crate::ingest::limits::DEFAULT_MAX_CONNECTIONS);
+            .unwrap_or(fieldcast_engine::ingest::limits::DEFAULT_MAX_CONNECTIONS);
         let rtmp_max_connections_per_address = args
             .rtmp_max_connections_per_address
             .or(file.rtmp_max_connections_per_address)
-            .unwrap_or(crate::ingest::limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
+            .unwrap_or(fieldcast_engine::ingest::limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
         let trusted_proxies = match args
             .trusted_proxies
             .as_ref()
@@ -398,17 +398,17 @@ impl Settings {
             max_viewers_per_session: count(
                 args.max_viewers_per_session,
                 file.max_viewers_per_session,
-                crate::egress::admission::DEFAULT_MAX_VIEWERS_PER_SESSION,
+                fieldcast_engine::egress::admission::DEFAULT_MAX_VIEWERS_PER_SESSION,
             ),
             whep_max_pending: count(
                 args.whep_max_pending,
                 file.whep_max_pending,
-                crate::egress::admission::DEFAULT_MAX_PENDING,
+                fieldcast_engine::egress::admission::DEFAULT_MAX_PENDING,
             ),
             whep_max_pending_per_address: count(
                 args.whep_max_pending_per_address,
                 file.whep_max_pending_per_address,
-                crate::egress::admission::DEFAULT_MAX_PENDING_PER_ADDRESS,
+                fieldcast_engine::egress::admission::DEFAULT_MAX_PENDING_PER_ADDRESS,
             ),
             toast_buyer,
             reconnect_grace: std::time::Duration::from_secs(
@@ -417,7 +417,7 @@ impl Settings {
             hls_idle: std::time::Duration::from_secs(
                 args.hls_idle
                     .or(file.hls_idle)
-                    .unwrap_or(crate::hls::IDLE_AFTER.as_secs())
+                    .unwrap_or(fieldcast_engine::hls::IDLE_AFTER.as_secs())
                     .max(1),
             ),
             rtmp_max_connections,

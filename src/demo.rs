@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::app::{AppState, random_hex};
+use crate::app::AppState;
+use fieldcast_core::ids::random_hex;
 
 pub const PRODUCT_NAME: &str = "Rose jam";
 /// A flash sale lasts this long; the next opens a little after it ends or sells out.

@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use crate::app::{App, AppState, random_hex, redact};
+use crate::app::{App, AppState};
 use crate::commerce::devices::DeviceKeys;
 use crate::config::Settings;
-use crate::egress::Egress;
-use crate::media;
 use crate::store::Store;
+use fieldcast_core::ids::{random_hex, redact};
+use fieldcast_engine::egress::Egress;
+use fieldcast_engine::media;
 
 /// Title of the session `--demo` creates.
 pub const DEMO_TITLE: &str = "Demo: rose jam from the greenhouse";
@@ -89,25 +90,9 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-pub fn raise_fd_limit() {
-    #[cfg(unix)]
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     install_tls_provider();
-    raise_fd_limit();
+    fieldcast_engine::process::raise_fd_limit();
     std::fs::create_dir_all(&settings.data).map_err(|e| {
         anyhow::anyhow!(
             "setting `data`: cannot create {}: {e}",
@@ -118,7 +103,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let store = Store::open(&settings.data.join("fieldcast.db"))?;
     let api_token = operator_token(&settings)?;
     let devices = device_keys(&settings)?;
-    let pending = crate::slots::AddressSlots::new(
+    let pending = fieldcast_engine::slots::AddressSlots::new(
         settings.whep_max_pending,
         settings.whep_max_pending_per_address,
     );
@@ -148,7 +133,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     if demo {
         start_demo(&app)?;
     }
-    tokio::spawn(crate::ingest::serve(rtmp, app.clone()));
+    tokio::spawn(fieldcast_engine::ingest::serve(rtmp, app.ingest()));
     let router = crate::control::router(app.clone());
     println!("console:       {}/console", app.http_base());
     // One machine-readable line for scripts and tests.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use common::{
     Publisher, Server, client_ip, data_dir, http_from, offer, order_body, whep_offer_sdp,
 };
-use fieldcast::egress::client::{PlayOptions, play};
-use fieldcast::ingest::rtmp::chunk::{ChunkEncoder, MAX_MESSAGE_LEN};
+use fieldcast_core::rtmp::chunk::{ChunkEncoder, MAX_MESSAGE_LEN};
+use fieldcast_probe::whep::{PlayOptions, play};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The flood's own addresses, apart from the honest buyers' (127.1.x.y).

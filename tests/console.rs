@@ -8,9 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{BrowserScript, Publisher, Server, data_dir, last_frame, near_white};
-use fieldcast::egress::client::RgbFrame;
-use fieldcast::overlay::layout;
-use fieldcast::overlay::scene::{Layer, LayerKind, template};
+use fieldcast_core::overlay::layout;
+use fieldcast_core::overlay::scene::{Layer, LayerKind, template};
+use fieldcast_probe::whep::RgbFrame;
 use serde_json::json;
 
 /// The console's HTML, script and style together, uncompressed.

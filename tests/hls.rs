@@ -12,10 +12,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    LiveSale, Nginx, Publisher, Server, data_dir, docs_dir, is_slate, live_sale, node, wait_for,
+    LiveSale, Nginx, Publisher, Server, data_dir, docs_dir, is_slate, live_sale, node,
+    probe_binary, wait_for,
 };
-use fieldcast::hls::load::parse_listing;
-use fieldcast::hls::playlist::iso8601;
+use fieldcast_engine::hls::playlist::iso8601;
+use fieldcast_probe::hls_load::parse_listing;
 use serde_json::{Value, json};
 
 /// Public rate limits lifted: every client here is on loopback.
@@ -332,7 +333,7 @@ fn probe(url: &str, seconds: u32) -> Value {
 fn first_video_pts(ts: &[u8]) -> Option<f64> {
     for packet in ts.chunks_exact(188) {
         let pid = u16::from(packet[1] & 0x1F) << 8 | u16::from(packet[2]);
-        if pid != fieldcast::hls::ts::PID_VIDEO || packet[1] & 0x40 == 0 {
+        if pid != fieldcast_engine::hls::ts::PID_VIDEO || packet[1] & 0x40 == 0 {
             continue;
         }
         let start = if packet[3] & 0x20 != 0 {
@@ -428,8 +429,8 @@ fn plain_hls_reads_in_ffprobe_as_720p_h264_and_aac_with_time_running_on_across_a
     assert_eq!(audio["channels"], 2);
     // The slate takes over after 250 ms without a picture, silence after 200 ms
     // (src/media/output.rs): the longest step allowed is that and a few frames.
-    let slate_after = fieldcast::media::output::SLATE_AFTER.as_secs_f64();
-    let silence_after = fieldcast::media::output::SILENCE_AFTER.as_secs_f64();
+    let slate_after = fieldcast_engine::media::output::SLATE_AFTER.as_secs_f64();
+    let silence_after = fieldcast_engine::media::output::SILENCE_AFTER.as_secs_f64();
     for (stream, name, longest) in [
         (video, "video", slate_after + 4.0 / 30.0),
         (audio, "audio", silence_after + 4.0 * 1024.0 / 48000.0),
@@ -536,7 +537,7 @@ fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_or_udp
     } = live_sale(&server, "Rose jam, on HLS", 120);
 
     // The one WebRTC place is taken by the project's own WHEP client.
-    let mut occupant = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+    let mut occupant = Command::new(probe_binary())
         .args([
             "watch",
             &server.url(&format!("/whep/{id}")),
@@ -659,7 +660,7 @@ fn two_hundred_ll_hls_clients_through_an_nginx_proxy_cache_cost_fieldcast_about_
     let playlists_before = server.metric("fieldcast_hls_playlists_served_total");
     let made_before = next_part(&server, &id);
     let clients = 200;
-    let swarm = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
+    let swarm = Command::new(probe_binary())
         .args(["hls-swarm", &format!("http://{cache}/hls/{id}/ll.m3u8")])
         .args([
             "--clients",
@@ -671,7 +672,7 @@ fn two_hundred_ll_hls_clients_through_an_nginx_proxy_cache_cost_fieldcast_about_
         ])
         .args(["--sources", "127.0.0.2+100"])
         .output()
-        .expect("run fieldcast hls-swarm");
+        .expect("run fieldcast-probe hls-swarm");
     let report = String::from_utf8_lossy(&swarm.stdout);
     eprintln!("{report}{}", String::from_utf8_lossy(&swarm.stderr));
     assert!(swarm.status.success(), "not every client played: {report}");

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Publisher, Server, data_dir, is_slate};
-use fieldcast::egress::client::{PlayOptions, PlaybackReport, play};
-use fieldcast::histogram::{parse_buckets, quantile};
+use fieldcast_engine::histogram::{parse_buckets, quantile};
+use fieldcast_probe::whep::{PlayOptions, PlaybackReport, play};
 
 /// Plays until `frames` pictures were decoded, or 30 s passed (a loaded CI machine runs
 /// slower than real time; the test asserts counts, not speed).

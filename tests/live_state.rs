@@ -108,7 +108,7 @@ fn the_live_state_comes_as_versions_that_caches_can_share() {
     );
 
     // A version from the future, a word, an unknown session: clear refusals no cache keeps.
-    let far = fieldcast::commerce::ledger::now_ms() + 3_600_000;
+    let far = fieldcast_core::time::now_ms() + 3_600_000;
     let (status, headers, body) = get(&agent, &format!("{state}?after={far}"), None);
     assert_eq!(status, 400, "{body}");
     assert_eq!(headers["cache-control"], "no-store");

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Publisher, Server, data_dir, order_body, wait_for};
-use fieldcast::egress::client::{PlayOptions, play};
+use fieldcast_probe::whep::{PlayOptions, play};
 use serde_json::{Value, json};
 
 /// Prometheus on a loopback port, killed when dropped.

@@ -17,7 +17,7 @@ use common::kit::fuzz;
 fn the_whep_offer_handling_survives_10000_mutations() {
     use str0m::media::{Direction, MediaKind};
     let offer = |audio: bool| {
-        let mut rtc = fieldcast::egress::client::viewer_config().build(Instant::now());
+        let mut rtc = fieldcast_probe::whep::viewer_config().build(Instant::now());
         rtc.add_local_candidate(
             str0m::Candidate::host("127.0.0.1:9".parse().unwrap(), "udp").unwrap(),
         );
@@ -32,13 +32,13 @@ fn the_whep_offer_handling_survives_10000_mutations() {
     let announce: SocketAddr = "127.0.0.1:8189".parse().unwrap();
     // The seeds themselves negotiate: the mutations start from offers that work.
     for seed in &seeds {
-        fieldcast::egress::whep::negotiate(std::str::from_utf8(seed).unwrap(), announce)
+        fieldcast_engine::egress::whep::negotiate(std::str::from_utf8(seed).unwrap(), announce)
             .expect("a valid offer negotiates");
     }
     fuzz("sdp offer", &seeds, |input| {
         // The handler takes UTF-8 only (a 400 before this).
         if let Ok(text) = std::str::from_utf8(input) {
-            let _ = fieldcast::egress::whep::negotiate(text, announce);
+            let _ = fieldcast_engine::egress::whep::negotiate(text, announce);
         }
     });
 }

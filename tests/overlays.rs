@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{Server, data_dir};
-use fieldcast::commerce::live::Pinned;
-use fieldcast::egress::client::{PlayOptions, PlaybackReport, RgbFrame, play};
-use fieldcast::overlay::layout;
-use fieldcast::overlay::render::{self, View};
-use fieldcast::overlay::scene::{LayerKind, template};
-use fieldcast::overlay::text::{TextAlign, TextStyle, engine};
-use fieldcast::store::commerce::ProductRow;
+use fieldcast_core::commerce::records::ProductRow;
+use fieldcast_core::overlay::layout;
+use fieldcast_core::overlay::scene::{LayerKind, template};
+use fieldcast_engine::overlay::feed::Pinned;
+use fieldcast_engine::overlay::render::{self, View};
+use fieldcast_engine::overlay::text::{TextAlign, TextStyle, engine};
+use fieldcast_probe::whep::{PlayOptions, PlaybackReport, RgbFrame, play};
 use serde_json::json;
 
 fn reference_dir() -> PathBuf {

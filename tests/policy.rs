@@ -13,7 +13,7 @@ use common::{
     Publisher, Server, client_ip, data_dir, first_sse_data, http_from, offer, order_body,
     rtmp_publish_bytes, wait_for, whep_offer_sdp,
 };
-use fieldcast::egress::client::{PlayOptions, play};
+use fieldcast_probe::whep::{PlayOptions, play};
 use serde_json::Value;
 
 #[test]
@@ -660,7 +660,7 @@ fn a_corrupt_h264_stream_disturbs_only_its_own_session_with_the_slate_between() 
         .unwrap()
         .expect("the control viewer played");
 
-    let gap = |r: &fieldcast::egress::client::PlaybackReport| {
+    let gap = |r: &fieldcast_probe::whep::PlaybackReport| {
         r.decoded
             .windows(2)
             .map(|w| w[1].at - w[0].at)

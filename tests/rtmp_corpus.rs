@@ -15,9 +15,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fieldcast::ingest::rtmp::amf0::{self, Amf0Value};
-use fieldcast::ingest::rtmp::chunk::{ChunkEncoder, MAX_BUFFERED, MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
-use fieldcast::ingest::rtmp::session::{ServerSession, SessionEvent};
+use fieldcast_core::rtmp::amf0::{self, Amf0Value};
+use fieldcast_core::rtmp::chunk::{ChunkEncoder, MAX_BUFFERED, MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
+use fieldcast_core::rtmp::session::{ServerSession, SessionEvent};
 
 /// CPU a file may cost: a fixed part and a part per MiB of input. A quadratic reassembly
 /// (the old one took 13 s for the 8 MiB file) is far past it; the linear one takes

@@ -16,7 +16,7 @@ use fieldcast::commerce::buyers::base64url_encode as b64url;
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
-    fieldcast::server::raise_fd_limit();
+    fieldcast_engine::process::raise_fd_limit();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1291,7 +1291,7 @@ fn a_shops_buyer_tokens_make_the_customer_the_buyer() {
     );
     let (session_id, offer_id) = offer(&server, 150, Some(2), 600);
     let path = format!("/api/v1/sessions/{session_id}/orders");
-    let now = fieldcast::commerce::ledger::now_ms() / 1000;
+    let now = fieldcast_core::time::now_ms() / 1000;
     let hs256 = |sub: &str| {
         let claims = json!({"sub": sub, "iss": "https://shop.example", "exp": now + 600});
         buyer_token(

@@ -12,8 +12,8 @@ use common::{
     BrowserScript, LiveSale, Publisher, Server, SlowDisk, browser_dir, data_dir, docs_dir,
     five_units, last_frame, live_sale, near_white, node, pinned_product,
 };
-use fieldcast::overlay::layout;
-use fieldcast::overlay::scene::{LayerKind, template};
+use fieldcast_core::overlay::layout;
+use fieldcast_core::overlay::scene::{LayerKind, template};
 use serde_json::{Value, json};
 
 /// Public rate limits lifted: every page here is a viewer on 127.0.0.1.
@@ -577,7 +577,7 @@ fn the_embed_buys_with_the_shops_buyer_token_and_a_stale_device_token_is_renewed
     );
     assert_eq!(status, 201, "{offer}");
     let b64 = fieldcast::commerce::buyers::base64url_encode;
-    let now = fieldcast::commerce::ledger::now_ms() / 1000;
+    let now = fieldcast_core::time::now_ms() / 1000;
     let signed = format!(
         "{}.{}",
         b64(br#"{"alg":"HS256","typ":"JWT"}"#),

@@ -7,31 +7,34 @@
 //! only ever taken by one conditional update — available + sold = allocated always holds.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::rules::{self, OfferState, Refusal};
 pub use super::views::{offer_json, order_json};
 use crate::store::StoreError;
 use crate::store::commerce::{self as sql, IdempotentResponse, OfferRow, OrderRow};
+use fieldcast_core::commerce::rules::{self, OfferState, Refusal};
 
 /// Requests waiting for the ledger. Past this, new orders are answered 503 at once.
 pub const LEDGER_QUEUE: usize = 8192;
 /// Most requests committed in one transaction.
 pub const LEDGER_BATCH: usize = 512;
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+use fieldcast_core::time::now_ms;
+
+/// The HTTP status a refusal is answered with.
+fn refusal_status(refusal: &Refusal) -> u16 {
+    match refusal {
+        Refusal::SoldOut | Refusal::AddressShare { .. } => 409,
+        Refusal::NotLive(_) => 410,
+        Refusal::OverLimit { .. } => 422,
+    }
 }
 
 fn random_id(prefix: &str) -> String {
-    format!("{prefix}_{}", crate::app::random_hex(10))
+    format!("{prefix}_{}", fieldcast_core::ids::random_hex(10))
 }
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq, utoipa::ToSchema)]
@@ -458,7 +461,7 @@ fn decide_order(
     }
     if let Err(refusal) = checked {
         return Ok(LedgerAnswer::refusal(
-            refusal.status(),
+            refusal_status(&refusal),
             Some(refusal.code()),
             &refusal.detail(),
             refusal.numbers(),

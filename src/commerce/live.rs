@@ -22,13 +22,15 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::ledger::{Buyer, Effect, now_ms, offer_json};
-use super::rules::broadcast_text;
-use crate::app::AppState;
+use super::ledger::{Buyer, Effect, offer_json};
 use crate::config::ToastBuyer;
-use crate::overlay::scene::Scene;
 use crate::store::Store;
-use crate::store::commerce::{OfferRow, ProductRow};
+use crate::store::commerce::OfferRow;
+use fieldcast_core::commerce::rules::broadcast_text;
+use fieldcast_core::overlay::scene::Scene;
+use fieldcast_core::time::now_ms;
+use fieldcast_engine::overlay::feed::{LiveData, LiveFeed, Pinned, Toast};
+use fieldcast_engine::studio::Studios;
 
 /// Snapshots a second at most. Every viewer behind a cache reads each one, so this sets the
 /// cache tier's work (`bench/audience.rs`); the overlays on the video do not wait for it.
@@ -49,30 +51,6 @@ pub const HEARTBEAT: Duration = Duration::from_secs(3);
 pub struct Published {
     pub version: u64,
     pub json: Arc<str>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Toast {
-    pub text: String,
-    pub at_ms: i64,
-    pub at: Instant,
-}
-
-/// The pinned product with its image, decoded once.
-#[derive(Debug, Clone)]
-pub struct Pinned {
-    pub product: ProductRow,
-    pub image: Option<Arc<tiny_skia::Pixmap>>,
-}
-
-/// A session's live state. Readers take a snapshot (`Arc`) and never hold the lock while they
-/// render or serialise it; a change copies the state only while a snapshot is out.
-#[derive(Debug, Default, Clone)]
-pub struct LiveData {
-    pub pinned: Option<Pinned>,
-    pub offers: Vec<OfferRow>,
-    pub toasts: VecDeque<Toast>,
-    pub scene: Scene,
 }
 
 pub struct SessionLive {
@@ -156,6 +134,22 @@ impl SessionLive {
     }
 }
 
+/// The overlays read the same copy the public state is made from.
+impl LiveFeed for SessionLive {
+    fn version(&self) -> u64 {
+        SessionLive::version(self)
+    }
+    fn data(&self) -> Arc<LiveData> {
+        SessionLive::data(self)
+    }
+    fn likes(&self) -> i64 {
+        SessionLive::likes(self)
+    }
+    fn take_changed_at(&self) -> Option<Instant> {
+        SessionLive::take_changed_at(self)
+    }
+}
+
 impl SessionLive {
     fn new(session_id: &str, likes: i64, data: LiveData, images: PathBuf) -> Arc<Self> {
         let (dirty, _) = watch::channel(0);
@@ -199,36 +193,54 @@ fn load_pinned(store: &Store, session_id: &str, images: &Path) -> Option<Pinned>
     Some(Pinned { product, image })
 }
 
+/// Every session's live state, loaded on first use. It reads the store (scene, pinned
+/// product, offers, likes) and the studios (is the host on, how many watch); nothing else.
 pub struct LiveHub {
     sessions: Mutex<HashMap<String, Arc<SessionLive>>>,
     /// Publishers are spawned here: changes also arrive from the ledger's own thread.
     runtime: tokio::runtime::Handle,
+    store: Arc<Store>,
+    studios: Arc<Studios>,
+    /// Uploaded images (products' photos).
+    images: PathBuf,
+    /// What a purchase toast may show of the buyer.
+    toast_buyer: ToastBuyer,
 }
 
 impl LiveHub {
-    pub fn new(runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        store: Arc<Store>,
+        studios: Arc<Studios>,
+        images: PathBuf,
+        toast_buyer: ToastBuyer,
+    ) -> Self {
         Self {
             sessions: Mutex::new(HashMap::new()),
             runtime,
+            store,
+            studios,
+            images,
+            toast_buyer,
         }
     }
 
     /// The session's live state, loaded from the store and given a publisher on first use.
-    pub fn session(&self, app: &AppState, session_id: &str) -> Arc<SessionLive> {
+    pub fn session(&self, session_id: &str) -> Arc<SessionLive> {
         if let Some(live) = self.lock().get(session_id) {
             return live.clone();
         }
         // Loading reads SQL and decodes a PNG: not under the map's lock, which every request
         // and the ledger's effects take.
-        let images = app.images_dir();
-        let scene = crate::overlay::load_scene(&app.store, session_id).unwrap_or_else(|e| {
+        let images = self.images.clone();
+        let scene = self.store.load_scene(session_id).unwrap_or_else(|e| {
             tracing::error!(error = %e, "scene load failed");
             Scene::default()
         });
-        let likes = app.store.likes(session_id).unwrap_or(0);
+        let likes = self.store.likes(session_id).unwrap_or(0);
         let data = LiveData {
-            pinned: load_pinned(&app.store, session_id, &images),
-            offers: app.store.offers_of(session_id).unwrap_or_default(),
+            pinned: load_pinned(&self.store, session_id, &images),
+            offers: self.store.offers_of(session_id).unwrap_or_default(),
             toasts: VecDeque::new(),
             scene,
         };
@@ -244,7 +256,7 @@ impl LiveHub {
         sessions.insert(session_id.to_string(), live.clone());
         drop(sessions);
         self.runtime
-            .spawn(publish(app.clone(), live.clone(), dirty_rx));
+            .spawn(publish(self.studios.clone(), live.clone(), dirty_rx));
         live
     }
 
@@ -269,21 +281,21 @@ impl LiveHub {
     }
 
     /// Applies what the ledger committed. Called on the ledger's thread, in commit order.
-    pub fn apply(&self, app: &AppState, effects: Vec<Effect>) {
+    pub fn apply(&self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 // Only inside a ledger batch; the ledger announces `Offers` instead.
                 Effect::Changed { .. } => {}
                 Effect::Offers { session_id, offers } => {
-                    self.session(app, &session_id).update(|d| d.offers = offers);
+                    self.session(&session_id).update(|d| d.offers = offers);
                 }
                 Effect::Purchase {
                     session_id,
                     buyer,
                     quantity,
                 } => {
-                    let text = toast(&buyer, quantity, app.settings.toast_buyer);
-                    let live = self.session(app, &session_id);
+                    let text = toast(&buyer, quantity, self.toast_buyer);
+                    let live = self.session(&session_id);
                     live.orders.fetch_add(1, Ordering::Relaxed);
                     live.update(|d| {
                         d.toasts.push_back(Toast {
@@ -301,7 +313,7 @@ impl LiveHub {
     }
 }
 
-async fn publish(app: AppState, live: Arc<SessionLive>, mut dirty: watch::Receiver<u64>) {
+async fn publish(studios: Arc<Studios>, live: Arc<SessionLive>, mut dirty: watch::Receiver<u64>) {
     let pause = Duration::from_millis(1000 / MAX_UPDATES_PER_S);
     // The last published state without its version, and when it was published.
     let (mut content, mut published_at) = (String::new(), Instant::now());
@@ -315,7 +327,7 @@ async fn publish(app: AppState, live: Arc<SessionLive>, mut dirty: watch::Receiv
             return;
         }
         dirty.mark_unchanged();
-        let text = snapshot(&app, &live).to_string();
+        let text = snapshot(&studios, &live).to_string();
         if text == content && published_at.elapsed() < HEARTBEAT {
             continue;
         }
@@ -355,12 +367,12 @@ fn next_version(last: u64, now_ms: i64) -> u64 {
 }
 
 /// The whole public state of a session, from the live copy.
-pub fn snapshot(app: &AppState, live: &SessionLive) -> Value {
+pub fn snapshot(studios: &Studios, live: &SessionLive) -> Value {
     let now = now_ms();
     let data = live.data();
     // What the picture is: the host (or the demo's test picture), the slate while the host
     // is away, or nothing: the show ended.
-    let picture = match app.studios.get(&live.session_id) {
+    let picture = match studios.get(&live.session_id) {
         None => "ended",
         Some(h)
             if h.stats.publisher_connected.load(Ordering::Relaxed)
@@ -373,9 +385,9 @@ pub fn snapshot(app: &AppState, live: &SessionLive) -> Value {
     json!({
         "session_id": live.session_id,
         "picture": picture,
-        "viewers": app.studios.viewers(&live.session_id),
+        "viewers": studios.viewers(&live.session_id),
         "likes": live.likes(),
-        "pinned": data.pinned.as_ref().map(|p| super::product_json(&p.product)),
+        "pinned": data.pinned.as_ref().map(|p| super::views::product_json(&p.product)),
         "offers": public_offers(&data.offers, now).map(|o| offer_json(o, now)).collect::<Vec<_>>(),
         "toasts": data.toasts.iter().map(|t| json!({"text": t.text, "at": t.at_ms / 1000})).collect::<Vec<_>>(),
         "overlays_hidden": data.scene.hidden,

@@ -7,7 +7,6 @@ pub mod devices;
 pub mod ledger;
 pub mod live;
 pub mod rate;
-pub mod rules;
 pub mod views;
 pub mod webhooks;
 
@@ -37,19 +36,9 @@ const OFFER_CLOCK: Duration = Duration::from_millis(250);
 
 pub struct Commerce {
     pub ledger: StockLedger,
-    pub live: live::LiveHub,
+    pub live: Arc<live::LiveHub>,
     /// Wakes the webhook dispatcher after a commit.
     pub webhook_wake: Arc<Notify>,
-}
-
-impl Commerce {
-    pub fn new(ledger: StockLedger, runtime: tokio::runtime::Handle) -> Self {
-        Self {
-            ledger,
-            live: live::LiveHub::new(runtime),
-            webhook_wake: Arc::new(Notify::new()),
-        }
-    }
 }
 
 /// Starts the background work of selling: likes flushing, the offer clock, webhooks.
@@ -64,7 +53,7 @@ pub fn spawn_background(app: AppState) {
         loop {
             tick.tick().await;
             let app = pruner.clone();
-            let now = crate::app::unix_now();
+            let now = fieldcast_core::time::unix_now();
             let pruned = tokio::task::spawn_blocking(move || {
                 app.store
                     .prune(now - IDEMPOTENCY_KEEP_S, now - DELIVERED_KEEP_S)

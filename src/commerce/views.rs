@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::rules::{self, OfferState};
 use crate::store::commerce::{OfferRow, OrderRow, ProductRow};
+use fieldcast_core::commerce::rules::{self, OfferState};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProductView {

@@ -12,8 +12,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::Notify;
 
-use crate::app::{AppState, unix_now};
+use crate::app::AppState;
 use crate::store::commerce::{OutboxRow, WebhookRow};
+use fieldcast_core::time::unix_now;
 
 /// Deliveries attempted per endpoint and pass.
 const BATCH: i64 = 64;

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::commerce::rate::RateLimiter;
 use crate::config::Rate;
-use crate::slots::{AddressSlots, Slot};
+use fieldcast_engine::slots::{AddressSlots, Slot};
 
 /// The public routes that are rate-limited per client address, as `/metrics` labels them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use super::client::{Client, PublicRoute};
 use super::error::{ApiError, ApiJson};
-use crate::app::{AppState, random_hex};
+use crate::app::AppState;
 use crate::commerce::devices::DEVICE_TOKEN_LIFETIME_S;
-use crate::commerce::ledger::now_ms;
+use fieldcast_core::ids::random_hex;
+use fieldcast_core::time::now_ms;
 
 /// The header an order carries its device token in.
 pub const DEVICE_HEADER: &str = "fieldcast-device";

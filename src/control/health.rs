@@ -31,8 +31,8 @@ pub struct Stats {
         (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn stats(State(state): State<AppState>) -> axum::Json<Stats> {
     let c = &state.egress.counters;
-    let ms = |h: &crate::histogram::LatencyHistogram, q| {
-        crate::histogram::quantile(&h.buckets(), q).map(|s| (s * 1e4).round() / 10.0)
+    let ms = |h: &fieldcast_engine::histogram::LatencyHistogram, q| {
+        fieldcast_engine::histogram::quantile(&h.buckets(), q).map(|s| (s * 1e4).round() / 10.0)
     };
     axum::Json(Stats {
         viewers: c.viewers.load(Ordering::Relaxed),
@@ -117,7 +117,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "fieldcast_pipeline_restarts_total",
         "Publisher decode pipelines rebuilt after a decoder error or 2 s without a picture.",
         "counter",
-        crate::media::decode::PIPELINE_RESTARTS.load(Ordering::Relaxed),
+        fieldcast_engine::media::decode::PIPELINE_RESTARTS.load(Ordering::Relaxed),
     );
     o.update_to_frame.render(
         &mut out,
@@ -144,7 +144,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         out,
         "# HELP fieldcast_rtmp_connections_closed_total RTMP connections closed, by reason.\n# TYPE fieldcast_rtmp_connections_closed_total counter"
     );
-    for reason in crate::ingest::limits::CloseReason::ALL {
+    for reason in fieldcast_engine::ingest::limits::CloseReason::ALL {
         let _ = writeln!(
             out,
             "fieldcast_rtmp_connections_closed_total{{reason=\"{}\"}} {}",
@@ -168,7 +168,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         out,
         "# HELP fieldcast_viewers_ended_total Viewers the server ended itself, by reason.\n# TYPE fieldcast_viewers_ended_total counter"
     );
-    for reason in crate::egress::Ended::ALL {
+    for reason in fieldcast_engine::egress::Ended::ALL {
         let _ = writeln!(
             out,
             "fieldcast_viewers_ended_total{{reason=\"{}\"}} {}",

@@ -29,8 +29,8 @@ use super::cacheable::{answer, held, open_to_all};
 use super::client::Client;
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::hls::HlsStream;
-use crate::hls::packager::{PART_TARGET, Published, Snapshot};
+use fieldcast_engine::hls::HlsStream;
+use fieldcast_engine::hls::packager::{PART_TARGET, Published, Snapshot};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MEDIA_TYPE: &str = "video/mp2t";

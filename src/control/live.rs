@@ -16,8 +16,8 @@ use super::cacheable::{answer, open_to_all};
 use super::client::{Client, PublicRoute};
 use super::error::{ApiError, ApiJson};
 use crate::app::AppState;
-use crate::commerce::ledger::now_ms;
 use crate::commerce::live::with_number;
+use fieldcast_core::time::now_ms;
 
 /// Most likes one request may carry (a phone batches taps).
 pub const MAX_LIKES_PER_REQUEST: i64 = 100;
@@ -49,7 +49,7 @@ pub async fn like(
     state
         .commerce
         .live
-        .session(&state, &session_id)
+        .session(&session_id)
         .add_likes(body.count);
     Ok(StatusCode::ACCEPTED)
 }
@@ -75,7 +75,7 @@ pub async fn events(
     }
     // Held by the stream: the place is given back when the client goes.
     let guard = state.public.open_events(client)?;
-    let live = state.commerce.live.session(&state, &session_id);
+    let live = state.commerce.live.session(&session_id);
     let mut rx = live.subscribe();
     rx.mark_changed();
     let shutdown = state.shutdown.subscribe();
@@ -155,7 +155,7 @@ pub async fn state(
                     "after: a version this server gave out (Unix ms), not one from the future",
                 ));
             }
-            let live = state.commerce.live.session(&state, &session_id);
+            let live = state.commerce.live.session(&session_id);
             let mut rx = live.subscribe();
             let waited = tokio::time::timeout(
                 STATE_WAIT,

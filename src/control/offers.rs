@@ -6,10 +6,11 @@ use serde::Deserialize;
 
 use super::error::{ApiError, ApiJson};
 use super::ledger_response;
-use crate::app::{AppState, random_hex};
-use crate::commerce::ledger::now_ms;
+use crate::app::AppState;
 use crate::commerce::views::OfferView;
 use crate::store::commerce::OfferRow;
+use fieldcast_core::ids::random_hex;
+use fieldcast_core::time::now_ms;
 
 /// Default and longest offer duration.
 pub const DEFAULT_DURATION_S: i64 = 600;

@@ -15,8 +15,9 @@ use super::error::{ApiError, ApiJson};
 use super::ledger_response;
 use crate::app::AppState;
 use crate::commerce::buyers::TokenError;
-use crate::commerce::ledger::{Buyer, OrderRequest, now_ms};
-use crate::commerce::rules::normalize_phone;
+use crate::commerce::ledger::{Buyer, OrderRequest};
+use fieldcast_core::commerce::rules::normalize_phone;
+use fieldcast_core::time::now_ms;
 
 /// The header a shop's page sends its customer's buyer token in (`commerce::buyers`).
 pub const BUYER_HEADER: &str = "fieldcast-buyer";

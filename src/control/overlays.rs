@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::error::{ApiError, ApiJson};
 use crate::app::AppState;
 use crate::commerce::live::image_path;
-use crate::overlay::new_layer_id;
-use crate::overlay::scene::{self, Layer, LayerKind, Scene};
+use fieldcast_core::overlay::scene::new_layer_id;
+use fieldcast_core::overlay::scene::{self, Layer, LayerKind, Scene};
 
 /// Largest image upload.
 pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
@@ -67,7 +67,7 @@ fn change_layer(state: &AppState, session_id: &str, layer: &Layer) -> Result<(),
     state
         .store
         .put_overlay_layer(session_id, &layer.id, &json)?;
-    let live = state.commerce.live.session(state, session_id);
+    let live = state.commerce.live.session(session_id);
     let layer = layer.clone();
     live.update(
         move |d| match d.scene.layers.iter_mut().find(|l| l.id == layer.id) {
@@ -80,20 +80,20 @@ fn change_layer(state: &AppState, session_id: &str, layer: &Layer) -> Result<(),
 
 /// The scene: `hidden` and the layers.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/overlays", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = crate::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = fieldcast_core::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     session_exists(&state, &id)?;
-    let live = state.commerce.live.session(&state, &id);
+    let live = state.commerce.live.session(&id);
     let json = scene_json(&live.data().scene);
     Ok(ApiJson(json))
 }
 
 /// Adds a layer: `{"kind": "counter"}` gets the template's layout; any field may be given.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body(content = Object, description = "A layer: its `kind` and any other fields of a layer; the rest take the kind's defaults"),
-    responses((status = 201, description = "The new layer", body = crate::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The new layer", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -123,7 +123,7 @@ pub async fn create(
 
 fn find(state: &AppState, session_id: &str, layer_id: &str) -> Result<Layer, ApiError> {
     session_exists(state, session_id)?;
-    let live = state.commerce.live.session(state, session_id);
+    let live = state.commerce.live.session(session_id);
     let layer = live
         .data()
         .scene
@@ -136,7 +136,7 @@ fn find(state: &AppState, session_id: &str, layer_id: &str) -> Result<Layer, Api
 
 /// One layer.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/overlays/{layer_id}", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")),
-    responses((status = 200, description = "The layer", body = crate::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The layer", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Path((id, layer_id)): Path<(String, String)>,
@@ -146,7 +146,7 @@ pub async fn get(
 
 /// Changes some fields of a layer, e.g. `{"visible": false}` or `{"style": {"theme": "#b03a2e"}}`.
 #[utoipa::path(patch, path = "/api/v1/sessions/{id}/overlays/{layer_id}", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")), request_body(content = Object, description = "Any of the layer's fields; `style` and `content` merge one level deep"),
-    responses((status = 200, description = "The layer as changed (the next frame shows it)", body = crate::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The layer as changed (the next frame shows it)", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn patch(
     State(state): State<AppState>,
     Path((id, layer_id)): Path<(String, String)>,
@@ -170,7 +170,7 @@ pub async fn delete(
     state
         .commerce
         .live
-        .session(&state, &id)
+        .session(&id)
         .update(|d| d.scene.layers.retain(|l| l.id != layer_id));
     Ok(StatusCode::NO_CONTENT)
 }
@@ -179,7 +179,7 @@ fn set_hidden(state: &AppState, id: &str, hidden: bool) -> Result<Value, ApiErro
     if !state.store.set_overlays_hidden(id, hidden)? {
         return Err(ApiError::not_found("session"));
     }
-    let live = state.commerce.live.session(state, id);
+    let live = state.commerce.live.session(id);
     live.update(|d| d.scene.hidden = hidden);
     let json = scene_json(&live.data().scene);
     Ok(json)
@@ -187,7 +187,7 @@ fn set_hidden(state: &AppState, id: &str, hidden: bool) -> Result<Value, ApiErro
 
 /// The emergency switch: no overlay is drawn from the next frame on.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays/hide", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = crate::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = fieldcast_core::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn hide(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -197,7 +197,7 @@ pub async fn hide(
 
 /// Shows the overlays again.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays/show", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = crate::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = fieldcast_core::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -310,7 +310,7 @@ pub async fn layer_image(
         &body,
         &state.images_dir().join(format!("{layer_id}.png")),
     )?;
-    state.commerce.live.session(&state, &id).update(|_| {});
+    state.commerce.live.session(&id).update(|_| {});
     Ok(ApiJson(
         json!({"layer_id": layer_id, "width": width, "height": height}),
     ))

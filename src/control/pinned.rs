@@ -33,11 +33,7 @@ pub async fn put(
         .product(&body.product_id)?
         .ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
     state.store.set_pinned(&id, Some(&product.id))?;
-    state
-        .commerce
-        .live
-        .session(&state, &id)
-        .reload_pinned(&state.store);
+    state.commerce.live.session(&id).reload_pinned(&state.store);
     Ok(ApiJson(
         json!({"session_id": id, "product": product_json(&product)}),
     ))
@@ -53,10 +49,6 @@ pub async fn delete(
     if !state.store.set_pinned(&id, None)? {
         return Err(ApiError::not_found("session"));
     }
-    state
-        .commerce
-        .live
-        .session(&state, &id)
-        .reload_pinned(&state.store);
+    state.commerce.live.session(&id).reload_pinned(&state.store);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,9 +8,11 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiJson};
-use crate::app::{AppState, random_hex, unix_now};
+use crate::app::AppState;
 use crate::commerce::views::ProductView;
 use crate::store::commerce::ProductRow;
+use fieldcast_core::ids::random_hex;
+use fieldcast_core::time::unix_now;
 
 /// Units a product is sold by.
 pub const UNITS: &[&str] = &[

@@ -7,9 +7,11 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
-use crate::app::{AppState, SessionState, new_stream_key, redact, unix_now};
-use crate::media::Orientation;
+use crate::app::{AppState, SessionState};
 use crate::store::SessionRow;
+use fieldcast_core::ids::{new_stream_key, redact};
+use fieldcast_core::time::unix_now;
+use fieldcast_engine::media::Orientation;
 
 /// Longest session title accepted.
 const MAX_TITLE: usize = 200;
@@ -191,7 +193,7 @@ pub async fn rotate_key(
 /// from where (masked), codec, profile, size, frame rate, bitrate, keyframe interval,
 /// B-frames, dropped frames and reconnects.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/ingest", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The publisher's health", body = crate::ingest::health::IngestView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The publisher's health", body = fieldcast_engine::ingest::health::IngestView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn ingest(
     State(state): State<AppState>,
     Path(id): Path<String>,

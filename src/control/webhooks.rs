@@ -7,8 +7,10 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiJson};
-use crate::app::{AppState, random_hex, unix_now};
+use crate::app::AppState;
 use crate::store::commerce::WebhookRow;
+use fieldcast_core::ids::random_hex;
+use fieldcast_core::time::unix_now;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::client::{Client, PublicRoute};
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::egress::WhepError;
+use fieldcast_engine::egress::WhepError;
 
 /// Plays a session: answers the offer and starts sending once ICE and DTLS are up.
 #[utoipa::path(post, path = "/whep/{session_id}", tag = "playback", params(("session_id" = String, Path, description = "Session id")), request_body(content = String, description = "An SDP offer (recvonly H.264 + Opus)", content_type = "application/sdp"),

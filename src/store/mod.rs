@@ -149,7 +149,7 @@ pub struct SessionRow {
     /// Shows the built-in test pattern, not the slate, while no publisher is connected (demo).
     pub test_pattern: bool,
     /// The output orientation the operator chose (`auto` follows the publisher).
-    pub orientation: crate::media::Orientation,
+    pub orientation: fieldcast_engine::media::Orientation,
     pub created_at: i64,
 }
 
@@ -253,7 +253,7 @@ impl Store {
     pub fn set_session_orientation(
         &self,
         id: &str,
-        orientation: crate::media::Orientation,
+        orientation: fieldcast_engine::media::Orientation,
     ) -> Result<bool, StoreError> {
         Ok(self.conn().execute(
             "UPDATE sessions SET orientation = ?2 WHERE id = ?1",
@@ -293,7 +293,8 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         live: r.get(3)?,
         test_pattern: r.get(4)?,
         created_at: r.get(5)?,
-        orientation: crate::media::Orientation::parse(&r.get::<_, String>(6)?).unwrap_or_default(),
+        orientation: fieldcast_engine::media::Orientation::parse(&r.get::<_, String>(6)?)
+            .unwrap_or_default(),
     })
 }
 
@@ -313,7 +314,7 @@ mod tests {
             stream_key: "k1".into(),
             live: false,
             test_pattern: false,
-            orientation: crate::media::Orientation::Portrait,
+            orientation: fieldcast_engine::media::Orientation::Portrait,
             created_at: 1,
         };
         Store::open(&path).unwrap().insert_session(&row).unwrap();

@@ -3,8 +3,35 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError};
+use fieldcast_core::overlay::scene::{self, Layer, Scene};
 
 impl Store {
+    /// A session's scene; a session that never had one gets the default layers, stored.
+    pub fn load_scene(&self, session_id: &str) -> Result<Scene, StoreError> {
+        let (stored, created) = self.overlay_layers(session_id)?;
+        let hidden = self.overlays_hidden(session_id)?;
+        if !created {
+            let layers = scene::default_layers(scene::new_layer_id);
+            for layer in &layers {
+                let json = serde_json::to_string(layer).unwrap_or_default();
+                self.put_overlay_layer(session_id, &layer.id, &json)?;
+            }
+            self.mark_scene_created(session_id)?;
+            return Ok(Scene { layers, hidden });
+        }
+        let layers = stored
+            .iter()
+            .filter_map(|json| match serde_json::from_str::<Layer>(json) {
+                Ok(layer) => Some(layer),
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping an unreadable stored layer");
+                    None
+                }
+            })
+            .collect();
+        Ok(Scene { layers, hidden })
+    }
+
     /// The session's layers (JSON) in creation order, and whether its scene was created yet.
     pub fn overlay_layers(&self, session_id: &str) -> Result<(Vec<String>, bool), StoreError> {
         let conn = self.conn();

@@ -19,7 +19,7 @@ pub use kit::rtmp_publish_bytes;
 
 pub const TOKEN: &str = "test-operator-token-0123456789";
 
-/// The slate's background colour (pipelines/slate.pipeline), as RGB.
+/// The slate's background colour (crates/engine/pipelines/slate.pipeline), as RGB.
 pub const SLATE_RGB: [u8; 3] = [0x1f, 0x3a, 0x2e];
 
 pub struct Server {
@@ -32,6 +32,22 @@ pub struct Server {
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh data directory under the target dir, unique per test.
+/// The `fieldcast-probe` binary (the WHEP player and the load generators; `crates/probe`),
+/// built beside the server's by `cargo test --workspace` (its own CLI test needs it).
+pub fn probe_binary() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_fieldcast"))
+        .parent()
+        .expect("the server binary is in a directory");
+    let probe = dir.join("fieldcast-probe");
+    assert!(
+        probe.exists(),
+        "{} is missing: build it with `cargo build --release -p fieldcast-probe` (`make test` \
+         runs `cargo test --workspace`, which does)",
+        probe.display()
+    );
+    probe
+}
+
 pub fn data_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "{name}-{}-{}",
@@ -573,7 +589,7 @@ pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) 
 /// without playing them.
 pub fn whep_offer_sdp() -> String {
     use str0m::media::{Direction, MediaKind};
-    let mut rtc = fieldcast::egress::client::viewer_config().build(Instant::now());
+    let mut rtc = fieldcast_probe::whep::viewer_config().build(Instant::now());
     let local: SocketAddr = "127.0.0.1:9".parse().expect("an address");
     rtc.add_local_candidate(str0m::Candidate::host(local, "udp").expect("a host candidate"));
     let mut changes = rtc.sdp_api();
@@ -646,10 +662,10 @@ impl BrowserScript {
 }
 
 /// The last of 45 frames the project's WHEP client decodes from a session.
-pub fn last_frame(server: &Server, id: &str) -> fieldcast::egress::client::RgbFrame {
-    let report = fieldcast::egress::client::play(
+pub fn last_frame(server: &Server, id: &str) -> fieldcast_probe::whep::RgbFrame {
+    let report = fieldcast_probe::whep::play(
         &server.url(&format!("/whep/{id}")),
-        &fieldcast::egress::client::PlayOptions {
+        &fieldcast_probe::whep::PlayOptions {
             duration: Duration::from_secs(20),
             stop_after_frames: Some(45),
             keep_last_frame: true,
@@ -663,8 +679,8 @@ pub fn last_frame(server: &Server, id: &str) -> fieldcast::egress::client::RgbFr
 /// Share of a rectangle's pixels (inset by `margin`, clipped to the frame) that are near
 /// white, as the product card's panel is.
 pub fn near_white(
-    frame: &fieldcast::egress::client::RgbFrame,
-    r: fieldcast::overlay::layout::Rect,
+    frame: &fieldcast_probe::whep::RgbFrame,
+    r: fieldcast_core::overlay::layout::Rect,
     margin: u32,
 ) -> f64 {
     let (x0, y0) = (r.x.max(0) as u32 + margin, r.y.max(0) as u32 + margin);
@@ -802,7 +818,7 @@ impl Nginx {
         let conf = dir.join("nginx.conf");
         std::fs::write(
             &conf,
-            fieldcast::hls::cache::nginx_main_config(
+            fieldcast_probe::nginx::nginx_main_config(
                 &upstream.to_string(),
                 &listen.to_string(),
                 dir,

@@ -5,7 +5,7 @@
 /// The `http { }`-level configuration for an nginx at `listen` in front of the Fieldcast at
 /// `upstream`, its cache in `cache_dir`.
 pub fn nginx_config(upstream: &str, listen: &str, cache_dir: &std::path::Path) -> String {
-    include_str!("../../docs/nginx-cache.conf")
+    include_str!("../../../docs/nginx-cache.conf")
         .replace("listen 80;", &format!("listen {listen};"))
         .replace("server 127.0.0.1:8080;", &format!("server {upstream};"))
         .replace(

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::packager::{PART_HOLD_BACK, PART_TARGET, SegmentEntry, Snapshot};
+use super::window::{PART_HOLD_BACK, PART_TARGET, SegmentEntry, Snapshot};
 
 /// URI of a whole segment, relative to the playlist. Like a part's, it names the run: a
 /// restarted server counts media sequence numbers from the clock again, and a cache must
@@ -122,7 +122,6 @@ pub fn iso8601(time: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::packager::Packager;
     use super::*;
 
     #[test]
@@ -132,42 +131,5 @@ mod tests {
         assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(iso8601(leap), "2000-02-29T00:00:00.000Z");
-    }
-
-    #[test]
-    fn the_playlists_list_what_the_window_holds() {
-        let mut p = Packager::new(Duration::from_secs(2));
-        for i in 0..140u64 {
-            p.video(&[0, 0, 0, 1, 0x65], i * 33_333_333, i % 60 == 0);
-        }
-        let s = p.snapshot();
-        let plain = String::from_utf8(s.plain.to_vec()).unwrap();
-        let ll = String::from_utf8(s.low_latency.to_vec()).unwrap();
-        let first = s.segments[0].msn;
-        assert!(plain.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n"));
-        assert!(plain.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{first}\n")));
-        // Two complete segments and the one being made.
-        assert_eq!(plain.matches("#EXTINF:2.00000,").count(), 3);
-        assert!(
-            plain.ends_with(&format!("s{}.{}.ts\n", s.epoch, first + 2)),
-            "{plain}"
-        );
-        assert!(!plain.contains("EXT-X-PART"));
-        assert!(ll.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.750\n"));
-        assert!(ll.contains("#EXT-X-PART-INF:PART-TARGET=0.25000\n"));
-        assert_eq!(ll.matches("#EXTINF:").count(), 2);
-        assert_eq!(ll.matches(",INDEPENDENT=YES").count(), 3);
-        let hint = format!(
-            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p{}.{}.ts\"\n",
-            s.epoch, s.next_part
-        );
-        assert!(ll.ends_with(&hint), "{ll}");
-        // Each part is listed once, in order, before its segment's EXTINF.
-        let numbers: Vec<u64> = ll
-            .lines()
-            .filter_map(|l| l.split(&format!("URI=\"p{}.", s.epoch)).nth(1))
-            .filter_map(|r| r.split('.').next()?.parse().ok())
-            .collect();
-        assert_eq!(numbers, (0..=s.next_part).collect::<Vec<_>>());
     }
 }

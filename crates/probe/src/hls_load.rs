@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::packager::PART_TARGET;
+use fieldcast_engine::hls::window::PART_TARGET;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {

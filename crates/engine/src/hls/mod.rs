@@ -6,19 +6,19 @@
 //! start at); the studio's owner closes them again once nobody has asked for that long (see
 //! `studio/owner.rs`).
 //!
-//! - `packager.rs` cuts segments and parts and publishes [`packager::Snapshot`]s;
+//! - `packager.rs` cuts segments and parts and publishes [`window::Snapshot`]s;
+//! - `window.rs` is what a snapshot holds: the segments and parts requests are answered from;
 //! - `playlist.rs` writes the two playlists;
 //! - `ts.rs` writes MPEG-TS;
-//! - `load.rs` is the load generator (`fieldcast hls-swarm`);
-//! - `cache.rs` fills in the nginx cache configuration the README shows.
+//! The load generator (`fieldcast-probe hls-swarm`) and the nginx cache configuration the
+//! tests run are `fieldcast-probe`'s.
 //!
 //! The HTTP side is `control/hls.rs`.
 
-pub mod cache;
-pub mod load;
 pub mod packager;
 pub mod playlist;
 pub mod ts;
+pub mod window;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use str0m::format::Codec;
 use str0m::{Event, IceConnectionState, Input, Output};
 
-use super::client::{ClientError, Negotiated, Signalling, received, viewer_config};
+use crate::whep::{ClientError, Negotiated, Signalling, received, viewer_config};
 
 #[derive(Debug, Clone)]
 pub struct SwarmOptions {

@@ -106,7 +106,7 @@ pub(crate) async fn run(
                 let id = match routed {
                     Some(id) => id,
                     None => {
-                        let by_check = super::stun::local_ufrag(&buf[..n])
+                        let by_check = fieldcast_core::stun::local_ufrag(&buf[..n])
                             .and_then(|ufrag| by_ufrag.get(ufrag))
                             .filter(accepts)
                             .cloned();

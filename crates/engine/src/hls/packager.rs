@@ -23,135 +23,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::ts::{TsWriter, timestamp_90k};
+pub use super::window::{
+    Chunk, PART_HOLD_BACK, PART_SEGMENTS, PART_TARGET, PartEntry, SEGMENTS_KEPT, SegmentEntry,
+    Snapshot,
+};
 
-/// Target duration of a part; a part closes at the first frame past [`PART_CLOSE`] (7
-/// frames, 233 ms, at 30 fps).
-pub const PART_TARGET: Duration = Duration::from_millis(250);
+/// A part closes at the first frame past this.
 const PART_CLOSE: Duration = Duration::from_millis(225);
-/// `PART-HOLD-BACK`: three part targets, as the specification recommends.
-pub const PART_HOLD_BACK: f64 = 0.75;
-/// Complete segments kept (20 s at 1 s segments): the plain playlist lists them all.
-pub const SEGMENTS_KEPT: usize = 20;
-/// Segments whose parts are kept and listed (and the one being made).
-pub const PART_SEGMENTS: usize = 3;
-
-/// One part, or one whole segment: immutable once published.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub bytes: Bytes,
-    pub duration: Duration,
-    /// When it was complete (`Last-Modified`).
-    pub made: SystemTime,
-}
-
-#[derive(Debug, Clone)]
-pub struct PartEntry {
-    /// The part's number (its URI), counted across segments.
-    pub number: u64,
-    pub independent: bool,
-    pub chunk: Chunk,
-}
-
-#[derive(Debug, Clone)]
-pub struct SegmentEntry {
-    pub msn: u64,
-    /// Its `EXTINF`: the grid's segment target, listed before the segment is complete (a
-    /// segment that missed the grid gets its own duration once complete).
-    pub listed: Duration,
-    /// Wall-clock time of its first frame (`EXT-X-PROGRAM-DATE-TIME`).
-    pub started: SystemTime,
-    /// Its complete parts (emptied once the segment is older than the part window).
-    pub parts: Vec<PartEntry>,
-    /// The whole segment, once complete.
-    pub whole: Option<Chunk>,
-}
-
-/// What requests see: the playlists and the media, as of one moment.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    /// The run these names belong to (unix seconds at start), in the segment and part URIs.
-    pub epoch: u64,
-    pub segments: Vec<SegmentEntry>,
-    /// The number the next part will have (the preload hint).
-    pub next_part: u64,
-    /// Plain HLS: the segments, the one being made last.
-    pub plain: Bytes,
-    /// Low-Latency HLS: parts, server control, the preload hint.
-    pub low_latency: Bytes,
-    /// Target duration in whole seconds.
-    pub target_duration: u64,
-}
-
-impl Snapshot {
-    /// The segment being made, or the last one (the live edge), by media sequence number.
-    pub fn edge(&self) -> Option<&SegmentEntry> {
-        self.segments.last()
-    }
-
-    pub fn has_complete_segment(&self) -> bool {
-        self.segments.iter().any(|s| s.whole.is_some())
-    }
-
-    /// Whether a blocking reload for segment `msn` (and part `part`, if given) may be
-    /// answered: that part (or segment) is complete, or a later segment has begun.
-    pub fn reached(&self, msn: u64, part: Option<u64>) -> bool {
-        let Some(edge) = self.edge() else {
-            return false;
-        };
-        if edge.msn > msn {
-            // Segment msn is complete (or gone from the window: the client is far behind).
-            return true;
-        }
-        if edge.msn < msn {
-            return false;
-        }
-        match part {
-            Some(part) => (edge.parts.len() as u64) > part || edge.whole.is_some(),
-            None => edge.whole.is_some(),
-        }
-    }
-
-    pub fn segment(&self, msn: u64) -> Option<&Chunk> {
-        self.segments
-            .iter()
-            .find(|s| s.msn == msn)
-            .and_then(|s| s.whole.as_ref())
-    }
-
-    /// The segment being made, if it is `msn`.
-    pub fn in_progress(&self, msn: u64) -> Option<&SegmentEntry> {
-        self.edge().filter(|s| s.msn == msn && s.whole.is_none())
-    }
-
-    /// Segment `msn` from byte `from` on, as far as it is made: the rest of the whole
-    /// segment once complete, else the rest of its complete parts (a segment is its parts one
-    /// after the other). `None` when the window no longer holds it.
-    pub fn segment_from(&self, msn: u64, from: usize) -> Option<(Vec<Bytes>, bool)> {
-        let segment = self.segments.iter().find(|s| s.msn == msn)?;
-        if let Some(whole) = &segment.whole {
-            return Some((vec![whole.bytes.slice(from.min(whole.bytes.len())..)], true));
-        }
-        let mut offset = 0;
-        let mut rest = Vec::new();
-        for part in &segment.parts {
-            let bytes = &part.chunk.bytes;
-            let end = offset + bytes.len();
-            if end > from {
-                rest.push(bytes.slice(from.saturating_sub(offset)..));
-            }
-            offset = end;
-        }
-        Some((rest, false))
-    }
-
-    pub fn part(&self, number: u64) -> Option<&PartEntry> {
-        self.segments
-            .iter()
-            .rev()
-            .flat_map(|s| s.parts.iter())
-            .find(|p| p.number == number)
-    }
-}
 
 struct OpenPart {
     start: u64,
@@ -627,5 +505,42 @@ mod tests {
         assert!(s.edge().unwrap().msn > last_msn);
         assert!(s.epoch > epoch);
         assert_eq!(s.segments.len(), 1);
+    }
+
+    #[test]
+    fn the_playlists_list_what_the_window_holds() {
+        let mut p = Packager::new(Duration::from_secs(2));
+        for i in 0..140u64 {
+            p.video(&[0, 0, 0, 1, 0x65], i * 33_333_333, i % 60 == 0);
+        }
+        let s = p.snapshot();
+        let plain = String::from_utf8(s.plain.to_vec()).unwrap();
+        let ll = String::from_utf8(s.low_latency.to_vec()).unwrap();
+        let first = s.segments[0].msn;
+        assert!(plain.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n"));
+        assert!(plain.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{first}\n")));
+        // Two complete segments and the one being made.
+        assert_eq!(plain.matches("#EXTINF:2.00000,").count(), 3);
+        assert!(
+            plain.ends_with(&format!("s{}.{}.ts\n", s.epoch, first + 2)),
+            "{plain}"
+        );
+        assert!(!plain.contains("EXT-X-PART"));
+        assert!(ll.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.750\n"));
+        assert!(ll.contains("#EXT-X-PART-INF:PART-TARGET=0.25000\n"));
+        assert_eq!(ll.matches("#EXTINF:").count(), 2);
+        assert_eq!(ll.matches(",INDEPENDENT=YES").count(), 3);
+        let hint = format!(
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p{}.{}.ts\"\n",
+            s.epoch, s.next_part
+        );
+        assert!(ll.ends_with(&hint), "{ll}");
+        // Each part is listed once, in order, before its segment's EXTINF.
+        let numbers: Vec<u64> = ll
+            .lines()
+            .filter_map(|l| l.split(&format!("URI=\"p{}.", s.epoch)).nth(1))
+            .filter_map(|r| r.split('.').next()?.parse().ok())
+            .collect();
+        assert_eq!(numbers, (0..=s.next_part).collect::<Vec<_>>());
     }
 }

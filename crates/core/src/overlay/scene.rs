@@ -5,6 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A new layer's id: `layer_` and 48 random bits.
+pub fn new_layer_id() -> String {
+    format!("layer_{}", crate::ids::random_hex(6))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerKind {

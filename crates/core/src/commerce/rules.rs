@@ -1,7 +1,7 @@
 //! The selling rules, sans-IO: offer states from the clock, whether an order may be taken,
 //! and buyer phone normalisation. No SQL and no time source here: `now` is passed in.
 
-use crate::store::commerce::OfferRow;
+use super::records::OfferRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -27,26 +27,17 @@ pub fn offer_state(offer: &OfferRow, now_ms: i64) -> OfferState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// 409
+    /// No stock left.
     SoldOut,
-    /// 410
+    /// Not started yet, or over.
     NotLive(OfferState),
-    /// 422
+    /// Past the offer's per-buyer limit.
     OverLimit { limit: i64, already: i64 },
-    /// 409: the buyer's network (address) has bought its share of the offer.
+    /// The buyer's network (address) has bought its share of the offer.
     AddressShare { limit: i64 },
 }
 
 impl Refusal {
-    pub fn status(&self) -> u16 {
-        match self {
-            Refusal::SoldOut => 409,
-            Refusal::NotLive(_) => 410,
-            Refusal::OverLimit { .. } => 422,
-            Refusal::AddressShare { .. } => 409,
-        }
-    }
-
     /// A stable name for pages and shops to key their own words on.
     pub fn code(&self) -> &'static str {
         match self {
@@ -241,14 +232,12 @@ mod tests {
             Err(Refusal::SoldOut)
         );
         assert_eq!(
-            check_order(&offer(5, None), 2_500, 1, 0)
-                .unwrap_err()
-                .status(),
-            410
+            check_order(&offer(5, None), 2_500, 1, 0),
+            Err(Refusal::NotLive(OfferState::Ended))
         );
         assert_eq!(
-            check_order(&offer(5, None), 10, 1, 0).unwrap_err().status(),
-            410
+            check_order(&offer(5, None), 10, 1, 0),
+            Err(Refusal::NotLive(OfferState::Scheduled))
         );
         assert_eq!(
             check_order(&offer(5, Some(2)), 1_500, 1, 2),

@@ -133,7 +133,7 @@ pub(crate) fn accept_offer(
     pending: Slot,
 ) -> Result<(Answer, Viewer), WhepError> {
     let (rtc, sdp) = negotiate(offer_sdp, announce)?;
-    let ufrag = super::stun::sdp_ufrag(&sdp)
+    let ufrag = fieldcast_core::stun::sdp_ufrag(&sdp)
         .ok_or_else(|| WhepError::Rtc("the answer has no ICE ufrag".into()))?
         .to_string();
     let viewer_id = random_id();

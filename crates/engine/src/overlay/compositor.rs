@@ -16,13 +16,13 @@ use gstreamer as gst;
 use gstreamer_video::{self as gst_video, VideoFrameExt};
 
 use super::blend::{self, I420, YuvOverlay};
+use super::feed::LiveFeed;
 use super::layout::{self, Rect};
 use super::render::{self, View};
 use super::scene::{Anchor, LayerKind, Transition};
-use crate::commerce::ledger::now_ms;
-use crate::commerce::live::SessionLive;
 use crate::histogram::LatencyHistogram;
 use crate::studio::StudioStats;
+use fieldcast_core::time::now_ms;
 
 /// Upper bounds (ms) of the change-to-frame histogram buckets; the last is +Inf.
 pub const UPDATE_BUCKETS_MS: [f64; 9] = [5.0, 10.0, 20.0, 33.0, 50.0, 66.0, 100.0, 200.0, 500.0];
@@ -72,7 +72,7 @@ struct Cached {
 }
 
 pub struct Compositor {
-    live: Arc<SessionLive>,
+    live: Arc<dyn LiveFeed>,
     stats: Arc<StudioStats>,
     width: u32,
     height: u32,
@@ -88,7 +88,7 @@ pub struct Compositor {
 
 impl Compositor {
     pub fn new(
-        live: Arc<SessionLive>,
+        live: Arc<dyn LiveFeed>,
         stats: Arc<StudioStats>,
         width: u32,
         height: u32,

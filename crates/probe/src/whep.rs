@@ -17,7 +17,7 @@ use str0m::media::{Direction, MediaKind, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
-use crate::media::time_code;
+use fieldcast_engine::media::time_code;
 use gstreamer_video::prelude::VideoFrameExt;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,7 @@ pub struct PlayOptions {
     /// A slow or stuck viewer: this long after connecting, stop reading the socket (and
     /// answering anything) for the rest of `duration`.
     pub stall_after: Option<Duration>,
-    /// Read a wall-clock time code ([`crate::media::time_code`]) at this origin from each
+    /// Read a wall-clock time code ([`fieldcast_engine::media::time_code`]) at this origin from each
     /// decoded picture, as it leaves the decoder, into
     /// [`PlaybackReport::time_code_latency_ms`].
     pub time_code: Option<(usize, usize)>,
@@ -385,7 +385,7 @@ fn post_offer(url: &str, sdp: &str) -> Result<(String, Option<String>), ClientEr
     let mut response = ureq::post(url)
         .header("Content-Type", "application/sdp")
         .send(sdp)
-        .map_err(|e| ClientError::Http(e.to_string()))?;
+        .map_err(|e| ClientError::Http(format!("POST {url}: {e}")))?;
     let location = response
         .headers()
         .get("location")
@@ -394,7 +394,7 @@ fn post_offer(url: &str, sdp: &str) -> Result<(String, Option<String>), ClientEr
     let answer = response
         .body_mut()
         .read_to_string()
-        .map_err(|e| ClientError::Http(e.to_string()))?;
+        .map_err(|e| ClientError::Http(format!("POST {url}: reading the answer: {e}")))?;
     Ok((answer, location))
 }
 
@@ -408,7 +408,7 @@ fn delete_resource(whep_url: &str, location: &str) -> Result<(), ClientError> {
     };
     ureq::delete(&url)
         .call()
-        .map_err(|e| ClientError::Http(e.to_string()))?;
+        .map_err(|e| ClientError::Http(format!("DELETE {url}: {e}")))?;
     Ok(())
 }
 

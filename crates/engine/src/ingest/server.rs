@@ -11,17 +11,28 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::flv::{AudioTag, VideoTag};
+use super::health::IngestBoard;
 use super::health::PublisherWatch;
+use super::limits::IngestLimits;
 use super::limits::{ADMIT_DEADLINE, CloseReason, MEDIA_IDLE_DEADLINE, WRITE_DEADLINE};
 use super::rtmp::session::{APP_NAME, ServerSession, SessionEvent};
-use crate::app::{AppState, redact};
+use super::{PublishRefused, Publishers};
 use crate::media::decode::PublisherDecode;
 use crate::studio::{PublisherLink, StudioHandle};
+use fieldcast_core::ids::redact;
 
 /// Bytes read per socket read.
 const READ_BUFFER: usize = 64 * 1024;
 
-pub async fn serve(listener: TcpListener, app: AppState) {
+/// What every RTMP connection shares: who may publish, the caps, and the health board.
+#[derive(Clone)]
+pub struct Ingest {
+    pub publishers: std::sync::Arc<dyn Publishers>,
+    pub limits: std::sync::Arc<IngestLimits>,
+    pub board: std::sync::Arc<IngestBoard>,
+}
+
+pub async fn serve(listener: TcpListener, app: Ingest) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -34,7 +45,7 @@ pub async fn serve(listener: TcpListener, app: AppState) {
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {
-            let limits = &app.ingest;
+            let limits = &app.limits;
             let Some(_slot) = limits.admit(peer.ip()) else {
                 // Closed at once: an over-cap client costs an accept and a close.
                 limits.count_close(CloseReason::OverCapacity);
@@ -71,7 +82,7 @@ fn mask(peer: SocketAddr) -> String {
 }
 
 struct Connection {
-    app: AppState,
+    app: Ingest,
     peer: SocketAddr,
     publisher: Option<(StudioHandle, PublisherLink)>,
     decode: Option<PublisherDecode>,
@@ -165,7 +176,7 @@ impl Connection {
             }
             if let Some(reason) = refused {
                 self.app
-                    .ingest
+                    .limits
                     .refused_publishes
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = tokio::time::timeout(WRITE_DEADLINE, stream.shutdown()).await;
@@ -262,36 +273,35 @@ impl Connection {
                 "unknown application {app:?}: publish to rtmp://HOST:PORT/{APP_NAME}/STREAM_KEY"
             ));
         }
-        let row = match self.app.store.session_by_key(stream_key) {
-            Ok(Some(row)) => row,
-            Ok(None) => {
+        // The lookup may read the database: off the async workers.
+        let publishers = self.app.publishers.clone();
+        let key = stream_key.to_string();
+        let admitted = tokio::task::spawn_blocking(move || publishers.admit(&key))
+            .await
+            .unwrap_or(Err(PublishRefused::Unavailable));
+        let (session_id, studio) = match admitted {
+            Ok(admitted) => admitted,
+            Err(PublishRefused::UnknownKey) => {
                 tracing::warn!(peer = %mask(self.peer), stream_key = %redact(stream_key), "unknown stream key refused");
                 return Err("unknown stream key".into());
             }
-            Err(e) => {
-                tracing::error!(error = %e, "stream key lookup failed");
-                return Err("server error; try again".into());
-            }
+            Err(PublishRefused::Unavailable) => return Err("server error; try again".into()),
         };
-        let studio = self.app.go_live(&row).map_err(|e| {
-            tracing::error!(session.id = %row.id, error = %e, "studio did not start");
-            "server error; try again".to_string()
-        })?;
         let link = studio
             .attach_publisher(MEDIA_IDLE_DEADLINE)
             .await
             .map_err(|e| e.to_string())?;
-        let decode = PublisherDecode::start(&row.id, &link.format, link.feed.clone());
+        let decode = PublisherDecode::start(&session_id, &link.format, link.feed.clone());
         match decode {
             Ok(decode) => self.decode = Some(decode),
             Err(e) => {
                 studio.detach_publisher(link.id).await;
-                tracing::error!(session.id = %row.id, error = %e, "publisher decode did not start");
+                tracing::error!(session.id = %session_id, error = %e, "publisher decode did not start");
                 return Err("server error; try again".into());
             }
         }
-        tracing::info!(session.id = %row.id, peer = %mask(self.peer), "publisher live");
-        self.watch = Some(self.app.ingest_health.publisher(&row.id, mask(self.peer)));
+        tracing::info!(session.id = %session_id, peer = %mask(self.peer), "publisher live");
+        self.watch = Some(self.app.board.publisher(&session_id, mask(self.peer)));
         self.publisher = Some((studio, link));
         Ok(())
     }

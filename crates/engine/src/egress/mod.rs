@@ -3,11 +3,8 @@
 //! RTP header, SRTP and the send remain.
 
 pub mod admission;
-pub mod client;
 mod event_loop;
 mod send;
-mod stun;
-pub mod swarm;
 mod viewer;
 pub mod whep;
 

@@ -11,11 +11,11 @@ use tiny_skia::{
     Color, FillRule, Paint, PathBuilder, Pixmap, PixmapPaint, Rect as SkRect, Stroke, Transform,
 };
 
+use super::feed::{Pinned, Toast};
 use super::scene::{Layer, LayerKind, Metric, parse_color};
 use super::text::{TextAlign, TextStyle, engine};
-use crate::commerce::live::{Pinned, Toast};
-use crate::commerce::rules::{OfferState, offer_state};
-use crate::store::commerce::OfferRow;
+use fieldcast_core::commerce::records::OfferRow;
+use fieldcast_core::commerce::rules::{OfferState, offer_state};
 
 /// How long a purchase toast stays on screen (transitions included).
 pub const TOAST_SHOW_MS: i64 = 4000;
@@ -735,7 +735,7 @@ mod tests {
     #[test]
     fn a_card_renders_for_an_offer_at_full_price_and_at_a_discount() {
         use crate::overlay::scene::{LayerKind, template};
-        use crate::store::commerce::ProductRow;
+        use fieldcast_core::commerce::records::ProductRow;
         for unit_amount in [5900, 3900] {
             let (done, finished) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
