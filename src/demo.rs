@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use fieldcast_core::ids::random_hex;
 
 pub const PRODUCT_NAME: &str = "Rose jam";
@@ -22,15 +21,16 @@ const SALE_QUANTITY: i64 = 40;
 const ORDER_EVERY: Duration = Duration::from_secs(12);
 const CITIES: [&str; 5] = ["Kashgar", "Turpan", "Hotan", "Ghulja", "Aksu"];
 
-/// Starts the demo's show on `session_id` in a thread of its own.
-pub fn start(app: &AppState, session_id: &str) {
-    let mut addr = app.http_addr;
+/// Starts the demo's show on `session_id` in a thread of its own: it calls the server at
+/// `http` with the operator `token`, as a shop's own program would.
+pub fn start(http: std::net::SocketAddr, token: &str, session_id: &str) {
+    let mut addr = http;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let show = Show {
         base: format!("http://{addr}"),
-        token: app.api_token.clone(),
+        token: token.to_string(),
         session_id: session_id.to_string(),
         agent: ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))

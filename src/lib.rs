@@ -7,4 +7,5 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod server;
+pub mod shows;
 pub mod store;

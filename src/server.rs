@@ -82,8 +82,6 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raises the open-file limit to its hard maximum: every viewer's SSE stream, publisher and
-/// HTTP client holds a socket, and Debian's default soft limit is 1024.
 /// Makes aws-lc-rs the process's TLS crypto for outgoing HTTPS (webhooks, a shop's JWKS, the
 /// WHEP client). Called before any HTTP agent is made; a second call does nothing.
 pub fn install_tls_provider() {
@@ -129,19 +127,19 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         http.local_addr()?,
         rtmp.local_addr()?,
     )?;
-    app.resume_live_sessions()?;
+    app.shows.resume_live_sessions()?;
     if demo {
         start_demo(&app)?;
     }
-    tokio::spawn(fieldcast_engine::ingest::serve(rtmp, app.ingest()));
-    let router = crate::control::router(app.clone());
-    println!("console:       {}/console", app.http_base());
+    tokio::spawn(fieldcast_engine::ingest::serve(rtmp, app.ingest.clone()));
+    let router = crate::control::router(app.control.clone());
+    println!("console:       {}/console", app.shows.http_base());
     // One machine-readable line for scripts and tests.
     println!(
         "fieldcast ready http={} rtmp={} webrtc={}",
-        app.http_addr, app.rtmp_addr, app.egress.local
+        app.http_addr, app.rtmp_addr, app.control.egress.local
     );
-    tracing::info!(http = %app.http_addr, rtmp = %app.rtmp_addr, webrtc = %app.egress.local, "listening");
+    tracing::info!(http = %app.http_addr, rtmp = %app.rtmp_addr, webrtc = %app.control.egress.local, "listening");
     let stopping = app.clone();
     axum::serve(
         http,
@@ -153,11 +151,11 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         // server's wait for open connections ends.
         tracing::info!("shutting down: refusing new work");
         stopping.shutdown.send_replace(true);
-        let viewers = stopping.egress.end_all().await;
+        let viewers = stopping.control.egress.end_all().await;
         tracing::info!(viewers, "viewers' sessions closed");
     })
     .await?;
-    crate::commerce::flush_likes(&app);
+    crate::commerce::flush_likes(&app.commerce.live, &app.shows.store);
     // Every order the ledger has taken is answered; then its database connection closes.
     app.commerce.ledger.close().await;
     tracing::info!("shut down cleanly");
@@ -181,19 +179,24 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
 
 /// The demo session: created once, on air at once with the built-in test pattern.
 fn start_demo(app: &AppState) -> anyhow::Result<()> {
-    let existing = app.store.sessions()?.into_iter().find(|r| r.test_pattern);
+    let existing = app
+        .shows
+        .store
+        .sessions()?
+        .into_iter()
+        .find(|r| r.test_pattern);
     let row = match existing {
         Some(row) => row,
-        None => app.create_session(DEMO_TITLE, true)?,
+        None => app.shows.create_session(DEMO_TITLE, true)?,
     };
-    app.go_live(&row)?;
-    let base = app.http_base();
+    app.shows.go_live(&row)?;
+    let base = app.shows.http_base();
     println!("demo session {}:", row.id);
     println!("  watch:       {base}/watch/{}", row.id);
-    println!("  OBS server:  {}", app.rtmp_server());
+    println!("  OBS server:  {}", app.shows.rtmp_server());
     println!("  stream key:  {}", row.stream_key);
     tracing::info!(session.id = %row.id, stream_key = %redact(&row.stream_key), "demo session on air");
-    crate::demo::start(app, &row.id);
+    crate::demo::start(app.http_addr, &app.api_token, &row.id);
     Ok(())
 }
 

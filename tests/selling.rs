@@ -1414,7 +1414,7 @@ fn a_shops_buyer_tokens_make_the_customer_the_buyer() {
     assert!(body.contains("signature"), "{body}");
 
     // Refused with the reason, and never counted as an order.
-    let forged = hs256("mallory").replace(|c: char| c == 'A', "B");
+    let forged = hs256("mallory").replace('A', "B");
     let (status, body) = order(client_ip(3), 600, "+86 135 0000 0001", 1, &forged);
     assert_eq!(status, 401, "{body}");
     let expired = buyer_token(

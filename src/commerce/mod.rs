@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::app::AppState;
+use crate::store::Store;
 
 pub use ledger::StockLedger;
 
@@ -41,22 +41,22 @@ pub struct Commerce {
     pub webhook_wake: Arc<Notify>,
 }
 
-/// Starts the background work of selling: likes flushing, the offer clock, webhooks.
-pub fn spawn_background(app: AppState) {
+/// Starts the background work of selling: likes flushing, the offer clock, webhooks, and
+/// pruning old idempotency records and delivered events.
+pub fn spawn_background(commerce: &Commerce, store: Arc<Store>) {
     tokio::spawn(webhooks::dispatch(
-        app.clone(),
-        app.commerce.webhook_wake.clone(),
+        store.clone(),
+        commerce.webhook_wake.clone(),
     ));
-    let pruner = app.clone();
+    let pruner = store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
             tick.tick().await;
-            let app = pruner.clone();
+            let store = pruner.clone();
             let now = fieldcast_core::time::unix_now();
             let pruned = tokio::task::spawn_blocking(move || {
-                app.store
-                    .prune(now - IDEMPOTENCY_KEEP_S, now - DELIVERED_KEEP_S)
+                store.prune(now - IDEMPOTENCY_KEEP_S, now - DELIVERED_KEEP_S)
             })
             .await;
             match pruned {
@@ -73,30 +73,30 @@ pub fn spawn_background(app: AppState) {
             }
         }
     });
-    let clock = app.clone();
+    let ledger = commerce.ledger.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(OFFER_CLOCK);
         loop {
             tick.tick().await;
-            clock.commerce.ledger.end_due_offers();
+            ledger.end_due_offers();
         }
     });
+    let live = commerce.live.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(LIKES_FLUSH);
         loop {
             tick.tick().await;
-            flush_likes(&app);
-            app.public.forget_idle();
+            flush_likes(&live, &store);
         }
     });
 }
 
 /// Writes counted likes to SQLite.
-pub fn flush_likes(app: &AppState) {
-    for live in app.commerce.live.known() {
+pub fn flush_likes(live: &live::LiveHub, store: &Store) {
+    for live in live.known() {
         let pending = live.pending_likes.swap(0, Ordering::Relaxed);
         if pending > 0
-            && let Err(e) = app.store.add_likes(&live.session_id, pending)
+            && let Err(e) = store.add_likes(&live.session_id, pending)
         {
             live.pending_likes.fetch_add(pending, Ordering::Relaxed);
             tracing::error!(error = %e, "likes flush failed");

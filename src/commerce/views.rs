@@ -95,10 +95,7 @@ impl ProductView {
             origin: p.origin.clone(),
             harvest_date: p.harvest_date.clone(),
             description: p.description.clone(),
-            image_url: p
-                .image_hash
-                .as_deref()
-                .map(crate::control::assets::image_url),
+            image_url: p.image_hash.as_deref().map(image_url),
             created_at: p.created_at,
         }
     }
@@ -170,4 +167,9 @@ pub fn offer_json(offer: &OfferRow, now_ms: i64) -> Value {
 /// The order as JSON (ledger answers and events).
 pub fn order_json(order: &OrderRow) -> Value {
     value(OrderView::of(order))
+}
+
+/// The public URL of a photo by its hash (`GET /images/{hash}.png`).
+pub fn image_url(hash: &str) -> String {
+    format!("/images/{hash}.png")
 }

@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::Notify;
 
-use crate::app::AppState;
+use crate::store::Store;
 use crate::store::commerce::{OutboxRow, WebhookRow};
 use fieldcast_core::time::unix_now;
 
@@ -48,7 +48,7 @@ pub fn backoff_s(attempts: i64) -> i64 {
 /// dead or slow endpoint delays only its own events (up to [`TIMEOUT`] each), never another
 /// endpoint's. An endpoint's events go in order; after a failure the rest wait for the next
 /// pass (the failed one backs off).
-pub async fn dispatch(app: AppState, wake: Arc<Notify>) {
+pub async fn dispatch(store: Arc<Store>, wake: Arc<Notify>) {
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
@@ -57,7 +57,7 @@ pub async fn dispatch(app: AppState, wake: Arc<Notify>) {
     let mut in_flight: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
         in_flight.retain(|_, task| !task.is_finished());
-        let hooks = app.store.webhooks().unwrap_or_else(|e| {
+        let hooks = store.webhooks().unwrap_or_else(|e| {
             tracing::error!(error = %e, "webhooks read failed");
             Vec::new()
         });
@@ -65,8 +65,7 @@ pub async fn dispatch(app: AppState, wake: Arc<Notify>) {
             if in_flight.contains_key(&hook.id) {
                 continue;
             }
-            let due = app
-                .store
+            let due = store
                 .due_deliveries(&hook.id, unix_now(), BATCH)
                 .unwrap_or_else(|e| {
                     tracing::error!(error = %e, "outbox read failed");
@@ -75,10 +74,10 @@ pub async fn dispatch(app: AppState, wake: Arc<Notify>) {
             if due.is_empty() {
                 continue;
             }
-            let (app, agent, id) = (app.clone(), agent.clone(), hook.id.clone());
+            let (store, agent, id) = (store.clone(), agent.clone(), hook.id.clone());
             let task = tokio::spawn(async move {
                 for entry in due {
-                    if !deliver(&app, &agent, &hook, entry).await {
+                    if !deliver(&store, &agent, &hook, entry).await {
                         return;
                     }
                 }
@@ -93,7 +92,7 @@ pub async fn dispatch(app: AppState, wake: Arc<Notify>) {
 }
 
 /// One delivery attempt, recorded in the outbox. True when the endpoint took it.
-async fn deliver(app: &AppState, agent: &ureq::Agent, hook: &WebhookRow, entry: OutboxRow) -> bool {
+async fn deliver(store: &Store, agent: &ureq::Agent, hook: &WebhookRow, entry: OutboxRow) -> bool {
     let (agent, url, secret) = (agent.clone(), hook.url.clone(), hook.secret.clone());
     let body = entry.body.clone();
     let (event_id, event_type) = (entry.event_id.clone(), entry.event_type.clone());
@@ -114,12 +113,10 @@ async fn deliver(app: &AppState, agent: &ureq::Agent, hook: &WebhookRow, entry: 
     .unwrap_or_else(|e| Err(e.to_string()));
     let now = unix_now();
     let (delivered, stored) = match result {
-        Ok(status) if (200..300).contains(&status) => {
-            (true, app.store.mark_delivered(entry.seq, now))
-        }
+        Ok(status) if (200..300).contains(&status) => (true, store.mark_delivered(entry.seq, now)),
         Ok(status) => (
             false,
-            app.store.mark_failed(
+            store.mark_failed(
                 entry.seq,
                 now + backoff_s(entry.attempts),
                 &format!("HTTP {status}"),
@@ -127,8 +124,7 @@ async fn deliver(app: &AppState, agent: &ureq::Agent, hook: &WebhookRow, entry: 
         ),
         Err(e) => (
             false,
-            app.store
-                .mark_failed(entry.seq, now + backoff_s(entry.attempts), &e),
+            store.mark_failed(entry.seq, now + backoff_s(entry.attempts), &e),
         ),
     };
     if let Err(e) = stored {

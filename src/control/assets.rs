@@ -13,7 +13,14 @@ use sha2::{Digest, Sha256};
 
 use super::cacheable::held;
 use super::error::ApiError;
-use crate::app::AppState;
+use crate::shows::Shows;
+
+handles! {
+    /// What the page-file routes use.
+    Assets {
+    shows: Shows,
+    }
+}
 
 include!(concat!(env!("OUT_DIR"), "/i18n.rs"));
 
@@ -100,7 +107,7 @@ fn etags() -> &'static Vec<String> {
 
 /// `GET /web/{file}` and `GET /web/i18n/{lang}.json`.
 #[utoipa::path(get, path = "/web/{file}", tag = "pages", params(("file" = String, Path, description = "File name")),
-    responses((status = 200, description = "A script or style of the pages", body = String, content_type = "text/javascript"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such file", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "A script or style of the pages", body = String, content_type = "text/javascript"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such file", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn web_file(UrlPath(file): UrlPath<String>, headers: HeaderMap) -> Response {
     if let Some(i) = FILES.iter().position(|(name, _, _)| *name == file) {
         let (_, content_type, text) = FILES[i];
@@ -110,7 +117,7 @@ pub async fn web_file(UrlPath(file): UrlPath<String>, headers: HeaderMap) -> Res
 }
 
 #[utoipa::path(get, path = "/web/i18n/{file}", tag = "pages", params(("file" = String, Path, description = "`{lang}.json`")),
-    responses((status = 200, description = "The pages' strings in one language", body = Object), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such language", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The pages' strings in one language", body = Object), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such language", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn language_file(UrlPath(file): UrlPath<String>, headers: HeaderMap) -> Response {
     let tag = file.strip_suffix(".json").unwrap_or("");
     match LANGUAGES.iter().position(|(t, _)| *t == tag) {
@@ -197,16 +204,11 @@ pub fn publish_image(images: &Path, stored: &Path) -> std::io::Result<String> {
     Ok(hash)
 }
 
-/// The public URL of a photo by its hash.
-pub fn image_url(hash: &str) -> String {
-    format!("/images/{hash}.png")
-}
-
 /// `GET /images/{sha256}.png`: a product photo, public and cacheable for a year.
 #[utoipa::path(get, path = "/images/{file}", tag = "pages", params(("file" = String, Path, description = "`{sha256}.png`")),
-    responses((status = 200, description = "A product photo, immutable", body = Vec<u8>, content_type = "image/png"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such image", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "A product photo, immutable", body = Vec<u8>, content_type = "image/png"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such image", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn image(
-    State(state): State<AppState>,
+    State(state): State<Assets>,
     UrlPath(file): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -216,6 +218,7 @@ pub async fn image(
         .ok_or_else(|| ApiError::not_found("image"))?;
     let etag = format!("\"{hash}\"");
     let path = state
+        .shows
         .images_dir()
         .join("by-hash")
         .join(format!("{hash}.png"));

@@ -1,26 +1,29 @@
 //! Operator authentication: `Authorization: Bearer TOKEN`.
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::app::AppState;
 
 /// Compares in time independent of where the first difference is.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn check(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
+/// The operator's bearer token.
+#[derive(Clone)]
+pub struct OperatorToken(pub std::sync::Arc<str>);
+
+fn check(headers: &HeaderMap, token: &OperatorToken) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(token) if same(token.trim().as_bytes(), state.api_token.as_bytes()) => Ok(()),
+        Some(presented) if same(presented.trim().as_bytes(), token.0.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "the bearer token is not valid",
@@ -34,11 +37,11 @@ fn check(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
 
 /// Middleware for routes that are operator-only as a whole.
 pub async fn require_operator(
-    State(state): State<AppState>,
+    State(token): State<OperatorToken>,
     request: Request,
     next: Next,
 ) -> Response {
-    match check(request.headers(), &state) {
+    match check(request.headers(), &token) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }
@@ -47,10 +50,13 @@ pub async fn require_operator(
 /// Extractor for operator-only handlers on paths that also have public methods.
 pub struct Operator;
 
-impl FromRequestParts<AppState> for Operator {
+impl<S: Send + Sync> FromRequestParts<S> for Operator
+where
+    OperatorToken: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        check(&parts.headers, state).map(|()| Operator)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        check(&parts.headers, &OperatorToken::from_ref(state)).map(|()| Operator)
     }
 }

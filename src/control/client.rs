@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::commerce::rate::RateLimiter;
 use crate::config::Rate;
 use fieldcast_engine::slots::{AddressSlots, Slot};
@@ -161,10 +160,14 @@ impl PublicLimits {
 /// The client address of a request (see the module doc).
 pub struct Client(pub IpAddr);
 
-impl FromRequestParts<AppState> for Client {
+impl<S: Send + Sync> FromRequestParts<S> for Client
+where
+    std::sync::Arc<crate::config::Settings>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let settings = std::sync::Arc::<crate::config::Settings>::from_ref(state);
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -177,7 +180,7 @@ impl FromRequestParts<AppState> for Client {
                 .get_all("x-forwarded-for")
                 .iter()
                 .filter_map(|v| v.to_str().ok()),
-            &state.settings.trusted_proxies,
+            &settings.trusted_proxies,
         )))
     }
 }

@@ -6,12 +6,22 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::client::PublicLimits;
 use super::client::{Client, PublicRoute};
 use super::error::{ApiError, ApiJson};
-use crate::app::AppState;
 use crate::commerce::devices::DEVICE_TOKEN_LIFETIME_S;
+use crate::commerce::devices::DeviceKeys;
 use fieldcast_core::ids::random_hex;
 use fieldcast_core::time::now_ms;
+use std::sync::Arc;
+
+handles! {
+    /// What minting a device token uses.
+    Devices {
+    public: Arc<PublicLimits>,
+    devices: DeviceKeys,
+    }
+}
 
 /// The header an order carries its device token in.
 pub const DEVICE_HEADER: &str = "fieldcast-device";
@@ -28,9 +38,9 @@ pub struct DeviceToken {
 /// device instead of per address. Minted at a bounded rate per address (`rate_devices`).
 #[utoipa::path(post, path = "/api/v1/devices", tag = "orders",
     responses((status = 201, description = "A new device token", body = DeviceToken),
-        (status = 429, description = "Too many new devices from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+        (status = 429, description = "Too many new devices from this address (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn mint(
-    State(state): State<AppState>,
+    State(state): State<Devices>,
     Client(client): Client,
 ) -> Result<Response, ApiError> {
     state.public.check(PublicRoute::Devices, client)?;

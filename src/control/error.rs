@@ -84,8 +84,8 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-impl From<crate::app::SessionError> for ApiError {
-    fn from(e: crate::app::SessionError) -> Self {
+impl From<crate::shows::SessionError> for ApiError {
+    fn from(e: crate::shows::SessionError) -> Self {
         Self::internal(e)
     }
 }
@@ -99,4 +99,21 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         Json(self.0).into_response()
     }
+}
+
+/// An error, as every route answers it (RFC 9457 `application/problem+json`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Problem {
+    /// Always `about:blank`.
+    #[schema(rename = "type")]
+    r#type: String,
+    /// The status's reason phrase.
+    title: String,
+    status: u16,
+    /// What went wrong and what to do, in words.
+    detail: String,
+    /// A machine-readable reason, on the ledger's refusals: `sold_out`, `only_left`,
+    /// `not_started`, `ended`, `over_limit`.
+    code: Option<String>,
 }

@@ -3,11 +3,34 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use super::client::PublicLimits;
+use crate::commerce::ledger::StockLedger;
+use crate::commerce::live::LiveHub;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use fieldcast_engine::egress::Egress;
+use fieldcast_engine::hls::HlsCounters;
+use fieldcast_engine::ingest::health::IngestBoard;
+use fieldcast_engine::ingest::limits::IngestLimits;
+use fieldcast_engine::overlay::compositor::OverlayCounters;
+use fieldcast_engine::studio::Studios;
+use std::sync::Arc;
 
-use crate::app::AppState;
+handles! {
+    /// What the health, stats and metrics routes read.
+    Health {
+    egress: Egress,
+    overlay_counters: Arc<OverlayCounters>,
+    ingest: Arc<IngestLimits>,
+    ingest_health: Arc<IngestBoard>,
+    public: Arc<PublicLimits>,
+    ledger: StockLedger,
+    hls: Arc<HlsCounters>,
+    studios: Arc<Studios>,
+    live: Arc<LiveHub>,
+    }
+}
 
 /// The server's egress and overlay figures since it started, for the console.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -28,8 +51,8 @@ pub struct Stats {
 
 #[utoipa::path(get, path = "/api/v1/stats", tag = "server", security(("operator" = [])),
     responses((status = 200, description = "Egress and overlay health", body = Stats),
-        (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json")))]
-pub async fn stats(State(state): State<AppState>) -> axum::Json<Stats> {
+        (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn stats(State(state): State<Health>) -> axum::Json<Stats> {
     let c = &state.egress.counters;
     let ms = |h: &fieldcast_engine::histogram::LatencyHistogram, q| {
         fieldcast_engine::histogram::quantile(&h.buckets(), q).map(|s| (s * 1e4).round() / 10.0)
@@ -55,7 +78,7 @@ pub async fn healthz() -> &'static str {
 /// Counters of the egress loop and studios.
 #[utoipa::path(get, path = "/metrics", tag = "server",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<Health>) -> impl IntoResponse {
     let c = &state.egress.counters;
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
@@ -184,7 +207,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(
         out,
         "# HELP fieldcast_ledger_queue Requests waiting for the stock ledger.\n# TYPE fieldcast_ledger_queue gauge\nfieldcast_ledger_queue {}",
-        state.commerce.ledger.queued()
+        state.ledger.queued()
     );
     let hls = &state.hls;
     for (name, help, kind, value) in [
@@ -224,7 +247,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// The series labelled `session="ID"`: for running studios (viewers, datagrams), sessions
 /// with a live state since start (orders) and sessions a publisher came to (ingest).
-fn per_session(state: &AppState, out: &mut String) {
+fn per_session(state: &Health, out: &mut String) {
     let studios = state.studios.all_stats();
     let mut family =
         |name: &str, help: &str, kind: &str, values: &mut dyn Iterator<Item = (String, u64)>| {
@@ -267,7 +290,6 @@ fn per_session(state: &AppState, out: &mut String) {
         "Orders confirmed for the session since the server started.",
         "counter",
         &mut state
-            .commerce
             .live
             .known()
             .into_iter()
@@ -277,7 +299,7 @@ fn per_session(state: &AppState, out: &mut String) {
         "fieldcast_session_state_answers_total",
         "Live-state reads (GET .../state) answered by this server: behind caches, about one per state version and cache.",
         "counter",
-        &mut state.commerce.live.known().into_iter().map(|l| {
+        &mut state.live.known().into_iter().map(|l| {
             (
                 l.session_id.clone(),
                 l.state_answers.load(Ordering::Relaxed),

@@ -28,9 +28,18 @@ use bytes::Bytes;
 use super::cacheable::{answer, held, open_to_all};
 use super::client::Client;
 use super::error::ApiError;
-use crate::app::AppState;
+use fieldcast_engine::hls::HlsCounters;
 use fieldcast_engine::hls::HlsStream;
 use fieldcast_engine::hls::packager::{PART_TARGET, Published, Snapshot};
+use fieldcast_engine::studio::Studios;
+
+handles! {
+    /// What the HLS routes use.
+    Hls {
+    studios: Arc<Studios>,
+    hls: Arc<HlsCounters>,
+    }
+}
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MEDIA_TYPE: &str = "video/mp2t";
@@ -46,7 +55,7 @@ const LIVE_EDGE: &str = "public, max-age=0";
 const START_WAIT: Duration = Duration::from_secs(6);
 
 /// The studio's HLS, or 404 when the session is not on air.
-fn stream(state: &AppState, session_id: &str) -> Result<Arc<HlsStream>, ApiError> {
+fn stream(state: &Hls, session_id: &str) -> Result<Arc<HlsStream>, ApiError> {
     state
         .studios
         .get(session_id)
@@ -77,18 +86,18 @@ async fn started(hls: &HlsStream) -> Result<Published, ApiError> {
 }
 
 /// Counts a request that waits, for as long as it waits.
-struct Blocking(AppState);
+struct Blocking(Arc<HlsCounters>);
 
 impl Blocking {
-    fn new(state: &AppState) -> Self {
+    fn new(state: &Hls) -> Self {
         state.hls.blocking_open.fetch_add(1, Ordering::Relaxed);
-        Self(state.clone())
+        Self(state.hls.clone())
     }
 }
 
 impl Drop for Blocking {
     fn drop(&mut self) {
-        self.0.hls.blocking_open.fetch_sub(1, Ordering::Relaxed);
+        self.0.blocking_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -110,10 +119,10 @@ fn last_made(snapshot: &Snapshot) -> SystemTime {
 #[utoipa::path(get, path = "/hls/{session_id}/index.m3u8", tag = "playing", params(("session_id" = String, Path, description = "Session id")),
     responses((status = 200, description = "Plain HLS media playlist (MPEG-TS segments)", body = String, content_type = "application/vnd.apple.mpegurl"),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 404, description = "The session is not on air", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "HLS is starting", body = super::openapi::Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "The session is not on air", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "HLS is starting", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn plain_playlist(
-    State(state): State<AppState>,
+    State(state): State<Hls>,
     Path(session_id): Path<String>,
     client: Client,
     headers: HeaderMap,
@@ -170,11 +179,11 @@ fn number(value: &Option<String>, name: &str) -> Result<Option<u64>, ApiError> {
 #[utoipa::path(get, path = "/hls/{session_id}/ll.m3u8", tag = "playing", params(("session_id" = String, Path, description = "Session id"), Reload),
     responses((status = 200, description = "Low-Latency HLS media playlist (parts, blocking reload, preload hint)", body = String, content_type = "application/vnd.apple.mpegurl"),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 400, description = "Bad or far-future `_HLS_msn` / `_HLS_part`", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The session is not on air", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "HLS is starting, or the part did not come within three target durations", body = super::openapi::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "Bad or far-future `_HLS_msn` / `_HLS_part`", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The session is not on air", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "HLS is starting, or the part did not come within three target durations", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn low_latency_playlist(
-    State(state): State<AppState>,
+    State(state): State<Hls>,
     Path(session_id): Path<String>,
     Query(reload): Query<Reload>,
     client: Client,
@@ -260,9 +269,9 @@ fn parse_media(file: &str) -> Option<Media> {
 #[utoipa::path(get, path = "/hls/{session_id}/{file}", tag = "playing", params(("session_id" = String, Path, description = "Session id"), ("file" = String, Path, description = "`s{epoch}.{msn}.ts` or `p{epoch}.{n}.ts`")),
     responses((status = 200, description = "MPEG-TS: H.264 and AAC", body = Vec<u8>, content_type = "video/mp2t"),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 404, description = "Not in the window (too old, or not a media name)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "Not in the window (too old, or not a media name)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn media(
-    State(state): State<AppState>,
+    State(state): State<Hls>,
     Path((session_id, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
@@ -339,7 +348,7 @@ pub async fn media(
 /// not end within three target durations, the answer breaks off instead of ending, so no
 /// cache keeps half a segment.
 fn growing_segment(
-    state: &AppState,
+    state: &Hls,
     hls: Arc<HlsStream>,
     request: &HeaderMap,
     (epoch, msn): (u64, u64),

@@ -13,11 +13,25 @@ use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
 use super::cacheable::{answer, open_to_all};
+use super::client::PublicLimits;
 use super::client::{Client, PublicRoute};
 use super::error::{ApiError, ApiJson};
-use crate::app::AppState;
+use crate::commerce::live::LiveHub;
 use crate::commerce::live::with_number;
+use crate::store::Store;
 use fieldcast_core::time::now_ms;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+handles! {
+    /// What the live-state routes use.
+    Live {
+    store: Arc<Store>,
+    live: Arc<LiveHub>,
+    public: Arc<PublicLimits>,
+    shutdown: watch::Sender<bool>,
+    }
+}
 
 /// Most likes one request may carry (a phone batches taps).
 pub const MAX_LIKES_PER_REQUEST: i64 = 100;
@@ -30,9 +44,9 @@ pub struct Likes {
 
 /// Counts likes (202): aggregated in memory, written to SQLite every second.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/likes", tag = "live", params(("id" = String, Path, description = "Session id")), request_body = Likes,
-    responses((status = 202, description = "Counted", body = Object), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 202, description = "Counted", body = Object), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn like(
-    State(state): State<AppState>,
+    State(state): State<Live>,
     Path(session_id): Path<String>,
     Client(client): Client,
     ApiJson(body): ApiJson<Likes>,
@@ -46,11 +60,7 @@ pub async fn like(
     if state.store.session(&session_id)?.is_none() {
         return Err(ApiError::not_found("session"));
     }
-    state
-        .commerce
-        .live
-        .session(&session_id)
-        .add_likes(body.count);
+    state.live.session(&session_id).add_likes(body.count);
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -64,9 +74,9 @@ fn with_server_time(snapshot: &str, now_ms: i64) -> String {
 /// Server-Sent Events: the whole live state on connect, then each change (at most 10 a
 /// second). A slow client skips to the latest state.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/events", tag = "live", params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "Server-Sent Events: the live state (`likes`, `pinned`, `offers`, `toasts`, `picture`, `server_time_ms`) on connect and after each change", body = String, content_type = "text/event-stream"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Server-Sent Events: the live state (`likes`, `pinned`, `offers`, `toasts`, `picture`, `server_time_ms`) on connect and after each change", body = String, content_type = "text/event-stream"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn events(
-    State(state): State<AppState>,
+    State(state): State<Live>,
     Path(session_id): Path<String>,
     Client(client): Client,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -75,7 +85,7 @@ pub async fn events(
     }
     // Held by the stream: the place is given back when the client goes.
     let guard = state.public.open_events(client)?;
-    let live = state.commerce.live.session(&session_id);
+    let live = state.live.session(&session_id);
     let mut rx = live.subscribe();
     rx.mark_changed();
     let shutdown = state.shutdown.subscribe();
@@ -134,11 +144,11 @@ pub struct StateQuery {
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/state", tag = "live", params(("id" = String, Path, description = "Session id"), StateQuery),
     responses((status = 200, description = "The live state (as the `events` stream's `state` event) with its `version`", body = Object),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 400, description = "`after` is not a version, or is far ahead of the server's clock", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No newer state came in time (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "`after` is not a version, or is far ahead of the server's clock", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No newer state came in time (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn state(
-    State(state): State<AppState>,
+    State(state): State<Live>,
     Path(session_id): Path<String>,
     Query(query): Query<StateQuery>,
     headers: HeaderMap,
@@ -155,7 +165,7 @@ pub async fn state(
                     "after: a version this server gave out (Unix ms), not one from the future",
                 ));
             }
-            let live = state.commerce.live.session(&session_id);
+            let live = state.live.session(&session_id);
             let mut rx = live.subscribe();
             let waited = tokio::time::timeout(
                 STATE_WAIT,

@@ -1,4 +1,31 @@
 //! The HTTP control plane (axum): one route list, one file per resource. It owns no media.
+//!
+//! The router's state is [`ControlState`]: the handles the routes use, given by the server's
+//! start-up. No route sees all of it: each file declares what its routes use with
+//! [`handles!`], a struct taken from the state through `FromRef`, and its handlers take that.
+
+/// Declares what a file's routes use: a struct of handles, each taken from the router's state
+/// through `FromRef` (any state that has them all will do). Handlers take `State<ThatStruct>`.
+macro_rules! handles {
+    ($(#[$meta:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        pub struct $name {
+            $(pub $field: $ty,)*
+        }
+
+        impl<S: Send + Sync> axum::extract::FromRef<S> for $name
+        where
+            $($ty: axum::extract::FromRef<S>,)*
+        {
+            fn from_ref(state: &S) -> Self {
+                Self {
+                    $($field: <$ty as axum::extract::FromRef<S>>::from_ref(state),)*
+                }
+            }
+        }
+    };
+}
 
 pub mod assets;
 mod auth;
@@ -12,6 +39,7 @@ mod live;
 mod offers;
 pub mod openapi;
 mod orders;
+mod outcome;
 mod overlays;
 mod pages;
 mod pinned;
@@ -29,9 +57,55 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::app::AppState;
-use crate::commerce::ledger::{LedgerAnswer, LedgerError};
+use std::sync::Arc;
+
+use crate::commerce::buyers::BuyerTokens;
+use crate::commerce::devices::DeviceKeys;
+use crate::commerce::ledger::StockLedger;
+use crate::commerce::live::LiveHub;
+use crate::config::Settings;
+use crate::shows::Shows;
+use crate::store::Store;
+use client::PublicLimits;
 use error::ApiError;
+use fieldcast_engine::egress::Egress;
+use fieldcast_engine::hls::HlsCounters;
+use fieldcast_engine::ingest::health::IngestBoard;
+use fieldcast_engine::ingest::limits::IngestLimits;
+use fieldcast_engine::overlay::compositor::OverlayCounters;
+use fieldcast_engine::studio::Studios;
+
+pub use auth::OperatorToken;
+
+/// What the control plane is given: one handle of each kind, each field's type its own, so
+/// that a route's [`handles!`] struct takes its fields from here by type.
+#[derive(Clone, axum::extract::FromRef)]
+pub struct ControlState {
+    pub shows: Shows,
+    pub store: Arc<Store>,
+    pub studios: Arc<Studios>,
+    pub live: Arc<LiveHub>,
+    pub ledger: StockLedger,
+    /// Rate limits per client address on the public routes.
+    pub public: Arc<PublicLimits>,
+    /// Device tokens and address keys for the public routes (`commerce::devices`).
+    pub devices: DeviceKeys,
+    /// Buyer tokens from a shop's own login (`commerce::buyers`).
+    pub buyer_tokens: Arc<BuyerTokens>,
+    pub egress: Egress,
+    /// HLS requests served and waiting, over every studio.
+    pub hls: Arc<HlsCounters>,
+    /// RTMP connection caps and counters.
+    pub ingest: Arc<IngestLimits>,
+    /// What the ingest path sees of each session's publisher.
+    pub ingest_health: Arc<IngestBoard>,
+    /// Shared by every studio's overlay compositor.
+    pub overlay_counters: Arc<OverlayCounters>,
+    /// Set once on SIGTERM: new requests are refused and live streams end.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    pub operator: OperatorToken,
+    pub settings: Arc<Settings>,
+}
 
 pub use orders::{ParsedOrder, parse_order};
 
@@ -63,7 +137,7 @@ pub struct Route {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
-    handler: MethodRouter<AppState>,
+    handler: MethodRouter<ControlState>,
 }
 
 /// Every route the server answers: the router is built from this list alone, and the test of
@@ -136,8 +210,8 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-pub fn router(state: AppState) -> Router {
-    let mut groups: [Router<AppState>; 6] = Default::default();
+pub fn router(state: ControlState) -> Router {
+    let mut groups: [Router<ControlState>; 6] = Default::default();
     for route in routes() {
         let group = &mut groups[route.access as usize];
         *group = std::mem::take(group).route(route.path, route.handler);
@@ -146,7 +220,7 @@ pub fn router(state: AppState) -> Router {
 
     let operator = operator
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.operator.clone(),
             auth::require_operator,
         ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -155,7 +229,7 @@ pub fn router(state: AppState) -> Router {
     // Image uploads: a larger limit, refused from Content-Length before any body is read.
     let images = images
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.operator.clone(),
             auth::require_operator,
         ))
         .layer(RequestBodyLimitLayer::new(overlays::MAX_IMAGE_BYTES))
@@ -206,7 +280,7 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .merge(stream)
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.shutdown.clone(),
             deadline_and_problems,
         ))
         .with_state(state)
@@ -222,11 +296,11 @@ pub const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// Every route: refusal while shutting down, the request deadline, and errors from the layers below the handlers (the
 /// body limit's 413, an extractor's plain-text rejection) as problem+json like our own.
 async fn deadline_and_problems(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(shutdown): axum::extract::State<tokio::sync::watch::Sender<bool>>,
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
-    if *state.shutdown.borrow() {
+    if *shutdown.borrow() {
         return ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down; try again in a moment",
@@ -280,21 +354,4 @@ async fn deadline_and_problems(
         problem.headers_mut().insert(header::ALLOW, allow);
     }
     problem
-}
-
-/// Turns a stock ledger answer into a response (problem+json for refusals).
-fn ledger_response(answer: Result<LedgerAnswer, LedgerError>) -> Result<Response, ApiError> {
-    let answer = answer.map_err(|e| match e {
-        LedgerError::Busy => {
-            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(1)
-        }
-        LedgerError::Stopped => ApiError::internal(e),
-    })?;
-    let status = axum::http::StatusCode::from_u16(answer.status).map_err(ApiError::internal)?;
-    let content_type = if answer.status >= 400 {
-        "application/problem+json"
-    } else {
-        "application/json"
-    };
-    Ok((status, [(header::CONTENT_TYPE, content_type)], answer.body).into_response())
 }

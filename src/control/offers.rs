@@ -5,12 +5,22 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiJson};
-use super::ledger_response;
-use crate::app::AppState;
+use super::outcome::ledger_response;
+use crate::commerce::ledger::StockLedger;
 use crate::commerce::views::OfferView;
+use crate::store::Store;
 use crate::store::commerce::OfferRow;
 use fieldcast_core::ids::random_hex;
 use fieldcast_core::time::now_ms;
+use std::sync::Arc;
+
+handles! {
+    /// What the offer routes use.
+    Offers {
+    store: Arc<Store>,
+    ledger: StockLedger,
+    }
+}
 
 /// Default and longest offer duration.
 pub const DEFAULT_DURATION_S: i64 = 600;
@@ -31,9 +41,9 @@ pub struct CreateOffer {
 
 /// Opens a flash sale: `quantity` units at `unit_amount`, from `starts_at` for `duration_s`.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/offers", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body = CreateOffer,
-    responses((status = 201, description = "The offer with its live stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The offer with its live stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Offers>,
     Path(session_id): Path<String>,
     ApiJson(body): ApiJson<CreateOffer>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -84,14 +94,14 @@ pub async fn create(
         created_at: now / 1000,
     };
     // The ledger writes it and announces it to the live state, in order with every sale.
-    ledger_response(state.commerce.ledger.open_offer(offer).await)
+    ledger_response(state.ledger.open_offer(offer).await)
 }
 
 /// The session's offers with their live stock.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/offers", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The session's offers with their live stock", body = [OfferView]), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The session's offers with their live stock", body = [OfferView]), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<Offers>,
     Path(session_id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let now = now_ms();
@@ -107,9 +117,9 @@ pub async fn list(
 
 /// One offer: state, allocated, remaining, sold.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/offers/{offer_id}", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("offer_id" = String, Path, description = "Offer id")),
-    responses((status = 200, description = "The offer with its live stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such offer", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The offer with its live stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such offer", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<Offers>,
     Path((session_id, offer_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let offer = state
@@ -122,18 +132,12 @@ pub async fn get(
 
 /// Ends an offer now (`offer.ended` is sent).
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/offers/{offer_id}/end", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("offer_id" = String, Path, description = "Offer id")),
-    responses((status = 200, description = "The offer, ended", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such offer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The offer, ended", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such offer", body = super::error::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn end(
-    State(state): State<AppState>,
+    State(state): State<Offers>,
     Path((session_id, offer_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    ledger_response(
-        state
-            .commerce
-            .ledger
-            .end_offer(&session_id, &offer_id)
-            .await,
-    )
+    ledger_response(state.ledger.end_offer(&session_id, &offer_id).await)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -144,9 +148,9 @@ pub struct AddStock {
 
 /// Adds stock to a running offer.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/offers/{offer_id}/stock", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("offer_id" = String, Path, description = "Offer id")), request_body = AddStock,
-    responses((status = 200, description = "The offer with its new stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such offer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The offer with its new stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such offer", body = super::error::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why)", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn add_stock(
-    State(state): State<AppState>,
+    State(state): State<Offers>,
     Path((session_id, offer_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<AddStock>,
 ) -> Result<Response, ApiError> {
@@ -157,7 +161,6 @@ pub async fn add_stock(
     }
     ledger_response(
         state
-            .commerce
             .ledger
             .add_stock(&session_id, &offer_id, body.quantity)
             .await,

@@ -7,29 +7,12 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use super::{
     assets, devices, health, hls, live, offers, orders, overlays, pages, pinned, products,
     sessions, webhooks, whep,
 };
-
-/// An error, as every route answers it (RFC 9457 `application/problem+json`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Problem {
-    /// Always `about:blank`.
-    #[schema(rename = "type")]
-    r#type: String,
-    /// The status's reason phrase.
-    title: String,
-    status: u16,
-    /// What went wrong and what to do, in words.
-    detail: String,
-    /// A machine-readable reason, on the ledger's refusals: `sold_out`, `only_left`,
-    /// `not_started`, `ended`, `over_limit`.
-    code: Option<String>,
-}
 
 struct Bearer;
 
@@ -117,7 +100,7 @@ impl Modify for Bearer {
         assets::image,
         document,
     ),
-    components(schemas(Problem))
+    components(schemas(super::error::Problem))
 )]
 pub struct ApiDoc;
 

@@ -11,13 +11,31 @@ use sha2::{Digest, Sha256};
 
 use super::auth::Operator;
 use super::client::Client;
+use super::client::PublicLimits;
 use super::error::{ApiError, ApiJson};
-use super::ledger_response;
-use crate::app::AppState;
+use super::outcome::ledger_response;
+use crate::commerce::buyers::BuyerTokens;
 use crate::commerce::buyers::TokenError;
+use crate::commerce::devices::DeviceKeys;
+use crate::commerce::ledger::StockLedger;
 use crate::commerce::ledger::{Buyer, OrderRequest};
+use crate::config::Settings;
+use crate::store::Store;
 use fieldcast_core::commerce::rules::normalize_phone;
 use fieldcast_core::time::now_ms;
+use std::sync::Arc;
+
+handles! {
+    /// What the order routes use.
+    Orders {
+    store: Arc<Store>,
+    ledger: StockLedger,
+    public: Arc<PublicLimits>,
+    devices: DeviceKeys,
+    buyer_tokens: Arc<BuyerTokens>,
+    settings: Arc<Settings>,
+    }
+}
 
 /// The header a shop's page sends its customer's buyer token in (`commerce::buyers`).
 pub const BUYER_HEADER: &str = "fieldcast-buyer";
@@ -97,9 +115,9 @@ pub fn parse_order(body: &[u8], phone_country: &str) -> Result<ParsedOrder, ApiE
 /// Buys from a live offer. The same `Idempotency-Key` with the same body replays the first
 /// answer; with another body it is refused (422). Answered only after the order is on disk.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/orders", tag = "orders", params(("id" = String, Path, description = "Session id"), ("Idempotency-Key" = String, Header, description = "One key per buying attempt: a retry with the same key and body gets the first answer"), ("Fieldcast-Device" = Option<String>, Header, description = "A device token (POST /api/v1/devices): order limits then hold per device, not per address"), ("Fieldcast-Buyer" = Option<String>, Header, description = "A buyer token (JWT) from the shop's own login: the per-buyer limit then holds per customer, and the per-network share does not apply")), request_body = OrderBody,
-    responses((status = 201, description = "The order, on disk", body = crate::commerce::views::OrderView), (status = 200, description = "A replay of the first answer to this Idempotency-Key", body = crate::commerce::views::OrderView), (status = 400, description = "Not JSON, or no Idempotency-Key", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 401, description = "The buyer token does not verify (the detail says why)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why: sold_out, only_left, network_share)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this device, or from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy, or still storing this order: send the same request with the same Idempotency-Key again after Retry-After", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The order, on disk", body = crate::commerce::views::OrderView), (status = 200, description = "A replay of the first answer to this Idempotency-Key", body = crate::commerce::views::OrderView), (status = 400, description = "Not JSON, or no Idempotency-Key", body = super::error::Problem, content_type = "application/problem+json"), (status = 401, description = "The buyer token does not verify (the detail says why)", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why: sold_out, only_left, network_share)", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this device, or from this address (Retry-After)", body = super::error::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy, or still storing this order: send the same request with the same Idempotency-Key again after Retry-After", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Orders>,
     Path(session_id): Path<String>,
     Client(client): Client,
     headers: HeaderMap,
@@ -129,7 +147,7 @@ pub async fn create(
 }
 
 async fn place(
-    state: &AppState,
+    state: &Orders,
     session_id: String,
     client: std::net::IpAddr,
     headers: &HeaderMap,
@@ -203,7 +221,7 @@ async fn place(
     // A slow ledger (a slow disk) is answered before the request deadline with "send it again
     // with the same key", never with a status that reads as final: the ledger serves requests
     // in order, so that retry finds this order if the ledger takes it after all.
-    match tokio::time::timeout(ORDER_WAIT, state.commerce.ledger.order(request)).await {
+    match tokio::time::timeout(ORDER_WAIT, state.ledger.order(request)).await {
         Ok(answer) => ledger_response(answer),
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -229,7 +247,7 @@ pub struct OrderFilter {
     phone: Option<String>,
 }
 
-fn phone_key(state: &AppState, f: &OrderFilter) -> Result<Option<String>, ApiError> {
+fn phone_key(state: &Orders, f: &OrderFilter) -> Result<Option<String>, ApiError> {
     f.phone
         .as_ref()
         .map(|p| {
@@ -241,7 +259,7 @@ fn phone_key(state: &AppState, f: &OrderFilter) -> Result<Option<String>, ApiErr
 
 /// Every order the filter names, for the CSV export.
 fn filtered(
-    state: &AppState,
+    state: &Orders,
     session_id: &str,
     f: &OrderFilter,
 ) -> Result<Vec<crate::store::commerce::OrderRow>, ApiError> {
@@ -274,10 +292,10 @@ pub struct PageParams {
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/orders", tag = "orders", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), OrderFilter, PageParams),
     responses((status = 200, description = "One page of the session's orders with the buyers' details, in the order they were taken (or newest first)", body = [crate::commerce::views::OrderWithBuyer],
         headers(("Link" = String, description = "`<…?after=CURSOR…>; rel=\"next\"` when there is a next page"), ("Fieldcast-Next-Cursor" = String, description = "The next page's cursor, when there is one"))),
-        (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+        (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     _: Operator,
-    State(state): State<AppState>,
+    State(state): State<Orders>,
     Path(session_id): Path<String>,
     Query(filter): Query<OrderFilter>,
     Query(page): Query<PageParams>,
@@ -384,10 +402,10 @@ fn csv_cell(s: &str) -> String {
 
 /// CSV for shipping labels: name, phone, address, city, product, quantity, amount.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/orders.csv", tag = "orders", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), OrderFilter),
-    responses((status = 200, description = "The same orders as CSV for shipping labels", body = String, content_type = "text/csv"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The same orders as CSV for shipping labels", body = String, content_type = "text/csv"), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn csv(
     _: Operator,
-    State(state): State<AppState>,
+    State(state): State<Orders>,
     Path(session_id): Path<String>,
     Query(filter): Query<OrderFilter>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -432,11 +450,11 @@ pub async fn csv(
 
 /// Cancels an order and puts its stock back (`order.cancelled` is sent).
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/orders/{order_id}/cancel", tag = "orders", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("order_id" = String, Path, description = "Order id")),
-    responses((status = 200, description = "The order, cancelled; its units are back in the offer", body = crate::commerce::views::OrderView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such order", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The order, cancelled; its units are back in the offer", body = crate::commerce::views::OrderView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such order", body = super::error::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why)", body = super::error::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn cancel(
     _: Operator,
-    State(state): State<AppState>,
+    State(state): State<Orders>,
     Path((session_id, order_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    ledger_response(state.commerce.ledger.cancel(&session_id, &order_id).await)
+    ledger_response(state.ledger.cancel(&session_id, &order_id).await)
 }

@@ -8,10 +8,22 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiJson};
-use crate::app::AppState;
+use crate::commerce::live::LiveHub;
 use crate::commerce::live::image_path;
+use crate::shows::Shows;
+use crate::store::Store;
 use fieldcast_core::overlay::scene::new_layer_id;
 use fieldcast_core::overlay::scene::{self, Layer, LayerKind, Scene};
+use std::sync::Arc;
+
+handles! {
+    /// What the overlay and image routes use.
+    Overlays {
+    store: Arc<Store>,
+    live: Arc<LiveHub>,
+    shows: Shows,
+    }
+}
 
 /// Largest image upload.
 pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
@@ -24,7 +36,7 @@ fn scene_json(scene: &Scene) -> Value {
     json!({"hidden": scene.hidden, "layers": scene.layers})
 }
 
-fn session_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
+fn session_exists(state: &Overlays, id: &str) -> Result<(), ApiError> {
     state
         .store
         .session(id)?
@@ -62,12 +74,12 @@ fn merge(layer: &Layer, patch: &Value) -> Result<Layer, ApiError> {
 }
 
 /// Applies a change to the stored scene and the live one (the next frame shows it).
-fn change_layer(state: &AppState, session_id: &str, layer: &Layer) -> Result<(), ApiError> {
+fn change_layer(state: &Overlays, session_id: &str, layer: &Layer) -> Result<(), ApiError> {
     let json = serde_json::to_string(layer).map_err(ApiError::internal)?;
     state
         .store
         .put_overlay_layer(session_id, &layer.id, &json)?;
-    let live = state.commerce.live.session(session_id);
+    let live = state.live.session(session_id);
     let layer = layer.clone();
     live.update(
         move |d| match d.scene.layers.iter_mut().find(|l| l.id == layer.id) {
@@ -80,22 +92,22 @@ fn change_layer(state: &AppState, session_id: &str, layer: &Layer) -> Result<(),
 
 /// The scene: `hidden` and the layers.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/overlays", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = fieldcast_core::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = fieldcast_core::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<Overlays>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     session_exists(&state, &id)?;
-    let live = state.commerce.live.session(&id);
+    let live = state.live.session(&id);
     let json = scene_json(&live.data().scene);
     Ok(ApiJson(json))
 }
 
 /// Adds a layer: `{"kind": "counter"}` gets the template's layout; any field may be given.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body(content = Object, description = "A layer: its `kind` and any other fields of a layer; the rest take the kind's defaults"),
-    responses((status = 201, description = "The new layer", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The new layer", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Overlays>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -121,9 +133,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, ApiJson(layer)))
 }
 
-fn find(state: &AppState, session_id: &str, layer_id: &str) -> Result<Layer, ApiError> {
+fn find(state: &Overlays, session_id: &str, layer_id: &str) -> Result<Layer, ApiError> {
     session_exists(state, session_id)?;
-    let live = state.commerce.live.session(session_id);
+    let live = state.live.session(session_id);
     let layer = live
         .data()
         .scene
@@ -136,9 +148,9 @@ fn find(state: &AppState, session_id: &str, layer_id: &str) -> Result<Layer, Api
 
 /// One layer.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/overlays/{layer_id}", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")),
-    responses((status = 200, description = "The layer", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The layer", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<Overlays>,
     Path((id, layer_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(find(&state, &id, &layer_id)?))
@@ -146,9 +158,9 @@ pub async fn get(
 
 /// Changes some fields of a layer, e.g. `{"visible": false}` or `{"style": {"theme": "#b03a2e"}}`.
 #[utoipa::path(patch, path = "/api/v1/sessions/{id}/overlays/{layer_id}", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")), request_body(content = Object, description = "Any of the layer's fields; `style` and `content` merge one level deep"),
-    responses((status = 200, description = "The layer as changed (the next frame shows it)", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The layer as changed (the next frame shows it)", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn patch(
-    State(state): State<AppState>,
+    State(state): State<Overlays>,
     Path((id, layer_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -159,27 +171,26 @@ pub async fn patch(
 
 /// Removes a layer.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}/overlays/{layer_id}", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")),
-    responses((status = 204, description = "Removed"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Removed"), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<Overlays>,
     Path((id, layer_id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id, &layer_id)?;
     state.store.delete_overlay_layer(&id, &layer_id)?;
-    let _ = std::fs::remove_file(state.images_dir().join(format!("{layer_id}.png")));
+    let _ = std::fs::remove_file(state.shows.images_dir().join(format!("{layer_id}.png")));
     state
-        .commerce
         .live
         .session(&id)
         .update(|d| d.scene.layers.retain(|l| l.id != layer_id));
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn set_hidden(state: &AppState, id: &str, hidden: bool) -> Result<Value, ApiError> {
+fn set_hidden(state: &Overlays, id: &str, hidden: bool) -> Result<Value, ApiError> {
     if !state.store.set_overlays_hidden(id, hidden)? {
         return Err(ApiError::not_found("session"));
     }
-    let live = state.commerce.live.session(id);
+    let live = state.live.session(id);
     live.update(|d| d.scene.hidden = hidden);
     let json = scene_json(&live.data().scene);
     Ok(json)
@@ -187,9 +198,9 @@ fn set_hidden(state: &AppState, id: &str, hidden: bool) -> Result<Value, ApiErro
 
 /// The emergency switch: no overlay is drawn from the next frame on.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays/hide", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = fieldcast_core::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = fieldcast_core::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn hide(
-    State(state): State<AppState>,
+    State(state): State<Overlays>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(set_hidden(&state, &id, true)?))
@@ -197,9 +208,9 @@ pub async fn hide(
 
 /// Shows the overlays again.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays/show", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = fieldcast_core::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The scene: the hide-all switch and the layers", body = fieldcast_core::overlay::scene::Scene), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<Overlays>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(set_hidden(&state, &id, false)?))
@@ -262,9 +273,9 @@ fn store_image(
 
 /// A product's image (its card shows it).
 #[utoipa::path(put, path = "/api/v1/products/{id}/image", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Product id")), request_body(content = Vec<u8>, description = "PNG, JPEG or WebP, at most 5 MiB", content_type = "image/*"),
-    responses((status = 200, description = "`{width, height, image_url}` of the stored photo", body = Object), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 5 MiB", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 415, description = "Not PNG, JPEG or WebP", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "`{width, height, image_url}` of the stored photo", body = Object), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 5 MiB", body = super::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Not PNG, JPEG or WebP", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn product_image(
-    State(state): State<AppState>,
+    State(state): State<Overlays>,
     Path(product_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -273,12 +284,12 @@ pub async fn product_image(
         .store
         .product(&product_id)?
         .ok_or_else(|| ApiError::not_found("product"))?;
-    let path = image_path(&state.images_dir(), &product_id);
+    let path = image_path(&state.shows.images_dir(), &product_id);
     let (width, height) = store_image(&headers, &body, &path)?;
-    let hash =
-        super::assets::publish_image(&state.images_dir(), &path).map_err(ApiError::internal)?;
+    let hash = super::assets::publish_image(&state.shows.images_dir(), &path)
+        .map_err(ApiError::internal)?;
     state.store.set_product_image(&product_id, &hash)?;
-    for live in state.commerce.live.known() {
+    for live in state.live.known() {
         let pinned = live.data().pinned.as_ref().map(|p| p.product.id.clone());
         if pinned.as_deref() == Some(product_id.as_str()) {
             live.reload_pinned(&state.store);
@@ -288,15 +299,15 @@ pub async fn product_image(
         "product_id": product_id,
         "width": width,
         "height": height,
-        "image_url": super::assets::image_url(&hash),
+        "image_url": crate::commerce::views::image_url(&hash),
     })))
 }
 
 /// An image layer's picture (a logo).
 #[utoipa::path(put, path = "/api/v1/sessions/{id}/overlays/{layer_id}/image", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")), request_body(content = Vec<u8>, description = "PNG, JPEG or WebP, at most 5 MiB", content_type = "image/*"),
-    responses((status = 200, description = "`{width, height}` of the stored image", body = Object), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 5 MiB", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 415, description = "Not PNG, JPEG or WebP", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "`{width, height}` of the stored image", body = Object), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 5 MiB", body = super::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Not PNG, JPEG or WebP", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn layer_image(
-    State(state): State<AppState>,
+    State(state): State<Overlays>,
     Path((id, layer_id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -308,9 +319,9 @@ pub async fn layer_image(
     let (width, height) = store_image(
         &headers,
         &body,
-        &state.images_dir().join(format!("{layer_id}.png")),
+        &state.shows.images_dir().join(format!("{layer_id}.png")),
     )?;
-    state.commerce.live.session(&id).update(|_| {});
+    state.live.session(&id).update(|_| {});
     Ok(ApiJson(
         json!({"layer_id": layer_id, "width": width, "height": height}),
     ))

@@ -9,16 +9,26 @@ use axum::response::Response;
 
 use super::assets;
 use super::error::ApiError;
-use crate::app::AppState;
+use crate::shows::Shows;
+use crate::store::Store;
+use std::sync::Arc;
+
+handles! {
+    /// What the pages use.
+    Pages {
+    store: Arc<Store>,
+    shows: Shows,
+    }
+}
 
 const WATCH_HTML: &str = include_str!("../../web/watch.html");
 const CONSOLE_HTML: &str = include_str!("../../web/console.html");
 
 /// The watch page: player, product panel, buy sheet, likes, in the viewer's language.
 #[utoipa::path(get, path = "/watch/{id}", tag = "pages", params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The watch page, in the language `Accept-Language` asks for", body = String, content_type = "text/html"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The watch page, in the language `Accept-Language` asks for", body = String, content_type = "text/html"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn watch(
-    State(state): State<AppState>,
+    State(state): State<Pages>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -65,9 +75,9 @@ pub async fn watch(
 /// The watch page's URL as a QR code (SVG), for the console and printed cards.
 #[utoipa::path(get, path = "/watch/{id}/qr.svg", tag = "pages", params(("id" = String, Path, description = "Session id")),
     responses((status = 200, description = "The watch URL as a QR code", body = String, content_type = "image/svg+xml"),
-        (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn watch_qr(
-    State(state): State<AppState>,
+    State(state): State<Pages>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -75,7 +85,7 @@ pub async fn watch_qr(
         .store
         .session(&id)?
         .ok_or_else(|| ApiError::not_found("session"))?;
-    let url = format!("{}/watch/{}", state.http_base(), row.id);
+    let url = format!("{}/watch/{}", state.shows.http_base(), row.id);
     let svg =
         qr_svg(&url).ok_or_else(|| ApiError::internal("the watch URL does not fit a QR code"))?;
     let etag = assets::etag_of(svg.as_bytes());

@@ -7,8 +7,18 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ApiError, ApiJson};
-use crate::app::AppState;
+use crate::commerce::live::LiveHub;
 use crate::commerce::product_json;
+use crate::store::Store;
+use std::sync::Arc;
+
+handles! {
+    /// What pinning uses.
+    PinnedRoutes {
+    store: Arc<Store>,
+    live: Arc<LiveHub>,
+    }
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -18,9 +28,9 @@ pub struct Pin {
 
 /// Pins a product on the session.
 #[utoipa::path(put, path = "/api/v1/sessions/{id}/pinned", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body = Pin,
-    responses((status = 200, description = "`{session_id, product}`: the product now pinned (a Product)", body = Object), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "`{session_id, product}`: the product now pinned (a Product)", body = Object), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn put(
-    State(state): State<AppState>,
+    State(state): State<PinnedRoutes>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Pin>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -33,7 +43,7 @@ pub async fn put(
         .product(&body.product_id)?
         .ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
     state.store.set_pinned(&id, Some(&product.id))?;
-    state.commerce.live.session(&id).reload_pinned(&state.store);
+    state.live.session(&id).reload_pinned(&state.store);
     Ok(ApiJson(
         json!({"session_id": id, "product": product_json(&product)}),
     ))
@@ -41,14 +51,14 @@ pub async fn put(
 
 /// Unpins whatever is pinned.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}/pinned", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 204, description = "Nothing is pinned now"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Nothing is pinned now"), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<PinnedRoutes>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !state.store.set_pinned(&id, None)? {
         return Err(ApiError::not_found("session"));
     }
-    state.commerce.live.session(&id).reload_pinned(&state.store);
+    state.live.session(&id).reload_pinned(&state.store);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,11 +8,19 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiJson};
-use crate::app::AppState;
 use crate::commerce::views::ProductView;
+use crate::store::Store;
 use crate::store::commerce::ProductRow;
 use fieldcast_core::ids::random_hex;
 use fieldcast_core::time::unix_now;
+use std::sync::Arc;
+
+handles! {
+    /// What the product routes use.
+    Products {
+    store: Arc<Store>,
+    }
+}
 
 /// Units a product is sold by.
 pub const UNITS: &[&str] = &[
@@ -122,7 +130,7 @@ fn apply(mut p: ProductRow, b: ProductBody) -> Result<ProductRow, ApiError> {
     Ok(p)
 }
 
-fn find(state: &AppState, id: &str) -> Result<ProductRow, ApiError> {
+fn find(state: &Products, id: &str) -> Result<ProductRow, ApiError> {
     state
         .store
         .product(id)?
@@ -131,9 +139,9 @@ fn find(state: &AppState, id: &str) -> Result<ProductRow, ApiError> {
 
 /// Creates a product: `name`, `unit_amount` and `currency` are required.
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("operator" = [])), request_body = ProductBody,
-    responses((status = 201, description = "The new product", body = ProductView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The new product", body = ProductView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Products>,
     ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     for (field, missing) in [
@@ -165,8 +173,8 @@ pub async fn create(
 
 /// Lists the catalogue.
 #[utoipa::path(get, path = "/api/v1/products", tag = "products", security(("operator" = [])),
-    responses((status = 200, description = "Every product", body = [ProductView]), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json")))]
-pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    responses((status = 200, description = "Every product", body = [ProductView]), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn list(State(state): State<Products>) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(
         state
             .store
@@ -179,9 +187,9 @@ pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
 
 /// One product.
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Product id")),
-    responses((status = 200, description = "The product", body = ProductView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The product", body = ProductView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<Products>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(ProductView::of(&find(&state, &id)?)))
@@ -189,9 +197,9 @@ pub async fn get(
 
 /// Changes any field; offers keep their own sale price.
 #[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Product id")), request_body = ProductBody,
-    responses((status = 200, description = "The product as changed", body = ProductView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The product as changed", body = ProductView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn patch(
-    State(state): State<AppState>,
+    State(state): State<Products>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -202,9 +210,9 @@ pub async fn patch(
 
 /// Deletes a product that no offer uses (409 otherwise).
 #[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Product id")),
-    responses((status = 204, description = "Deleted"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 409, description = "An offer sells it", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Deleted"), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::error::Problem, content_type = "application/problem+json"), (status = 409, description = "An offer sells it", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<Products>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id)?;

@@ -7,11 +7,28 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
-use crate::app::{AppState, SessionState};
+use crate::commerce::live::LiveHub;
+use crate::shows::SessionState;
+use crate::shows::Shows;
 use crate::store::SessionRow;
+use crate::store::Store;
 use fieldcast_core::ids::{new_stream_key, redact};
 use fieldcast_core::time::unix_now;
+use fieldcast_engine::ingest::health::IngestBoard;
 use fieldcast_engine::media::Orientation;
+use fieldcast_engine::studio::Studios;
+use std::sync::Arc;
+
+handles! {
+    /// What the session routes use.
+    Sessions {
+    shows: Shows,
+    store: Arc<Store>,
+    studios: Arc<Studios>,
+    live: Arc<LiveHub>,
+    ingest_health: Arc<IngestBoard>,
+    }
+}
 
 /// Longest session title accepted.
 const MAX_TITLE: usize = 200;
@@ -34,15 +51,15 @@ pub struct SessionView {
     created_at: i64,
 }
 
-fn view(state: &AppState, row: SessionRow) -> SessionView {
-    let base = state.http_base();
-    let rtmp_server = state.rtmp_server();
+fn view(state: &Sessions, row: SessionRow) -> SessionView {
+    let base = state.shows.http_base();
+    let rtmp_server = state.shows.rtmp_server();
     SessionView {
         rtmp_url: format!("{rtmp_server}/{}", row.stream_key),
         rtmp_server,
         whep_url: format!("{base}/whep/{}", row.id),
         watch_url: format!("{base}/watch/{}", row.id),
-        state: state.session_state(&row),
+        state: state.shows.session_state(&row),
         viewers: state.studios.viewers(&row.id),
         orientation: row.orientation,
         id: row.id,
@@ -65,7 +82,7 @@ fn valid_title(title: &str) -> Result<String, ApiError> {
     Ok(title.to_string())
 }
 
-fn find(state: &AppState, id: &str) -> Result<SessionRow, ApiError> {
+fn find(state: &Sessions, id: &str) -> Result<SessionRow, ApiError> {
     state
         .store
         .session(id)?
@@ -80,20 +97,20 @@ pub struct CreateSession {
 
 /// Creates a session with a fresh stream key; it goes on air when a publisher connects.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("operator" = [])), request_body = CreateSession,
-    responses((status = 201, description = "The new session, with its stream key", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The new session, with its stream key", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     ApiJson(body): ApiJson<CreateSession>,
 ) -> Result<impl IntoResponse, ApiError> {
     let title = valid_title(&body.title)?;
-    let row = state.create_session(&title, false)?;
+    let row = state.shows.create_session(&title, false)?;
     Ok((StatusCode::CREATED, ApiJson(view(&state, row))))
 }
 
 /// Lists all sessions, oldest first.
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", security(("operator" = [])),
-    responses((status = 200, description = "Every session not archived, oldest first", body = [SessionView]), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json")))]
-pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    responses((status = 200, description = "Every session not archived, oldest first", body = [SessionView]), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn list(State(state): State<Sessions>) -> Result<impl IntoResponse, ApiError> {
     let rows = state.store.sessions()?;
     Ok(ApiJson(
         rows.into_iter()
@@ -104,9 +121,9 @@ pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
 
 /// One session with its live state.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The session with its live state", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The session with its live state", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(view(&state, find(&state, &id)?)))
@@ -131,9 +148,9 @@ pub struct PatchSession {
 
 /// Changes the title, or puts the session on or off air.
 #[utoipa::path(patch, path = "/api/v1/sessions/{id}", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body = PatchSession,
-    responses((status = 200, description = "The session as changed", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The session as changed", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn patch(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PatchSession>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -149,9 +166,9 @@ pub async fn patch(
     }
     match body.state {
         Some(TargetState::Live) => {
-            state.go_live(&row)?;
+            state.shows.go_live(&row)?;
         }
-        Some(TargetState::Idle) => state.end_show(&id)?,
+        Some(TargetState::Idle) => state.shows.end_show(&id)?,
         None => {}
     }
     Ok(ApiJson(view(&state, find(&state, &id)?)))
@@ -160,9 +177,9 @@ pub async fn patch(
 /// Ends the show and archives the session: it leaves the lists and its key stops working;
 /// its offers and orders stay queryable (orders are accounting records).
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 204, description = "Archived: the show ended, the key stopped working; orders stay"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Archived: the show ended, the key stopped working; orders stay"), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     // The database first: once it says archived, stopping the show cannot leave it half done.
@@ -170,16 +187,16 @@ pub async fn delete(
         return Err(ApiError::not_found("session"));
     }
     state.studios.stop(&id);
-    state.commerce.live.forget(&id);
+    state.live.forget(&id);
     tracing::info!(session.id = %id, "session archived; its orders stay");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Issues a new stream key; the old one is refused from now on.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/rotate-key", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The session with its new stream key", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The session with its new stream key", body = SessionView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn rotate_key(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id)?;
@@ -193,9 +210,9 @@ pub async fn rotate_key(
 /// from where (masked), codec, profile, size, frame rate, bitrate, keyframe interval,
 /// B-frames, dropped frames and reconnects.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/ingest", tag = "sessions", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "The publisher's health", body = fieldcast_engine::ingest::health::IngestView), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The publisher's health", body = fieldcast_engine::ingest::health::IngestView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn ingest(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id)?;

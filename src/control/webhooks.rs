@@ -7,10 +7,18 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiJson};
-use crate::app::AppState;
+use crate::store::Store;
 use crate::store::commerce::WebhookRow;
 use fieldcast_core::ids::random_hex;
 use fieldcast_core::time::unix_now;
+use std::sync::Arc;
+
+handles! {
+    /// What the webhook routes use.
+    Webhooks {
+    store: Arc<Store>,
+    }
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -20,9 +28,9 @@ pub struct CreateWebhook {
 
 /// Adds an endpoint; the answer carries its signing secret.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", security(("operator" = [])), request_body = CreateWebhook,
-    responses((status = 201, description = "The endpoint with its signing secret", body = crate::store::commerce::WebhookRow), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The endpoint with its signing secret", body = crate::store::commerce::WebhookRow), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     ApiJson(body): ApiJson<CreateWebhook>,
 ) -> Result<impl IntoResponse, ApiError> {
     let url = body.url.trim();
@@ -41,16 +49,16 @@ pub async fn create(
 
 /// Lists endpoints (with secrets: this is the operator API).
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("operator" = [])),
-    responses((status = 200, description = "Every endpoint", body = [crate::store::commerce::WebhookRow]), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json")))]
-pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    responses((status = 200, description = "Every endpoint", body = [crate::store::commerce::WebhookRow]), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn list(State(state): State<Webhooks>) -> Result<impl IntoResponse, ApiError> {
     Ok(ApiJson(state.store.webhooks()?))
 }
 
 /// Removes an endpoint; its undelivered events are dropped.
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("operator" = [])), params(("id" = String, Path, description = "Webhook id")),
-    responses((status = 204, description = "Removed"), (status = 401, description = "No or a wrong operator token", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such webhook", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Removed"), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such webhook", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<Webhooks>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     if state.store.delete_webhook(&id)? {

@@ -7,16 +7,32 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::client::PublicLimits;
 use super::client::{Client, PublicRoute};
 use super::error::ApiError;
-use crate::app::AppState;
+use crate::config::Settings;
+use crate::store::Store;
+use fieldcast_engine::egress::Egress;
 use fieldcast_engine::egress::WhepError;
+use fieldcast_engine::studio::Studios;
+use std::sync::Arc;
+
+handles! {
+    /// What the WHEP routes use.
+    Whep {
+    store: Arc<Store>,
+    public: Arc<PublicLimits>,
+    studios: Arc<Studios>,
+    settings: Arc<Settings>,
+    egress: Egress,
+    }
+}
 
 /// Plays a session: answers the offer and starts sending once ICE and DTLS are up.
 #[utoipa::path(post, path = "/whep/{session_id}", tag = "playback", params(("session_id" = String, Path, description = "Session id")), request_body(content = String, description = "An SDP offer (recvonly H.264 + Opus)", content_type = "application/sdp"),
-    responses((status = 201, description = "The SDP answer, with every candidate; `Location` is the viewer's resource", body = String, content_type = "application/sdp"), (status = 400, description = "Not an SDP offer Fieldcast can answer", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/sdp", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"), (status = 503, description = "The viewer cap is reached (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The SDP answer, with every candidate; `Location` is the viewer's resource", body = String, content_type = "application/sdp"), (status = 400, description = "Not an SDP offer Fieldcast can answer", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Not application/sdp", body = super::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::error::Problem, content_type = "application/problem+json"), (status = 503, description = "The viewer cap is reached (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn offer(
-    State(state): State<AppState>,
+    State(state): State<Whep>,
     Path(session_id): Path<String>,
     Client(client): Client,
     headers: HeaderMap,
@@ -81,9 +97,9 @@ pub async fn offer(
 
 /// Leaves: the viewer's session ends at once.
 #[utoipa::path(delete, path = "/whep/{session_id}/{viewer_id}", tag = "playback", params(("session_id" = String, Path, description = "Session id"), ("viewer_id" = String, Path, description = "Viewer id (from the Location header)")),
-    responses((status = 200, description = "The viewer left"), (status = 404, description = "No such viewer", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The viewer left"), (status = 404, description = "No such viewer", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn leave(
-    State(state): State<AppState>,
+    State(state): State<Whep>,
     Path((session_id, viewer_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     if state.egress.remove_viewer(&session_id, &viewer_id).await {
@@ -95,7 +111,7 @@ pub async fn leave(
 
 /// Trickle ICE and ICE restarts are not supported: the answer has every candidate.
 #[utoipa::path(patch, path = "/whep/{session_id}/{viewer_id}", tag = "playback", params(("session_id" = String, Path, description = "Session id"), ("viewer_id" = String, Path, description = "Viewer id (from the Location header)")),
-    responses((status = 405, description = "Trickle ICE is not supported: the answer has every candidate", body = super::openapi::Problem, content_type = "application/problem+json")))]
+    responses((status = 405, description = "Trickle ICE is not supported: the answer has every candidate", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn patch() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,

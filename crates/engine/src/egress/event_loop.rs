@@ -17,9 +17,9 @@ use str0m::{Input, Output};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::queues::{Command, EgressCounters, MediaFrame};
 use super::send::Outbox;
 use super::viewer::Viewer;
-use super::{Command, EgressCounters, MediaFrame};
 
 /// Studio frames taken per wake-up before the touched viewers are flushed.
 const MEDIA_BATCH: usize = 64;

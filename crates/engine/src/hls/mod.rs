@@ -9,11 +9,10 @@
 //! - `packager.rs` cuts segments and parts and publishes [`window::Snapshot`]s;
 //! - `window.rs` is what a snapshot holds: the segments and parts requests are answered from;
 //! - `playlist.rs` writes the two playlists;
-//! - `ts.rs` writes MPEG-TS;
-//! The load generator (`fieldcast-probe hls-swarm`) and the nginx cache configuration the
-//! tests run are `fieldcast-probe`'s.
+//! - `ts.rs` writes MPEG-TS.
 //!
-//! The HTTP side is `control/hls.rs`.
+//! The HTTP side is the server's `control/hls.rs`. The load generator (`fieldcast-probe
+//! hls-swarm`) and the nginx cache configuration the tests run are `fieldcast-probe`'s.
 
 pub mod packager;
 pub mod playlist;

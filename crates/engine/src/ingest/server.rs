@@ -10,16 +10,15 @@ use tokio::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::flv::{AudioTag, VideoTag};
 use super::health::IngestBoard;
 use super::health::PublisherWatch;
 use super::limits::IngestLimits;
 use super::limits::{ADMIT_DEADLINE, CloseReason, MEDIA_IDLE_DEADLINE, WRITE_DEADLINE};
-use super::rtmp::session::{APP_NAME, ServerSession, SessionEvent};
-use super::{PublishRefused, Publishers};
 use crate::media::decode::PublisherDecode;
 use crate::studio::{PublisherLink, StudioHandle};
+use fieldcast_core::flv::{AudioTag, VideoTag};
 use fieldcast_core::ids::redact;
+use fieldcast_core::rtmp::session::{APP_NAME, ServerSession, SessionEvent};
 
 /// Bytes read per socket read.
 const READ_BUFFER: usize = 64 * 1024;
@@ -334,4 +333,20 @@ impl Connection {
             studio.detach_publisher(link.id).await;
         }
     }
+}
+
+/// Who may publish: the server looks a stream key up and puts its session on air. Called off
+/// the async workers, so it may read a database.
+pub trait Publishers: Send + Sync + 'static {
+    /// The session a stream key publishes to (its id) and its studio, on air.
+    fn admit(&self, stream_key: &str) -> Result<(String, StudioHandle), PublishRefused>;
+}
+
+/// Why a publish was refused, in words the publisher may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishRefused {
+    /// No session has this stream key.
+    UnknownKey,
+    /// The key is known but the studio could not be had (the server logged why).
+    Unavailable,
 }

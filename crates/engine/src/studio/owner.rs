@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{
-    Filler, OverlayFactory, PublisherLink, PublisherPresence, Request, STUDIO_REQUESTS,
+use super::handle::{
+    Filler, IdleHook, OverlayFactory, PublisherLink, PublisherPresence, Request, STUDIO_REQUESTS,
     StudioError, StudioHandle, StudioStats,
 };
 use crate::hls::{Controls, HlsStream};
@@ -37,7 +37,7 @@ pub(crate) fn spawn(
     filler: Filler,
     sink: PacketSink,
     overlay: OverlayFactory,
-    idle: Option<(Duration, super::IdleHook)>,
+    idle: Option<(Duration, IdleHook)>,
 ) -> Result<(StudioHandle, Stopper), StudioError> {
     let label = short(session_id);
     let stats = Arc::new(StudioStats {
@@ -134,7 +134,7 @@ struct Owner {
     publisher: Option<(u64, Arc<PublisherPresence>)>,
     next_publisher: u64,
     /// The reconnect grace and what to call when it runs out.
-    idle: Option<(Duration, super::IdleHook)>,
+    idle: Option<(Duration, IdleHook)>,
     /// When the show ends unless a publisher comes back (set when one leaves).
     idle_at: Option<Instant>,
 }
