@@ -5,7 +5,7 @@
 //! Fieldcast plays its demo studio (the built-in test pattern, encoded by the studio). Janus
 //! gets the same test pattern encoded with the studio's own x264 settings and payloader by a
 //! separate `gst-launch-1.0`, as RTP on loopback, so the Janus process does fan-out only. The
-//! viewers are the project's load generator (src/egress/swarm.rs): str0m sessions on one
+//! viewers are the project's load generator (crates/probe/src/swarm.rs): str0m sessions on one
 //! thread, joining 20 ms apart. Per server: the fan-out's CPU from /proc over a window with
 //! everyone joined (Fieldcast: its egress threads, not the studio's; Janus: the process),
 //! less the same with no viewer, per viewer and per packet delivered (as counted by the

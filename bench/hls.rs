@@ -7,10 +7,10 @@
 //!    Fieldcast and to nginx-rtmp with its own HLS (`hls on; hls_fragment 1s`): Fieldcast's
 //!    LL-HLS in the watch page (hls.js in Chromium), Fieldcast's plain HLS and nginx-rtmp's
 //!    HLS through GStreamer's `hlsdemux` playing in real time. The time code is
-//!    src/media/time_code.rs. Each reader starts several times (a plain player's latency
+//!    crates/engine/src/media/time_code.rs. Each reader starts several times (a plain player's latency
 //!    depends on where in a segment it starts, an LL-HLS player's on whether it stalled),
 //!    and the frames of all its readings are pooled.
-//! 3. Scale: LL-HLS clients (`fieldcast_probe::hls_load`, what `fieldcast hls-swarm` runs) doing
+//! 3. Scale: LL-HLS clients (`fieldcast_probe::hls_load`, what `fieldcast-probe hls-swarm` runs) doing
 //!    blocking reloads and fetching every part, straight from Fieldcast, then through the
 //!    README's nginx `proxy_cache`; Fieldcast's CPU per client, late parts, and what reaches
 //!    Fieldcast per part through the cache.

@@ -1,5 +1,5 @@
 //! Glass-to-glass latency: a publisher burns the wall-clock time into every frame it makes
-//! (src/media/time_code.rs) and pushes RTMP; a WebRTC viewer decodes the output and reads
+//! (crates/engine/src/media/time_code.rs) and pushes RTMP; a WebRTC viewer decodes the output and reads
 //! the time back. Fieldcast against the hand-built chain nginx-rtmp → ffmpeg (card and
 //! counter overlay, libx264 zerolatency, Opus, RTP) → Janus streaming plugin, with the same
 //! publisher and the same probe, one after the other in one run; twice: a zerolatency

@@ -1,7 +1,7 @@
 //! Overlay cost per 720p frame, side by side in one run, for a scene of a product card, two
 //! counters and a countdown:
 //! - none: the frames pass untouched;
-//! - fieldcast: the studio's compositor blending in place (src/overlay/blend.rs);
+//! - fieldcast: the studio's compositor blending in place (crates/engine/src/overlay/blend.rs);
 //! - overlaycomposition: the same layers, rendered by the same renderer, handed to
 //!   GStreamer's `overlaycomposition` as one cached composition (its generic blender).
 //!
@@ -89,6 +89,7 @@ fn scene_live() -> Arc<SessionLive> {
                 layers,
                 hidden: false,
             },
+            image_revision: 0,
         },
     )
 }
@@ -113,6 +114,7 @@ fn gst_composition(live: &SessionLive) -> gstreamer_video::VideoOverlayCompositi
         toasts: &data.toasts,
         watch_url: "",
         images_dir: std::path::Path::new("/nonexistent"),
+        image_revision: 0,
     };
     let mut rects = Vec::new();
     for layer in data.scene.ordered() {

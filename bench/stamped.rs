@@ -1,5 +1,5 @@
 //! The stamped publisher of the latency benchmarks: a moving test picture with the
-//! wall-clock time code (src/media/time_code.rs) written into each frame just before its
+//! wall-clock time code (crates/engine/src/media/time_code.rs) written into each frame just before its
 //! encoder, FLV over RTMP by GStreamer's rtmp2sink, to one server or several at once.
 
 #![allow(dead_code)]

@@ -88,7 +88,8 @@ impl App {
                 wake.notify_one();
             })
         };
-        let ledger = StockLedger::start(store.connect()?, effects)?;
+        let ledger =
+            StockLedger::start(store.connect()?, effects, crate::control::outcome::render)?;
         let commerce = Commerce {
             ledger,
             live,

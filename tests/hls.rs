@@ -428,7 +428,7 @@ fn plain_hls_reads_in_ffprobe_as_720p_h264_and_aac_with_time_running_on_across_a
     assert_eq!(audio["sample_rate"], "48000");
     assert_eq!(audio["channels"], 2);
     // The slate takes over after 250 ms without a picture, silence after 200 ms
-    // (src/media/output.rs): the longest step allowed is that and a few frames.
+    // (crates/engine/src/media/output.rs): the longest step allowed is that and a few frames.
     let slate_after = fieldcast_engine::media::output::SLATE_AFTER.as_secs_f64();
     let silence_after = fieldcast_engine::media::output::SILENCE_AFTER.as_secs_f64();
     for (stream, name, longest) in [

@@ -168,6 +168,7 @@ fn pinned_card_shows_on_the_video_like_its_reference_rendering_and_hide_all_remo
         toasts: &toasts,
         watch_url: "",
         images_dir: std::path::Path::new("/nonexistent"),
+        image_revision: 0,
     };
     let pixmap = render::render(&card, &view, place.width, place.height).expect("the card renders");
     let mut expected = before.clone();

@@ -24,15 +24,6 @@ pub const LEDGER_BATCH: usize = 512;
 
 use fieldcast_core::time::now_ms;
 
-/// The HTTP status a refusal is answered with.
-fn refusal_status(refusal: &Refusal) -> u16 {
-    match refusal {
-        Refusal::SoldOut | Refusal::AddressShare { .. } => 409,
-        Refusal::NotLive(_) => 410,
-        Refusal::OverLimit { .. } => 422,
-    }
-}
-
 fn random_id(prefix: &str) -> String {
     format!("{prefix}_{}", fieldcast_core::ids::random_hex(10))
 }
@@ -63,44 +54,54 @@ pub struct OrderRequest {
     pub address_share_percent: u8,
 }
 
-/// An HTTP-shaped answer: status and JSON body (problem+json when status ≥ 400).
+/// What the ledger decided. Only the control plane turns it into HTTP
+/// (`control::outcome`); the ledger keeps that rendering of an order's first outcome (an
+/// [`Answer`]) for replays under the same `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LedgerAnswer {
+pub enum Outcome {
+    /// A new order, on disk.
+    OrderTaken(OrderRow),
+    /// A new flash sale, on disk.
+    OfferOpened { offer: OfferRow, at_ms: i64 },
+    /// The order as it is now (cancelled).
+    Order(OrderRow),
+    /// The offer as it is now (stock added, or ended).
+    Offer { offer: OfferRow, at_ms: i64 },
+    /// Nothing changed, and why.
+    Refused(Refused),
+    /// A retry of an order already decided: the first answer, as it was given.
+    Replay(Answer),
+}
+
+/// Why the ledger changed nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refused {
+    /// The offer's rules: sold out, not live, over the buyer's limit, the network's share.
+    Rule(Refusal),
+    /// Fewer units left than asked.
+    OnlyLeft { remaining: i64 },
+    /// The order names an offer this session does not have.
+    NoSuchOffer,
+    /// The order or offer to change does not exist (in this session).
+    NotFound(&'static str),
+    /// Stock cannot be added to an offer that has ended.
+    OfferEnded,
+    /// The `Idempotency-Key` came before with another request.
+    KeyReused,
+    /// Storing failed; the same request may be sent again.
+    NotStored,
+}
+
+/// An outcome as the control plane rendered it: kept with an order's idempotency record and
+/// given back as is to a retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
     pub status: u16,
     pub body: String,
 }
 
-impl LedgerAnswer {
-    fn problem(status: u16, detail: &str) -> Self {
-        Self::refusal(status, None, detail, json!({}))
-    }
-
-    /// A problem body. A refusal a page explains in the buyer's language has a `code`
-    /// (`sold_out`, `only_left`, `not_started`, `ended`, `over_limit`) and, in `extra`, the
-    /// numbers it needs.
-    fn refusal(status: u16, code: Option<&str>, detail: &str, extra: Value) -> Self {
-        let title = match status {
-            404 => "Not Found",
-            409 => "Conflict",
-            410 => "Gone",
-            422 => "Unprocessable Entity",
-            429 => "Too Many Requests",
-            _ => "Error",
-        };
-        let mut body =
-            json!({"type": "about:blank", "title": title, "status": status, "detail": detail});
-        if let Some(code) = code {
-            body["code"] = json!(code);
-        }
-        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-            body.extend(extra);
-        }
-        Self {
-            status,
-            body: body.to_string(),
-        }
-    }
-}
+/// How the control plane renders an outcome; given to [`StockLedger::start`].
+pub type Render = fn(&Outcome) -> Answer;
 
 /// What happened, for the live state (SSE, overlays) after the commit. Effects reach the sink
 /// on the ledger's thread in commit order, so the live state follows the ledger exactly.
@@ -124,23 +125,23 @@ pub enum Effect {
 }
 
 enum Command {
-    Order(Box<OrderRequest>, oneshot::Sender<LedgerAnswer>),
-    OpenOffer(Box<OfferRow>, oneshot::Sender<LedgerAnswer>),
+    Order(Box<OrderRequest>, oneshot::Sender<Outcome>),
+    OpenOffer(Box<OfferRow>, oneshot::Sender<Outcome>),
     Cancel {
         session_id: String,
         order_id: String,
-        reply: oneshot::Sender<LedgerAnswer>,
+        reply: oneshot::Sender<Outcome>,
     },
     AddStock {
         session_id: String,
         offer_id: String,
         quantity: i64,
-        reply: oneshot::Sender<LedgerAnswer>,
+        reply: oneshot::Sender<Outcome>,
     },
     EndOffer {
         session_id: String,
         offer_id: String,
-        reply: oneshot::Sender<LedgerAnswer>,
+        reply: oneshot::Sender<Outcome>,
     },
     EndDueOffers,
     /// Shutdown: answer what is queued before it, then close the database connection.
@@ -172,18 +173,18 @@ impl StockLedger {
 
     /// Orders are rate-limited per client address before they reach the ledger (the HTTP
     /// layer), so a flood never fills this queue or the database.
-    pub fn start(conn: Connection, effects: EffectSink) -> std::io::Result<Self> {
+    pub fn start(conn: Connection, effects: EffectSink, render: Render) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(LEDGER_QUEUE);
         std::thread::Builder::new()
             .name("stock-ledger".into())
-            .spawn(move || run(conn, rx, effects))?;
+            .spawn(move || run(conn, rx, effects, render))?;
         Ok(Self { tx })
     }
 
     async fn ask(
         &self,
-        make: impl FnOnce(oneshot::Sender<LedgerAnswer>) -> Command,
-    ) -> Result<LedgerAnswer, LedgerError> {
+        make: impl FnOnce(oneshot::Sender<Outcome>) -> Command,
+    ) -> Result<Outcome, LedgerError> {
         let (reply, rx) = oneshot::channel();
         self.tx.try_send(make(reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => LedgerError::Busy,
@@ -192,23 +193,19 @@ impl StockLedger {
         rx.await.map_err(|_| LedgerError::Stopped)
     }
 
-    pub async fn order(&self, request: OrderRequest) -> Result<LedgerAnswer, LedgerError> {
+    pub async fn order(&self, request: OrderRequest) -> Result<Outcome, LedgerError> {
         self.ask(|reply| Command::Order(Box::new(request), reply))
             .await
     }
 
     /// Opens a flash sale (the operator checked it): offers are written here alone, so that
     /// every stock change reaches the live state through one writer.
-    pub async fn open_offer(&self, offer: OfferRow) -> Result<LedgerAnswer, LedgerError> {
+    pub async fn open_offer(&self, offer: OfferRow) -> Result<Outcome, LedgerError> {
         self.ask(|reply| Command::OpenOffer(Box::new(offer), reply))
             .await
     }
 
-    pub async fn cancel(
-        &self,
-        session_id: &str,
-        order_id: &str,
-    ) -> Result<LedgerAnswer, LedgerError> {
+    pub async fn cancel(&self, session_id: &str, order_id: &str) -> Result<Outcome, LedgerError> {
         let (session_id, order_id) = (session_id.to_string(), order_id.to_string());
         self.ask(|reply| Command::Cancel {
             session_id,
@@ -223,7 +220,7 @@ impl StockLedger {
         session_id: &str,
         offer_id: &str,
         quantity: i64,
-    ) -> Result<LedgerAnswer, LedgerError> {
+    ) -> Result<Outcome, LedgerError> {
         let (session_id, offer_id) = (session_id.to_string(), offer_id.to_string());
         self.ask(|reply| Command::AddStock {
             session_id,
@@ -238,7 +235,7 @@ impl StockLedger {
         &self,
         session_id: &str,
         offer_id: &str,
-    ) -> Result<LedgerAnswer, LedgerError> {
+    ) -> Result<Outcome, LedgerError> {
         let (session_id, offer_id) = (session_id.to_string(), offer_id.to_string());
         self.ask(|reply| Command::EndOffer {
             session_id,
@@ -270,7 +267,7 @@ fn event(conn: &Connection, event_type: &str, data: Value, now: i64) -> Result<(
     sql::enqueue_event(conn, &id, event_type, &body, now / 1000)
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSink) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSink, render: Render) {
     let mut batch = Vec::with_capacity(LEDGER_BATCH);
     loop {
         if rx.blocking_recv().map(|c| batch.push(c)).is_none() {
@@ -283,7 +280,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSin
             }
         }
         let mut changes = Vec::new();
-        let answers = match commit(&mut conn, &batch, &mut changes) {
+        let answers = match commit(&mut conn, &batch, &mut changes, render) {
             Ok(answers) => answers,
             Err(e) => {
                 // Nothing of the batch was committed. Retry each request on its own, so one
@@ -294,17 +291,14 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSin
                     .iter()
                     .map(|command| {
                         let mut own = Vec::new();
-                        match commit(&mut conn, std::slice::from_ref(command), &mut own) {
+                        match commit(&mut conn, std::slice::from_ref(command), &mut own, render) {
                             Ok(mut answer) => {
                                 changes.extend(own);
                                 answer.pop().flatten()
                             }
                             Err(e) => {
                                 tracing::error!(error = %e, "ledger request failed");
-                                Some(LedgerAnswer::problem(
-                                    503,
-                                    "the order could not be stored; try again",
-                                ))
+                                Some(Outcome::Refused(Refused::NotStored))
                             }
                         }
                     })
@@ -336,7 +330,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, effects: EffectSin
 }
 
 impl Command {
-    fn reply(self, answer: LedgerAnswer) {
+    fn reply(self, answer: Outcome) {
         let reply = match self {
             Command::Order(_, reply)
             | Command::OpenOffer(_, reply)
@@ -356,11 +350,12 @@ fn commit(
     conn: &mut Connection,
     commands: &[Command],
     changes: &mut Vec<Effect>,
-) -> Result<Vec<Option<LedgerAnswer>>, StoreError> {
+    render: Render,
+) -> Result<Vec<Option<Outcome>>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(commands.len());
     for command in commands {
-        answers.push(apply(&tx, command, now_ms(), changes)?);
+        answers.push(apply(&tx, command, now_ms(), changes, render)?);
     }
     tx.commit()?;
     Ok(answers)
@@ -371,9 +366,10 @@ fn apply(
     command: &Command,
     now: i64,
     changes: &mut Vec<Effect>,
-) -> Result<Option<LedgerAnswer>, StoreError> {
+    render: Render,
+) -> Result<Option<Outcome>, StoreError> {
     Ok(Some(match command {
-        Command::Order(request, _) => place_order(conn, request, now, changes)?,
+        Command::Order(request, _) => place_order(conn, request, now, changes, render)?,
         Command::OpenOffer(offer, _) => open_offer(conn, offer, now, changes)?,
         Command::Cancel {
             session_id,
@@ -404,25 +400,24 @@ fn place_order(
     r: &OrderRequest,
     now: i64,
     changes: &mut Vec<Effect>,
-) -> Result<LedgerAnswer, StoreError> {
+    render: Render,
+) -> Result<Outcome, StoreError> {
     if let Some(stored) = sql::idempotent_response(conn, &r.session_id, &r.idempotency_key)? {
         if stored.request_hash != r.request_hash {
-            return Ok(LedgerAnswer::problem(
-                422,
-                "Idempotency-Key: this key was already used with a different request body",
-            ));
+            return Ok(Outcome::Refused(Refused::KeyReused));
         }
-        return Ok(LedgerAnswer {
+        return Ok(Outcome::Replay(Answer {
             status: stored.status,
             body: stored.body,
-        });
+        }));
     }
-    let answer = decide_order(conn, r, now, changes)?;
-    if answer.status < 500 {
+    let outcome = decide_order(conn, r, now, changes)?;
+    if outcome != Outcome::Refused(Refused::NotStored) {
+        let answer = render(&outcome);
         let stored = IdempotentResponse {
             request_hash: r.request_hash.clone(),
             status: answer.status,
-            body: answer.body.clone(),
+            body: answer.body,
         };
         sql::save_idempotent_response(
             conn,
@@ -432,7 +427,7 @@ fn place_order(
             now / 1000,
         )?;
     }
-    Ok(answer)
+    Ok(outcome)
 }
 
 fn decide_order(
@@ -440,13 +435,10 @@ fn decide_order(
     r: &OrderRequest,
     now: i64,
     changes: &mut Vec<Effect>,
-) -> Result<LedgerAnswer, StoreError> {
+) -> Result<Outcome, StoreError> {
     let Some(offer) = sql::offer(conn, &r.offer_id)?.filter(|o| o.session_id == r.session_id)
     else {
-        return Ok(LedgerAnswer::problem(
-            422,
-            "offer_id: no such offer in this session",
-        ));
+        return Ok(Outcome::Refused(Refused::NoSuchOffer));
     };
     let already = match offer.per_buyer_limit {
         Some(_) => sql::bought_by(conn, &offer.id, &r.phone_key)?,
@@ -460,24 +452,16 @@ fn decide_order(
         checked = Err(Refusal::AddressShare { limit });
     }
     if let Err(refusal) = checked {
-        return Ok(LedgerAnswer::refusal(
-            refusal_status(&refusal),
-            Some(refusal.code()),
-            &refusal.detail(),
-            refusal.numbers(),
-        ));
+        return Ok(Outcome::Refused(Refused::Rule(refusal)));
     }
     if !sql::take_stock(conn, &offer.id, r.quantity)? {
-        return Ok(if offer.available > 0 {
-            LedgerAnswer::refusal(
-                409,
-                Some("only_left"),
-                &format!("quantity: only {} left", offer.available),
-                json!({"remaining": offer.available}),
-            )
+        return Ok(Outcome::Refused(if offer.available > 0 {
+            Refused::OnlyLeft {
+                remaining: offer.available,
+            }
         } else {
-            LedgerAnswer::refusal(409, Some("sold_out"), &Refusal::SoldOut.detail(), json!({}))
-        });
+            Refused::Rule(Refusal::SoldOut)
+        }));
     }
     let currency = sql::product_in(conn, &offer.product_id)?
         .map(|p| p.currency)
@@ -520,10 +504,7 @@ fn decide_order(
         buyer: r.buyer.clone(),
         quantity: r.quantity,
     });
-    Ok(LedgerAnswer {
-        status: 201,
-        body: order_json(&order).to_string(),
-    })
+    Ok(Outcome::OrderTaken(order))
 }
 
 fn open_offer(
@@ -531,14 +512,14 @@ fn open_offer(
     offer: &OfferRow,
     now: i64,
     changes: &mut Vec<Effect>,
-) -> Result<LedgerAnswer, StoreError> {
+) -> Result<Outcome, StoreError> {
     sql::insert_offer(conn, offer)?;
     changes.push(Effect::Changed {
         session_id: offer.session_id.clone(),
     });
-    Ok(LedgerAnswer {
-        status: 201,
-        body: offer_json(offer, now).to_string(),
+    Ok(Outcome::OfferOpened {
+        offer: offer.clone(),
+        at_ms: now,
     })
 }
 
@@ -576,15 +557,12 @@ fn cancel(
     order_id: &str,
     now: i64,
     changes: &mut Vec<Effect>,
-) -> Result<LedgerAnswer, StoreError> {
+) -> Result<Outcome, StoreError> {
     let Some(mut order) = sql::order(conn, order_id)?.filter(|o| o.session_id == session_id) else {
-        return Ok(LedgerAnswer::problem(404, "order not found"));
+        return Ok(Outcome::Refused(Refused::NotFound("order")));
     };
     if order.status == "cancelled" {
-        return Ok(LedgerAnswer {
-            status: 200,
-            body: order_json(&order).to_string(),
-        });
+        return Ok(Outcome::Order(order));
     }
     sql::set_order_status(conn, order_id, "cancelled")?;
     sql::return_stock(conn, &order.offer_id, order.quantity)?;
@@ -596,10 +574,7 @@ fn cancel(
     changes.push(Effect::Changed {
         session_id: session_id.to_string(),
     });
-    Ok(LedgerAnswer {
-        status: 200,
-        body: order_json(&order).to_string(),
-    })
+    Ok(Outcome::Order(order))
 }
 
 fn add_stock(
@@ -609,22 +584,19 @@ fn add_stock(
     quantity: i64,
     now: i64,
     changes: &mut Vec<Effect>,
-) -> Result<LedgerAnswer, StoreError> {
+) -> Result<Outcome, StoreError> {
     let Some(offer) = sql::offer(conn, offer_id)?.filter(|o| o.session_id == session_id) else {
-        return Ok(LedgerAnswer::problem(404, "offer not found"));
+        return Ok(Outcome::Refused(Refused::NotFound("offer")));
     };
     if rules::offer_state(&offer, now) == OfferState::Ended {
-        return Ok(LedgerAnswer::problem(410, "the offer has ended"));
+        return Ok(Outcome::Refused(Refused::OfferEnded));
     }
     sql::add_stock(conn, offer_id, quantity)?;
     changes.push(Effect::Changed {
         session_id: session_id.to_string(),
     });
     let offer = sql::offer(conn, offer_id)?.unwrap_or(offer);
-    Ok(LedgerAnswer {
-        status: 200,
-        body: offer_json(&offer, now).to_string(),
-    })
+    Ok(Outcome::Offer { offer, at_ms: now })
 }
 
 fn end_offer(
@@ -633,19 +605,16 @@ fn end_offer(
     offer_id: &str,
     now: i64,
     changes: &mut Vec<Effect>,
-) -> Result<LedgerAnswer, StoreError> {
+) -> Result<Outcome, StoreError> {
     let Some(offer) = sql::offer(conn, offer_id)?.filter(|o| o.session_id == session_id) else {
-        return Ok(LedgerAnswer::problem(404, "offer not found"));
+        return Ok(Outcome::Refused(Refused::NotFound("offer")));
     };
     if rules::offer_state(&offer, now) != OfferState::Ended {
         sql::end_offer(conn, offer_id, now)?;
     }
     end_due(conn, now, changes)?;
     let offer = sql::offer(conn, offer_id)?.unwrap_or(offer);
-    Ok(LedgerAnswer {
-        status: 200,
-        body: offer_json(&offer, now).to_string(),
-    })
+    Ok(Outcome::Offer { offer, at_ms: now })
 }
 
 fn end_due(conn: &Connection, now: i64, changes: &mut Vec<Effect>) -> Result<(), StoreError> {

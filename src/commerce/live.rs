@@ -243,6 +243,7 @@ impl LiveHub {
             offers: self.store.offers_of(session_id).unwrap_or_default(),
             toasts: VecDeque::new(),
             scene,
+            image_revision: 0,
         };
         let live = SessionLive::new(session_id, likes, data, images);
         let mut sessions = self.lock();

@@ -1,6 +1,6 @@
-//! `/healthz` and `/metrics` (Prometheus text format).
+//! `/healthz`, `/api/v1/stats` and `/metrics` (Prometheus text format, written by
+//! prometheus-client from the parts' own counters at each scrape).
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use super::client::PublicLimits;
@@ -15,6 +15,9 @@ use fieldcast_engine::ingest::health::IngestBoard;
 use fieldcast_engine::ingest::limits::IngestLimits;
 use fieldcast_engine::overlay::compositor::OverlayCounters;
 use fieldcast_engine::studio::Studios;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use std::sync::Arc;
 
 handles! {
@@ -79,268 +82,321 @@ pub async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/metrics", tag = "server",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Health>) -> impl IntoResponse {
-    let c = &state.egress.counters;
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(ServerMetrics(state)));
     let mut out = String::new();
-    let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
-    counter(
-        "fieldcast_viewers",
-        "WebRTC viewers in the egress loop.",
-        "gauge",
-        c.viewers.load(Ordering::Relaxed),
-    );
-    counter(
-        "fieldcast_egress_packets_in_total",
-        "RTP packets from studios.",
-        "counter",
-        c.packets_in.load(Ordering::Relaxed),
-    );
-    counter(
-        "fieldcast_egress_packets_dropped_queue_total",
-        "Studio packets dropped because the egress loop was behind.",
-        "counter",
-        c.packets_dropped_queue.load(Ordering::Relaxed),
-    );
-    counter(
-        "fieldcast_egress_datagrams_sent_total",
-        "Datagrams sent to viewers.",
-        "counter",
-        c.packets_sent.load(Ordering::Relaxed),
-    );
-    counter(
-        "fieldcast_egress_datagrams_dropped_total",
-        "Datagrams the socket could not take (slow viewer or full buffer).",
-        "counter",
-        c.packets_dropped_viewer.load(Ordering::Relaxed),
-    );
-    let o = &state.overlay_counters;
-    counter(
-        "fieldcast_overlay_frames_total",
-        "Frames the overlay compositors handled.",
-        "counter",
-        o.frames.load(Ordering::Relaxed),
-    );
-    counter(
-        "fieldcast_overlay_redraws_total",
-        "Layers redrawn because what they show changed.",
-        "counter",
-        o.redraws.load(Ordering::Relaxed),
-    );
-    counter(
-        "fieldcast_overlay_redraw_microseconds_total",
-        "Time spent redrawing layers.",
-        "counter",
-        o.redraw_us.load(Ordering::Relaxed),
-    );
-    counter(
-        "fieldcast_pipeline_restarts_total",
-        "Publisher decode pipelines rebuilt after a decoder error or 2 s without a picture.",
-        "counter",
-        fieldcast_engine::media::decode::PIPELINE_RESTARTS.load(Ordering::Relaxed),
-    );
-    o.update_to_frame.render(
-        &mut out,
-        "fieldcast_overlay_update_to_frame_seconds",
-        "From a change of the live state to the first frame composited with it.",
-    );
-    c.server_latency.render(
-        &mut out,
-        "fieldcast_server_latency_seconds",
-        "From an RTMP video message arriving to the first RTP packet of its frame leaving for a viewer.",
-    );
-    let ingest = &state.ingest;
-    let _ = writeln!(
-        out,
-        "# HELP fieldcast_rtmp_connections RTMP connections open.\n# TYPE fieldcast_rtmp_connections gauge\nfieldcast_rtmp_connections {}",
-        ingest.open_connections()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP fieldcast_rtmp_publishes_refused_total Publishes refused (unknown key, wrong application, key live elsewhere).\n# TYPE fieldcast_rtmp_publishes_refused_total counter\nfieldcast_rtmp_publishes_refused_total {}",
-        ingest.refused_publishes.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP fieldcast_rtmp_connections_closed_total RTMP connections closed, by reason.\n# TYPE fieldcast_rtmp_connections_closed_total counter"
-    );
-    for reason in fieldcast_engine::ingest::limits::CloseReason::ALL {
-        let _ = writeln!(
-            out,
-            "fieldcast_rtmp_connections_closed_total{{reason=\"{}\"}} {}",
-            reason.label(),
-            ingest.closed(reason)
-        );
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
+        tracing::error!(error = %e, "encoding /metrics failed");
     }
-    let _ = writeln!(
+    (
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
         out,
-        "# HELP fieldcast_rate_limited_total Public requests refused by a per-address limit, by route.\n# TYPE fieldcast_rate_limited_total counter"
-    );
-    for route in crate::control::client::PublicRoute::ALL {
-        let _ = writeln!(
-            out,
-            "fieldcast_rate_limited_total{{route=\"{}\"}} {}",
-            route.label(),
-            state.public.limited(route)
-        );
+    )
+}
+
+/// Every series `/metrics` has, read from the parts' own counters at each scrape.
+struct ServerMetrics(Health);
+
+impl std::fmt::Debug for ServerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerMetrics")
     }
-    let _ = writeln!(
-        out,
-        "# HELP fieldcast_viewers_ended_total Viewers the server ended itself, by reason.\n# TYPE fieldcast_viewers_ended_total counter"
-    );
-    for reason in fieldcast_engine::egress::Ended::ALL {
-        let _ = writeln!(
-            out,
-            "fieldcast_viewers_ended_total{{reason=\"{}\"}} {}",
-            reason.label(),
-            c.reaped[reason as usize].load(Ordering::Relaxed)
-        );
+}
+
+/// One counter (`name` without its `_total`, which the encoder adds).
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, _, u64>(&value, None)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> std::fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&value)
+}
+
+/// One series per label value (`label="value"`).
+fn family(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    label: &'static str,
+    values: impl IntoIterator<Item = (String, u64)>,
+) -> std::fmt::Result {
+    let mut metric = e.encode_descriptor(name, help, None, kind)?;
+    for (value_of_label, value) in values {
+        let labels = [(label, value_of_label)];
+        let mut series = metric.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => series.encode_counter::<NoLabelSet, _, u64>(&value, None)?,
+            _ => series.encode_gauge(&(value as i64))?,
+        }
     }
-    let _ = writeln!(
-        out,
-        "# HELP fieldcast_viewers_pending WHEP viewers not connected yet.\n# TYPE fieldcast_viewers_pending gauge\nfieldcast_viewers_pending {}",
-        state.egress.pending.open()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP fieldcast_ledger_queue Requests waiting for the stock ledger.\n# TYPE fieldcast_ledger_queue gauge\nfieldcast_ledger_queue {}",
-        state.ledger.queued()
-    );
-    let hls = &state.hls;
-    for (name, help, kind, value) in [
-        (
-            "fieldcast_hls_playlists_served_total",
+    Ok(())
+}
+
+fn histogram(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &fieldcast_engine::histogram::LatencyHistogram,
+) -> std::fmt::Result {
+    e.encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<NoLabelSet>(h.sum_seconds(), h.count(), &h.per_bucket(), None)
+}
+
+impl Collector for ServerMetrics {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let state = &self.0;
+        let c = &state.egress.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        gauge(
+            &mut e,
+            "fieldcast_viewers",
+            "WebRTC viewers in the egress loop.",
+            load(&c.viewers) as i64,
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_egress_packets_in",
+            "RTP packets from studios.",
+            load(&c.packets_in),
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_egress_packets_dropped_queue",
+            "Studio packets dropped because the egress loop was behind.",
+            load(&c.packets_dropped_queue),
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_egress_datagrams_sent",
+            "Datagrams sent to viewers.",
+            load(&c.packets_sent),
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_egress_datagrams_dropped",
+            "Datagrams the socket could not take (slow viewer or full buffer).",
+            load(&c.packets_dropped_viewer),
+        )?;
+        let o = &state.overlay_counters;
+        counter(
+            &mut e,
+            "fieldcast_overlay_frames",
+            "Frames the overlay compositors handled.",
+            load(&o.frames),
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_overlay_redraws",
+            "Layers redrawn because what they show changed.",
+            load(&o.redraws),
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_overlay_redraw_microseconds",
+            "Time spent redrawing layers.",
+            load(&o.redraw_us),
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_pipeline_restarts",
+            "Publisher decode pipelines rebuilt after a decoder error or 2 s without a picture.",
+            load(&fieldcast_engine::media::decode::PIPELINE_RESTARTS),
+        )?;
+        histogram(
+            &mut e,
+            "fieldcast_overlay_update_to_frame_seconds",
+            "From a change of the live state to the first frame composited with it.",
+            &o.update_to_frame,
+        )?;
+        histogram(
+            &mut e,
+            "fieldcast_server_latency_seconds",
+            "From an RTMP video message arriving to the first RTP packet of its frame leaving for a viewer.",
+            &c.server_latency,
+        )?;
+        let ingest = &state.ingest;
+        gauge(
+            &mut e,
+            "fieldcast_rtmp_connections",
+            "RTMP connections open.",
+            ingest.open_connections() as i64,
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_rtmp_publishes_refused",
+            "Publishes refused (unknown key, wrong application, key live elsewhere).",
+            load(&ingest.refused_publishes),
+        )?;
+        family(
+            &mut e,
+            "fieldcast_rtmp_connections_closed",
+            "RTMP connections closed, by reason.",
+            MetricType::Counter,
+            "reason",
+            fieldcast_engine::ingest::limits::CloseReason::ALL
+                .iter()
+                .map(|r| (r.label().to_string(), ingest.closed(*r))),
+        )?;
+        family(
+            &mut e,
+            "fieldcast_rate_limited",
+            "Public requests refused by a per-address limit, by route.",
+            MetricType::Counter,
+            "route",
+            super::client::PublicRoute::ALL
+                .iter()
+                .map(|r| (r.label().to_string(), state.public.limited(*r))),
+        )?;
+        family(
+            &mut e,
+            "fieldcast_viewers_ended",
+            "Viewers the server ended itself, by reason.",
+            MetricType::Counter,
+            "reason",
+            fieldcast_engine::egress::Ended::ALL
+                .iter()
+                .map(|r| (r.label().to_string(), load(&c.reaped[*r as usize]))),
+        )?;
+        gauge(
+            &mut e,
+            "fieldcast_viewers_pending",
+            "WHEP viewers not connected yet.",
+            state.egress.pending.open() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "fieldcast_ledger_queue",
+            "Requests waiting for the stock ledger.",
+            state.ledger.queued() as i64,
+        )?;
+        let hls = &state.hls;
+        counter(
+            &mut e,
+            "fieldcast_hls_playlists_served",
             "HLS playlists answered (plain and low-latency).",
-            "counter",
-            hls.playlists_served.load(Ordering::Relaxed),
-        ),
-        (
-            "fieldcast_hls_parts_served_total",
+            load(&hls.playlists_served),
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_hls_parts_served",
             "Low-Latency HLS parts answered.",
-            "counter",
-            hls.parts_served.load(Ordering::Relaxed),
-        ),
-        (
-            "fieldcast_hls_segments_served_total",
+            load(&hls.parts_served),
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_hls_segments_served",
             "HLS segments answered.",
-            "counter",
-            hls.segments_served.load(Ordering::Relaxed),
-        ),
-        (
+            load(&hls.segments_served),
+        )?;
+        gauge(
+            &mut e,
             "fieldcast_hls_blocking_requests",
             "Blocking playlist reloads and hinted-part requests waiting now.",
-            "gauge",
-            hls.blocking_open.load(Ordering::Relaxed) as u64,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
+            hls.blocking_open.load(Ordering::Relaxed) as i64,
+        )?;
+        per_session(state, &mut e)
     }
-    per_session(&state, &mut out);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 /// The series labelled `session="ID"`: for running studios (viewers, datagrams), sessions
 /// with a live state since start (orders) and sessions a publisher came to (ingest).
-fn per_session(state: &Health, out: &mut String) {
+fn per_session(state: &Health, e: &mut DescriptorEncoder) -> std::fmt::Result {
+    use MetricType::{Counter, Gauge};
     let studios = state.studios.all_stats();
-    let mut family =
-        |name: &str, help: &str, kind: &str, values: &mut dyn Iterator<Item = (String, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (session, value) in values {
-                // Session ids are ours (hex), but a label value is escaped all the same.
-                let label = session
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = writeln!(out, "{name}{{session=\"{label}\"}} {value}");
-            }
-        };
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     family(
+        e,
         "fieldcast_session_viewers",
         "WebRTC viewers of the session.",
-        "gauge",
-        &mut studios
+        Gauge,
+        "session",
+        studios
             .iter()
             .map(|(id, s)| (id.clone(), s.viewers.load(Ordering::Relaxed) as u64)),
-    );
+    )?;
     family(
-        "fieldcast_session_datagrams_sent_total",
+        e,
+        "fieldcast_session_datagrams_sent",
         "Datagrams sent to the session's viewers.",
-        "counter",
-        &mut studios
+        Counter,
+        "session",
+        studios
             .iter()
-            .map(|(id, s)| (id.clone(), s.datagrams_sent.load(Ordering::Relaxed))),
-    );
+            .map(|(id, s)| (id.clone(), load(&s.datagrams_sent))),
+    )?;
     family(
-        "fieldcast_session_datagrams_dropped_total",
+        e,
+        "fieldcast_session_datagrams_dropped",
         "Datagrams for the session's viewers that the socket could not take.",
-        "counter",
-        &mut studios
+        Counter,
+        "session",
+        studios
             .iter()
-            .map(|(id, s)| (id.clone(), s.datagrams_dropped.load(Ordering::Relaxed))),
-    );
+            .map(|(id, s)| (id.clone(), load(&s.datagrams_dropped))),
+    )?;
+    let known = state.live.known();
     family(
-        "fieldcast_session_orders_total",
+        e,
+        "fieldcast_session_orders",
         "Orders confirmed for the session since the server started.",
-        "counter",
-        &mut state
-            .live
-            .known()
-            .into_iter()
-            .map(|l| (l.session_id.clone(), l.orders.load(Ordering::Relaxed))),
-    );
+        Counter,
+        "session",
+        known
+            .iter()
+            .map(|l| (l.session_id.clone(), load(&l.orders))),
+    )?;
     family(
-        "fieldcast_session_state_answers_total",
+        e,
+        "fieldcast_session_state_answers",
         "Live-state reads (GET .../state) answered by this server: behind caches, about one per state version and cache.",
-        "counter",
-        &mut state.live.known().into_iter().map(|l| {
-            (
-                l.session_id.clone(),
-                l.state_answers.load(Ordering::Relaxed),
-            )
-        }),
-    );
+        Counter,
+        "session",
+        known
+            .iter()
+            .map(|l| (l.session_id.clone(), load(&l.state_answers))),
+    )?;
+    let hls = state.studios.all_hls();
     family(
+        e,
         "fieldcast_session_hls_viewers",
         "Distinct client addresses that asked for the session's HLS playlists in the last 30 s (a cache counts once).",
-        "gauge",
-        &mut state
-            .studios
-            .all_hls()
-            .into_iter()
-            .map(|(id, hls)| (id, hls.viewers() as u64)),
-    );
+        Gauge,
+        "session",
+        hls.iter().map(|(id, h)| (id.clone(), h.viewers() as u64)),
+    )?;
     family(
+        e,
         "fieldcast_session_hls_active",
         "1 while the session's HLS runs (someone asked for it in the last minute).",
-        "gauge",
-        &mut state
-            .studios
-            .all_hls()
-            .into_iter()
-            .map(|(id, hls)| (id, hls.is_active() as u64)),
-    );
+        Gauge,
+        "session",
+        hls.iter().map(|(id, h)| (id.clone(), h.is_active() as u64)),
+    )?;
     let ingest = state.ingest_health.summary();
     family(
+        e,
         "fieldcast_session_publisher_connected",
         "1 while a publisher sends to the session.",
-        "gauge",
-        &mut ingest
+        Gauge,
+        "session",
+        ingest
             .iter()
             .map(|(id, connected, _)| (id.clone(), *connected as u64)),
-    );
+    )?;
     family(
-        "fieldcast_session_publisher_reconnects_total",
+        e,
+        "fieldcast_session_publisher_reconnects",
         "Publishes accepted for the session since the server started, less the first.",
-        "counter",
-        &mut ingest
+        Counter,
+        "session",
+        ingest
             .iter()
             .map(|(id, _, reconnects)| (id.clone(), *reconnects)),
-    );
+    )
 }

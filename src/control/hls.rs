@@ -1,4 +1,4 @@
-//! `/hls/{session_id}/...`: the studio's HLS for players and caches (see `src/hls/`).
+//! `/hls/{session_id}/...`: the studio's HLS for players and caches (see the engine's `hls/`).
 //!
 //! - `index.m3u8`: plain HLS, the window's segments and the one being made; cacheable for a
 //!   segment (1 s).

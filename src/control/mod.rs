@@ -39,7 +39,7 @@ mod live;
 mod offers;
 pub mod openapi;
 mod orders;
-mod outcome;
+pub mod outcome;
 mod overlays;
 mod pages;
 mod pinned;

@@ -217,11 +217,12 @@ pub async fn show(
 }
 
 /// Decodes an uploaded PNG, JPEG or WebP, scales it to fit [`STORED_IMAGE_SIDE`] and writes
-/// it as PNG. Refusals say why.
-fn store_image(
+/// it as PNG, off the async workers (a large image takes a core for a while). Refusals say
+/// why.
+async fn store_image(
     headers: &HeaderMap,
-    body: &[u8],
-    path: &std::path::Path,
+    body: Bytes,
+    path: std::path::PathBuf,
 ) -> Result<(u32, u32), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -244,6 +245,18 @@ fn store_image(
             format!("the image is larger than {} MiB", MAX_IMAGE_BYTES >> 20),
         ));
     }
+    let content_type = content_type.to_string();
+    tokio::task::spawn_blocking(move || decode_and_store(&body, format, &content_type, &path))
+        .await
+        .map_err(ApiError::internal)?
+}
+
+fn decode_and_store(
+    body: &[u8],
+    format: image::ImageFormat,
+    content_type: &str,
+    path: &std::path::Path,
+) -> Result<(u32, u32), ApiError> {
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(body), format);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
@@ -284,9 +297,13 @@ pub async fn product_image(
         .store
         .product(&product_id)?
         .ok_or_else(|| ApiError::not_found("product"))?;
-    let path = image_path(&state.shows.images_dir(), &product_id);
-    let (width, height) = store_image(&headers, &body, &path)?;
-    let hash = super::assets::publish_image(&state.shows.images_dir(), &path)
+    let images = state.shows.images_dir();
+    let path = image_path(&images, &product_id);
+    let (width, height) = store_image(&headers, body, path.clone()).await?;
+    // Hashing and copying the photo is file work too.
+    let hash = tokio::task::spawn_blocking(move || super::assets::publish_image(&images, &path))
+        .await
+        .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     state.store.set_product_image(&product_id, &hash)?;
     for live in state.live.known() {
@@ -318,10 +335,12 @@ pub async fn layer_image(
     }
     let (width, height) = store_image(
         &headers,
-        &body,
-        &state.shows.images_dir().join(format!("{layer_id}.png")),
-    )?;
-    state.live.session(&id).update(|_| {});
+        body,
+        state.shows.images_dir().join(format!("{layer_id}.png")),
+    )
+    .await?;
+    // The compositor redraws image layers when this moves.
+    state.live.session(&id).update(|d| d.image_revision += 1);
     Ok(ApiJson(
         json!({"layer_id": layer_id, "width": width, "height": height}),
     ))

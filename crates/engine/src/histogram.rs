@@ -1,7 +1,7 @@
 //! Latency histograms shared by the media path and `/metrics`: fixed buckets of atomic
-//! counters, cheap to record from any thread, rendered in the Prometheus text format.
+//! counters, cheap to record from any thread, read by `/metrics` (the server encodes them
+//! with prometheus-client) and parsed back from it by tests and benchmarks.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -60,24 +60,25 @@ impl LatencyHistogram {
 
     /// Appends the histogram as Prometheus text (`_bucket{le=…}` cumulative, `_sum`, `_count`,
     /// in seconds).
-    pub fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (i, bucket) in self.counts.iter().enumerate() {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let le = self
-                .bounds_ms
-                .get(i)
-                .map(|ms| format!("{}", ms / 1000.0))
-                .unwrap_or_else(|| "+Inf".into());
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {}", self.count());
+    /// Each bucket's own count (not cumulative) by its upper bound in seconds, the last
+    /// `+Inf`: what an encoder of the Prometheus format takes.
+    pub fn per_bucket(&self) -> Vec<(f64, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, bucket)| {
+                let le = self
+                    .bounds_ms
+                    .get(i)
+                    .map_or(f64::INFINITY, |ms| ms / 1000.0);
+                (le, bucket.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    /// The sum of every observation, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
     }
 }
 
@@ -127,18 +128,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_parses_and_interpolates() {
+    fn counts_parses_and_interpolates() {
         static BOUNDS: [f64; 3] = [10.0, 20.0, 40.0];
         let h = LatencyHistogram::new(&BOUNDS);
         for ms in [5, 12, 14, 16, 18, 30, 90] {
             h.observe(Duration::from_millis(ms));
         }
-        let mut text = String::new();
-        h.render(&mut text, "x_seconds", "test");
-        assert!(text.contains("x_seconds_bucket{le=\"0.02\"} 5"));
-        assert!(text.contains("x_seconds_count 7"));
-        let buckets = parse_buckets(&text, "x_seconds");
-        assert_eq!(buckets.len(), 4);
+        assert_eq!(
+            h.per_bucket(),
+            [(0.01, 1), (0.02, 4), (0.04, 1), (f64::INFINITY, 1)]
+        );
+        assert_eq!(h.count(), 7);
+        assert!((h.sum_seconds() - 0.185).abs() < 1e-9);
+        // As `/metrics` writes it.
+        let text = "x_seconds_bucket{le=\"0.01\"} 1\nx_seconds_bucket{le=\"0.02\"} 5\n\
+                    x_seconds_bucket{le=\"0.04\"} 6\nx_seconds_bucket{le=\"+Inf\"} 7\n";
+        let buckets = parse_buckets(text, "x_seconds");
+        assert_eq!(buckets, h.buckets());
         assert_eq!(buckets[3], (f64::INFINITY, 7));
         // Rank 3.5 of 7 falls in (0.01, 0.02] holding ranks 2..=5.
         let p50 = quantile(&buckets, 0.5).unwrap();

@@ -1,4 +1,4 @@
-//! The LL-HLS load generator (`fieldcast hls-swarm`): thousands of clients on one thread,
+//! The LL-HLS load generator (`fieldcast-probe hls-swarm`): thousands of clients on one thread,
 //! each a player's network behaviour without the decoding: a blocking playlist reload for
 //! the next part (`_HLS_msn`/`_HLS_part`), then every new part, over one keep-alive
 //! connection, from its own source address (so per-address counts see distinct clients).

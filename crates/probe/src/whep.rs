@@ -1,7 +1,7 @@
 //! A WHEP client (str0m, frame mode): it plays a session like a browser would, counts what
 //! arrives and, with GStreamer, decodes the video to check it and optionally dump frames.
 //!
-//! Used by the integration tests and `fieldcast watch`; the load generator grows from it.
+//! Used by the integration tests and `fieldcast-probe watch`; the load generator (swarm.rs) grows from it.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;

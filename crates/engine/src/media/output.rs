@@ -158,6 +158,10 @@ impl OutputFeed {
     }
 
     fn push_video_now(&self, buffer: &mut gst::Buffer, size: (u32, u32)) -> bool {
+        // The format lock is held across the push on purpose: `orient` changes the caps under
+        // it, so a frame checked at the old size can never be queued behind the new caps. It
+        // costs a queue insert: this appsrc is leaky (it never waits) and has no callbacks,
+        // so the push cannot block or call back into this code.
         let format = self.state.format.lock().unwrap_or_else(|e| e.into_inner());
         if (format.width, format.height) != size {
             return false;

@@ -79,6 +79,8 @@ pub struct Compositor {
     watch_url: String,
     images_dir: PathBuf,
     cache: HashMap<String, Cached>,
+    /// Layers that had nothing to draw, by the key they had then.
+    unrenderable: HashMap<String, String>,
     /// The last frame's layers and the live-state version they were built from.
     last: Option<(u64, Arc<[Placed]>)>,
     /// The last composition depends on the clock (countdown, toast, a transition).
@@ -104,6 +106,7 @@ impl Compositor {
             watch_url,
             images_dir,
             cache: HashMap::new(),
+            unrenderable: HashMap::new(),
             last: None,
             time_dependent: false,
             counters,
@@ -189,6 +192,7 @@ impl Compositor {
             toasts: &data.toasts,
             watch_url: &self.watch_url,
             images_dir: &self.images_dir,
+            image_revision: data.image_revision,
         };
         let mut time_dependent = false;
         let mut present: Vec<(i32, String)> = Vec::new();
@@ -206,9 +210,16 @@ impl Compositor {
                 .is_none_or(|c| c.key != key || c.place != place || c.leaving_since.is_some());
             if fresh {
                 let started = Instant::now();
+                if self.unrenderable.get(&layer.id) == Some(&key) {
+                    continue;
+                }
                 let Some(pixmap) = render::render(layer, &view, place.width, place.height) else {
+                    // Nothing to draw (an image layer without its picture yet): not tried
+                    // again until what it shows changes.
+                    self.unrenderable.insert(layer.id.clone(), key);
                     continue;
                 };
+                self.unrenderable.remove(&layer.id);
                 let overlay = Arc::new(YuvOverlay::from_premultiplied_rgba(
                     pixmap.data(),
                     pixmap.width(),

@@ -34,6 +34,9 @@ pub struct LiveData {
     pub offers: Vec<OfferRow>,
     pub toasts: VecDeque<Toast>,
     pub scene: Scene,
+    /// Rises whenever an image layer's picture file changes (an upload): the compositor
+    /// redraws image layers when it moves, and never looks at the files on its own.
+    pub image_revision: u64,
 }
 
 /// A session's live state, as one compositor reads it on its streaming thread: every call

@@ -30,6 +30,8 @@ pub struct View<'a> {
     pub toasts: &'a VecDeque<Toast>,
     pub watch_url: &'a str,
     pub images_dir: &'a Path,
+    /// [`LiveData::image_revision`](super::feed::LiveData::image_revision).
+    pub image_revision: u64,
 }
 
 impl View<'_> {
@@ -178,12 +180,8 @@ pub fn key(layer: &Layer, view: &View) -> Option<String> {
             format!("{}|{}", toast.at_ms, toast.text)
         }
         LayerKind::Text => layer.content.text.clone()?,
-        LayerKind::Image => {
-            let modified = std::fs::metadata(image_file(view, layer))
-                .and_then(|m| m.modified())
-                .ok()?;
-            format!("{modified:?}")
-        }
+        // The file is read only when this changes: no file system call per frame.
+        LayerKind::Image => view.image_revision.to_string(),
         LayerKind::Qr => layer
             .content
             .text
@@ -780,6 +778,7 @@ mod tests {
                     toasts: &toasts,
                     watch_url: "",
                     images_dir: Path::new("/nonexistent"),
+                    image_revision: 0,
                 };
                 let card = template(LayerKind::ProductCard, "card".into());
                 let _ = done.send(render(&card, &view, 460, 180).is_some());
