@@ -18,7 +18,7 @@ use crate::shows::Shows;
 handles! {
     /// What the page-file routes use.
     Assets {
-    shows: Shows,
+        shows: Shows,
     }
 }
 

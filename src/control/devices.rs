@@ -18,8 +18,8 @@ use std::sync::Arc;
 handles! {
     /// What minting a device token uses.
     Devices {
-    public: Arc<PublicLimits>,
-    devices: DeviceKeys,
+        public: Arc<PublicLimits>,
+        devices: DeviceKeys,
     }
 }
 

@@ -23,15 +23,15 @@ use std::sync::Arc;
 handles! {
     /// What the health, stats and metrics routes read.
     Health {
-    egress: Egress,
-    overlay_counters: Arc<OverlayCounters>,
-    ingest: Arc<IngestLimits>,
-    ingest_health: Arc<IngestBoard>,
-    public: Arc<PublicLimits>,
-    ledger: StockLedger,
-    hls: Arc<HlsCounters>,
-    studios: Arc<Studios>,
-    live: Arc<LiveHub>,
+        egress: Egress,
+        overlay_counters: Arc<OverlayCounters>,
+        ingest: Arc<IngestLimits>,
+        ingest_health: Arc<IngestBoard>,
+        public: Arc<PublicLimits>,
+        ledger: StockLedger,
+        hls: Arc<HlsCounters>,
+        studios: Arc<Studios>,
+        live: Arc<LiveHub>,
     }
 }
 

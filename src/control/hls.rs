@@ -36,8 +36,8 @@ use fieldcast_engine::studio::Studios;
 handles! {
     /// What the HLS routes use.
     Hls {
-    studios: Arc<Studios>,
-    hls: Arc<HlsCounters>,
+        studios: Arc<Studios>,
+        hls: Arc<HlsCounters>,
     }
 }
 

@@ -26,10 +26,10 @@ use tokio::sync::watch;
 handles! {
     /// What the live-state routes use.
     Live {
-    store: Arc<Store>,
-    live: Arc<LiveHub>,
-    public: Arc<PublicLimits>,
-    shutdown: watch::Sender<bool>,
+        store: Arc<Store>,
+        live: Arc<LiveHub>,
+        public: Arc<PublicLimits>,
+        shutdown: watch::Sender<bool>,
     }
 }
 

@@ -17,8 +17,8 @@ use std::sync::Arc;
 handles! {
     /// What the offer routes use.
     Offers {
-    store: Arc<Store>,
-    ledger: StockLedger,
+        store: Arc<Store>,
+        ledger: StockLedger,
     }
 }
 

@@ -28,12 +28,12 @@ use std::sync::Arc;
 handles! {
     /// What the order routes use.
     Orders {
-    store: Arc<Store>,
-    ledger: StockLedger,
-    public: Arc<PublicLimits>,
-    devices: DeviceKeys,
-    buyer_tokens: Arc<BuyerTokens>,
-    settings: Arc<Settings>,
+        store: Arc<Store>,
+        ledger: StockLedger,
+        public: Arc<PublicLimits>,
+        devices: DeviceKeys,
+        buyer_tokens: Arc<BuyerTokens>,
+        settings: Arc<Settings>,
     }
 }
 

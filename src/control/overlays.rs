@@ -19,9 +19,9 @@ use std::sync::Arc;
 handles! {
     /// What the overlay and image routes use.
     Overlays {
-    store: Arc<Store>,
-    live: Arc<LiveHub>,
-    shows: Shows,
+        store: Arc<Store>,
+        live: Arc<LiveHub>,
+        shows: Shows,
     }
 }
 

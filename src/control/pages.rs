@@ -16,8 +16,8 @@ use std::sync::Arc;
 handles! {
     /// What the pages use.
     Pages {
-    store: Arc<Store>,
-    shows: Shows,
+        store: Arc<Store>,
+        shows: Shows,
     }
 }
 

@@ -15,8 +15,8 @@ use std::sync::Arc;
 handles! {
     /// What pinning uses.
     PinnedRoutes {
-    store: Arc<Store>,
-    live: Arc<LiveHub>,
+        store: Arc<Store>,
+        live: Arc<LiveHub>,
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 handles! {
     /// What the product routes use.
     Products {
-    store: Arc<Store>,
+        store: Arc<Store>,
     }
 }
 

@@ -22,11 +22,11 @@ use std::sync::Arc;
 handles! {
     /// What the session routes use.
     Sessions {
-    shows: Shows,
-    store: Arc<Store>,
-    studios: Arc<Studios>,
-    live: Arc<LiveHub>,
-    ingest_health: Arc<IngestBoard>,
+        shows: Shows,
+        store: Arc<Store>,
+        studios: Arc<Studios>,
+        live: Arc<LiveHub>,
+        ingest_health: Arc<IngestBoard>,
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 handles! {
     /// What the webhook routes use.
     Webhooks {
-    store: Arc<Store>,
+        store: Arc<Store>,
     }
 }
 

@@ -20,11 +20,11 @@ use std::sync::Arc;
 handles! {
     /// What the WHEP routes use.
     Whep {
-    store: Arc<Store>,
-    public: Arc<PublicLimits>,
-    studios: Arc<Studios>,
-    settings: Arc<Settings>,
-    egress: Egress,
+        store: Arc<Store>,
+        public: Arc<PublicLimits>,
+        studios: Arc<Studios>,
+        settings: Arc<Settings>,
+        egress: Egress,
     }
 }
 
