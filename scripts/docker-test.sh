@@ -13,9 +13,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The binary to package and whose WHEP client checks the image: FIELDCAST_BIN when set (CI
-# hands over the one its fresh root built), else this checkout's release build.
+# The binary to package: FIELDCAST_BIN when set (CI hands over the one its fresh root built),
+# else this checkout's release build. The WHEP player that checks the image from outside is
+# fieldcast-probe: FIELDCAST_PROBE when set (CI hands it over too), else built here.
 bin=${FIELDCAST_BIN:-target/release/fieldcast}
+probe=${FIELDCAST_PROBE:-}
+if [[ -z "$probe" ]]; then
+  cargo build --release --locked -p fieldcast-probe
+  probe=target/release/fieldcast-probe
+fi
 name=fieldcast-test-$$
 volume=fieldcast-test-data-$$
 http=127.0.0.1:18580
@@ -92,7 +98,7 @@ for _ in $(seq 20); do
   sleep 0.5
 done
 pass "ffmpeg publishes into the container's RTMP port"
-report=$("$bin" watch "http://$http/whep/$id" --seconds 6)
+report=$("$probe" watch "http://$http/whep/$id" --seconds 6)
 frames=$(sed -n 's/.*decoded \([0-9]*\) frames at 1280x720.*/\1/p' <<<"$report")
 [[ ${frames:-0} -ge 90 ]] || fail "the WHEP client decoded too little: $report"
 pass "the WHEP client outside the container decoded $frames frames at 1280x720"
