@@ -31,7 +31,6 @@ use fieldcast_engine::studio::Studios;
 const FORGET_IDLE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct App {
-    pub settings: Arc<Settings>,
     /// Sessions' lifecycle and the links the API hands out.
     pub shows: Shows,
     pub commerce: Commerce,
@@ -160,7 +159,6 @@ impl App {
             }
         });
         Ok(AppState(Arc::new(App {
-            settings,
             shows,
             commerce,
             control,
