@@ -115,6 +115,7 @@ impl App {
             limits: Arc::new(IngestLimits::new(
                 settings.rtmp_max_connections,
                 settings.rtmp_max_connections_per_address,
+                settings.ipv6_prefix,
             )),
             board: Arc::new(IngestBoard::default()),
         };
@@ -142,12 +143,21 @@ impl App {
                 settings.buyer_tokens.audience.clone(),
             )),
             egress,
-            hls: Arc::new(HlsCounters::default()),
+            hls: Arc::new(HlsCounters::new(settings.hls_max_waiting)),
+            connections: crate::connections::Connections::new(
+                settings.http_max_connections,
+                settings.http_max_connections_per_address,
+                settings.trusted_proxies.clone(),
+                settings.ipv6_prefix,
+            ),
             ingest: ingest.limits.clone(),
             ingest_health: ingest.board.clone(),
             overlay_counters,
             shutdown: shutdown.clone(),
             operator: OperatorToken(Arc::from(api_token.as_str())),
+            metrics_token: crate::control::MetricsToken(
+                settings.metrics_token.as_deref().map(Arc::from),
+            ),
             settings: settings.clone(),
         };
         crate::commerce::spawn_background(&commerce, store);

@@ -47,6 +47,24 @@ pub struct ServeArgs {
     /// Proxies whose X-Forwarded-For is believed, comma-separated IPs [default: none]
     #[arg(long, env = "FIELDCAST_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// Bits of an IPv6 client address that per-address limits key on (the rest is one
+    /// subscriber's) [default: 64]
+    #[arg(long, env = "FIELDCAST_IPV6_PREFIX")]
+    pub ipv6_prefix: Option<u8>,
+    /// HTTP connections open at once, from everyone [default: 16384]
+    #[arg(long, env = "FIELDCAST_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
+    /// HTTP connections open at once from one client network; trusted proxies are not
+    /// capped [default: 512]
+    #[arg(long, env = "FIELDCAST_HTTP_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub http_max_connections_per_address: Option<usize>,
+    /// LL-HLS blocking requests held at once, from everyone; past it they answer 503
+    /// [default: 8192]
+    #[arg(long, env = "FIELDCAST_HLS_MAX_WAITING")]
+    pub hls_max_waiting: Option<usize>,
+    /// Bearer token /metrics asks for; unset, /metrics is open [default: none]
+    #[arg(long, env = "FIELDCAST_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Orders per client address, as BURST:PER_SECOND [default: 5:0.5]
     #[arg(long, env = "FIELDCAST_RATE_ORDERS")]
     pub rate_orders: Option<String>,
@@ -124,6 +142,11 @@ struct FileSettings {
     rtmp_max_connections: Option<usize>,
     rtmp_max_connections_per_address: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
+    ipv6_prefix: Option<u8>,
+    http_max_connections: Option<usize>,
+    http_max_connections_per_address: Option<usize>,
+    hls_max_waiting: Option<usize>,
+    metrics_token: Option<String>,
     rate_orders: Option<String>,
     rate_likes: Option<String>,
     rate_whep: Option<String>,
@@ -203,7 +226,13 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub rtmp_max_connections: usize,
     pub rtmp_max_connections_per_address: usize,
+    /// Canonical (an IPv4-mapped address as IPv4), as client addresses are compared.
     pub trusted_proxies: Vec<IpAddr>,
+    pub ipv6_prefix: u8,
+    pub http_max_connections: usize,
+    pub http_max_connections_per_address: usize,
+    pub hls_max_waiting: usize,
+    pub metrics_token: Option<String>,
     pub rate_orders: Rate,
     pub rate_likes: Rate,
     pub rate_whep: Rate,
@@ -294,9 +323,11 @@ impl Settings {
                 .iter()
                 .filter(|s: &&String| !s.is_empty())
                 .map(|s| {
-                    s.parse::<IpAddr>().map_err(|_| {
-                        invalid("trusted_proxies", format!("{s:?} is not an IP address"))
-                    })
+                    s.parse::<IpAddr>()
+                        .map(|ip| ip.to_canonical())
+                        .map_err(|_| {
+                            invalid("trusted_proxies", format!("{s:?} is not an IP address"))
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
@@ -380,8 +411,44 @@ impl Settings {
                 ));
             }
         };
+        let ipv6_prefix = args
+            .ipv6_prefix
+            .or(file.ipv6_prefix)
+            .unwrap_or(fieldcast_core::address::DEFAULT_IPV6_PREFIX);
+        if !(16..=128).contains(&ipv6_prefix) {
+            return Err(invalid(
+                "ipv6_prefix",
+                format!("{ipv6_prefix} is not a prefix length from 16 to 128"),
+            ));
+        }
+        let metrics_token = optional(&args.metrics_token, &file.metrics_token);
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid(
+                "metrics_token",
+                "at least 16 characters, or unset to keep /metrics open",
+            ));
+        }
         let settings = Settings {
             trusted_proxies,
+            ipv6_prefix,
+            http_max_connections: count(
+                args.http_max_connections,
+                file.http_max_connections,
+                crate::connections::DEFAULT_MAX_CONNECTIONS,
+            )
+            .max(1),
+            http_max_connections_per_address: count(
+                args.http_max_connections_per_address,
+                file.http_max_connections_per_address,
+                crate::connections::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            )
+            .max(1),
+            hls_max_waiting: count(
+                args.hls_max_waiting,
+                file.hls_max_waiting,
+                fieldcast_engine::hls::DEFAULT_MAX_WAITING,
+            ),
+            metrics_token,
             rate_orders,
             rate_likes,
             rate_whep,

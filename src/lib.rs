@@ -4,6 +4,7 @@
 pub mod app;
 pub mod commerce;
 pub mod config;
+pub mod connections;
 pub mod control;
 pub mod demo;
 pub mod server;

@@ -141,11 +141,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     );
     tracing::info!(http = %app.http_addr, rtmp = %app.rtmp_addr, webrtc = %app.control.egress.local, "listening");
     let stopping = app.clone();
-    axum::serve(
-        http,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    crate::connections::serve(http, router, app.control.connections.clone(), async move {
         shutdown_signal().await;
         // New requests are refused from here; SSE streams send `end` and close, so the
         // server's wait for open connections ends.
@@ -154,7 +150,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         let viewers = stopping.control.egress.end_all().await;
         tracing::info!(viewers, "viewers' sessions closed");
     })
-    .await?;
+    .await;
     crate::commerce::flush_likes(&app.commerce.live, &app.shows.store);
     // Every order the ledger has taken is answered; then its database connection closes.
     app.commerce.ledger.close().await;

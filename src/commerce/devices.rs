@@ -10,8 +10,8 @@
 //!
 //! From one address, 40 real phones and a bot with 40 tokens look alike. What bounds the bot
 //! is the ledger's per-address share of each offer (`commerce::rules::address_share`),
-//! counted by [`DeviceKeys::address_key`]: the address (an IPv6 client by its /64, which one
-//! subscriber holds whole) under a keyed hash, so orders never store a buyer's address.
+//! counted by [`DeviceKeys::address_key`]: the client's network (an IPv6 client by its /64, which
+//! one subscriber holds whole) under a keyed hash, so orders never store a buyer's address.
 
 use std::net::IpAddr;
 
@@ -75,15 +75,12 @@ impl DeviceKeys {
         Some(id.to_string())
     }
 
-    /// What an address is counted by: IPv4 whole (an IPv4-mapped IPv6 address as IPv4), IPv6
-    /// by its /64, under a keyed hash.
-    pub fn address_key(&self, ip: IpAddr) -> String {
-        let network = match ip {
+    /// The keyed hash a network is counted by: `network` as the public routes' `Client` gives
+    /// it (an IPv4 address, or an IPv6 address cut to `ipv6_prefix`; `fieldcast_core::address`).
+    pub fn address_key(&self, network: IpAddr) -> String {
+        let network = match fieldcast_core::address::canonical(network) {
             IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.octets().to_vec(),
-                None => v6.octets()[..8].to_vec(),
-            },
+            IpAddr::V6(v6) => v6.octets().to_vec(),
         };
         let tag = self.mac(&[b"address:", &network]).finalize().into_bytes();
         hex(&tag[..12])
@@ -160,7 +157,7 @@ mod tests {
     #[test]
     fn an_ipv6_subscriber_is_counted_by_its_64_and_a_mapped_ipv4_as_ipv4() {
         let keys = DeviceKeys::new([1; 32]);
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let ip = |s: &str| fieldcast_core::address::network(s.parse::<IpAddr>().unwrap(), 64);
         assert_eq!(
             keys.address_key(ip("2001:db8:1:2::1")),
             keys.address_key(ip("2001:db8:1:2:ffff::9"))

@@ -47,6 +47,20 @@ pub async fn require_operator(
     }
 }
 
+/// The bearer token `/metrics` asks for (`metrics_token`); `None` keeps it open.
+#[derive(Clone)]
+pub struct MetricsToken(pub Option<std::sync::Arc<str>>);
+
+impl MetricsToken {
+    /// `Ok` when no token is set, or the request carries it.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match &self.0 {
+            None => Ok(()),
+            Some(token) => check(headers, &OperatorToken(token.clone())),
+        }
+    }
+}
+
 /// Extractor for operator-only handlers on paths that also have public methods.
 pub struct Operator;
 

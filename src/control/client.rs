@@ -2,7 +2,9 @@
 //!
 //! The client is the TCP peer, unless the peer is one of the configured `trusted_proxies`:
 //! then it is the right-most `X-Forwarded-For` entry that is not itself a trusted proxy
-//! (entries further left were written by the client and prove nothing).
+//! (entries further left were written by the client and prove nothing). Addresses are
+//! compared as IPv4 when IPv4-mapped (a server on `[::]` sees IPv4 clients that way), and a
+//! client counts as its network: IPv6 by its `ipv6_prefix` (`fieldcast_core::address`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -157,7 +159,7 @@ impl PublicLimits {
     }
 }
 
-/// The client address of a request (see the module doc).
+/// The network a request is from (see the module doc): what every per-address limit keys on.
 pub struct Client(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client
@@ -173,7 +175,7 @@ where
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .ok_or_else(|| ApiError::internal("no peer address on the connection"))?;
-        Ok(Client(client_address(
+        let client = client_address(
             peer,
             parts
                 .headers
@@ -181,24 +183,29 @@ where
                 .iter()
                 .filter_map(|v| v.to_str().ok()),
             &settings.trusted_proxies,
+        );
+        Ok(Client(fieldcast_core::address::network(
+            client,
+            settings.ipv6_prefix,
         )))
     }
 }
 
-/// The client behind `peer`, believing `X-Forwarded-For` only from trusted proxies. Linear
-/// in the header's length.
+/// The client behind `peer`, believing `X-Forwarded-For` only from trusted proxies (given
+/// canonical, as the settings hold them). Linear in the header's length.
 pub fn client_address<'a>(
     peer: IpAddr,
     forwarded_for: impl Iterator<Item = &'a str>,
     trusted: &[IpAddr],
 ) -> IpAddr {
+    let peer = peer.to_canonical();
     if !trusted.contains(&peer) {
         return peer;
     }
     let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
-        match hop.trim().parse::<IpAddr>() {
+        match hop.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(ip) => {
                 client = ip;
                 if !trusted.contains(&ip) {
@@ -244,6 +251,16 @@ mod tests {
         assert_eq!(
             client_address(proxy, ["203.0.113.7, nonsense"].into_iter(), &trusted),
             proxy
+        );
+        // A server on [::] sees an IPv4 proxy as IPv4-mapped: still the trusted proxy, and an
+        // IPv4-mapped client in the header is that IPv4 client.
+        assert_eq!(
+            client_address(
+                ip("::ffff:10.0.0.1"),
+                ["::ffff:203.0.113.7"].into_iter(),
+                &trusted
+            ),
+            ip("203.0.113.7")
         );
     }
 }

@@ -8,7 +8,7 @@ use crate::commerce::ledger::StockLedger;
 use crate::commerce::live::LiveHub;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use fieldcast_engine::egress::Egress;
 use fieldcast_engine::hls::HlsCounters;
 use fieldcast_engine::ingest::health::IngestBoard;
@@ -32,6 +32,8 @@ handles! {
         hls: Arc<HlsCounters>,
         studios: Arc<Studios>,
         live: Arc<LiveHub>,
+        connections: Arc<crate::connections::Connections>,
+        metrics_token: super::MetricsToken,
     }
 }
 
@@ -80,8 +82,12 @@ pub async fn healthz() -> &'static str {
 
 /// Counters of the egress loop and studios.
 #[utoipa::path(get, path = "/metrics", tag = "server",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<Health>) -> impl IntoResponse {
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "metrics_token is set and the request does not carry it", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn metrics(State(state): State<Health>, headers: axum::http::HeaderMap) -> Response {
+    if let Err(refused) = state.metrics_token.check(&headers) {
+        return refused.into_response();
+    }
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(ServerMetrics(state)));
     let mut out = String::new();
@@ -95,6 +101,7 @@ pub async fn metrics(State(state): State<Health>) -> impl IntoResponse {
         )],
         out,
     )
+        .into_response()
 }
 
 /// Every series `/metrics` has, read from the parts' own counters at each scrape.
@@ -299,6 +306,30 @@ impl Collector for ServerMetrics {
             "fieldcast_hls_blocking_requests",
             "Blocking playlist reloads and hinted-part requests waiting now.",
             hls.blocking_open.load(Ordering::Relaxed) as i64,
+        )?;
+        counter(
+            &mut e,
+            "fieldcast_hls_blocking_refused",
+            "Blocking HLS requests answered 503 because hls_max_waiting were held.",
+            load(&hls.blocking_refused),
+        )?;
+        let connections = &state.connections;
+        gauge(
+            &mut e,
+            "fieldcast_http_connections",
+            "HTTP connections open now.",
+            connections.open() as i64,
+        )?;
+        family(
+            &mut e,
+            "fieldcast_http_connections_refused",
+            "HTTP connections answered 503 at accept, by the cap they met.",
+            MetricType::Counter,
+            "cap",
+            [
+                ("total".to_string(), load(&connections.refused_total)),
+                ("address".to_string(), load(&connections.refused_address)),
+            ],
         )?;
         per_session(state, &mut e)
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::cacheable::{answer, held, open_to_all};
@@ -85,19 +85,26 @@ async fn started(hls: &HlsStream) -> Result<Published, ApiError> {
         })
 }
 
-/// Counts a request that waits, for as long as it waits.
+/// A place among the blocking requests held (`hls_max_waiting`), for as long as the request
+/// waits; 503 when every place is taken.
 struct Blocking(Arc<HlsCounters>);
 
 impl Blocking {
-    fn new(state: &Hls) -> Self {
-        state.hls.blocking_open.fetch_add(1, Ordering::Relaxed);
-        Self(state.hls.clone())
+    fn new(state: &Hls) -> Result<Self, ApiError> {
+        if !state.hls.start_waiting() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many blocking HLS requests are held; try again in a moment",
+            )
+            .retry_after(1));
+        }
+        Ok(Self(state.hls.clone()))
     }
 }
 
 impl Drop for Blocking {
     fn drop(&mut self) {
-        self.0.blocking_open.fetch_sub(1, Ordering::Relaxed);
+        self.0.stop_waiting();
     }
 }
 
@@ -217,7 +224,7 @@ pub async fn low_latency_playlist(
                         ));
                     }
                     let timeout = Duration::from_secs(3 * now.target_duration.max(1));
-                    let _waiting = Blocking::new(&state);
+                    let _waiting = Blocking::new(&state)?;
                     let snapshot = hls
                         .wait_for(timeout, |s| s.reached(msn, part))
                         .await
@@ -314,7 +321,7 @@ pub async fn media(
                     let snapshot =
                         if snapshot.part(number).is_none() && number == snapshot.next_part {
                             // The hinted part: held until it is complete.
-                            let _waiting = Blocking::new(&state);
+                            let _waiting = Blocking::new(&state)?;
                             hls.wait_for(PART_TARGET * 6, |s| {
                                 s.epoch != epoch || s.next_part > number
                             })
@@ -366,6 +373,10 @@ fn growing_segment(
         deadline: tokio::time::Instant,
         _waiting: Blocking,
     }
+    let waiting = match Blocking::new(state) {
+        Ok(waiting) => waiting,
+        Err(refused) => return refused.into_response(),
+    };
     let target = hls.snapshot().target_duration.max(1);
     let sending = Sending {
         rx: hls.subscribe(),
@@ -373,7 +384,7 @@ fn growing_segment(
         ready: Default::default(),
         done: false,
         deadline: tokio::time::Instant::now() + Duration::from_secs(3 * target),
-        _waiting: Blocking::new(state),
+        _waiting: waiting,
     };
     let body = futures_util::stream::unfold(sending, move |mut s| async move {
         loop {

@@ -75,7 +75,7 @@ use fieldcast_engine::ingest::limits::IngestLimits;
 use fieldcast_engine::overlay::compositor::OverlayCounters;
 use fieldcast_engine::studio::Studios;
 
-pub use auth::OperatorToken;
+pub use auth::{MetricsToken, OperatorToken};
 
 /// What the control plane is given: one handle of each kind, each field's type its own, so
 /// that a route's [`handles!`] struct takes its fields from here by type.
@@ -95,6 +95,8 @@ pub struct ControlState {
     pub egress: Egress,
     /// HLS requests served and waiting, over every studio.
     pub hls: Arc<HlsCounters>,
+    /// The HTTP listener's caps and counters.
+    pub connections: Arc<crate::connections::Connections>,
     /// RTMP connection caps and counters.
     pub ingest: Arc<IngestLimits>,
     /// What the ingest path sees of each session's publisher.
@@ -104,6 +106,7 @@ pub struct ControlState {
     /// Set once on SIGTERM: new requests are refused and live streams end.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub operator: OperatorToken,
+    pub metrics_token: MetricsToken,
     pub settings: Arc<Settings>,
 }
 

@@ -68,6 +68,11 @@ impl Server {
         Self::launch(data, "127.0.0.1:0", "127.0.0.1:0", extra, &[])
     }
 
+    /// With its HTTP listener on `http` (an IPv6 address, `[::]:0`).
+    pub fn start_on(data: &Path, http: &str, extra: &[&str]) -> Server {
+        Self::launch(data, http, "127.0.0.1:0", extra, &[])
+    }
+
     /// With environment variables of its own (those with no flag, such as the log format).
     pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         Self::launch(data, "127.0.0.1:0", "127.0.0.1:0", extra, env)

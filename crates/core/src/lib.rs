@@ -10,11 +10,13 @@
 //!   be taken, a network's share, phone numbers).
 //! - [`overlay`]: the scene of overlay layers and their layout on a frame.
 //! - [`stun`]: the few STUN fields the WebRTC egress reads to route a packet.
+//! - [`address`]: which network a client address counts as for per-address limits.
 //! - [`ids`] and [`time`]: random identifiers, and the wall clock for callers to pass in.
 //!
 //! `tests/mutation.rs` runs every parser here through 10,000 seeded mutations in the dev
 //! profile, where arithmetic overflow panics.
 
+pub mod address;
 pub mod commerce;
 pub mod flv;
 pub mod ids;

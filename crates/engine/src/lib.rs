@@ -10,12 +10,14 @@
 //!   from a live-state snapshot ([`overlay::feed`]).
 //! - [`egress`]: WebRTC (WHEP) viewers on one UDP port, each with a bounded queue.
 //! - [`hls`]: HLS and LL-HLS from the same encode, in memory.
-//! - [`slots`], [`histogram`] and [`process`]: per-address connection slots, latency
+//! - [`slots`], [`flood_log`], [`histogram`] and [`process`]: per-address connection slots
+//!   (with room made by the oldest unproven ones), one log line per flood, latency
 //!   histograms, and the open-file limit.
 //!
 //! The engine knows nothing of SQL, HTTP or selling; the server (`fieldcast`) wires it up.
 
 pub mod egress;
+pub mod flood_log;
 pub mod histogram;
 pub mod hls;
 pub mod ingest;

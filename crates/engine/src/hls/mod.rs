@@ -46,7 +46,11 @@ pub struct Controls {
     pub keyframe_next: Box<dyn Fn() + Send + Sync>,
 }
 
-/// Server-wide HLS counters (for `/metrics`).
+/// Default for `hls_max_waiting`: blocking requests held at once, over every session. Each
+/// costs a socket and a small task; a CDN or nginx in front holds one per object.
+pub const DEFAULT_MAX_WAITING: usize = 8192;
+
+/// Server-wide HLS counters (for `/metrics`), and the budget of blocking requests.
 #[derive(Debug, Default)]
 pub struct HlsCounters {
     pub playlists_served: AtomicU64,
@@ -54,6 +58,38 @@ pub struct HlsCounters {
     pub segments_served: AtomicU64,
     /// Blocking playlist reloads and part requests waiting now.
     pub blocking_open: AtomicUsize,
+    /// Blocking requests refused because [`HlsCounters::max_waiting`] were held.
+    pub blocking_refused: AtomicU64,
+    /// Most blocking requests held at once.
+    pub max_waiting: usize,
+}
+
+impl HlsCounters {
+    pub fn new(max_waiting: usize) -> Self {
+        Self {
+            max_waiting,
+            ..Self::default()
+        }
+    }
+
+    /// Counts one more blocking request, unless the budget is spent. The caller gives the
+    /// place back with [`HlsCounters::stop_waiting`].
+    pub fn start_waiting(&self) -> bool {
+        let taken = self
+            .blocking_open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_waiting).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            self.blocking_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    pub fn stop_waiting(&self) {
+        self.blocking_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One studio's HLS.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::flood_log::FloodLog;
 use crate::slots::{AddressSlots, Slot};
 
 /// Default for `rtmp_max_connections`: RTMP connections open at once, from everyone.
@@ -29,7 +30,8 @@ pub const MEDIA_IDLE_DEADLINE: Duration = Duration::from_secs(10);
 pub enum CloseReason {
     /// The peer closed (or reset) the connection.
     PeerClosed,
-    /// Over the total or per-address connection cap: closed at accept.
+    /// Over the total or per-address connection cap: closed at accept. Also a connection
+    /// that had not published yet, closed to make room for a newer one.
     OverCapacity,
     /// No accepted publish within [`ADMIT_DEADLINE`].
     AdmitTimeout,
@@ -72,25 +74,35 @@ impl CloseReason {
 }
 
 /// Connection caps and the ingest counters, shared by every connection.
-#[derive(Debug)]
 pub struct IngestLimits {
     pub connections: Arc<AddressSlots>,
+    /// Bits of an IPv6 address the per-address cap keys on.
+    pub ipv6_prefix: u8,
     closed: [AtomicU64; CloseReason::ALL.len()],
     pub refused_publishes: AtomicU64,
+    /// Refusals and closes come in floods: one log line per reason per interval.
+    pub log: FloodLog,
 }
 
 impl IngestLimits {
-    pub fn new(max_connections: usize, max_per_address: usize) -> Self {
+    pub fn new(max_connections: usize, max_per_address: usize, ipv6_prefix: u8) -> Self {
         Self {
             connections: AddressSlots::new(max_connections, max_per_address),
+            ipv6_prefix,
             closed: Default::default(),
             refused_publishes: AtomicU64::new(0),
+            log: FloodLog::new("rtmp"),
         }
     }
 
-    /// A place for a new connection from `address`, or `None` when a cap is reached.
+    /// A place for a new connection from `address` (counted by its network), or `None` at the
+    /// per-address cap, or when every place is held by a publisher. When all places are
+    /// taken, the oldest connection that has not published yet is closed to make room
+    /// ([`Slot::evicted`]); a publisher [`Slot::confirm`]s its place once its key is taken.
     pub fn admit(&self, address: IpAddr) -> Option<Slot> {
-        self.connections.take(address).ok()
+        self.connections
+            .take_making_room(fieldcast_core::address::network(address, self.ipv6_prefix))
+            .ok()
     }
 
     pub fn open_connections(&self) -> usize {

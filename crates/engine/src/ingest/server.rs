@@ -45,14 +45,18 @@ pub async fn serve(listener: TcpListener, app: Ingest) {
         let app = app.clone();
         tokio::spawn(async move {
             let limits = &app.limits;
-            let Some(_slot) = limits.admit(peer.ip()) else {
+            let Some(slot) = limits.admit(peer.ip()) else {
                 // Closed at once: an over-cap client costs an accept and a close.
-                limits.count_close(CloseReason::OverCapacity);
-                tracing::debug!(peer = %mask(peer), "RTMP connection over the cap; closed");
+                let reason = CloseReason::OverCapacity;
+                limits.count_close(reason);
+                limits.log.event(reason.label(), || {
+                    tracing::warn!(peer = %mask(peer), reason = reason.label(), "RTMP connection over the cap; closed at accept");
+                });
                 return;
             };
             let mut connection = Connection {
                 app: app.clone(),
+                slot,
                 peer,
                 publisher: None,
                 decode: None,
@@ -63,7 +67,9 @@ pub async fn serve(listener: TcpListener, app: Ingest) {
             connection.finish().await;
             limits.count_close(reason);
             if reason != CloseReason::PeerClosed {
-                tracing::warn!(peer = %mask(peer), reason = reason.label(), "RTMP connection closed: {detail}");
+                limits.log.event(reason.label(), || {
+                    tracing::warn!(peer = %mask(peer), reason = reason.label(), "RTMP connection closed: {detail}");
+                });
             }
         });
     }
@@ -82,6 +88,8 @@ fn mask(peer: SocketAddr) -> String {
 
 struct Connection {
     app: Ingest,
+    /// Its place among the connections: provisional until its stream key is accepted.
+    slot: crate::slots::Slot,
     peer: SocketAddr,
     publisher: Option<(StudioHandle, PublisherLink)>,
     decode: Option<PublisherDecode>,
@@ -115,6 +123,10 @@ impl Connection {
                 .map(|(_, link)| link.presence.clone());
             let read = tokio::select! {
                 read = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => read,
+                _ = self.slot.evicted() => return (
+                    CloseReason::OverCapacity,
+                    "closed before publishing, to make room for a newer connection".into(),
+                ),
                 _ = async {
                     match &presence {
                         Some(p) => p.replaced.notified().await,
@@ -281,11 +293,16 @@ impl Connection {
         let (session_id, studio) = match admitted {
             Ok(admitted) => admitted,
             Err(PublishRefused::UnknownKey) => {
-                tracing::warn!(peer = %mask(self.peer), stream_key = %redact(stream_key), "unknown stream key refused");
+                let peer = self.peer;
+                self.app.limits.log.event("unknown_key", || {
+                    tracing::warn!(peer = %mask(peer), stream_key = %redact(stream_key), "unknown stream key refused");
+                });
                 return Err("unknown stream key".into());
             }
             Err(PublishRefused::Unavailable) => return Err("server error; try again".into()),
         };
+        // A valid key: this connection is a publisher, never closed to make room.
+        self.slot.confirm();
         let link = studio
             .attach_publisher(MEDIA_IDLE_DEADLINE)
             .await
