@@ -7,7 +7,7 @@ BIN := target/release/fieldcast
 .PHONY: run build test bench docker docker-test deb deb-test deps-run deps-test browser-deps clean
 
 run: build
-	@if [ -f "$(DATA)/api-token" ]; then echo "operator token: $$(cat $(DATA)/api-token)"; fi
+	@if [ -f "$(DATA)/api-token" ]; then echo "operator token: in $(DATA)/api-token (cat $(DATA)/api-token)"; fi
 	$(BIN) serve --demo --data $(DATA)
 
 build:

@@ -25,6 +25,9 @@ docker run --rm --network host -v "$PWD/target/debian:/pkg:ro" debian:bookworm-s
   echo "deb-test: ok: systemd-analyze verify $unit"
   getent passwd fieldcast >/dev/null && [ "$(stat -c %U /var/lib/fieldcast)" = fieldcast ]
   echo "deb-test: ok: user fieldcast owns /var/lib/fieldcast"
+  mode=$(stat -c %a:%U:%G /etc/fieldcast/fieldcast.toml)
+  [ "$mode" = 640:root:fieldcast ] || { echo "deb-test: FAILED: /etc/fieldcast/fieldcast.toml is $mode, not 640:root:fieldcast" >&2; exit 1; }
+  echo "deb-test: ok: /etc/fieldcast/fieldcast.toml is 0640 root:fieldcast (it may hold api_token)"
   # The README step: the address viewers reach (here loopback, on ports of the test).
   sed -i "s|^# public_ip = .*|public_ip = \"127.0.0.1\"|; s|^http = .*|http = \"127.0.0.1:18680\"|; s|^rtmp = .*|rtmp = \"127.0.0.1:11680\"|; s|^webrtc_udp = .*|webrtc_udp = \"127.0.0.1:18689\"|" /etc/fieldcast/fieldcast.toml
   user=$(sed -n "s/^User=//p" "$unit")

@@ -23,7 +23,7 @@ rm -rf "$root" && mkdir -p "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/sys
 # Debug info stays in target/release (it is 200 MB of the binary's 210).
 objcopy --strip-debug "$bin" "$root/usr/bin/fieldcast"
 install -m 0644 packaging/deb/fieldcast.service "$root/lib/systemd/system/fieldcast.service"
-install -m 0644 packaging/deb/fieldcast.toml "$root/etc/fieldcast/fieldcast.toml"
+install -m 0640 packaging/deb/fieldcast.toml "$root/etc/fieldcast/fieldcast.toml"
 install -m 0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$root/DEBIAN/"
 echo /etc/fieldcast/fieldcast.toml > "$root/DEBIAN/conffiles"
 install -m 0644 README.md "$root/usr/share/doc/fieldcast/README.md"

@@ -4,8 +4,10 @@
 #      dockerd --storage-driver=vfs --iptables=false --bridge=none, as CI machines need);
 #   2. `make docker` builds the image from this checkout (and the local base image);
 #   3. without FIELDCAST_PUBLIC_IP on 0.0.0.0 the container says in one line what to set, and
-#      docker/compose.yaml is valid (docker-compose config) and asks for it too;
-#   4. with a volume: the health check turns healthy, ffmpeg publishes into its RTMP port,
+#      docker/compose.yaml is valid (docker-compose config), asks for it too, and binds
+#      Grafana and Prometheus to loopback with generated secrets;
+#   4. with a volume: the health check turns healthy, the generated operator token is in the
+#      volume and not in `docker logs`, ffmpeg publishes into its RTMP port,
 #      the project's WHEP client decodes >= 90 frames at 1280x720, an order survives
 #      `docker restart`, `docker stop` ends it cleanly within 10 s, and nothing in it runs
 #      as root.
@@ -27,7 +29,6 @@ volume=fieldcast-test-data-$$
 http=127.0.0.1:18580
 rtmp=127.0.0.1:11580
 udp=127.0.0.1:18589
-token=docker-test-operator-token-0123
 started=$SECONDS
 pass() { echo "docker-test: ok: $*"; }
 fail() { echo "docker-test: FAILED: $*" >&2; docker logs "$name" 2>&1 | tail -20 >&2 || true; exit 1; }
@@ -66,13 +67,24 @@ FIELDCAST_PUBLIC_IP=203.0.113.7 docker-compose -f docker/compose.yaml config -q 
 ( unset FIELDCAST_PUBLIC_IP; docker-compose -f docker/compose.yaml config -q 2>&1 || true ) \
   | grep -q "set FIELDCAST_PUBLIC_IP" || fail "compose does not ask for FIELDCAST_PUBLIC_IP"
 pass "docker/compose.yaml is valid and asks for FIELDCAST_PUBLIC_IP"
+config=$(FIELDCAST_PUBLIC_IP=203.0.113.7 docker-compose -f docker/compose.yaml config)
+for service in grafana prometheus; do
+  published=$(sed -n "/^  $service:/,/^  [a-z]/p" <<<"$config" | sed -n '/^    ports:/,/^    [a-z]/p' | grep '^    - ' || true)
+  [[ -n "$published" ]] || fail "compose publishes no port for $service"
+  ! grep -qv '^    - 127\.0\.0\.1:' <<<"$published" || fail "compose publishes $service beyond loopback: $published"
+done
+grep -q 'GF_SECURITY_ADMIN_PASSWORD__FILE: /secrets/grafana-admin-password' <<<"$config" \
+  || fail "Grafana's admin password is not the generated one"
+! grep -q 'GF_SECURITY_ADMIN_PASSWORD:' <<<"$config" || fail "Grafana's admin password is written in compose"
+grep -q 'FIELDCAST_METRICS_TOKEN_FILE: /secrets/metrics-token' <<<"$config" || fail "/metrics is open in compose"
+pass "compose binds Grafana and Prometheus to loopback, with a generated Grafana password and a metrics token"
 
 # 4. Run it with a volume, as a user would (host network: one UDP port for WebRTC).
 run() {
   docker run -d --name "$name" --network host -v "$volume:/data" \
     --health-interval 2s --health-start-period 20s \
     -e FIELDCAST_HTTP=$http -e FIELDCAST_RTMP=$rtmp -e FIELDCAST_WEBRTC_UDP=$udp \
-    -e FIELDCAST_API_TOKEN=$token fieldcast:latest serve >/dev/null
+    fieldcast:latest serve >/dev/null
 }
 healthy() {
   for _ in $(seq 60); do
@@ -84,6 +96,14 @@ healthy() {
 run
 healthy
 pass "health check healthy"
+
+# The operator token was generated into the volume; the log says where, never what.
+token=$(docker exec "$name" cat /data/api-token)
+[[ ${#token} -ge 16 ]] || fail "no operator token in /data/api-token"
+docker logs "$name" 2>&1 | grep -q "operator token generated and stored in /data/api-token" \
+  || fail "the log does not say where the token is: $(docker logs "$name" 2>&1 | head -5)"
+! docker logs "$name" 2>&1 | grep -qF "$token" || fail "docker logs holds the operator token"
+pass "docker logs says where the operator token is and does not hold it"
 
 api() { curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }

@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// Bearer token /metrics asks for; unset, /metrics is open [default: none]
     #[arg(long, env = "FIELDCAST_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// File holding the metrics token (a container secret), instead of metrics_token
+    #[arg(long, env = "FIELDCAST_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Orders per client address, as BURST:PER_SECOND [default: 5:0.5]
     #[arg(long, env = "FIELDCAST_RATE_ORDERS")]
     pub rate_orders: Option<String>,
@@ -147,6 +150,7 @@ struct FileSettings {
     http_max_connections_per_address: Option<usize>,
     hls_max_waiting: Option<usize>,
     metrics_token: Option<String>,
+    metrics_token_file: Option<PathBuf>,
     rate_orders: Option<String>,
     rate_likes: Option<String>,
     rate_whep: Option<String>,
@@ -421,7 +425,16 @@ impl Settings {
                 format!("{ipv6_prefix} is not a prefix length from 16 to 128"),
             ));
         }
-        let metrics_token = optional(&args.metrics_token, &file.metrics_token);
+        let mut metrics_token = optional(&args.metrics_token, &file.metrics_token);
+        if let Some(path) = args.metrics_token_file.clone().or(file.metrics_token_file) {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    "metrics_token_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            metrics_token = Some(text.trim().to_string());
+        }
         if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(invalid(
                 "metrics_token",

@@ -7,6 +7,7 @@ pub mod config;
 pub mod connections;
 pub mod control;
 pub mod demo;
+pub mod files;
 pub mod server;
 pub mod shows;
 pub mod store;

@@ -28,17 +28,13 @@ fn operator_token(settings: &Settings) -> anyhow::Result<String> {
     }
     let token = format!("fc_{}", random_hex(24));
     write_private(&path, &token)?;
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        // Under systemd the output is the journal, which more people read than the token's
-        // file: there it says only where the token is.
-        println!(
-            "operator token generated and stored in {} (read it as root: cat {})",
-            path.display(),
-            path.display()
-        );
-    } else {
-        println!("operator token (stored in {}): {token}", path.display());
-    }
+    // Never the token itself: the output is a terminal's scrollback, `docker logs` or the
+    // journal, which more people read than the token's file.
+    println!(
+        "operator token generated and stored in {} (read it: cat {})",
+        path.display(),
+        path.display()
+    );
     Ok(token)
 }
 
@@ -70,15 +66,7 @@ fn device_keys(settings: &Settings) -> anyhow::Result<DeviceKeys> {
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
+    crate::files::write_durably(path, contents.as_bytes(), true)?;
     Ok(())
 }
 
@@ -98,6 +86,14 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         )
     })?;
     media::init()?;
+    // Temporaries of writes a crash cut short (photos, tokens).
+    for dir in [
+        settings.data.clone(),
+        settings.data.join("images"),
+        settings.data.join("images").join("by-hash"),
+    ] {
+        crate::files::remove_leftovers(&dir);
+    }
     let store = Store::open(&settings.data.join("fieldcast.db"))?;
     let api_token = operator_token(&settings)?;
     let devices = device_keys(&settings)?;
@@ -190,7 +186,11 @@ fn start_demo(app: &AppState) -> anyhow::Result<()> {
     println!("demo session {}:", row.id);
     println!("  watch:       {base}/watch/{}", row.id);
     println!("  OBS server:  {}", app.shows.rtmp_server());
-    println!("  stream key:  {}", row.stream_key);
+    // Masked like every key in the output; the console shows it to the operator.
+    println!(
+        "  stream key:  {} (the console shows it whole)",
+        redact(&row.stream_key)
+    );
     tracing::info!(session.id = %row.id, stream_key = %redact(&row.stream_key), "demo session on air");
     crate::demo::start(app.http_addr, &app.api_token, &row.id);
     Ok(())

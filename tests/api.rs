@@ -201,6 +201,133 @@ fn health_and_metrics_answer() {
 }
 
 #[test]
+fn metrics_asks_for_its_token_when_one_is_set() {
+    let token = "metrics-secret-0123456789";
+    let server = Server::start_with(&data_dir("metrics-token"), &["--metrics-token", token]);
+    let mut r = agent().get(&server.url("/metrics")).call().unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(
+        !r.body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("fieldcast_")
+    );
+    let r = agent()
+        .get(&server.url("/metrics"))
+        .header("Authorization", "Bearer wrong-token-0123456789")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let mut r = agent()
+        .get(&server.url("/metrics"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("fieldcast_http_connections ")
+    );
+    // The operator token is not the metrics token, and /healthz stays open.
+    let r = agent()
+        .get(&server.url("/metrics"))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        agent()
+            .get(&server.url("/healthz"))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn browsers_get_each_pages_policy_nosniff_and_a_referrer_policy_on_every_answer() {
+    let server = Server::start(&data_dir("browser-headers"));
+    let session = server.create_session("Headers");
+    let id = session["id"].as_str().unwrap();
+    let get = |path: &str| {
+        let r = agent().get(&server.url(path)).call().unwrap();
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        (
+            r.status().as_u16(),
+            header("content-security-policy"),
+            header("x-content-type-options"),
+            header("referrer-policy"),
+            header("x-frame-options"),
+        )
+    };
+    let directive = |policy: &str, name: &str| -> String {
+        policy
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.split_whitespace().next() == Some(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (path, ancestors) in [
+        (format!("/watch/{id}"), ""),
+        ("/console".to_string(), "frame-ancestors 'none'"),
+    ] {
+        let (status, csp, nosniff, referrer, _) = get(&path);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            directive(&csp, "script-src"),
+            "script-src 'self'",
+            "{path}: {csp}"
+        );
+        assert_eq!(
+            directive(&csp, "style-src"),
+            "style-src 'self'",
+            "{path}: {csp}"
+        );
+        assert_eq!(
+            directive(&csp, "object-src"),
+            "object-src 'none'",
+            "{path}: {csp}"
+        );
+        // The watch page may be framed by any page; the console by none.
+        assert_eq!(
+            directive(&csp, "frame-ancestors"),
+            ancestors,
+            "{path}: {csp}"
+        );
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        assert_eq!(nosniff, "nosniff", "{path}");
+        assert_eq!(referrer, "same-origin", "{path}");
+    }
+    assert_eq!(get("/console").4, "DENY");
+    // Everything else: a policy that allows nothing, and the same two headers.
+    for path in [
+        "/api/v1/openapi.json".to_string(),
+        "/healthz".into(),
+        "/web/watch.js".into(),
+        format!("/api/v1/sessions/{id}/state"),
+        "/no/such/route".into(),
+    ] {
+        let (_, csp, nosniff, referrer, _) = get(&path);
+        assert_eq!(csp, "default-src 'none'; frame-ancestors 'none'", "{path}");
+        assert_eq!(nosniff, "nosniff", "{path}");
+        assert_eq!(referrer, "same-origin", "{path}");
+    }
+}
+
+#[test]
 fn an_oversized_body_and_an_unknown_route_get_problem_json_too() {
     let server = Server::start(&data_dir("problems"));
     let session = server.create_session("Limits");

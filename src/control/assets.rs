@@ -196,10 +196,11 @@ pub fn publish_image(images: &Path, stored: &Path) -> std::io::Result<String> {
     let dir = images.join("by-hash");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{hash}.png"));
-    if !path.exists() {
-        let tmp = dir.join(format!("{hash}.png.tmp"));
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, &path)?;
+    // A file of that name is kept only when it holds those bytes: one left torn by a crash
+    // (before files were written durably) is written again, since clients cache it a year.
+    let intact = std::fs::read(&path).is_ok_and(|existing| existing == bytes);
+    if !intact {
+        crate::files::write_durably(&path, &bytes, false)?;
     }
     Ok(hash)
 }

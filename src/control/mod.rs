@@ -29,6 +29,7 @@ macro_rules! handles {
 
 pub mod assets;
 mod auth;
+mod browser;
 mod cacheable;
 pub mod client;
 mod devices;
@@ -286,6 +287,7 @@ pub fn router(state: ControlState) -> Router {
             state.shutdown.clone(),
             deadline_and_problems,
         ))
+        .layer(middleware::from_fn(browser::protect))
         .with_state(state)
 }
 
@@ -295,6 +297,15 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 
 /// The same for image uploads (up to 5 MiB from a phone on a slow uplink).
 pub const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The paths of the image uploads, which get [`UPLOAD_TIMEOUT`].
+static UPLOAD_PATHS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    routes()
+        .into_iter()
+        .filter(|r| r.access == Access::Upload)
+        .map(|r| r.path)
+        .collect()
+});
 
 /// Every route: refusal while shutting down, the request deadline, and errors from the layers below the handlers (the
 /// body limit's 413, an extractor's plain-text rejection) as problem+json like our own.
@@ -311,7 +322,12 @@ async fn deadline_and_problems(
         .retry_after(5)
         .into_response();
     }
-    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+    // Routing has run (this layer wraps each route), so the route's pattern is known.
+    let deadline = match request.extensions().get::<axum::extract::MatchedPath>() {
+        Some(path) if UPLOAD_PATHS.contains(&path.as_str()) => UPLOAD_TIMEOUT,
+        _ => REQUEST_TIMEOUT,
+    };
+    let response = match tokio::time::timeout(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             // 503, not 408: the slow part may be ours (a busy disk), and a client must read
@@ -320,7 +336,7 @@ async fn deadline_and_problems(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 format!(
                     "the request took longer than {} s; try again",
-                    REQUEST_TIMEOUT.as_secs()
+                    deadline.as_secs()
                 ),
             )
             .retry_after(2)

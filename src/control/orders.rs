@@ -51,20 +51,24 @@ pub struct OrderBody {
     buyer: Buyer,
 }
 
+/// A buyer text field: not blank, and at most `max` characters as sent (padding counts: it
+/// is stored as sent).
 fn field(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    let len = value.trim().chars().count();
-    if len == 0 {
+    if value.trim().is_empty() {
         return Err(ApiError::unprocessable(format!(
             "{name}: must not be empty"
         )));
     }
-    if len > max {
+    if value.len() > 4 * max || value.chars().count() > max {
         return Err(ApiError::unprocessable(format!(
             "{name}: at most {max} characters"
         )));
     }
     Ok(())
 }
+
+/// Longest phone number as typed (`+86 (138) 0013-8000` and the like).
+pub const MAX_PHONE_CHARS: usize = 32;
 
 /// An order body, checked: what the ledger needs, and the hash that ties an
 /// `Idempotency-Key` to this body.
@@ -101,6 +105,7 @@ pub fn parse_order(body: &[u8], phone_country: &str) -> Result<ParsedOrder, ApiE
     if let Some(city) = &order.buyer.city {
         field("buyer.city", city, 100)?;
     }
+    field("buyer.phone", &order.buyer.phone, MAX_PHONE_CHARS)?;
     let phone_key = normalize_phone(&order.buyer.phone, phone_country)
         .ok_or_else(|| ApiError::unprocessable("buyer.phone: a phone number of 6 to 15 digits"))?;
     Ok(ParsedOrder {
@@ -390,14 +395,31 @@ fn percent_encode(value: &str) -> String {
         .collect()
 }
 
+/// One CSV cell, quoted. A cell a spreadsheet would read as a formula (OWASP's CSV injection
+/// starters: `=`, `+`, `-`, `@`, tab, CR) gets a leading `'`, except a phone number in the
+/// phone column, which stays as typed (`+86 138…` is on the shipping label as the buyer wrote
+/// it).
 fn csv_cell(s: &str) -> String {
-    // Quote everything; neutralise spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
         s.to_string()
     };
     format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn csv_phone(s: &str) -> String {
+    let phone_like = s.strip_prefix('+').is_some_and(|rest| {
+        rest.starts_with(|c: char| c.is_ascii_digit())
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')' | '.'))
+    });
+    if phone_like {
+        format!("\"{s}\"")
+    } else {
+        csv_cell(s)
+    }
 }
 
 /// CSV for shipping labels: name, phone, address, city, product, quantity, amount.
@@ -423,7 +445,7 @@ pub async fn csv(
         let row = [
             csv_cell(&o.id),
             csv_cell(&o.buyer_name),
-            csv_cell(&o.buyer_phone),
+            csv_phone(&o.buyer_phone),
             csv_cell(&o.buyer_address),
             csv_cell(o.buyer_city.as_deref().unwrap_or("")),
             csv_cell(product),
@@ -441,7 +463,12 @@ pub async fn csv(
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"orders-{session_id}.csv\""),
+                // Ids are ours (hex); anything else a client sent is not put in a header.
+                if session_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    format!("attachment; filename=\"orders-{session_id}.csv\"")
+                } else {
+                    "attachment; filename=\"orders.csv\"".to_string()
+                },
             ),
         ],
         out,
@@ -457,4 +484,49 @@ pub async fn cancel(
     Path((session_id, order_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     ledger_response(state.ledger.cancel(&session_id, &order_id).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_neutralise_formula_starters_and_phones_stay_as_typed() {
+        for (typed, cell) in [
+            (
+                "=HYPERLINK(\"http://x\")",
+                "\"'=HYPERLINK(\"\"http://x\"\")\"",
+            ),
+            ("+SUM(A1)", "\"'+SUM(A1)\""),
+            ("-2+3", "\"'-2+3\""),
+            ("@cmd", "\"'@cmd\""),
+            ("\t=1", "\"'\t=1\""),
+            ("\r=1", "\"'\r=1\""),
+            ("Aygul", "\"Aygul\""),
+        ] {
+            assert_eq!(csv_cell(typed), cell, "{typed:?}");
+        }
+        assert_eq!(csv_phone("+86 138 0013 8000"), "\"+86 138 0013 8000\"");
+        assert_eq!(csv_phone("+1 (415) 555-0100"), "\"+1 (415) 555-0100\"");
+        assert_eq!(csv_phone("13800138000"), "\"13800138000\"");
+        assert_eq!(csv_phone("+SUM(A1)"), "\"'+SUM(A1)\"", "not a phone");
+        assert_eq!(csv_phone("+86=1"), "\"'+86=1\"", "not a phone");
+    }
+
+    #[test]
+    fn buyer_fields_are_bounded_as_sent_padding_included() {
+        let body = |name: &str, phone: &str| {
+            serde_json::json!({"offer_id": "o", "quantity": 1, "buyer": {"name": name, "phone": phone, "address": "1 Rose Street"}})
+                .to_string()
+        };
+        assert!(parse_order(body("Aygul", "+86 138 0013 8000").as_bytes(), "86").is_ok());
+        let padded = format!("Aygul{}", " ".repeat(200));
+        assert!(parse_order(body(&padded, "13800138000").as_bytes(), "86").is_err());
+        let long_phone = format!("138001380{}", " ".repeat(40));
+        let refused = parse_order(body("Aygul", &long_phone).as_bytes(), "86").unwrap_err();
+        assert!(
+            format!("{refused:?}").contains("buyer.phone"),
+            "{refused:?}"
+        );
+    }
 }

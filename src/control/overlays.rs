@@ -246,10 +246,27 @@ async fn store_image(
         ));
     }
     let content_type = content_type.to_string();
-    tokio::task::spawn_blocking(move || decode_and_store(&body, format, &content_type, &path))
-        .await
-        .map_err(ApiError::internal)?
+    // One decode per two cores at once; the others wait their turn (inside the upload's own
+    // deadline). Each runs on a thread of its own at a lower priority, so the API, the
+    // ledger and the media threads come first.
+    let _turn = DECODES.acquire().await.map_err(ApiError::internal)?;
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("photo-decode".into())
+        .spawn(move || {
+            fieldcast_engine::process::lower_thread_priority();
+            let _ = done.send(decode_and_store(&body, format, &content_type, &path));
+        })
+        .map_err(ApiError::internal)?;
+    result.await.map_err(ApiError::internal)?
 }
+
+/// Photo decodes running at once: half the cores, at least one. An 8192² decode holds up to
+/// 256 MiB while it runs.
+static DECODES: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::sync::Semaphore::new((cores / 2).max(1))
+});
 
 fn decode_and_store(
     body: &[u8],
@@ -272,15 +289,12 @@ fn decode_and_store(
         .thumbnail(STORED_IMAGE_SIDE, STORED_IMAGE_SIDE)
         .to_rgba8();
     let dims = scaled.dimensions();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(ApiError::internal)?;
-    }
-    // Write then rename: a reader never sees half a file.
-    let tmp = path.with_extension("png.tmp");
+    let mut png = Vec::new();
     scaled
-        .save_with_format(&tmp, image::ImageFormat::Png)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(ApiError::internal)?;
-    std::fs::rename(&tmp, path).map_err(ApiError::internal)?;
+    // Whole or not at all, and on disk before anyone is told of it.
+    crate::files::write_durably(path, &png, false).map_err(ApiError::internal)?;
     Ok(dims)
 }
 

@@ -64,6 +64,10 @@ pub async fn watch(
         "text/html; charset=utf-8",
         html,
     );
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        super::browser::watch_policy(),
+    );
     // The page is chosen by Accept-Language: caches keep one copy per language.
     response.headers_mut().insert(
         header::VARY,
@@ -127,7 +131,12 @@ pub async fn console(headers: HeaderMap) -> Response {
         "text/html; charset=utf-8",
         CONSOLE_HTML,
     );
-    // The console is never framed by another page (the token is typed into it).
+    // The console is never framed by another page (the token is typed into it); older
+    // browsers read X-Frame-Options for the same.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        super::browser::console_policy(),
+    );
     response.headers_mut().insert(
         header::X_FRAME_OPTIONS,
         header::HeaderValue::from_static("DENY"),

@@ -17,3 +17,15 @@ pub fn raise_fd_limit() {
         }
     }
 }
+
+/// Makes the calling thread yield the CPU to everything else (nice 10), for heavy work that
+/// must not delay answers: decoding an uploaded photo. For a thread of its own; a thread
+/// cannot take its priority back without privilege.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no arguments; setpriority only reads its integer arguments.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
