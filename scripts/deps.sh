@@ -3,7 +3,8 @@
 #   scripts/deps.sh run    GStreamer runtime plugins (to run the server)
 #   scripts/deps.sh build  + compiler and GStreamer headers (to build it)
 #   scripts/deps.sh test   + ffmpeg, Chromium, Node.js, Prometheus, nginx, strace (publishers,
-#                          browser, metrics scraper, HLS cache and a stalling disk for the tests)
+#                          browser, metrics scraper, HLS cache and a stalling disk for the tests),
+#                          and schemathesis from PyPI in target/schemathesis (the contract test)
 #   scripts/deps.sh bench  + ffmpeg, nginx-rtmp and Janus (the peers `make bench` compares with),
 #                          Chromium and Node.js (the HLS latency reader)
 # As root it runs apt-get; otherwise it prints the exact apt-get line and fails.
@@ -13,7 +14,7 @@ run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
           gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools fonts-dejavu-core
           fonts-noto-core fonts-noto-cjk)
 build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
-test_pkgs=(ffmpeg chromium prometheus nginx-light strace)
+test_pkgs=(ffmpeg chromium prometheus nginx-light strace python3-venv)
 bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus chromium)
 
 want=("${run_pkgs[@]}")
@@ -58,4 +59,17 @@ fi
 if [[ "${1:-run}" != run ]] && ! command -v cargo >/dev/null 2>&1; then
   echo "Rust is missing: install Rust 1.95 or newer with rustup (https://rustup.rs), then run make again." >&2
   exit 1
+fi
+
+# The API contract test's tool, pinned, in a virtual environment of its own (Debian's Python
+# takes no pip installs into the system).
+SCHEMATHESIS_VERSION=4.32.5
+if [[ "${1:-run}" == test ]]; then
+  venv="$(dirname "$0")/../target/schemathesis"
+  if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    echo "installing schemathesis $SCHEMATHESIS_VERSION into target/schemathesis"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
 fi

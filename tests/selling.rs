@@ -530,7 +530,7 @@ fn one_phone_typed_three_ways_is_one_buyer_for_the_per_buyer_limit() {
     assert_eq!(answers[0].0, 201, "{answers:?}");
     assert_eq!(answers[1].0, 201, "{answers:?}");
     assert_eq!(
-        answers[2].0, 422,
+        answers[2].0, 409,
         "the third form is the same buyer, over the limit of 2: {answers:?}"
     );
     assert!(answers[2].1.contains("over_limit"), "{answers:?}");
@@ -678,7 +678,7 @@ fn orders_are_refused_with_the_right_status() {
     };
     assert_eq!(post("k1", &order_body(&offer_id, 7, 2)).0, 201);
     let (status, body) = post("k2", &order_body(&offer_id, 7, 1));
-    assert_eq!(status, 422, "over the per-buyer limit: {body}");
+    assert_eq!(status, 409, "over the per-buyer limit: {body}");
     // It says the limit, never what this phone number already bought.
     assert!(
         body.contains("limit of 2 per buyer") && !body.contains("already"),
@@ -719,7 +719,8 @@ fn orders_are_refused_with_the_right_status() {
     );
     assert_eq!(status, 200);
     let (status, body) = post("k5", &order_body(&offer_id, 10, 1));
-    assert_eq!(status, 410, "ended offer: {body}");
+    assert_eq!(status, 409, "ended offer: {body}");
+    assert!(body.contains("\"code\":\"ended\""), "{body}");
 }
 
 /// Buyers in a loop until stopped; returns the ids of acknowledged orders.
@@ -1335,7 +1336,7 @@ fn a_shops_buyer_tokens_make_the_customer_the_buyer() {
         201
     );
     let (status, body) = order(client_ip(1), 2, "+86 139 9999 9999", 1, &alice);
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 409, "{body}");
     assert!(body.contains("over_limit"), "{body}");
     // Another customer with Alice's phone is another buyer.
     assert_eq!(

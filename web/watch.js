@@ -584,7 +584,7 @@
     if (code === "only_left") say(t("only_left", { n: answer.remaining }), "error");
     else if (code === "sold_out") say(t("sold_out"), "error");
     else if (code === "not_started") say(t("not_started"), "error");
-    else if (code === "ended" || status === 410) say(t("offer_ended"), "error");
+    else if (code === "ended") say(t("offer_ended"), "error");
     else if (code === "over_limit") say(t("over_limit", { n: answer.limit }), "error");
     else if (code === "network_share") say(t("network_share", { n: answer.limit }), "error");
     else say(t("invalid", { detail: answer.detail || status }), "error");

@@ -30,10 +30,19 @@ fn random_id(prefix: &str) -> String {
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Buyer {
+    #[schema(min_length = 1, max_length = 100, pattern = "[^ \t\n\r]")]
     pub name: String,
+    /// Digits with spaces, `()`, `.` and `-`, a `+` only in front: 6 to 15 digits (17 with a
+    /// leading international `00`).
+    #[schema(
+        max_length = 32,
+        pattern = r"^([ ().-]*\+[ ().-]*([0-9][ ().-]*){6,15}|[ ().-]*([0-9][ ().-]*){6,15}|[ ().-]*0[ ().-]*0[ ().-]*([0-9][ ().-]*){6,15})$"
+    )]
     pub phone: String,
+    #[schema(min_length = 1, max_length = 500, pattern = "[^ \t\n\r]")]
     pub address: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 100, pattern = "[^ \t\n\r]")]
     pub city: Option<String>,
 }
 

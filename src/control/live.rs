@@ -36,15 +36,36 @@ handles! {
 /// Most likes one request may carry (a phone batches taps).
 pub const MAX_LIKES_PER_REQUEST: i64 = 100;
 
+/// One Server-Sent Event of `…/events`: `state` with the live state as JSON in `data`, or
+/// `end` (the show ended or the server is stopping) before the stream closes.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LiveEvent {
+    #[schema(inline)]
+    event: LiveEventName,
+    /// The live state (a JSON object); for `end`, why (`ended`, `shutdown`).
+    data: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum LiveEventName {
+    State,
+    End,
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Likes {
+    /// Taps since the last batch.
+    #[schema(minimum = 1, maximum = 100)]
     count: i64,
 }
 
 /// Counts likes (202): aggregated in memory, written to SQLite every second.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/likes", tag = "live", params(("id" = String, Path, description = "Session id")), request_body = Likes,
-    responses((status = 202, description = "Counted", body = Object), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 202, description = "Counted: `{counted}`", body = Object), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn like(
     State(state): State<Live>,
     Path(session_id): Path<String>,
@@ -61,7 +82,10 @@ pub async fn like(
         return Err(ApiError::not_found("session"));
     }
     state.live.session(&session_id).add_likes(body.count);
-    Ok(StatusCode::ACCEPTED)
+    Ok((
+        StatusCode::ACCEPTED,
+        ApiJson(serde_json::json!({ "counted": body.count })),
+    ))
 }
 
 /// The snapshot (a JSON object) with the server's clock as it leaves, `server_time_ms`: a page
@@ -74,7 +98,7 @@ fn with_server_time(snapshot: &str, now_ms: i64) -> String {
 /// Server-Sent Events: the whole live state on connect, then each change (at most 10 a
 /// second). A slow client skips to the latest state.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/events", tag = "live", params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "Server-Sent Events: the live state (`likes`, `pinned`, `offers`, `toasts`, `picture`, `server_time_ms`) on connect and after each change", body = String, content_type = "text/event-stream"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Server-Sent Events: the live state (`likes`, `pinned`, `offers`, `toasts`, `picture`, `server_time_ms`) on connect and after each change", body = LiveEvent, content_type = "text/event-stream"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this address (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn events(
     State(state): State<Live>,
     Path(session_id): Path<String>,
@@ -144,7 +168,7 @@ pub struct StateQuery {
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/state", tag = "live", params(("id" = String, Path, description = "Session id"), StateQuery),
     responses((status = 200, description = "The live state (as the `events` stream's `state` event) with its `version`", body = Object),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 400, description = "`after` is not a version, or is far ahead of the server's clock", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`after` is not a number", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "No newer state came in time (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn state(
@@ -158,13 +182,12 @@ pub async fn state(
             if state.store.session(&session_id)?.is_none() {
                 return Err(ApiError::not_found("session"));
             }
-            let after = query.after.unwrap_or(0);
-            if after as i128 > (now_ms() + MAX_AFTER_AHEAD_MS) as i128 {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "after: a version this server gave out (Unix ms), not one from the future",
-                ));
-            }
+            // A version from the future is none this server gave (a reader that kept one
+            // across a restart whose clock is behind): it gets the current one at once.
+            let after = query
+                .after
+                .filter(|a| *a as i128 <= (now_ms() + MAX_AFTER_AHEAD_MS) as i128)
+                .unwrap_or(0);
             let live = state.live.session(&session_id);
             let mut rx = live.subscribe();
             let waited = tokio::time::timeout(

@@ -34,6 +34,7 @@ mod cacheable;
 pub mod client;
 mod devices;
 pub mod error;
+mod fields;
 mod health;
 mod hls;
 mod live;

@@ -26,22 +26,34 @@ handles! {
 pub const DEFAULT_DURATION_S: i64 = 600;
 pub const MAX_DURATION_S: i64 = 7 * 24 * 3600;
 pub const MAX_QUANTITY: i64 = 1_000_000;
+/// Latest start a sale may name (Unix seconds, in the year 2286): far enough for any show,
+/// and milliseconds of it fit an i64 with room to add the duration.
+pub const MAX_STARTS_AT_S: i64 = 10_000_000_000;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOffer {
+    /// The product on sale; 404 when there is no such product.
     product_id: String,
+    /// The sale price in minor units (fen, cents).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     unit_amount: i64,
+    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: i64,
+    /// Units one buyer may take in all.
+    #[schema(minimum = 1)]
     per_buyer_limit: Option<i64>,
     /// Unix seconds; default now.
+    #[schema(minimum = 0, maximum = 10_000_000_000_i64)]
     starts_at: Option<i64>,
+    /// Seconds [default: 600].
+    #[schema(minimum = 1, maximum = 604_800)]
     duration_s: Option<i64>,
 }
 
 /// Opens a flash sale: `quantity` units at `unit_amount`, from `starts_at` for `duration_s`.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/offers", tag = "offers", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body = CreateOffer,
-    responses((status = 201, description = "The offer with its live stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The offer with its live stock", body = OfferView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session or product", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy; try again (Retry-After)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<Offers>,
     Path(session_id): Path<String>,
@@ -54,7 +66,7 @@ pub async fn create(
     state
         .store
         .product(&body.product_id)?
-        .ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
+        .ok_or_else(|| ApiError::not_found("product"))?;
     if !(0..=1_000_000_000_000).contains(&body.unit_amount) {
         return Err(ApiError::unprocessable(
             "unit_amount: an integer in minor units between 0 and 10^12",
@@ -75,10 +87,15 @@ pub async fn create(
         )));
     }
     let now = now_ms();
-    let starts_at = body.starts_at.map(|s| s * 1000).unwrap_or(now);
-    if body.starts_at.is_some_and(|s| s < 0) {
-        return Err(ApiError::unprocessable("starts_at: unix seconds"));
+    if body
+        .starts_at
+        .is_some_and(|s| !(0..=MAX_STARTS_AT_S).contains(&s))
+    {
+        return Err(ApiError::unprocessable(format!(
+            "starts_at: unix seconds, at most {MAX_STARTS_AT_S}"
+        )));
     }
+    let starts_at = body.starts_at.map(|s| s * 1000).unwrap_or(now);
     let offer = OfferRow {
         id: format!("offer_{}", random_hex(8)),
         session_id: session_id.clone(),
@@ -143,6 +160,7 @@ pub async fn end(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddStock {
+    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: i64,
 }
 

@@ -33,6 +33,82 @@ impl Modify for Bearer {
     }
 }
 
+/// The answers every route can give besides its own, added to each operation that does not
+/// list them: the refusals before a handler runs (a query or a body that does not parse, a
+/// body too large or of another content type), and 503 (shutting down, or past the request
+/// deadline).
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    Content::new(Some(Ref::from_schema_name("Problem"))),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let body_types: Vec<String> = operation
+                    .request_body
+                    .as_ref()
+                    .map(|b| b.content.keys().cloned().collect())
+                    .unwrap_or_default();
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| problem(description).into());
+                };
+                if !body_types.is_empty() {
+                    add(
+                        "413",
+                        "The body is larger than this route takes (64 KiB; images 5 MiB)",
+                    );
+                    add(
+                        "415",
+                        &format!("The body is not {}", body_types.join(" or ")),
+                    );
+                }
+                let has_query =
+                    operation.parameters.iter().flatten().any(|p| {
+                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    });
+                if has_query {
+                    add(
+                        "400",
+                        "A query parameter does not parse as its type (the detail names it)",
+                    );
+                }
+                if body_types.iter().any(|t| t == "application/json") {
+                    add(
+                        "400",
+                        "The body is not JSON, or not the shape this route takes (the detail says where)",
+                    );
+                }
+                add(
+                    "503",
+                    "The server is shutting down, or the request took longer than its deadline: try again after Retry-After",
+                );
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -42,7 +118,7 @@ impl Modify for Bearer {
             live state. Operator routes take `Authorization: Bearer TOKEN`; errors are \
             `application/problem+json`."
     ),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &CommonAnswers),
     paths(
         hls::plain_playlist,
         hls::low_latency_playlist,

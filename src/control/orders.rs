@@ -47,6 +47,7 @@ pub const MAX_ORDER_QUANTITY: i64 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct OrderBody {
     offer_id: String,
+    #[schema(minimum = 1, maximum = 1000)]
     quantity: i64,
     buyer: Buyer,
 }
@@ -54,17 +55,7 @@ pub struct OrderBody {
 /// A buyer text field: not blank, and at most `max` characters as sent (padding counts: it
 /// is stored as sent).
 fn field(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.trim().is_empty() {
-        return Err(ApiError::unprocessable(format!(
-            "{name}: must not be empty"
-        )));
-    }
-    if value.len() > 4 * max || value.chars().count() > max {
-        return Err(ApiError::unprocessable(format!(
-            "{name}: at most {max} characters"
-        )));
-    }
-    Ok(())
+    super::fields::text(name, value, max).map(drop)
 }
 
 /// Longest phone number as typed (`+86 (138) 0013-8000` and the like).
@@ -93,8 +84,8 @@ pub fn parse_order(body: &[u8], phone_country: &str) -> Result<ParsedOrder, ApiE
     })?;
     // serde_json's map is ordered: this text is canonical for equal bodies.
     let request_hash = format!("{:x}", Sha256::digest(value.to_string().as_bytes()));
-    let order: OrderBody =
-        serde_json::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let order: OrderBody = serde_json::from_value(super::error::integral_numbers(value))
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     if !(1..=MAX_ORDER_QUANTITY).contains(&order.quantity) {
         return Err(ApiError::unprocessable(format!(
             "quantity: between 1 and {MAX_ORDER_QUANTITY}"
@@ -105,7 +96,11 @@ pub fn parse_order(body: &[u8], phone_country: &str) -> Result<ParsedOrder, ApiE
     if let Some(city) = &order.buyer.city {
         field("buyer.city", city, 100)?;
     }
-    field("buyer.phone", &order.buyer.phone, MAX_PHONE_CHARS)?;
+    if order.buyer.phone.chars().count() > MAX_PHONE_CHARS {
+        return Err(ApiError::unprocessable(format!(
+            "buyer.phone: at most {MAX_PHONE_CHARS} characters"
+        )));
+    }
     let phone_key = normalize_phone(&order.buyer.phone, phone_country)
         .ok_or_else(|| ApiError::unprocessable("buyer.phone: a phone number of 6 to 15 digits"))?;
     Ok(ParsedOrder {
@@ -119,7 +114,7 @@ pub fn parse_order(body: &[u8], phone_country: &str) -> Result<ParsedOrder, ApiE
 
 /// Buys from a live offer. The same `Idempotency-Key` with the same body replays the first
 /// answer; with another body it is refused (422). Answered only after the order is on disk.
-#[utoipa::path(post, path = "/api/v1/sessions/{id}/orders", tag = "orders", params(("id" = String, Path, description = "Session id"), ("Idempotency-Key" = String, Header, description = "One key per buying attempt: a retry with the same key and body gets the first answer"), ("Fieldcast-Device" = Option<String>, Header, description = "A device token (POST /api/v1/devices): order limits then hold per device, not per address"), ("Fieldcast-Buyer" = Option<String>, Header, description = "A buyer token (JWT) from the shop's own login: the per-buyer limit then holds per customer, and the per-network share does not apply")), request_body = OrderBody,
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/orders", tag = "orders", params(("id" = String, Path, description = "Session id"), ("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = "[^ \t]", description = "One key per buying attempt: a retry with the same key and body gets the first answer"), ("Fieldcast-Device" = Option<String>, Header, description = "A device token (POST /api/v1/devices): order limits then hold per device, not per address"), ("Fieldcast-Buyer" = Option<String>, Header, description = "A buyer token (JWT) from the shop's own login: the per-buyer limit then holds per customer, and the per-network share does not apply")), request_body = OrderBody,
     responses((status = 201, description = "The order, on disk", body = crate::commerce::views::OrderView), (status = 200, description = "A replay of the first answer to this Idempotency-Key", body = crate::commerce::views::OrderView), (status = 400, description = "Not JSON, or no Idempotency-Key", body = super::error::Problem, content_type = "application/problem+json"), (status = 401, description = "The buyer token does not verify (the detail says why)", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 409, description = "The ledger refused (the problem's `code` says why: sold_out, only_left, network_share)", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this device, or from this address (Retry-After)", body = super::error::Problem, content_type = "application/problem+json"), (status = 503, description = "The ledger is busy, or still storing this order: send the same request with the same Idempotency-Key again after Retry-After", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<Orders>,
@@ -247,14 +242,31 @@ const ORDER_RETRY_AFTER_S: u32 = 2;
 #[derive(Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OrderFilter {
+    /// Only this offer's orders.
     offer_id: Option<String>,
+    /// Only orders in this state.
+    #[param(inline, value_type = Option<OrderStatus>)]
     status: Option<String>,
+    /// Only this buyer's (any way of writing the number, as `buyer.phone` takes it).
+    #[param(
+        pattern = r"^([ ().-]*\+[ ().-]*([0-9][ ().-]*){6,15}|[ ().-]*([0-9][ ().-]*){6,15}|[ ().-]*0[ ().-]*0[ ().-]*([0-9][ ().-]*){6,15})$"
+    )]
     phone: Option<String>,
+}
+
+/// An order's state, as the filter names it.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum OrderStatus {
+    Confirmed,
+    Cancelled,
 }
 
 fn phone_key(state: &Orders, f: &OrderFilter) -> Result<Option<String>, ApiError> {
     f.phone
         .as_ref()
+        .filter(|p| !p.is_empty())
         .map(|p| {
             normalize_phone(p, &state.settings.phone_country_code)
                 .ok_or_else(|| ApiError::unprocessable("phone: not a phone number"))
@@ -283,12 +295,24 @@ pub const MAX_PAGE: usize = 1000;
 #[derive(Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// Orders on this page, 1 to 1000 [default: 1000].
+    /// Orders on this page [default: 1000].
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// `oldest` (as taken, the default) or `newest` first.
+    #[param(inline, value_type = Option<PageOrder>)]
     order: Option<String>,
     /// The cursor of the page before (its `Fieldcast-Next-Cursor`, or `after=` in its `Link`).
+    #[param(pattern = "^c[0-9]{1,18}$")]
     after: Option<String>,
+}
+
+/// Which orders come first.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum PageOrder {
+    Oldest,
+    Newest,
 }
 
 /// Lists a session's orders with the buyers' details (`?offer_id=&status=&phone=`), a page at
@@ -320,6 +344,7 @@ pub async fn list(
         None => None,
         Some(cursor) => Some(
             cursor
+                .trim_matches([' ', '\t', '\n', '\r'])
                 .strip_prefix('c')
                 .and_then(|n| n.parse::<i64>().ok())
                 .filter(|n| *n >= 0)

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use crate::commerce::ledger::{Answer, LedgerError, Outcome, Refused};
 use crate::commerce::views::{offer_json, order_json};
-use fieldcast_core::commerce::rules::Refusal;
 
 /// An outcome's status and body.
 pub fn render(outcome: &Outcome) -> Answer {
@@ -36,11 +35,9 @@ fn answer(status: u16, body: Value) -> Answer {
 fn refusal(refused: &Refused) -> Answer {
     let (status, code, detail, numbers): (u16, Option<&str>, String, Value) = match refused {
         Refused::Rule(rule) => (
-            match rule {
-                Refusal::SoldOut | Refusal::AddressShare { .. } => 409,
-                Refusal::NotLive(_) => 410,
-                Refusal::OverLimit { .. } => 422,
-            },
+            // Each is a conflict with the offer's state or the buyer's earlier orders, not a
+            // fault in the request: the same request may succeed another time (409).
+            409,
             Some(rule.code()),
             rule.detail(),
             rule.numbers(),
@@ -52,13 +49,13 @@ fn refusal(refused: &Refused) -> Answer {
             json!({ "remaining": remaining }),
         ),
         Refused::NoSuchOffer => (
-            422,
+            404,
             None,
             "offer_id: no such offer in this session".into(),
             json!({}),
         ),
         Refused::NotFound(what) => (404, None, format!("{what} not found"), json!({})),
-        Refused::OfferEnded => (410, None, "the offer has ended".into(), json!({})),
+        Refused::OfferEnded => (409, Some("ended"), "the offer has ended".into(), json!({})),
         Refused::KeyReused => (
             422,
             None,
@@ -108,7 +105,7 @@ pub fn ledger_response(outcome: Result<Outcome, LedgerError>) -> Result<Response
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fieldcast_core::commerce::rules::OfferState;
+    use fieldcast_core::commerce::rules::{OfferState, Refusal};
 
     fn body(answer: &Answer) -> Value {
         serde_json::from_str(&answer.body).unwrap()
@@ -125,13 +122,13 @@ mod tests {
         ))));
         assert_eq!(
             (ended.status, body(&ended)["code"].clone()),
-            (410, json!("ended"))
+            (409, json!("ended"))
         );
         let over = render(&Outcome::Refused(Refused::Rule(Refusal::OverLimit {
             limit: 2,
             already: 2,
         })));
-        assert_eq!((over.status, body(&over)["limit"].clone()), (422, json!(2)));
+        assert_eq!((over.status, body(&over)["limit"].clone()), (409, json!(2)));
         let left = render(&Outcome::Refused(Refused::OnlyLeft { remaining: 3 }));
         assert_eq!(
             (left.status, body(&left)["remaining"].clone()),

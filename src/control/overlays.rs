@@ -44,13 +44,136 @@ fn session_exists(state: &Overlays, id: &str) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::not_found("session"))
 }
 
+/// What a request may set on a layer: any field but `id` (and `kind`, which only a new layer
+/// names). For the OpenAPI document; [`merge`] applies the JSON itself, and
+/// `scene::validate` checks the result against the same bounds.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct LayerFields {
+    anchor: Option<fieldcast_core::overlay::scene::Anchor>,
+    /// From the anchor towards the frame's centre, in fractions of width and height.
+    #[schema(schema_with = offset_schema)]
+    offset: Option<[f32; 2]>,
+    /// Width and height, in fractions of the frame.
+    #[schema(schema_with = size_schema)]
+    size: Option<[f32; 2]>,
+    #[schema(minimum = -1000, maximum = 1000)]
+    z: Option<i32>,
+    visible: Option<bool>,
+    style: Option<StyleFields>,
+    transition_in: Option<fieldcast_core::overlay::scene::Transition>,
+    transition_out: Option<fieldcast_core::overlay::scene::Transition>,
+    #[schema(minimum = 0, maximum = 5000)]
+    transition_ms: Option<u32>,
+    content: Option<ContentFields>,
+    portrait: Option<PlacementFields>,
+}
+
+/// A new layer: its `kind` and any of the fields a layer has (the rest are the kind's).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NewLayer {
+    kind: fieldcast_core::overlay::scene::LayerKind,
+    anchor: Option<fieldcast_core::overlay::scene::Anchor>,
+    /// From the anchor towards the frame's centre, in fractions of width and height.
+    #[schema(schema_with = offset_schema)]
+    offset: Option<[f32; 2]>,
+    /// Width and height, in fractions of the frame.
+    #[schema(schema_with = size_schema)]
+    size: Option<[f32; 2]>,
+    #[schema(minimum = -1000, maximum = 1000)]
+    z: Option<i32>,
+    visible: Option<bool>,
+    style: Option<StyleFields>,
+    transition_in: Option<fieldcast_core::overlay::scene::Transition>,
+    transition_out: Option<fieldcast_core::overlay::scene::Transition>,
+    #[schema(minimum = 0, maximum = 5000)]
+    transition_ms: Option<u32>,
+    content: Option<ContentFields>,
+    portrait: Option<PlacementFields>,
+}
+
+/// `style`: merged one level deep.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct StyleFields {
+    /// `#RRGGBB`.
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
+    theme: Option<String>,
+    #[schema(minimum = 0.25, maximum = 4.0)]
+    font_scale: Option<f32>,
+    /// Of the layer's height.
+    #[schema(minimum = 0.0, maximum = 0.5)]
+    radius: Option<f32>,
+}
+
+/// `content`: merged one level deep.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ContentFields {
+    /// Counter: which numbers.
+    metrics: Option<Vec<fieldcast_core::overlay::scene::Metric>>,
+    /// Text: the words. QR: the URL (default: the watch page).
+    #[schema(min_length = 1, max_length = 500, pattern = "[^ \t\n\r]")]
+    text: Option<String>,
+    /// Countdown: Unix seconds to count to (default: the running offer's end).
+    #[schema(minimum = 0, maximum = 10_000_000_000_i64)]
+    until: Option<i64>,
+}
+
+/// `portrait`: the whole place on an upright frame.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PlacementFields {
+    anchor: fieldcast_core::overlay::scene::Anchor,
+    #[schema(schema_with = offset_schema)]
+    offset: [f32; 2],
+    #[schema(schema_with = size_schema)]
+    size: [f32; 2],
+}
+
+/// Two numbers, each from `min` to 1.
+fn pair(min: f64, description: &str) -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(min))
+                .maximum(Some(1.0)),
+        )
+        .min_items(Some(2))
+        .max_items(Some(2))
+        .description(Some(description))
+        .build()
+}
+
+fn offset_schema() -> utoipa::openapi::schema::Array {
+    pair(-1.0, "x and y, each from -1 to 1")
+}
+
+fn size_schema() -> utoipa::openapi::schema::Array {
+    pair(0.01, "width and height, each from 0.01 to 1")
+}
+
 /// Merges a JSON patch (top level, and one level into `style` and `content`) onto a layer.
 fn merge(layer: &Layer, patch: &Value) -> Result<Layer, ApiError> {
     let Some(patch) = patch.as_object() else {
         return Err(ApiError::unprocessable("the body must be a JSON object"));
     };
     let mut value = serde_json::to_value(layer).map_err(ApiError::internal)?;
+    // `null` leaves a field as it is; for `portrait` and `content.until` it clears them (the
+    // landscape place applies upright too; the countdown follows the running offer).
+    let clears = |key: &str| matches!(key, "portrait" | "until");
     for (key, v) in patch {
+        if v.is_null() && !clears(key) {
+            continue;
+        }
         match key.as_str() {
             "id" | "kind" => {
                 if value.get(key) != Some(v) {
@@ -61,7 +184,9 @@ fn merge(layer: &Layer, patch: &Value) -> Result<Layer, ApiError> {
             }
             "style" | "content" if v.is_object() => {
                 for (k, inner) in v.as_object().into_iter().flatten() {
-                    value[key][k] = inner.clone();
+                    if !inner.is_null() || clears(k) {
+                        value[key][k] = inner.clone();
+                    }
                 }
             }
             _ => value[key] = v.clone(),
@@ -104,7 +229,7 @@ pub async fn list(
 }
 
 /// Adds a layer: `{"kind": "counter"}` gets the template's layout; any field may be given.
-#[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body(content = Object, description = "A layer: its `kind` and any other fields of a layer; the rest take the kind's defaults"),
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/overlays", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body(content = NewLayer, description = "A layer: its `kind` and any other fields of a layer; the rest take the kind's defaults"),
     responses((status = 201, description = "The new layer", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<Overlays>,
@@ -157,7 +282,7 @@ pub async fn get(
 }
 
 /// Changes some fields of a layer, e.g. `{"visible": false}` or `{"style": {"theme": "#b03a2e"}}`.
-#[utoipa::path(patch, path = "/api/v1/sessions/{id}/overlays/{layer_id}", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")), request_body(content = Object, description = "Any of the layer's fields; `style` and `content` merge one level deep"),
+#[utoipa::path(patch, path = "/api/v1/sessions/{id}/overlays/{layer_id}", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")), request_body(content = LayerFields, description = "Any of the layer's fields; `style` and `content` merge one level deep"),
     responses((status = 200, description = "The layer as changed (the next frame shows it)", body = fieldcast_core::overlay::scene::Layer), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn patch(
     State(state): State<Overlays>,
@@ -299,8 +424,8 @@ fn decode_and_store(
 }
 
 /// A product's image (its card shows it).
-#[utoipa::path(put, path = "/api/v1/products/{id}/image", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Product id")), request_body(content = Vec<u8>, description = "PNG, JPEG or WebP, at most 5 MiB", content_type = "image/*"),
-    responses((status = 200, description = "`{width, height, image_url}` of the stored photo", body = Object), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 5 MiB", body = super::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Not PNG, JPEG or WebP", body = super::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(put, path = "/api/v1/products/{id}/image", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Product id")), request_body(content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp")), description = "PNG, JPEG or WebP, at most 5 MiB"),
+    responses((status = 200, description = "`{width, height, image_url}` of the stored photo", body = Object), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such product", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "The picture cannot be decoded", body = super::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 5 MiB", body = super::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Not PNG, JPEG or WebP", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn product_image(
     State(state): State<Overlays>,
     Path(product_id): Path<String>,
@@ -335,8 +460,8 @@ pub async fn product_image(
 }
 
 /// An image layer's picture (a logo).
-#[utoipa::path(put, path = "/api/v1/sessions/{id}/overlays/{layer_id}/image", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")), request_body(content = Vec<u8>, description = "PNG, JPEG or WebP, at most 5 MiB", content_type = "image/*"),
-    responses((status = 200, description = "`{width, height}` of the stored image", body = Object), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 5 MiB", body = super::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Not PNG, JPEG or WebP", body = super::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(put, path = "/api/v1/sessions/{id}/overlays/{layer_id}/image", tag = "overlays", security(("operator" = [])), params(("id" = String, Path, description = "Session id"), ("layer_id" = String, Path, description = "Layer id")), request_body(content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp")), description = "PNG, JPEG or WebP, at most 5 MiB"),
+    responses((status = 200, description = "`{width, height}` of the stored image", body = Object), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such layer", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Not an image layer, or the picture cannot be decoded", body = super::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than 5 MiB", body = super::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Not PNG, JPEG or WebP", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn layer_image(
     State(state): State<Overlays>,
     Path((id, layer_id)): Path<(String, String)>,

@@ -28,7 +28,7 @@ pub struct Pin {
 
 /// Pins a product on the session.
 #[utoipa::path(put, path = "/api/v1/sessions/{id}/pinned", tag = "products", security(("operator" = [])), params(("id" = String, Path, description = "Session id")), request_body = Pin,
-    responses((status = 200, description = "`{session_id, product}`: the product now pinned (a Product)", body = Object), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "`{session_id, product}`: the product now pinned (a Product)", body = Object), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such session or product", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn put(
     State(state): State<PinnedRoutes>,
     Path(id): Path<String>,
@@ -41,7 +41,7 @@ pub async fn put(
     let product = state
         .store
         .product(&body.product_id)?
-        .ok_or_else(|| ApiError::unprocessable("product_id: no such product"))?;
+        .ok_or_else(|| ApiError::not_found("product"))?;
     state.store.set_pinned(&id, Some(&product.id))?;
     state.live.session(&id).reload_pinned(&state.store);
     Ok(ApiJson(

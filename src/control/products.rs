@@ -27,32 +27,103 @@ pub const UNITS: &[&str] = &[
     "piece", "jar", "kg", "g", "box", "bottle", "bag", "bunch", "dozen", "litre",
 ];
 
+/// Any of a product's fields (a change); [`NewProduct`] names the ones a new product needs.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "[^ \t\n\r]")]
     name: Option<String>,
+    /// The name in other languages, by language tag (`ug`, `zh-CN`).
+    #[schema(schema_with = translations_schema)]
     translations: Option<BTreeMap<String, String>>,
+    /// The list price in minor units (fen, cents).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     unit_amount: Option<i64>,
+    /// ISO 4217, such as `CNY`.
+    #[schema(pattern = "^[A-Za-z]{3}$")]
     currency: Option<String>,
+    #[schema(schema_with = unit_schema)]
     unit: Option<String>,
+    #[schema(min_length = 1, max_length = 200, pattern = "[^ \t\n\r]")]
     origin: Option<String>,
+    /// A date like `2026-06-01`.
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     harvest_date: Option<String>,
+    #[schema(min_length = 1, max_length = 2000, pattern = "[^ \t\n\r]")]
     description: Option<String>,
 }
 
+/// A new product: `name`, `unit_amount` and `currency` are required.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    #[schema(min_length = 1, max_length = 200, pattern = "[^ \t\n\r]")]
+    name: String,
+    #[schema(schema_with = translations_schema)]
+    translations: Option<BTreeMap<String, String>>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    unit_amount: i64,
+    #[schema(pattern = "^[A-Za-z]{3}$")]
+    currency: String,
+    #[schema(schema_with = unit_schema)]
+    unit: Option<String>,
+    #[schema(min_length = 1, max_length = 200, pattern = "[^ \t\n\r]")]
+    origin: Option<String>,
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    harvest_date: Option<String>,
+    #[schema(min_length = 1, max_length = 2000, pattern = "[^ \t\n\r]")]
+    description: Option<String>,
+}
+
+impl From<NewProduct> for ProductBody {
+    fn from(p: NewProduct) -> Self {
+        Self {
+            name: Some(p.name),
+            translations: p.translations,
+            unit_amount: Some(p.unit_amount),
+            currency: Some(p.currency),
+            unit: p.unit,
+            origin: p.origin,
+            harvest_date: p.harvest_date,
+            description: p.description,
+        }
+    }
+}
+
+/// A unit is one of [`UNITS`].
+fn unit_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(UNITS.iter().copied()))
+        .description(Some("What one unit is [default: piece]"))
+        .build()
+}
+
+/// Language tags (letters, digits and `-`, up to 16) to names (1 to 200 characters).
+fn translations_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9-]{1,16}$"))
+                .build(),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(200))
+                .pattern(Some("[^ \t\n\r]"))
+                .build()
+                .into(),
+        )))
+        .build()
+}
+
 fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Err(ApiError::unprocessable(format!(
-            "{field}: must not be empty"
-        )));
-    }
-    if v.chars().count() > max {
-        return Err(ApiError::unprocessable(format!(
-            "{field}: at most {max} characters"
-        )));
-    }
-    Ok(v.to_string())
+    super::fields::text(field, value, max)
 }
 
 fn optional(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
@@ -66,6 +137,7 @@ fn apply(mut p: ProductRow, b: ProductBody) -> Result<ProductRow, ApiError> {
     }
     if let Some(t) = b.translations {
         for (lang, name) in &t {
+            let lang = lang.trim_end_matches('\n');
             if lang.is_empty()
                 || lang.len() > 16
                 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -109,6 +181,7 @@ fn apply(mut p: ProductRow, b: ProductBody) -> Result<ProductRow, ApiError> {
         p.origin = optional("origin", b.origin, 200)?;
     }
     if let Some(date) = b.harvest_date {
+        let date = date.trim_matches([' ', '\t', '\n', '\r']).to_string();
         let ok = date.len() == 10
             && date.chars().enumerate().all(|(i, c)| {
                 if i == 4 || i == 7 {
@@ -138,21 +211,13 @@ fn find(state: &Products, id: &str) -> Result<ProductRow, ApiError> {
 }
 
 /// Creates a product: `name`, `unit_amount` and `currency` are required.
-#[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("operator" = [])), request_body = ProductBody,
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("operator" = [])), request_body = NewProduct,
     responses((status = 201, description = "The new product", body = ProductView), (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (the detail names it)", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<Products>,
-    ApiJson(body): ApiJson<ProductBody>,
+    ApiJson(body): ApiJson<NewProduct>,
 ) -> Result<impl IntoResponse, ApiError> {
-    for (field, missing) in [
-        ("name", body.name.is_none()),
-        ("unit_amount", body.unit_amount.is_none()),
-        ("currency", body.currency.is_none()),
-    ] {
-        if missing {
-            return Err(ApiError::unprocessable(format!("{field}: required")));
-        }
-    }
+    let body = ProductBody::from(body);
     let blank = ProductRow {
         id: format!("prod_{}", random_hex(8)),
         name: String::new(),

@@ -70,16 +70,7 @@ fn view(state: &Sessions, row: SessionRow) -> SessionView {
 }
 
 fn valid_title(title: &str) -> Result<String, ApiError> {
-    let title = title.trim();
-    if title.is_empty() {
-        return Err(ApiError::unprocessable("title: must not be empty"));
-    }
-    if title.chars().count() > MAX_TITLE {
-        return Err(ApiError::unprocessable(format!(
-            "title: at most {MAX_TITLE} characters"
-        )));
-    }
-    Ok(title.to_string())
+    super::fields::text("title", title, MAX_TITLE)
 }
 
 fn find(state: &Sessions, id: &str) -> Result<SessionRow, ApiError> {
@@ -92,6 +83,7 @@ fn find(state: &Sessions, id: &str) -> Result<SessionRow, ApiError> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
+    #[schema(min_length = 1, max_length = 200, pattern = "[^ \t\n\r]")]
     title: String,
 }
 
@@ -139,6 +131,7 @@ pub enum TargetState {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSession {
+    #[schema(min_length = 1, max_length = 200, pattern = "[^ \t\n\r]")]
     title: Option<String>,
     /// `live` puts the session on air (slate until a publisher connects); `idle` ends the show.
     state: Option<TargetState>,

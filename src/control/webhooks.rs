@@ -23,6 +23,8 @@ handles! {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
+    /// Where events are POSTed.
+    #[schema(max_length = 2000, pattern = "^https?://")]
     url: String,
 }
 
@@ -34,7 +36,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateWebhook>,
 ) -> Result<impl IntoResponse, ApiError> {
     let url = body.url.trim();
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2000 {
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.chars().count() > 2000 {
         return Err(ApiError::unprocessable("url: an http:// or https:// URL"));
     }
     let hook = WebhookRow {

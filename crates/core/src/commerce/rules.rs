@@ -152,29 +152,38 @@ pub fn broadcast_text(raw: &str, max: usize) -> String {
     out
 }
 
+/// What a phone number may look like, as the OpenAPI schemas state it: digits with spaces,
+/// `(`, `)`, `.` and `-` between them, a `+` only in front, and 6 to 15 digits (16 or 17
+/// when they start with the international `00`). [`normalize_phone`] takes exactly these
+/// (and, as the pattern's `$` does, one line end after them).
+pub const PHONE_PATTERN: &str = r"^([ ().-]*\+[ ().-]*([0-9][ ().-]*){6,15}|[ ().-]*([0-9][ ().-]*){6,15}|[ ().-]*0[ ().-]*0[ ().-]*([0-9][ ().-]*){6,15})$";
+
 /// The per-buyer key of a phone number: its digits, with the leading `+` kept and a leading
 /// international `00` turned into `+`; a national number (no `+` or `00`) loses its trunk `0`
 /// and gets `+country` (the shop's `phone_country_code`), so that `+86 138 0013 8000` and
 /// `138 0013 8000` are one buyer. With no country (`""`) a national number stays as typed.
-/// `None` when it cannot be a phone number.
+/// `None` when it is not a phone number by [`PHONE_PATTERN`].
 pub fn normalize_phone(raw: &str, country: &str) -> Option<String> {
-    let trimmed = raw.trim();
-    let plus = trimmed.starts_with('+');
-    let mut digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
-    if trimmed
-        .chars()
-        .any(|c| !(c.is_ascii_digit() || " +-().".contains(c)))
-    {
+    let raw = raw.trim_matches([' ', '\t', '\n', '\r']);
+    let separator = |c: char| matches!(c, ' ' | '(' | ')' | '.' | '-');
+    let (plus, rest) = match raw.split_once('+') {
+        Some((before, after)) if before.chars().all(separator) => (true, after),
+        Some(_) => return None,
+        None => (false, raw),
+    };
+    if !rest.chars().all(|c| c.is_ascii_digit() || separator(c)) {
         return None;
     }
-    let international = plus || digits.starts_with("00");
-    if digits.starts_with("00") {
+    let mut digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+    let international_00 = !plus && digits.starts_with("00");
+    let allowed = if international_00 { 6..=17 } else { 6..=15 };
+    if !allowed.contains(&digits.len()) {
+        return None;
+    }
+    if international_00 {
         digits.drain(..2);
     }
-    if !(6..=15).contains(&digits.len()) {
-        return None;
-    }
-    Some(if international {
+    Some(if plus || international_00 {
         format!("+{digits}")
     } else if !country.is_empty() {
         format!("+{country}{}", digits.strip_prefix('0').unwrap_or(&digits))
@@ -283,6 +292,28 @@ mod tests {
         );
         assert_eq!(normalize_phone("12", "86"), None);
         assert_eq!(normalize_phone("call me", "86"), None);
+        assert_eq!(
+            normalize_phone("138+0013 8000", "86"),
+            None,
+            "+ only in front"
+        );
+        assert_eq!(
+            normalize_phone(" +86 138 0013 8000", "86").as_deref(),
+            Some("+8613800138000")
+        );
+        assert_eq!(
+            normalize_phone("+8613800138000\n", "86").as_deref(),
+            Some("+8613800138000")
+        );
+        assert_eq!(
+            normalize_phone("00 86 1234 5678 901 23", "86").as_deref(),
+            Some("+861234567890123")
+        );
+        assert_eq!(
+            normalize_phone("1234 5678 9012 3456", "86"),
+            None,
+            "16 digits without 00"
+        );
     }
 
     #[test]

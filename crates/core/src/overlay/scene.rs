@@ -195,6 +195,8 @@ pub fn template(kind: LayerKind, id: String) -> Layer {
         transition_ms: 300,
         content: Content {
             metrics,
+            // A text layer shows words from the start; the operator types their own.
+            text: (kind == LayerKind::Text).then(|| "Welcome".to_string()),
             ..Default::default()
         },
         portrait: Some(Placement {
@@ -264,7 +266,7 @@ pub fn validate(layer: &Layer) -> Result<(), String> {
             .content
             .text
             .as_deref()
-            .is_none_or(|t| t.trim().is_empty())
+            .is_none_or(|t| t.trim_matches([' ', '\t', '\n', '\r']).is_empty())
     {
         return Err("content.text: a text layer needs its words".into());
     }
@@ -273,7 +275,7 @@ pub fn validate(layer: &Layer) -> Result<(), String> {
 
 /// `#RRGGBB` → (r, g, b).
 pub fn parse_color(s: &str) -> Option<(u8, u8, u8)> {
-    let hex = s.strip_prefix('#')?;
+    let hex = s.trim_end_matches('\n').strip_prefix('#')?;
     if hex.len() != 6 {
         return None;
     }
@@ -298,12 +300,15 @@ mod tests {
             LayerKind::Counter,
             LayerKind::Countdown,
             LayerKind::Toast,
+            LayerKind::Text,
             LayerKind::Image,
             LayerKind::Qr,
         ] {
             assert_eq!(validate(&template(kind, "x".into())), Ok(()), "{kind:?}");
         }
+        // A text layer starts with a word, and cannot be left without one.
         let mut text = template(LayerKind::Text, "t".into());
+        text.content.text = Some(" \n".into());
         assert!(validate(&text).unwrap_err().contains("content.text"));
         text.content.text = Some("Fresh naan every morning".into());
         assert_eq!(validate(&text), Ok(()));
