@@ -78,6 +78,21 @@ grep -q 'GF_SECURITY_ADMIN_PASSWORD__FILE: /secrets/grafana-admin-password' <<<"
 ! grep -q 'GF_SECURITY_ADMIN_PASSWORD:' <<<"$config" || fail "Grafana's admin password is written in compose"
 grep -q 'FIELDCAST_METRICS_TOKEN_FILE: /secrets/metrics-token' <<<"$config" || fail "/metrics is open in compose"
 pass "compose binds Grafana and Prometheus to loopback, with a generated Grafana password and a metrics token"
+# The secrets service runs the fieldcast image itself: run it, twice (the second keeps them).
+project=fieldcast-test-$$
+secrets() {
+  FIELDCAST_PUBLIC_IP=203.0.113.7 docker-compose -f docker/compose.yaml -p "$project" run --rm \
+    --entrypoint "/bin/sh -c" secrets 'cat /secrets/grafana-admin-password /secrets/metrics-token' 2>/dev/null
+}
+FIELDCAST_PUBLIC_IP=203.0.113.7 docker-compose -f docker/compose.yaml -p "$project" run --rm secrets >/dev/null 2>&1 \
+  || fail "compose's secrets service failed"
+first=$(secrets)
+FIELDCAST_PUBLIC_IP=203.0.113.7 docker-compose -f docker/compose.yaml -p "$project" run --rm secrets >/dev/null 2>&1
+again=$(secrets)
+FIELDCAST_PUBLIC_IP=203.0.113.7 docker-compose -f docker/compose.yaml -p "$project" down -v >/dev/null 2>&1 || true
+[[ ${#first} -eq 96 && "$first" =~ ^[0-9a-f]+$ ]] || fail "the generated secrets are not two 48-digit hex strings: $first"
+[[ "$first" == "$again" ]] || fail "a second run of the secrets service changed the secrets"
+pass "compose's secrets service makes a Grafana password and a metrics token once, and keeps them"
 
 # 4. Run it with a volume, as a user would (host network: one UDP port for WebRTC).
 run() {
@@ -100,9 +115,11 @@ pass "health check healthy"
 # The operator token was generated into the volume; the log says where, never what.
 token=$(docker exec "$name" cat /data/api-token)
 [[ ${#token} -ge 16 ]] || fail "no operator token in /data/api-token"
-docker logs "$name" 2>&1 | grep -q "operator token generated and stored in /data/api-token" \
-  || fail "the log does not say where the token is: $(docker logs "$name" 2>&1 | head -5)"
-! docker logs "$name" 2>&1 | grep -qF "$token" || fail "docker logs holds the operator token"
+# The log read once (grep -q closing a pipe early would fail the pipeline).
+log=$(docker logs "$name" 2>&1)
+grep -q "operator token generated and stored in /data/api-token" <<<"$log" \
+  || fail "the log does not say where the token is: $(head -5 <<<"$log")"
+! grep -qF "$token" <<<"$log" || fail "docker logs holds the operator token"
 pass "docker logs says where the operator token is and does not hold it"
 
 api() { curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
