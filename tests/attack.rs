@@ -14,11 +14,11 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Publisher, Server, client_ip, data_dir, http_from, offer, order_body, whep_offer_sdp,
+    HealthProbe, Publisher, Server, client_ip, data_dir, http_from, offer, order_body, quantile,
+    whep_offer_sdp,
 };
 use fieldcast_core::rtmp::chunk::{ChunkEncoder, MAX_MESSAGE_LEN};
 use fieldcast_probe::whep::{PlayOptions, play};
@@ -94,11 +94,6 @@ async fn rtmp_session(from: IpAddr, rtmp: SocketAddr, bytes: Arc<Vec<u8>>) -> &'
         .unwrap_or("still open after 12 s")
 }
 
-fn percentile(mut values: Vec<Duration>, p: f64) -> Duration {
-    values.sort();
-    values[((values.len() as f64 - 1.0) * p).round() as usize]
-}
-
 #[test]
 fn a_show_keeps_playing_and_selling_fairly_under_rtmp_whep_and_order_floods() {
     let server = Server::start(&data_dir("attack"));
@@ -125,29 +120,7 @@ fn a_show_keeps_playing_and_selling_fairly_under_rtmp_whep_and_order_floods() {
     let baseline = usage(&server);
 
     // /healthz, every 20 ms, for as long as the attack runs.
-    let stop = Arc::new(AtomicBool::new(false));
-    let health_url = server.url("/healthz");
-    let prober = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(5)))
-                .build()
-                .into();
-            let mut latencies = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let ok = agent.get(&health_url).call().is_ok();
-                latencies.push(if ok {
-                    t.elapsed()
-                } else {
-                    Duration::from_secs(5)
-                });
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            latencies
-        })
-    };
+    let prober = HealthProbe::start(&server);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -301,8 +274,7 @@ fn a_show_keeps_playing_and_selling_fairly_under_rtmp_whep_and_order_floods() {
         )
     });
     let attack_took = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let health = prober.join().unwrap();
+    let health = prober.stop();
     let report = viewer.join().unwrap().expect("the control viewer played");
 
     let count = |v: &[u16], s: u16| v.iter().filter(|x| **x == s).count();
@@ -354,11 +326,11 @@ fn a_show_keeps_playing_and_selling_fairly_under_rtmp_whep_and_order_floods() {
         "control viewer: {} frames, worst gap {worst_gap:?}",
         report.decoded.len()
     );
-    let p99 = percentile(health.clone(), 0.99);
+    let p99 = quantile(&health, 0.99);
     println!(
         "/healthz: {} probes, p50 {:?}, p99 {p99:?}, max {:?}",
         health.len(),
-        percentile(health.clone(), 0.5),
+        quantile(&health, 0.5),
         health.iter().max().unwrap()
     );
 

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Publisher, Server, client_ip, data_dir, http_from, offer, order_body};
+use common::{
+    HealthProbe, Publisher, Server, buy_one, data_dir, http_from, offer, order_body, quantile,
+};
 use fieldcast_probe::whep::{PlayOptions, play};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,34 +29,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// `/healthz` every 20 ms until `stop`: each probe's time (5 s for a failure).
-fn probe_health(server: &Server, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Duration>> {
-    let url = server.url("/healthz");
-    std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .into();
-        let mut latencies = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let t = Instant::now();
-            let ok = agent.get(&url).call().is_ok();
-            latencies.push(if ok {
-                t.elapsed()
-            } else {
-                Duration::from_secs(5)
-            });
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        latencies
-    })
-}
-
-fn quantile(mut values: Vec<Duration>, q: f64) -> Duration {
-    values.sort();
-    values[((values.len() as f64 - 1.0) * q).round() as usize]
 }
 
 /// The largest gap between two decoded frames of a control viewer.
@@ -120,11 +94,10 @@ fn slow_loris_from_5000_addresses_is_closed_within_15_s_while_the_show_plays_and
     });
     std::thread::sleep(Duration::from_secs(3));
     let baseline = open_fds(&server);
-    let stop = Arc::new(AtomicBool::new(false));
-    let health = probe_health(&server, stop.clone());
+    let health = HealthProbe::start(&server);
 
     let http = server.http;
-    let orders = format!("/api/v1/sessions/{session_id}/orders");
+    let session = session_id.clone();
     let peak_fds = Arc::new(AtomicUsize::new(0));
     let pid = server.pid();
     let (held, honest) = runtime().block_on(async {
@@ -154,25 +127,13 @@ fn slow_loris_from_5000_addresses_is_closed_within_15_s_while_the_show_plays_and
         // address.
         let buyers: Vec<_> = (0..30usize)
             .map(|n| {
-                let (path, offer_id) = (orders.clone(), offer_id.clone());
+                let (session, offer_id) = (session.clone(), offer_id.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(1500 + 200 * n as u64)).await;
-                    let key = format!("honest-{n}");
-                    let headers = [
-                        ("Content-Type", "application/json"),
-                        ("Idempotency-Key", key.as_str()),
-                    ];
-                    http_from(
-                        Some(client_ip(n)),
-                        http,
-                        "POST",
-                        &path,
-                        &headers,
-                        &order_body(&offer_id, n, 1),
-                    )
-                    .await
-                    .map(|(s, _)| s)
-                    .unwrap_or(0)
+                    buy_one(http, &session, &offer_id, n, &format!("honest-{n}"))
+                        .await
+                        .map(|(s, _)| s)
+                        .unwrap_or(0)
                 })
             })
             .collect();
@@ -194,8 +155,7 @@ fn slow_loris_from_5000_addresses_is_closed_within_15_s_while_the_show_plays_and
     }
     let after = open_fds(&server);
     let report = viewer.join().unwrap().expect("the control viewer played");
-    stop.store(true, Ordering::Relaxed);
-    let health = health.join().unwrap();
+    let health = health.stop();
 
     let opened = held.iter().flatten().count();
     let longest = held.iter().flatten().max().copied().unwrap_or_default();
@@ -216,7 +176,7 @@ fn slow_loris_from_5000_addresses_is_closed_within_15_s_while_the_show_plays_and
         "control viewer: {} frames, worst gap {gap:?}; /healthz: {} probes, p99 {:?}, {failed_probes} failed; honest buyers: {honest:?}",
         report.decoded.len(),
         health.len(),
-        quantile(health.clone(), 0.99)
+        quantile(&health, 0.99)
     );
     assert_eq!(opened, 5000, "every slow connection was opened and ended");
     assert!(

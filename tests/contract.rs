@@ -26,19 +26,6 @@ fn schemathesis() -> PathBuf {
     path
 }
 
-/// A small PNG, for the product's photo.
-fn png() -> Vec<u8> {
-    let picture = image::RgbImage::from_pixel(64, 48, image::Rgb([200, 40, 90]));
-    let mut bytes = Vec::new();
-    picture
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .unwrap();
-    bytes
-}
-
 #[test]
 fn the_openapi_document_is_the_contract_schemathesis_finds_nothing() {
     // No rate limit or per-network share in the way: the contract, not the limits, is tested
@@ -80,7 +67,7 @@ fn the_openapi_document_is_the_contract_schemathesis_finds_nothing() {
     let photo = ureq::put(&server.url(&format!("/api/v1/products/{product}/image")))
         .header("Authorization", &format!("Bearer {TOKEN}"))
         .header("Content-Type", "image/png")
-        .send(&png()[..])
+        .send(&common::png(64, 48, false)[..])
         .expect("a product photo")
         .body_mut()
         .read_json::<serde_json::Value>()

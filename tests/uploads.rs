@@ -6,10 +6,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, TOKEN, data_dir};
+use common::{HealthProbe, Server, TOKEN, data_dir, png, quantile};
 
 /// A product to put photos on.
 fn product(server: &Server) -> String {
@@ -20,32 +19,6 @@ fn product(server: &Server) -> String {
     );
     assert_eq!(status, 201, "{product}");
     product["id"].as_str().unwrap().to_string()
-}
-
-/// A PNG of `width`×`height` noise (does not compress: about 3 bytes a pixel; a new picture
-/// each call), or of one colour (compresses to almost nothing, decodes to full size).
-fn png(width: u32, height: u32, noise: bool) -> Vec<u8> {
-    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ CALLS.fetch_add(1, Ordering::Relaxed);
-    let picture = image::RgbImage::from_fn(width, height, |_, _| {
-        if noise {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let b = seed.to_le_bytes();
-            image::Rgb([b[0], b[1], b[2]])
-        } else {
-            image::Rgb([200, 40, 90])
-        }
-    });
-    let mut bytes = Vec::new();
-    picture
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .unwrap();
-    bytes
 }
 
 /// PUTs `body` as a product photo, `bytes_per_second` at a time (all at once when `None`);
@@ -113,28 +86,7 @@ fn a_5_mib_photo_over_a_1_mbit_uplink_is_taken_and_eight_8192_square_decodes_lea
 
     // Meanwhile eight operators upload 8192² pictures at once, and /healthz is probed.
     let big = Arc::new(png(8192, 8192, false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let probe = {
-        let (stop, url) = (stop.clone(), server.url("/healthz"));
-        std::thread::spawn(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(5)))
-                .build()
-                .into();
-            let mut latencies = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let ok = agent.get(&url).call().is_ok();
-                latencies.push(if ok {
-                    t.elapsed()
-                } else {
-                    Duration::from_secs(5)
-                });
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            latencies
-        })
-    };
+    let probe = HealthProbe::start(&server);
     let started = Instant::now();
     let uploads: Vec<_> = (0..8)
         .map(|_| {
@@ -145,10 +97,8 @@ fn a_5_mib_photo_over_a_1_mbit_uplink_is_taken_and_eight_8192_square_decodes_lea
     let answers: Vec<(u16, String)> = uploads.into_iter().map(|t| t.join().unwrap()).collect();
     let decodes_took = started.elapsed();
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
-    let mut health = probe.join().unwrap();
-    health.sort();
-    let p99 = health[((health.len() - 1) as f64 * 0.99).round() as usize];
+    let health = probe.stop();
+    let p99 = quantile(&health, 0.99);
     println!(
         "8 uploads of 8192² ({} bytes each): {:?} in {decodes_took:?}; /healthz {} probes, p50 {:?}, p99 {p99:?}, max {:?}",
         big.len(),

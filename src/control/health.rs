@@ -33,7 +33,7 @@ handles! {
         studios: Arc<Studios>,
         live: Arc<LiveHub>,
         connections: Arc<crate::connections::Connections>,
-        metrics_token: super::MetricsToken,
+        metrics_token: super::auth::MetricsToken,
     }
 }
 

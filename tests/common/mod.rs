@@ -852,3 +852,100 @@ impl Drop for Nginx {
         let _ = self.0.wait();
     }
 }
+
+/// Buyer `n` orders one unit of `offer_id` from an address of their own (`client_ip(n)`), under
+/// `key`: the answer's status and body.
+pub async fn buy_one(
+    http: SocketAddr,
+    session: &str,
+    offer_id: &str,
+    n: usize,
+    key: &str,
+) -> std::io::Result<(u16, String)> {
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Idempotency-Key", key),
+    ];
+    http_from(
+        Some(client_ip(n)),
+        http,
+        "POST",
+        &format!("/api/v1/sessions/{session}/orders"),
+        &headers,
+        &order_body(offer_id, n, 1),
+    )
+    .await
+}
+
+/// `/healthz` asked every 20 ms on a thread of its own until [`HealthProbe::stop`]: each
+/// answer's time, 5 s for one that failed.
+pub struct HealthProbe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Duration>>,
+}
+
+impl HealthProbe {
+    pub const FAILED: Duration = Duration::from_secs(5);
+
+    pub fn start(server: &Server) -> HealthProbe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let url = server.url("/healthz");
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Self::FAILED))
+                    .build()
+                    .into();
+                let mut latencies = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let ok = agent.get(&url).call().is_ok();
+                    latencies.push(if ok { t.elapsed() } else { Self::FAILED });
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                latencies
+            })
+        };
+        HealthProbe { stop, thread }
+    }
+
+    /// Stops probing; the answers' times, sorted.
+    pub fn stop(self) -> Vec<Duration> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut latencies = self.thread.join().expect("the /healthz probe");
+        latencies.sort();
+        latencies
+    }
+}
+
+/// The `q` quantile of sorted durations.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// A PNG of `width`×`height`: noise (about 3 bytes a pixel, a new picture each call) or one
+/// colour (almost nothing, decoding to full size).
+pub fn png(width: u32, height: u32, noise: bool) -> Vec<u8> {
+    static CALLS: AtomicU32 = AtomicU32::new(1);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ CALLS.fetch_add(1, Ordering::Relaxed) as u64;
+    let picture = image::RgbImage::from_fn(width, height, |_, _| {
+        if noise {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let b = seed.to_le_bytes();
+            image::Rgb([b[0], b[1], b[2]])
+        } else {
+            image::Rgb([200, 40, 90])
+        }
+    });
+    let mut bytes = Vec::new();
+    picture
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .expect("encode a PNG");
+    bytes
+}
