@@ -51,6 +51,7 @@ impl Server {
                 // One network may buy all of an offer here, but the ledger still checks the share.
                 .env("FIELDCAST_ADDRESS_SHARE_PERCENT", "100")
                 .env("FIELDCAST_WHEP_MAX_PENDING_PER_ADDRESS", "100000")
+                .env("FIELDCAST_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "1000000")
                 .env("FIELDCAST_WHEP_MAX_PENDING", "100000")
                 .env("FIELDCAST_MAX_VIEWERS_PER_SESSION", "100000");
         }

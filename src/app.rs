@@ -15,7 +15,7 @@ use crate::commerce::ledger::{EffectSink, StockLedger};
 use crate::commerce::live::LiveHub;
 use crate::config::Settings;
 use crate::control::client::{PublicLimits, PublicRates};
-use crate::control::{ControlState, OperatorToken};
+use crate::control::{ControlParts, ControlState, OperatorToken};
 use crate::shows::{Links, Shows};
 use crate::store::Store;
 use fieldcast_engine::egress::Egress;
@@ -128,7 +128,7 @@ impl App {
             max_events_per_address: settings.max_events_per_address,
         }));
         let shutdown = tokio::sync::watch::Sender::new(false);
-        let control = ControlState {
+        let control = ControlState::new(ControlParts {
             shows: shows.clone(),
             store: store.clone(),
             studios,
@@ -145,7 +145,10 @@ impl App {
             egress,
             hls: Arc::new(HlsCounters::new(settings.hls_max_waiting)),
             connections: crate::connections::Connections::new(
-                settings.http_max_connections,
+                match settings.http_max_connections {
+                    0 => crate::connections::default_max_connections(),
+                    n => n,
+                },
                 settings.http_max_connections_per_address,
                 settings.trusted_proxies.clone(),
                 settings.ipv6_prefix,
@@ -159,7 +162,7 @@ impl App {
                 settings.metrics_token.as_deref().map(Arc::from),
             ),
             settings: settings.clone(),
-        };
+        });
         crate::commerce::spawn_background(&commerce, store);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(FORGET_IDLE_EVERY);

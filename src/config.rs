@@ -51,11 +51,11 @@ pub struct ServeArgs {
     /// subscriber's) [default: 64]
     #[arg(long, env = "FIELDCAST_IPV6_PREFIX")]
     pub ipv6_prefix: Option<u8>,
-    /// HTTP connections open at once, from everyone [default: 16384]
+    /// HTTP connections open at once, from everyone [default: the open-file limit less 4096]
     #[arg(long, env = "FIELDCAST_HTTP_MAX_CONNECTIONS")]
     pub http_max_connections: Option<usize>,
     /// HTTP connections open at once from one client network; trusted proxies are not
-    /// capped [default: 512]
+    /// capped [default: 4096]
     #[arg(long, env = "FIELDCAST_HTTP_MAX_CONNECTIONS_PER_ADDRESS")]
     pub http_max_connections_per_address: Option<usize>,
     /// LL-HLS blocking requests held at once, from everyone; past it they answer 503
@@ -444,12 +444,8 @@ impl Settings {
         let settings = Settings {
             trusted_proxies,
             ipv6_prefix,
-            http_max_connections: count(
-                args.http_max_connections,
-                file.http_max_connections,
-                crate::connections::DEFAULT_MAX_CONNECTIONS,
-            )
-            .max(1),
+            // 0 (the default): what the open-file limit leaves, known once it is raised.
+            http_max_connections: count(args.http_max_connections, file.http_max_connections, 0),
             http_max_connections_per_address: count(
                 args.http_max_connections_per_address,
                 file.http_max_connections_per_address,

@@ -8,8 +8,9 @@
 //! takes over.
 //!
 //! Each connection takes a place from [`AddressSlots`]: at most `http_max_connections` in
-//! all and `http_max_connections_per_address` from one client network (a trusted proxy,
-//! which is many clients, only counts against the total). Past either cap the connection is
+//! all (by default what the open-file limit leaves) and `http_max_connections_per_address`
+//! from one client network (a trusted proxy, which is many clients, only counts against the
+//! total). Past either cap the connection is
 //! answered `503` with `Retry-After` at once and closed, without reading it. SSE streams
 //! and HLS blocking requests have budgets of their own on top (`max_events_per_address`,
 //! `hls_max_waiting`).
@@ -31,11 +32,19 @@ use tower::ServiceExt;
 use fieldcast_engine::flood_log::FloodLog;
 use fieldcast_engine::slots::{AddressSlots, SlotRefusal};
 
-/// Default for `http_max_connections`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
-/// Default for `http_max_connections_per_address`: a village's phones behind one carrier
-/// address, a few connections each.
-pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 512;
+/// `http_max_connections` when it is not set: the open-file limit less what the rest of the
+/// server may hold (RTMP publishers, the database, uploads, pipelines), and at least 1,024.
+pub fn default_max_connections() -> usize {
+    const RESERVED: u64 = 4096;
+    fieldcast_engine::process::open_file_limit()
+        .map(|limit| limit.saturating_sub(RESERVED).clamp(1024, 1 << 20) as usize)
+        .unwrap_or(16_384)
+}
+
+/// Default for `http_max_connections_per_address`: a carrier NAT puts thousands of phones
+/// behind one address, each with a connection or two open to the shop, so this only stops
+/// one host from holding a large part of the total.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 4096;
 /// From waiting for a request's head to having all of it.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 

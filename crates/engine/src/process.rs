@@ -29,3 +29,20 @@ pub fn lower_thread_priority() {
         libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
+
+/// The soft limit on open files (after [`raise_fd_limit`], the hard one), when known.
+pub fn open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    // SAFETY: getrlimit only writes the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+            return Some(limit.rlim_cur as u64);
+        }
+    }
+    None
+}
