@@ -17,11 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    HealthProbe, Publisher, Server, client_ip, data_dir, http_from, offer, order_body, quantile,
+    ControlledShow, HealthProbe, Server, client_ip, data_dir, http_from, order_body, quantile,
     whep_offer_sdp,
 };
 use fieldcast_core::rtmp::chunk::{ChunkEncoder, MAX_MESSAGE_LEN};
-use fieldcast_probe::whep::{PlayOptions, play};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The flood's own addresses, apart from the honest buyers' (127.1.x.y).
@@ -97,25 +96,9 @@ async fn rtmp_session(from: IpAddr, rtmp: SocketAddr, bytes: Arc<Vec<u8>>) -> &'
 #[test]
 fn a_show_keeps_playing_and_selling_fairly_under_rtmp_whep_and_order_floods() {
     let server = Server::start(&data_dir("attack"));
-    let (session_id, offer_id) = offer(&server, 150, Some(1), 600);
-    let key = server.session(&session_id)["stream_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let _publisher = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 60);
-    server.wait_state(&session_id, "publisher-connected", Duration::from_secs(15));
-
     // The control viewer watches the whole attack.
-    let whep = server.url(&format!("/whep/{session_id}"));
-    let viewer = std::thread::spawn(move || {
-        play(
-            &whep,
-            &PlayOptions {
-                duration: Duration::from_secs(30),
-                ..Default::default()
-            },
-        )
-    });
+    let show = ControlledShow::start(&server, 150, Duration::from_secs(30));
+    let (session_id, offer_id) = (show.session_id.clone(), show.offer_id.clone());
     std::thread::sleep(Duration::from_secs(3));
     let baseline = usage(&server);
 
@@ -275,7 +258,11 @@ fn a_show_keeps_playing_and_selling_fairly_under_rtmp_whep_and_order_floods() {
     });
     let attack_took = started.elapsed();
     let health = prober.stop();
-    let report = viewer.join().unwrap().expect("the control viewer played");
+    let report = show
+        .viewer
+        .join()
+        .unwrap()
+        .expect("the control viewer played");
 
     let count = |v: &[u16], s: u16| v.iter().filter(|x| **x == s).count();
     println!("attack took {attack_took:?}");

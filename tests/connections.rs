@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    HealthProbe, Publisher, Server, buy_one, data_dir, http_from, offer, order_body, quantile,
+    ControlledShow, HealthProbe, Publisher, Server, buy_one, data_dir, http_from, offer,
+    order_body, quantile,
 };
 use fieldcast_probe::whep::{PlayOptions, play};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -75,23 +76,8 @@ async fn slow_loris(from: IpAddr, http: SocketAddr) -> Option<Duration> {
 fn slow_loris_from_5000_addresses_is_closed_within_15_s_while_the_show_plays_and_sells() {
     fieldcast_engine::process::raise_fd_limit();
     let server = Server::start(&data_dir("slow-loris"));
-    let (session_id, offer_id) = offer(&server, 100, Some(1), 600);
-    let key = server.session(&session_id)["stream_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let _publisher = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 60);
-    server.wait_state(&session_id, "publisher-connected", Duration::from_secs(15));
-    let whep = server.url(&format!("/whep/{session_id}"));
-    let viewer = std::thread::spawn(move || {
-        play(
-            &whep,
-            &PlayOptions {
-                duration: Duration::from_secs(28),
-                ..Default::default()
-            },
-        )
-    });
+    let show = ControlledShow::start(&server, 100, Duration::from_secs(28));
+    let (session_id, offer_id) = (show.session_id.clone(), show.offer_id.clone());
     std::thread::sleep(Duration::from_secs(3));
     let baseline = open_fds(&server);
     let health = HealthProbe::start(&server);
@@ -154,7 +140,11 @@ fn slow_loris_from_5000_addresses_is_closed_within_15_s_while_the_show_plays_and
         std::thread::sleep(Duration::from_millis(200));
     }
     let after = open_fds(&server);
-    let report = viewer.join().unwrap().expect("the control viewer played");
+    let report = show
+        .viewer
+        .join()
+        .unwrap()
+        .expect("the control viewer played");
     let health = health.stop();
 
     let opened = held.iter().flatten().count();

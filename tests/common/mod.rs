@@ -949,3 +949,43 @@ pub fn png(width: u32, height: u32, noise: bool) -> Vec<u8> {
         .expect("encode a PNG");
     bytes
 }
+
+/// A show under test: a session with an offer of `units` (one per buyer), an ffmpeg publisher
+/// at 1280×720 for 60 s, and a control WHEP viewer playing for `watch` on a thread of its own
+/// (its report from [`ControlledShow::viewer`]).
+pub struct ControlledShow {
+    pub session_id: String,
+    pub offer_id: String,
+    pub publisher: Publisher,
+    pub viewer: std::thread::JoinHandle<
+        Result<fieldcast_probe::whep::PlaybackReport, fieldcast_probe::whep::ClientError>,
+    >,
+}
+
+impl ControlledShow {
+    pub fn start(server: &Server, units: i64, watch: Duration) -> ControlledShow {
+        let (session_id, offer_id) = offer(server, units, Some(1), 600);
+        let key = server.session(&session_id)["stream_key"]
+            .as_str()
+            .expect("a stream key")
+            .to_string();
+        let publisher = Publisher::ffmpeg(&server.publish_url(&key), "1280x720", 60);
+        server.wait_state(&session_id, "publisher-connected", Duration::from_secs(15));
+        let whep = server.url(&format!("/whep/{session_id}"));
+        let viewer = std::thread::spawn(move || {
+            fieldcast_probe::whep::play(
+                &whep,
+                &fieldcast_probe::whep::PlayOptions {
+                    duration: watch,
+                    ..Default::default()
+                },
+            )
+        });
+        ControlledShow {
+            session_id,
+            offer_id,
+            publisher,
+            viewer,
+        }
+    }
+}
