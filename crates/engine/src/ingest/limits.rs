@@ -59,6 +59,19 @@ impl CloseReason {
         CloseReason::Replaced,
     ];
 
+    /// Closes a stranger can cause by the thousand (refusals before a publish is taken):
+    /// logged one line and a summary per interval. The others end a publisher's connection
+    /// and are logged every time.
+    pub fn comes_in_floods(self) -> bool {
+        matches!(
+            self,
+            CloseReason::OverCapacity
+                | CloseReason::AdmitTimeout
+                | CloseReason::Malformed
+                | CloseReason::PublishRefused
+        )
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             CloseReason::PeerClosed => "peer_closed",

@@ -66,10 +66,13 @@ pub async fn serve(listener: TcpListener, app: Ingest) {
             let (reason, detail) = connection.run(stream).await;
             connection.finish().await;
             limits.count_close(reason);
-            if reason != CloseReason::PeerClosed {
-                limits.log.event(reason.label(), || {
-                    tracing::warn!(peer = %mask(peer), reason = reason.label(), "RTMP connection closed: {detail}");
-                });
+            let log = || {
+                tracing::warn!(peer = %mask(peer), reason = reason.label(), "RTMP connection closed: {detail}");
+            };
+            if reason.comes_in_floods() {
+                limits.log.event(reason.label(), log);
+            } else if reason != CloseReason::PeerClosed {
+                log();
             }
         });
     }
