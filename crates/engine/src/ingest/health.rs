@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use fieldcast_core::flv::VideoCodec;
+
 /// Bitrate is averaged over this window.
 const WINDOW_MS: u64 = 5_000;
 /// Width of one byte bucket.
@@ -55,11 +57,11 @@ struct Publisher {
     dropped: u64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct VideoConfig {
-    profile_idc: u8,
-    constrained: bool,
-    level_idc: u8,
+    codec: &'static str,
+    profile: String,
+    level: String,
 }
 
 #[derive(Clone, Copy)]
@@ -94,9 +96,10 @@ pub struct IngestView {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VideoView {
-    /// Always `H.264`: the only video codec Fieldcast takes.
+    /// `H.264`, `HEVC` or `AV1`.
     pub codec: &'static str,
-    /// `Baseline`, `Constrained Baseline`, `Main`, `High`, … from the sequence header.
+    /// From the sequence header: `Baseline`, `Constrained Baseline`, `Main`, `High`, … for
+    /// H.264; `Main`, `Main 10`, … for HEVC; `Main`, `High`, `Professional` for AV1.
     pub profile: String,
     /// `3.1`, `4.0`, …
     pub level: String,
@@ -197,10 +200,10 @@ impl IngestBoard {
             connected: true,
             since_ms: Some(p.since_ms),
             address: Some(p.address.clone()),
-            video: p.video.map(|v| VideoView {
-                codec: "H.264",
-                profile: profile_name(v.profile_idc, v.constrained).into(),
-                level: format!("{}.{}", v.level_idc / 10, v.level_idc % 10),
+            video: p.video.clone().map(|v| VideoView {
+                codec: v.codec,
+                profile: v.profile,
+                level: v.level,
                 width: p.size.map(|s| s.0),
                 height: p.size.map(|s| s.1),
                 fps: p.fps(),
@@ -271,17 +274,35 @@ impl PublisherWatch {
         }
     }
 
-    /// An AVCDecoderConfigurationRecord (already checked by the FLV parser).
-    pub fn video_config(&self, record: &[u8]) {
-        if let [_, profile_idc, compatibility, level_idc, ..] = *record {
-            self.with(|p| {
-                p.video = Some(VideoConfig {
-                    profile_idc,
-                    constrained: compatibility & 0x40 != 0,
-                    level_idc,
-                })
-            });
-        }
+    /// A decoder configuration record (already checked by the FLV parser): `avcC`, `hvcC`
+    /// or `av1C`.
+    pub fn video_config(&self, codec: VideoCodec, record: &[u8]) {
+        let config = match (codec, record) {
+            (VideoCodec::Avc, &[_, profile_idc, compatibility, level_idc, ..]) => VideoConfig {
+                codec: codec.name(),
+                profile: avc_profile_name(profile_idc, compatibility & 0x40 != 0).into(),
+                level: format!("{}.{}", level_idc / 10, level_idc % 10),
+            },
+            // general_profile_idc in the low 5 bits of byte 1; general_level_idc (30 × the
+            // level) at byte 12.
+            (VideoCodec::Hevc, _) if record.len() >= 13 => VideoConfig {
+                codec: codec.name(),
+                profile: hevc_profile_name(record[1] & 0x1F).into(),
+                level: format!("{}.{}", record[12] / 30, record[12] % 30 / 3),
+            },
+            // seq_profile (3 bits) and seq_level_idx (5 bits) in byte 1: level 2.0 + idx / 4.
+            (VideoCodec::Av1, &[_, profile_level, ..]) => VideoConfig {
+                codec: codec.name(),
+                profile: av1_profile_name(profile_level >> 5).into(),
+                level: format!(
+                    "{}.{}",
+                    2 + (profile_level & 0x1F) / 4,
+                    (profile_level & 0x1F) % 4
+                ),
+            },
+            _ => return,
+        };
+        self.with(|p| p.video = Some(config));
     }
 
     /// An AudioSpecificConfig: object type (5 bits), frequency index (4), channels (4).
@@ -353,7 +374,26 @@ impl Drop for PublisherWatch {
     }
 }
 
-fn profile_name(profile_idc: u8, constrained: bool) -> &'static str {
+fn hevc_profile_name(profile_idc: u8) -> &'static str {
+    match profile_idc {
+        1 => "Main",
+        2 => "Main 10",
+        3 => "Main Still Picture",
+        4 => "Range Extensions",
+        _ => "other",
+    }
+}
+
+fn av1_profile_name(seq_profile: u8) -> &'static str {
+    match seq_profile {
+        0 => "Main",
+        1 => "High",
+        2 => "Professional",
+        _ => "other",
+    }
+}
+
+fn avc_profile_name(profile_idc: u8, constrained: bool) -> &'static str {
     match profile_idc {
         66 if constrained => "Constrained Baseline",
         66 => "Baseline",
@@ -382,7 +422,7 @@ mod tests {
     fn a_publisher_is_described_and_a_replaced_one_does_not_clear_its_successor() {
         let board = IngestBoard::default();
         let first = board.publisher("s", "127.0.x.x".into());
-        first.video_config(&[1, 100, 0, 31, 0xFF, 0xE1]);
+        first.video_config(VideoCodec::Avc, &[1, 100, 0, 31, 0xFF, 0xE1]);
         first.audio_config(&[0x12, 0x10]);
         for i in 0..40u64 {
             let keyframe = i % 20 == 0;

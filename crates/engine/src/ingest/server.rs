@@ -14,6 +14,7 @@ use super::health::IngestBoard;
 use super::health::PublisherWatch;
 use super::limits::IngestLimits;
 use super::limits::{ADMIT_DEADLINE, CloseReason, MEDIA_IDLE_DEADLINE, WRITE_DEADLINE};
+use crate::media::codecs::AudioInput;
 use crate::media::decode::PublisherDecode;
 use crate::studio::{PublisherLink, StudioHandle};
 use fieldcast_core::flv::{AudioTag, VideoTag};
@@ -224,9 +225,14 @@ impl Connection {
                 let ts = self.extend(timestamp_ms);
                 if let (Some(decode), Some(watch)) = (self.decode.as_mut(), &self.watch) {
                     match tag {
-                        VideoTag::SequenceHeader(record) => {
-                            watch.video_config(&record);
-                            decode.set_video_config(record);
+                        VideoTag::SequenceHeader { codec, record } => {
+                            watch.video_config(codec, &record);
+                            // This machine cannot decode it: the publisher is told which.
+                            decode
+                                .set_video_config(codec.into(), Some(record))
+                                .map_err(|e| {
+                                    format!("{} cannot be decoded here: {e}", codec.name())
+                                })?;
                         }
                         VideoTag::Frame {
                             keyframe,
@@ -241,7 +247,7 @@ impl Connection {
                                 .and_then(|(_, link)| link.feed.last_source_size());
                             watch.video_frame(ts, keyframe, composition_ms, bytes, decoded, size);
                         }
-                        VideoTag::EndOfSequence => {}
+                        VideoTag::EndOfSequence | VideoTag::Info => {}
                     }
                 }
                 Ok(())
@@ -252,7 +258,9 @@ impl Connection {
                     match tag {
                         AudioTag::SequenceHeader(config) => {
                             watch.audio_config(&config);
-                            decode.set_audio_config(config);
+                            decode
+                                .set_audio_config(AudioInput::AacRaw, Some(config))
+                                .map_err(|e| format!("AAC cannot be decoded here: {e}"))?;
                         }
                         AudioTag::Frame(data) => {
                             watch.audio_frame(data.len());

@@ -1,7 +1,8 @@
-//! A publisher's decode pipeline: parsed H.264/AAC from RTMP in, raw frames at the output
-//! size out, pushed into the studio's [`OutputFeed`].
+//! A publisher's decode pipeline: parsed video and audio in (H.264, HEVC or AV1; AAC), raw
+//! frames at the output size out, pushed into the studio's [`OutputFeed`].
 //!
-//! Caps come from the sequence headers (no flvdemux); PTS = DTS + composition time.
+//! Caps come from the sequence headers (no flvdemux); PTS = DTS + composition time. A
+//! sequence header of another codec rebuilds the pipeline for it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::arrival;
+use super::codecs::{AudioInput, VideoInput, missing_element};
 use super::output::{OutputFeed, Source};
 use super::{
     MediaError, OutputFormat, PUBLISHER_DECODE, app_sink, app_src, format_vars, play, watch_bus,
@@ -40,11 +42,30 @@ struct Pipe {
     decoded_at: Arc<Mutex<Option<Instant>>>,
     /// Sets the picture size handed to the studio.
     size: gst::Element,
+    /// What its appsrcs take.
+    inputs: (VideoInput, AudioInput),
 }
 
 impl Pipe {
-    fn start(label: &str, format: &OutputFormat, feed: &OutputFeed) -> Result<Self, MediaError> {
-        let pipeline = PUBLISHER_DECODE.launch(&format_vars(format))?;
+    fn start(
+        label: &str,
+        format: &OutputFormat,
+        feed: &OutputFeed,
+        inputs: (VideoInput, AudioInput),
+    ) -> Result<Self, MediaError> {
+        let (video_input, audio_input) = inputs;
+        for chain in [video_input.decode_chain(), audio_input.decode_chain()] {
+            if let Some(element) = missing_element(chain) {
+                return Err(MediaError::MissingElement {
+                    package: super::debian_package(&element),
+                    element,
+                });
+            }
+        }
+        let mut vars = format_vars(format);
+        vars.push(("video_decode", video_input.decode_chain().into()));
+        vars.push(("audio_decode", audio_input.decode_chain().into()));
+        let pipeline = PUBLISHER_DECODE.launch(&vars)?;
         let video = app_src(&pipeline, "video")?;
         let audio = app_src(&pipeline, "audio")?;
         let video_out = app_sink(&pipeline, "video_out")?;
@@ -101,6 +122,7 @@ impl Pipe {
             failed,
             decoded_at,
             size,
+            inputs,
         })
     }
 }
@@ -138,8 +160,9 @@ pub struct PublisherDecode {
     format: OutputFormat,
     feed: OutputFeed,
     pipe: Pipe,
-    video_config: Option<Bytes>,
-    audio_config: Option<Bytes>,
+    /// The publisher's last configuration records, applied again to a rebuilt pipeline.
+    video_config: Option<(VideoInput, Option<Bytes>)>,
+    audio_config: Option<(AudioInput, Option<Bytes>)>,
     waiting_for_keyframe: bool,
     /// First publisher timestamp seen; the pipeline's timeline starts there.
     base_ms: Option<u64>,
@@ -148,8 +171,14 @@ pub struct PublisherDecode {
 }
 
 impl PublisherDecode {
+    /// Starts decoding H.264 and AAC; a configuration of another codec rebuilds it.
     pub fn start(label: &str, format: &OutputFormat, feed: OutputFeed) -> Result<Self, MediaError> {
-        let pipe = Pipe::start(label, format, &feed)?;
+        let pipe = Pipe::start(
+            label,
+            format,
+            &feed,
+            (VideoInput::H264Avc, AudioInput::AacRaw),
+        )?;
         Ok(Self {
             label: label.to_string(),
             format: *format,
@@ -185,24 +214,14 @@ impl PublisherDecode {
         if !(stalled || failed) {
             return false;
         }
-        match Pipe::start(&self.label, &self.format, &self.feed) {
-            Ok(pipe) => {
-                let old = std::mem::replace(&mut self.pipe, pipe);
-                // Stopping a pipeline can take a moment: not on the connection's task.
-                std::thread::spawn(move || drop(old));
+        match self.rebuild(self.pipe.inputs) {
+            Ok(()) => {
                 PIPELINE_RESTARTS.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     publisher = %self.label,
                     reason = if failed { "decoder error" } else { "no picture for 2 s" },
                     "publisher decode restarted; pictures return at the next keyframe"
                 );
-                if let Some(record) = self.video_config.clone() {
-                    self.set_video_config(record);
-                }
-                if let Some(config) = self.audio_config.clone() {
-                    self.set_audio_config(config);
-                }
-                self.unanswered_since = None;
                 true
             }
             Err(e) => {
@@ -212,22 +231,43 @@ impl PublisherDecode {
         }
     }
 
+    /// Replaces the pipeline with a new one for `inputs`, configured as the last one was.
+    fn rebuild(&mut self, inputs: (VideoInput, AudioInput)) -> Result<(), MediaError> {
+        let pipe = Pipe::start(&self.label, &self.format, &self.feed, inputs)?;
+        let old = std::mem::replace(&mut self.pipe, pipe);
+        // Stopping a pipeline can take a moment: not on the connection's task.
+        std::thread::spawn(move || drop(old));
+        if let Some((input, record)) = self.video_config.clone() {
+            self.pipe.video.set_caps(Some(&input.caps(record.as_ref())));
+            self.waiting_for_keyframe = true;
+        }
+        if let Some((input, config)) = self.audio_config.clone() {
+            self.pipe.audio.set_caps(Some(&input.caps(config.as_ref())));
+        }
+        self.unanswered_since = None;
+        Ok(())
+    }
+
     fn clock_time(&mut self, timestamp_ms: u64) -> gst::ClockTime {
         let base = *self.base_ms.get_or_insert(timestamp_ms);
         gst::ClockTime::from_mseconds((timestamp_ms + TIMELINE_OFFSET_MS).saturating_sub(base))
     }
 
-    /// The AVCDecoderConfigurationRecord from the sequence header; may change mid-stream.
-    pub fn set_video_config(&mut self, record: Bytes) {
-        let record_copy = record.clone();
-        let caps = gst::Caps::builder("video/x-h264")
-            .field("stream-format", "avc")
-            .field("alignment", "au")
-            .field("codec_data", gst::Buffer::from_slice(record))
-            .build();
-        self.pipe.video.set_caps(Some(&caps));
-        self.video_config = Some(record_copy);
+    /// The video's codec and configuration record (from the sequence header); may change
+    /// mid-stream. An error when this machine cannot decode the codec: the publisher is
+    /// told, with the codec and the package to install named.
+    pub fn set_video_config(
+        &mut self,
+        input: VideoInput,
+        record: Option<Bytes>,
+    ) -> Result<(), MediaError> {
+        self.video_config = Some((input, record.clone()));
+        if input != self.pipe.inputs.0 {
+            return self.rebuild((input, self.pipe.inputs.1));
+        }
+        self.pipe.video.set_caps(Some(&input.caps(record.as_ref())));
         self.waiting_for_keyframe = true;
+        Ok(())
     }
 
     /// Hands one access unit to the decoder; false when it was dropped (no sequence header
@@ -276,16 +316,18 @@ impl PublisherDecode {
         taken
     }
 
-    /// The AudioSpecificConfig from the AAC sequence header.
-    pub fn set_audio_config(&mut self, config: Bytes) {
-        let config_copy = config.clone();
-        let caps = gst::Caps::builder("audio/mpeg")
-            .field("mpegversion", 4i32)
-            .field("stream-format", "raw")
-            .field("codec_data", gst::Buffer::from_slice(config))
-            .build();
-        self.pipe.audio.set_caps(Some(&caps));
-        self.audio_config = Some(config_copy);
+    /// The audio's codec and configuration (the AudioSpecificConfig of AAC).
+    pub fn set_audio_config(
+        &mut self,
+        input: AudioInput,
+        config: Option<Bytes>,
+    ) -> Result<(), MediaError> {
+        self.audio_config = Some((input, config.clone()));
+        if input != self.pipe.inputs.1 {
+            return self.rebuild((self.pipe.inputs.0, input));
+        }
+        self.pipe.audio.set_caps(Some(&input.caps(config.as_ref())));
+        Ok(())
     }
 
     pub fn push_audio(&mut self, timestamp_ms: u64, data: Bytes) {

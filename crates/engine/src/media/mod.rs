@@ -5,6 +5,7 @@
 //! call a non-blocking packet sink.
 
 pub mod arrival;
+pub mod codecs;
 pub mod decode;
 pub mod output;
 pub mod packet;
@@ -157,8 +158,10 @@ pub const ALL: [&Description; 4] = [&PUBLISHER_DECODE, &STUDIO_OUTPUT, &SLATE, &
 pub fn debian_package(element: &str) -> &'static str {
     match element {
         "x264enc" => "gstreamer1.0-plugins-ugly",
-        "avdec_h264" | "avdec_aac" | "avenc_aac" => "gstreamer1.0-libav",
-        "h264parse" | "rtmp2sink" | "rtmp2src" => "gstreamer1.0-plugins-bad",
+        "avdec_h264" | "avdec_h265" | "avdec_aac" | "avenc_aac" => "gstreamer1.0-libav",
+        "h264parse" | "h265parse" | "av1parse" | "av1dec" | "rtmp2sink" | "rtmp2src" => {
+            "gstreamer1.0-plugins-bad"
+        }
         // Debian packages the pango plugin with the X ones.
         "textoverlay" | "clockoverlay" | "timeoverlay" => "gstreamer1.0-x",
         "rtph264pay" | "rtpopuspay" | "aacparse" | "rtph264depay" | "rtpopusdepay" => {
@@ -191,8 +194,8 @@ impl Description {
             let Some(first) = segment.split_whitespace().next() else {
                 continue;
             };
-            // Caps filters (`video/x-raw,...`) are not elements.
-            if first.contains('/') || first.contains('=') {
+            // Caps filters (`video/x-raw,...`) are not elements, nor `{placeholders}`.
+            if first.contains('/') || first.contains('=') || first.starts_with('{') {
                 continue;
             }
             if !names.iter().any(|n| n == first) {
@@ -217,9 +220,15 @@ impl Description {
     }
 }
 
-/// Initializes GStreamer and checks that every element of every pipeline is installed.
+/// Initializes GStreamer and checks that every element of every pipeline is installed, and
+/// the decoders of H.264 and AAC, which every RTMP publisher sends. Other codecs' elements
+/// are checked when a publisher sends them.
 pub fn init() -> Result<(), MediaError> {
     gst::init().map_err(|e| MediaError::Init(e.to_string()))?;
+    let defaults = [
+        codecs::VideoInput::H264Avc.decode_chain(),
+        codecs::AudioInput::AacRaw.decode_chain(),
+    ];
     for description in ALL {
         for element in description.elements() {
             if gst::ElementFactory::find(&element).is_none() {
@@ -229,6 +238,12 @@ pub fn init() -> Result<(), MediaError> {
                 });
             }
         }
+    }
+    if let Some(element) = defaults.iter().find_map(|c| codecs::missing_element(c)) {
+        return Err(MediaError::MissingElement {
+            package: debian_package(&element),
+            element,
+        });
     }
     Ok(())
 }
