@@ -70,6 +70,8 @@ impl Server {
             .arg(data)
             .args(extra)
             .env("FIELDCAST_LOG", "warn")
+            // An environment variable, not a flag: the A/B's older binary ignores it.
+            .env("FIELDCAST_SRT", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start fieldcast");

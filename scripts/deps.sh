@@ -14,7 +14,7 @@ run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
           gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools fonts-dejavu-core
           fonts-noto-core fonts-noto-cjk)
 build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
-test_pkgs=(ffmpeg chromium prometheus nginx-light strace python3-venv)
+test_pkgs=(ffmpeg chromium prometheus nginx-light strace python3-venv iproute2 nftables)
 bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus chromium)
 
 want=("${run_pkgs[@]}")

@@ -42,8 +42,16 @@ pub struct App {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub api_token: String,
     /// Addresses actually bound (a `:0` port in the settings is resolved here).
-    pub http_addr: SocketAddr,
-    pub rtmp_addr: SocketAddr,
+    pub bound: Bound,
+}
+
+/// The addresses the server's listeners actually bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    /// SRT ingest (UDP).
+    pub srt: SocketAddr,
 }
 
 #[derive(Clone)]
@@ -64,8 +72,7 @@ impl App {
         egress: Egress,
         api_token: String,
         devices: DeviceKeys,
-        http_addr: SocketAddr,
-        rtmp_addr: SocketAddr,
+        bound: Bound,
     ) -> anyhow::Result<AppState> {
         let settings = Arc::new(settings);
         let store = Arc::new(store);
@@ -104,8 +111,9 @@ impl App {
             links: Arc::new(Links {
                 public_url: settings.public_url.clone(),
                 public_ip: settings.public_ip,
-                http: http_addr,
-                rtmp: rtmp_addr,
+                http: bound.http,
+                rtmp: bound.rtmp,
+                srt: bound.srt,
             }),
             images,
             reconnect_grace: settings.reconnect_grace,
@@ -178,8 +186,7 @@ impl App {
             ingest,
             shutdown,
             api_token,
-            http_addr,
-            rtmp_addr,
+            bound,
         })))
     }
 }

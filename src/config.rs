@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 pub const DEFAULT_RTMP: &str = "127.0.0.1:1935";
+pub const DEFAULT_SRT: &str = "127.0.0.1:8890";
 pub const DEFAULT_WEBRTC_UDP: &str = "127.0.0.1:8189";
 pub const DEFAULT_DATA: &str = "./data";
 
@@ -23,6 +24,9 @@ pub struct ServeArgs {
     /// RTMP ingest address [default: 127.0.0.1:1935]
     #[arg(long, env = "FIELDCAST_RTMP")]
     pub rtmp: Option<String>,
+    /// SRT ingest address (UDP) [default: 127.0.0.1:8890]
+    #[arg(long, env = "FIELDCAST_SRT")]
+    pub srt: Option<String>,
     /// Directory for the SQLite database and uploads [default: ./data]
     #[arg(long, env = "FIELDCAST_DATA")]
     pub data: Option<PathBuf>,
@@ -137,6 +141,7 @@ pub struct ServeArgs {
 struct FileSettings {
     http: Option<String>,
     rtmp: Option<String>,
+    srt: Option<String>,
     data: Option<PathBuf>,
     api_token: Option<String>,
     webrtc_udp: Option<String>,
@@ -223,6 +228,8 @@ pub enum ToastBuyer {
 pub struct Settings {
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    /// SRT ingest (UDP).
+    pub srt: SocketAddr,
     pub data: PathBuf,
     pub api_token: Option<String>,
     pub webrtc_udp: SocketAddr,
@@ -291,6 +298,7 @@ impl Settings {
         };
         let http = addr("http", &pick(&args.http, &file.http, DEFAULT_HTTP))?;
         let rtmp = addr("rtmp", &pick(&args.rtmp, &file.rtmp, DEFAULT_RTMP))?;
+        let srt = addr("srt", &pick(&args.srt, &file.srt, DEFAULT_SRT))?;
         let webrtc_udp = addr(
             "webrtc_udp",
             &pick(&args.webrtc_udp, &file.webrtc_udp, DEFAULT_WEBRTC_UDP),
@@ -500,6 +508,7 @@ impl Settings {
             rtmp_max_connections_per_address,
             http,
             rtmp,
+            srt,
             data,
             api_token,
             webrtc_udp,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::app::{App, AppState};
+use crate::app::{App, AppState, Bound};
 use crate::commerce::devices::DeviceKeys;
 use crate::config::Settings;
 use crate::store::Store;
@@ -114,28 +114,33 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let rtmp = tokio::net::TcpListener::bind(settings.rtmp)
         .await
         .map_err(|e| anyhow::anyhow!("setting `rtmp`: cannot bind {}: {e}", settings.rtmp))?;
-    let app = App::assemble(
-        settings,
-        store,
-        egress,
-        api_token,
-        devices,
-        http.local_addr()?,
-        rtmp.local_addr()?,
-    )?;
+    let (srt_listener, srt_incoming, srt) = fieldcast_engine::ingest::srt::bind(settings.srt)
+        .await
+        .map_err(|e| anyhow::anyhow!("setting `srt`: cannot bind {}: {e}", settings.srt))?;
+    let bound = Bound {
+        http: http.local_addr()?,
+        rtmp: rtmp.local_addr()?,
+        srt,
+    };
+    let app = App::assemble(settings, store, egress, api_token, devices, bound)?;
     app.shows.resume_live_sessions()?;
     if demo {
         start_demo(&app)?;
     }
     tokio::spawn(fieldcast_engine::ingest::serve(rtmp, app.ingest.clone()));
+    tokio::spawn(fieldcast_engine::ingest::srt::serve(
+        srt_listener,
+        srt_incoming,
+        app.ingest.clone(),
+    ));
     let router = crate::control::router(app.control.clone());
     println!("console:       {}/console", app.shows.http_base());
     // One machine-readable line for scripts and tests.
     println!(
-        "fieldcast ready http={} rtmp={} webrtc={}",
-        app.http_addr, app.rtmp_addr, app.control.egress.local
+        "fieldcast ready http={} rtmp={} webrtc={} srt={}",
+        app.bound.http, app.bound.rtmp, app.control.egress.local, app.bound.srt
     );
-    tracing::info!(http = %app.http_addr, rtmp = %app.rtmp_addr, webrtc = %app.control.egress.local, "listening");
+    tracing::info!(http = %app.bound.http, rtmp = %app.bound.rtmp, srt = %app.bound.srt, webrtc = %app.control.egress.local, "listening");
     let stopping = app.clone();
     crate::connections::serve(http, router, app.control.connections.clone(), async move {
         shutdown_signal().await;
@@ -192,7 +197,7 @@ fn start_demo(app: &AppState) -> anyhow::Result<()> {
         redact(&row.stream_key)
     );
     tracing::info!(session.id = %row.id, stream_key = %redact(&row.stream_key), "demo session on air");
-    crate::demo::start(app.http_addr, &app.api_token, &row.id);
+    crate::demo::start(app.bound.http, &app.api_token, &row.id);
     Ok(())
 }
 

@@ -26,6 +26,7 @@ pub struct Links {
     /// Addresses actually bound (a `:0` port in the settings is resolved here).
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    pub srt: SocketAddr,
 }
 
 impl Links {
@@ -36,6 +37,11 @@ impl Links {
             None => bound.ip(),
         };
         SocketAddr::new(ip, bound.port()).to_string()
+    }
+
+    /// The complete SRT publish URL for a stream key: a publisher uses it as given.
+    pub fn srt_url(&self, stream_key: &str) -> String {
+        format!("srt://{}?streamid={stream_key}", self.host_for(self.srt))
     }
 
     /// Base of the links the API hands out.

@@ -519,13 +519,14 @@
     $("ingest-summary").dataset.connected = i.connected;
     const rows = [];
     if (i.connected) {
-      rows.push(["Since", `${new Date(i.since_ms).toLocaleTimeString()} (${ago(i.since_ms)})`], ["From", i.address]);
+      rows.push(["Since", `${new Date(i.since_ms).toLocaleTimeString()} (${ago(i.since_ms)})`],
+        ["From", `${i.address} over ${(i.transport || "rtmp").toUpperCase()}`]);
       if (v) {
-        rows.push(["Video", `${v.codec} ${v.profile} ${v.level}`],
+        rows.push(["Video", `${v.codec} ${v.profile} ${v.level}`.trim()],
           ["Keyframe interval", v.keyframe_interval_s ? `${v.keyframe_interval_s.toFixed(1)} s` : "–"],
           ["B-frames", v.b_frames ? `yes (${v.b_frames})` : "none"]);
       }
-      if (i.audio) rows.push(["Audio", `${i.audio.codec} ${i.audio.sample_rate / 1000} kHz, ${i.audio.channels} ch`]);
+      if (i.audio) rows.push(["Audio", i.audio.sample_rate ? `${i.audio.codec} ${i.audio.sample_rate / 1000} kHz, ${i.audio.channels} ch` : i.audio.codec]);
       rows.push(["Bitrate (5 s)", `${i.bitrate_kbps} kbit/s`], ["Dropped frames", String(i.dropped_frames)]);
     } else if (i.last_left_ms) {
       rows.push(["Left", `${ago(i.last_left_ms)} ago`]);

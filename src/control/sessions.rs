@@ -42,6 +42,9 @@ pub struct SessionView {
     rtmp_url: String,
     /// The "Server" field of OBS; the key goes in "Stream Key".
     rtmp_server: String,
+    /// The complete SRT publish URL, key included (`srt://HOST:PORT?streamid=KEY`): OBS,
+    /// Larix and ffmpeg use it as given.
+    srt_url: String,
     whep_url: String,
     watch_url: String,
     state: SessionState,
@@ -57,6 +60,7 @@ fn view(state: &Sessions, row: SessionRow) -> SessionView {
     SessionView {
         rtmp_url: format!("{rtmp_server}/{}", row.stream_key),
         rtmp_server,
+        srt_url: state.shows.links.srt_url(&row.stream_key),
         whep_url: format!("{base}/whep/{}", row.id),
         watch_url: format!("{base}/watch/{}", row.id),
         state: state.shows.session_state(&row),

@@ -26,6 +26,8 @@ pub struct Server {
     child: Child,
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    /// SRT ingest (UDP).
+    pub srt: SocketAddr,
     pub data: PathBuf,
 }
 
@@ -99,6 +101,11 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
             .args(["serve", "--http", http, "--rtmp", rtmp])
             .args(["--webrtc-udp", "127.0.0.1:0"])
+            .args(if extra.contains(&"--srt") {
+                &[][..]
+            } else {
+                &["--srt", "127.0.0.1:0"][..]
+            })
             .arg("--data")
             .arg(data)
             .args(["--api-token", TOKEN])
@@ -134,6 +141,7 @@ impl Server {
         Server {
             http: field("http"),
             rtmp: field("rtmp"),
+            srt: field("srt"),
             child,
             data: data.to_path_buf(),
         }
@@ -401,6 +409,184 @@ impl Drop for Publisher {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The colour test publishers send when a test checks that their picture shows (`0x20A040`,
+/// as `PUBLISHER_COLOUR` for lavfi's `color` source).
+pub const PUBLISHER_RGB: [u8; 3] = [0x20, 0xA0, 0x40];
+pub const PUBLISHER_COLOUR: &str = "0x20A040";
+
+/// Whether a decoded colour is the publisher's, within what two lossy encodes and the
+/// overlays leave.
+pub fn is_publisher_colour(rgb: [u8; 3]) -> bool {
+    rgb.iter()
+        .zip(PUBLISHER_RGB)
+        .all(|(&a, b)| (a as i32 - b as i32).abs() < 40)
+}
+
+/// A network namespace joined to the host by a veth pair, for a client whose link a test
+/// shapes or filters. The host side is `10.231.N.1`, the namespace side `10.231.N.2`. Removed
+/// when dropped.
+pub struct Netns {
+    pub name: String,
+    pub host_ip: std::net::IpAddr,
+    pub inner_ip: std::net::IpAddr,
+    /// The namespace's end of the pair (its egress is what the client sends).
+    pub inner_dev: String,
+    pub host_dev: String,
+}
+
+impl Netns {
+    pub fn create(n: u8) -> Netns {
+        let name = format!("fctest{n}");
+        let (host_dev, inner_dev) = (format!("fch{n}"), format!("fcn{n}"));
+        // Leftovers of an earlier run that did not clean up.
+        for args in [
+            &["netns", "del", &name][..],
+            &["link", "del", &host_dev][..],
+        ] {
+            let _ = Command::new("ip").args(args).stderr(Stdio::null()).status();
+        }
+        let host = format!("10.231.{n}.1");
+        let inner = format!("10.231.{n}.2");
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), name.clone()],
+            vec![
+                "link".into(),
+                "add".into(),
+                host_dev.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                inner_dev.clone(),
+            ],
+            vec![
+                "link".into(),
+                "set".into(),
+                inner_dev.clone(),
+                "netns".into(),
+                name.clone(),
+            ],
+            vec![
+                "addr".into(),
+                "add".into(),
+                format!("{host}/24"),
+                "dev".into(),
+                host_dev.clone(),
+            ],
+            vec!["link".into(), "set".into(), host_dev.clone(), "up".into()],
+        ];
+        for step in steps {
+            run("ip", &step.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        let ns = Netns {
+            name,
+            host_ip: host.parse().unwrap(),
+            inner_ip: inner.parse().unwrap(),
+            inner_dev,
+            host_dev,
+        };
+        ns.exec_ok(
+            "ip",
+            &["addr", "add", &format!("{inner}/24"), "dev", &ns.inner_dev],
+        );
+        ns.exec_ok("ip", &["link", "set", &ns.inner_dev, "up"]);
+        ns.exec_ok("ip", &["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    pub fn exec_ok(&self, program: &str, args: &[&str]) {
+        let status = self
+            .command(program)
+            .args(args)
+            .status()
+            .expect("ip netns exec");
+        assert!(
+            status.success(),
+            "in {}: {program} {args:?} failed",
+            self.name
+        );
+    }
+
+    /// Drops `percent` % of the UDP packets the namespace sends, at random (nftables'
+    /// `numgen random`: netem is not in every kernel, and this one has none).
+    pub fn lose_outgoing_udp(&self, percent: u32) {
+        self.exec_ok("nft", &["add", "table", "inet", "fieldcast_loss"]);
+        self.exec_ok(
+            "nft",
+            &[
+                "add",
+                "chain",
+                "inet",
+                "fieldcast_loss",
+                "out",
+                "{ type filter hook output priority 0; }",
+            ],
+        );
+        self.exec_ok(
+            "nft",
+            &[
+                "add",
+                "rule",
+                "inet",
+                "fieldcast_loss",
+                "out",
+                "meta",
+                "l4proto",
+                "udp",
+                "numgen",
+                "random",
+                "mod",
+                "100",
+                "<",
+                &percent.to_string(),
+                "counter",
+                "drop",
+            ],
+        );
+    }
+
+    /// Packets the loss rule dropped so far.
+    pub fn lost_packets(&self) -> u64 {
+        let out = self
+            .command("nft")
+            .args(["list", "chain", "inet", "fieldcast_loss", "out"])
+            .output()
+            .expect("nft");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split("counter packets ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_dev])
+            .status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed");
 }
 
 /// Whether a decoded frame is the slate (its background colour, within a margin for the

@@ -4,8 +4,9 @@
 //!
 //! - [`rtmp`]: the RTMP publish side: handshake, chunk stream, AMF0 commands, a session that
 //!   turns a publisher's bytes into events (`connect`, `publish`, media) and bytes to send.
-//! - [`flv`]: the audio and video tag bodies RTMP carries (AVC classic and Enhanced RTMP
-//!   `avc1`, AAC).
+//! - [`flv`]: the audio and video tag bodies RTMP carries (AVC classic, Enhanced RTMP
+//!   `avc1`, `hvc1` and `av01`, AAC).
+//! - [`srt`]: the stream key in an SRT publisher's `streamid`.
 //! - [`commerce`]: the records of selling and its rules (offer states, whether an order may
 //!   be taken, a network's share, phone numbers).
 //! - [`overlay`]: the scene of overlay layers and their layout on a frame.
@@ -22,5 +23,6 @@ pub mod flv;
 pub mod ids;
 pub mod overlay;
 pub mod rtmp;
+pub mod srt;
 pub mod stun;
 pub mod time;

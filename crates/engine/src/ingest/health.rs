@@ -43,6 +43,7 @@ struct Publisher {
     since_ms: i64,
     started: Instant,
     address: String,
+    transport: &'static str,
     video: Option<VideoConfig>,
     audio: Option<AudioConfig>,
     size: Option<(u32, u32)>,
@@ -66,6 +67,7 @@ struct VideoConfig {
 
 #[derive(Clone, Copy)]
 struct AudioConfig {
+    codec: &'static str,
     sample_rate: u32,
     channels: u8,
 }
@@ -79,6 +81,8 @@ pub struct IngestView {
     pub since_ms: Option<i64>,
     /// Its address with the host part hidden (`203.0.x.x`).
     pub address: Option<String>,
+    /// How it publishes: `rtmp`, `srt` or `whip`.
+    pub transport: Option<&'static str>,
     pub video: Option<VideoView>,
     pub audio: Option<AudioView>,
     /// Audio and video payload over the last 5 s (or since it connected, if sooner).
@@ -116,8 +120,9 @@ pub struct VideoView {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AudioView {
-    /// Always `AAC`.
+    /// `AAC` (RTMP, SRT) or `Opus` (WHIP).
     pub codec: &'static str,
+    /// 0 where the stream does not say (SRT, until decoded).
     pub sample_rate: u32,
     pub channels: u8,
 }
@@ -151,7 +156,13 @@ impl IngestBoard {
     }
 
     /// A publish was accepted: from now on this connection is the session's publisher.
-    pub fn publisher(&self, session_id: &str, masked_address: String) -> PublisherWatch {
+    /// A publisher's connection was accepted; `transport` is `rtmp`, `srt` or `whip`.
+    pub fn publisher(
+        &self,
+        session_id: &str,
+        masked_address: String,
+        transport: &'static str,
+    ) -> PublisherWatch {
         let entry = self.entry(session_id);
         let generation = {
             let mut e = entry.lock().unwrap_or_else(|e| e.into_inner());
@@ -161,6 +172,7 @@ impl IngestBoard {
                 since_ms: unix_ms(),
                 started: Instant::now(),
                 address: masked_address,
+                transport,
                 video: None,
                 audio: None,
                 size: None,
@@ -187,6 +199,7 @@ impl IngestBoard {
                 connected: false,
                 since_ms: None,
                 address: None,
+                transport: None,
                 video: None,
                 audio: None,
                 bitrate_kbps: None,
@@ -200,6 +213,7 @@ impl IngestBoard {
             connected: true,
             since_ms: Some(p.since_ms),
             address: Some(p.address.clone()),
+            transport: Some(p.transport),
             video: p.video.clone().map(|v| VideoView {
                 codec: v.codec,
                 profile: v.profile,
@@ -211,7 +225,7 @@ impl IngestBoard {
                 b_frames: p.b_frames,
             }),
             audio: p.audio.map(|a| AudioView {
-                codec: "AAC",
+                codec: a.codec,
                 sample_rate: a.sample_rate,
                 channels: a.channels,
             }),
@@ -317,6 +331,7 @@ impl PublisherWatch {
             let channels = (b >> 3) & 0x0F;
             self.with(|p| {
                 p.audio = Some(AudioConfig {
+                    codec: "AAC",
                     sample_rate,
                     channels,
                 })
@@ -361,6 +376,37 @@ impl PublisherWatch {
 
     pub fn audio_frame(&self, bytes: usize) {
         self.with(|p| p.add_bytes(bytes));
+    }
+
+    /// Bytes of a multiplexed stream (SRT's MPEG-TS), the codecs its decoders found, and the
+    /// decoder's last reported picture size. Frames are not counted: the stream is not
+    /// parsed here.
+    pub fn stream_bytes(
+        &self,
+        bytes: usize,
+        codecs: (Option<&'static str>, Option<&'static str>),
+        size: Option<(u32, u32)>,
+    ) {
+        self.with(|p| {
+            p.add_bytes(bytes);
+            if let (Some(codec), None) = (codecs.0, &p.video) {
+                p.video = Some(VideoConfig {
+                    codec,
+                    profile: String::new(),
+                    level: String::new(),
+                });
+            }
+            if let (Some(codec), None) = (codecs.1, &p.audio) {
+                p.audio = Some(AudioConfig {
+                    codec,
+                    sample_rate: 0,
+                    channels: 0,
+                });
+            }
+            if size.is_some() {
+                p.size = size;
+            }
+        });
     }
 }
 
@@ -421,7 +467,7 @@ mod tests {
     #[test]
     fn a_publisher_is_described_and_a_replaced_one_does_not_clear_its_successor() {
         let board = IngestBoard::default();
-        let first = board.publisher("s", "127.0.x.x".into());
+        let first = board.publisher("s", "127.0.x.x".into(), "rtmp");
         first.video_config(VideoCodec::Avc, &[1, 100, 0, 31, 0xFF, 0xE1]);
         first.audio_config(&[0x12, 0x10]);
         for i in 0..40u64 {
@@ -444,7 +490,7 @@ mod tests {
         assert_eq!(view.dropped_frames, 1);
         assert!(view.bitrate_kbps.unwrap() > 0);
 
-        let second = board.publisher("s", "127.0.x.x".into());
+        let second = board.publisher("s", "127.0.x.x".into(), "rtmp");
         drop(first);
         let view = board.view("s");
         assert!(

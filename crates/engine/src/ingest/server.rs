@@ -80,7 +80,7 @@ pub async fn serve(listener: TcpListener, app: Ingest) {
 }
 
 /// Logs never carry a full viewer or publisher address.
-fn mask(peer: SocketAddr) -> String {
+pub(crate) fn mask(peer: SocketAddr) -> String {
     match peer.ip() {
         std::net::IpAddr::V4(ip) => {
             let o = ip.octets();
@@ -328,7 +328,11 @@ impl Connection {
             }
         }
         tracing::info!(session.id = %session_id, peer = %mask(self.peer), "publisher live");
-        self.watch = Some(self.app.board.publisher(&session_id, mask(self.peer)));
+        self.watch = Some(
+            self.app
+                .board
+                .publisher(&session_id, mask(self.peer), "rtmp"),
+        );
         self.publisher = Some((studio, link));
         Ok(())
     }

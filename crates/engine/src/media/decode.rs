@@ -68,63 +68,90 @@ impl Pipe {
         let pipeline = PUBLISHER_DECODE.launch(&vars)?;
         let video = app_src(&pipeline, "video")?;
         let audio = app_src(&pipeline, "audio")?;
-        let video_out = app_sink(&pipeline, "video_out")?;
-        let decoded_at: Arc<Mutex<Option<Instant>>> = Arc::default();
-        if let Some(pad) = video_out.static_pad("sink") {
-            let decoded_at = decoded_at.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                *decoded_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-                gst::PadProbeReturn::Ok
-            });
-        }
-        let size = pipeline.by_name("size").ok_or_else(|| MediaError::Build {
-            name: PUBLISHER_DECODE.name,
-            reason: "no capsfilter named size".into(),
-        })?;
-        // The decoder announces the publisher's picture size before its first frame: the
-        // studio may turn to it (`auto`), and the scaler then targets the output size.
-        if let Some(pad) = pipeline
-            .by_name("decoder")
-            .and_then(|e| e.static_pad("src"))
-        {
-            let feed = feed.clone();
-            let size = size.clone();
-            pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-                if let Some(gst::PadProbeData::Event(event)) = &info.data
-                    && let gst::EventView::Caps(caps) = event.view()
-                    && let Some((w, h)) = caps_size(caps.caps())
-                {
-                    feed.source_size(w, h);
-                    follow_output(&size, &feed.format());
-                }
-                gst::PadProbeReturn::Ok
-            });
-        }
-        follow_output(&size, &feed.format());
-        forward(&video_out, feed.clone(), true, Source::Publisher);
-        forward(
-            &app_sink(&pipeline, "audio_out")?,
-            feed.clone(),
-            false,
-            Source::Publisher,
-        );
-        let failed = Arc::new(AtomicBool::new(false));
-        watch_bus(
-            &pipeline,
-            format!("publisher-decode {label}"),
-            failed.clone(),
-        );
+        let wired = wire_outputs(&pipeline, PUBLISHER_DECODE.name, label, feed)?;
         play(&pipeline, PUBLISHER_DECODE.name)?;
         Ok(Self {
             pipeline,
             video,
             audio,
-            failed,
-            decoded_at,
-            size,
+            failed: wired.failed,
+            decoded_at: wired.decoded_at,
+            size: wired.size,
             inputs,
         })
     }
+}
+
+/// The raw side of a decode pipeline, shared by every way in: what it tells its owner.
+pub(crate) struct Wired {
+    /// Set when the pipeline posts an error.
+    pub failed: Arc<AtomicBool>,
+    /// When the last picture came out.
+    pub decoded_at: Arc<Mutex<Option<Instant>>>,
+    /// The capsfilter that sets the picture size handed to the studio.
+    pub size: gst::Element,
+}
+
+/// Wires a decode pipeline's raw side to the studio: the `video_out` and `audio_out`
+/// appsinks forward every buffer, the element named `raw` (the first after the decoder)
+/// reports the publisher's picture size, and the `size` capsfilter follows the output.
+pub(crate) fn wire_outputs(
+    pipeline: &gst::Pipeline,
+    name: &'static str,
+    label: &str,
+    feed: &OutputFeed,
+) -> Result<Wired, MediaError> {
+    let video_out = app_sink(pipeline, "video_out")?;
+    let decoded_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    if let Some(pad) = video_out.static_pad("sink") {
+        let decoded_at = decoded_at.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            *decoded_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let size = pipeline.by_name("size").ok_or_else(|| MediaError::Build {
+        name,
+        reason: "no capsfilter named size".into(),
+    })?;
+    // The decoder announces the publisher's picture size before its first frame: the
+    // studio may turn to it (`auto`), and the scaler then targets the output size.
+    let raw = pipeline
+        .by_name("raw")
+        .and_then(|e| e.static_pad("sink"))
+        .ok_or_else(|| MediaError::Build {
+            name,
+            reason: "no element named raw after the decoder".into(),
+        })?;
+    {
+        let feed = feed.clone();
+        let size = size.clone();
+        raw.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(event)) = &info.data
+                && let gst::EventView::Caps(caps) = event.view()
+                && let Some((w, h)) = caps_size(caps.caps())
+            {
+                feed.source_size(w, h);
+                follow_output(&size, &feed.format());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    follow_output(&size, &feed.format());
+    forward(&video_out, feed.clone(), true, Source::Publisher);
+    forward(
+        &app_sink(pipeline, "audio_out")?,
+        feed.clone(),
+        false,
+        Source::Publisher,
+    );
+    let failed = Arc::new(AtomicBool::new(false));
+    watch_bus(pipeline, format!("{name} {label}"), failed.clone());
+    Ok(Wired {
+        failed,
+        decoded_at,
+        size,
+    })
 }
 
 /// Width and height of raw or encoded video caps.
@@ -136,7 +163,7 @@ pub(crate) fn caps_size(caps: &gst::CapsRef) -> Option<(u32, u32)> {
 }
 
 /// Points a `size` capsfilter at the output size (the scaler renegotiates on its next frame).
-fn follow_output(size: &gst::Element, format: &OutputFormat) {
+pub(crate) fn follow_output(size: &gst::Element, format: &OutputFormat) {
     let caps = gst::Caps::builder("video/x-raw")
         .field("format", "I420")
         .field("width", format.width as i32)

@@ -11,6 +11,7 @@ pub mod output;
 pub mod packet;
 pub mod test_pattern;
 pub mod time_code;
+pub mod ts_decode;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -152,7 +153,18 @@ pub const TEST_PATTERN: Description = Description {
     text: include_str!("../../pipelines/test-pattern.pipeline"),
 };
 
-pub const ALL: [&Description; 4] = [&PUBLISHER_DECODE, &STUDIO_OUTPUT, &SLATE, &TEST_PATTERN];
+pub const TS_DECODE: Description = Description {
+    name: "ts-decode",
+    text: include_str!("../../pipelines/ts-decode.pipeline"),
+};
+
+pub const ALL: [&Description; 5] = [
+    &PUBLISHER_DECODE,
+    &TS_DECODE,
+    &STUDIO_OUTPUT,
+    &SLATE,
+    &TEST_PATTERN,
+];
 
 /// The Debian package that provides a GStreamer element we use.
 pub fn debian_package(element: &str) -> &'static str {
