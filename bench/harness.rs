@@ -72,6 +72,7 @@ impl Server {
             .env("FIELDCAST_LOG", "warn")
             // An environment variable, not a flag: the A/B's older binary ignores it.
             .env("FIELDCAST_SRT", "127.0.0.1:0")
+            .env("FIELDCAST_WHIP_UDP", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start fieldcast");

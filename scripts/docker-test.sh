@@ -29,6 +29,8 @@ volume=fieldcast-test-data-$$
 http=127.0.0.1:18580
 rtmp=127.0.0.1:11580
 udp=127.0.0.1:18589
+whip=127.0.0.1:18590
+srt=127.0.0.1:18591
 started=$SECONDS
 pass() { echo "docker-test: ok: $*"; }
 fail() { echo "docker-test: FAILED: $*" >&2; docker logs "$name" 2>&1 | tail -20 >&2 || true; exit 1; }
@@ -99,6 +101,7 @@ run() {
   docker run -d --name "$name" --network host -v "$volume:/data" \
     --health-interval 2s --health-start-period 20s \
     -e FIELDCAST_HTTP=$http -e FIELDCAST_RTMP=$rtmp -e FIELDCAST_WEBRTC_UDP=$udp \
+    -e FIELDCAST_WHIP_UDP=$whip -e FIELDCAST_SRT=$srt \
     fieldcast:latest serve >/dev/null
 }
 healthy() {

@@ -23,6 +23,7 @@ use fieldcast_engine::hls::HlsCounters;
 use fieldcast_engine::ingest::Ingest;
 use fieldcast_engine::ingest::health::IngestBoard;
 use fieldcast_engine::ingest::limits::IngestLimits;
+use fieldcast_engine::ingest::whip::Whip;
 use fieldcast_engine::media::OutputFormat;
 use fieldcast_engine::overlay::compositor::OverlayCounters;
 use fieldcast_engine::studio::Studios;
@@ -69,7 +70,7 @@ impl App {
     pub fn assemble(
         settings: Settings,
         store: Store,
-        egress: Egress,
+        (egress, whip): (Egress, Whip),
         api_token: String,
         devices: DeviceKeys,
         bound: Bound,
@@ -151,6 +152,7 @@ impl App {
                 settings.buyer_tokens.audience.clone(),
             )),
             egress,
+            whip,
             hls: Arc::new(HlsCounters::new(settings.hls_max_waiting)),
             connections: crate::connections::Connections::new(
                 match settings.http_max_connections {

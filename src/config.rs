@@ -13,6 +13,7 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 pub const DEFAULT_RTMP: &str = "127.0.0.1:1935";
 pub const DEFAULT_SRT: &str = "127.0.0.1:8890";
 pub const DEFAULT_WEBRTC_UDP: &str = "127.0.0.1:8189";
+pub const DEFAULT_WHIP_UDP: &str = "127.0.0.1:8190";
 pub const DEFAULT_DATA: &str = "./data";
 
 /// The flags of `fieldcast serve`; each also reads `FIELDCAST_<NAME>`.
@@ -36,6 +37,9 @@ pub struct ServeArgs {
     /// UDP address of the one WebRTC socket that serves all viewers [default: 127.0.0.1:8189]
     #[arg(long, env = "FIELDCAST_WEBRTC_UDP")]
     pub webrtc_udp: Option<String>,
+    /// UDP address of the one WebRTC socket for WHIP publishers [default: 127.0.0.1:8190]
+    #[arg(long, env = "FIELDCAST_WHIP_UDP")]
+    pub whip_udp: Option<String>,
     /// Public IP announced in SDP answers (NAT 1:1, Docker); default: the UDP bind address
     #[arg(long, env = "FIELDCAST_PUBLIC_IP")]
     pub public_ip: Option<String>,
@@ -145,6 +149,7 @@ struct FileSettings {
     data: Option<PathBuf>,
     api_token: Option<String>,
     webrtc_udp: Option<String>,
+    whip_udp: Option<String>,
     public_ip: Option<String>,
     public_url: Option<String>,
     rtmp_max_connections: Option<usize>,
@@ -233,6 +238,8 @@ pub struct Settings {
     pub data: PathBuf,
     pub api_token: Option<String>,
     pub webrtc_udp: SocketAddr,
+    /// WHIP publishers' WebRTC (UDP).
+    pub whip_udp: SocketAddr,
     pub public_ip: Option<IpAddr>,
     pub public_url: Option<String>,
     pub rtmp_max_connections: usize,
@@ -302,6 +309,10 @@ impl Settings {
         let webrtc_udp = addr(
             "webrtc_udp",
             &pick(&args.webrtc_udp, &file.webrtc_udp, DEFAULT_WEBRTC_UDP),
+        )?;
+        let whip_udp = addr(
+            "whip_udp",
+            &pick(&args.whip_udp, &file.whip_udp, DEFAULT_WHIP_UDP),
         )?;
         let data = args
             .data
@@ -512,6 +523,7 @@ impl Settings {
             data,
             api_token,
             webrtc_udp,
+            whip_udp,
             public_ip,
             public_url,
         };
@@ -528,12 +540,14 @@ impl Settings {
                 "must be at least 16 characters, without spaces",
             ));
         }
-        if self.webrtc_udp.ip().is_unspecified() && self.public_ip.is_none() {
+        if (self.webrtc_udp.ip().is_unspecified() || self.whip_udp.ip().is_unspecified())
+            && self.public_ip.is_none()
+        {
             return Err(invalid(
                 "public_ip",
                 format!(
-                    "webrtc_udp binds {} (all interfaces), so the server cannot tell which address to give viewers in its ICE candidates (in a container or behind NAT its own address reaches nobody): set FIELDCAST_PUBLIC_IP (or public_ip, --public-ip) to the address viewers reach",
-                    self.webrtc_udp
+                    "webrtc_udp ({}) or whip_udp ({}) binds all interfaces, so the server cannot tell which address to give viewers and publishers in its ICE candidates (in a container or behind NAT its own address reaches nobody): set FIELDCAST_PUBLIC_IP (or public_ip, --public-ip) to the address they reach",
+                    self.webrtc_udp, self.whip_udp
                 ),
             ));
         }

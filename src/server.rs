@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::store::Store;
 use fieldcast_core::ids::{random_hex, redact};
 use fieldcast_engine::egress::Egress;
+use fieldcast_engine::ingest::whip::Whip;
 use fieldcast_engine::media;
 
 /// Title of the session `--demo` creates.
@@ -109,6 +110,11 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
                 settings.webrtc_udp
             )
         })?;
+    let whip = Whip::start(settings.whip_udp, settings.public_ip)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("setting `whip_udp`: cannot bind {}: {e}", settings.whip_udp)
+        })?;
     let http = listen(settings.http)
         .map_err(|e| anyhow::anyhow!("setting `http`: cannot bind {}: {e}", settings.http))?;
     let rtmp = tokio::net::TcpListener::bind(settings.rtmp)
@@ -122,7 +128,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         rtmp: rtmp.local_addr()?,
         srt,
     };
-    let app = App::assemble(settings, store, egress, api_token, devices, bound)?;
+    let app = App::assemble(settings, store, (egress, whip), api_token, devices, bound)?;
     app.shows.resume_live_sessions()?;
     if demo {
         start_demo(&app)?;
@@ -137,8 +143,12 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     println!("console:       {}/console", app.shows.http_base());
     // One machine-readable line for scripts and tests.
     println!(
-        "fieldcast ready http={} rtmp={} webrtc={} srt={}",
-        app.bound.http, app.bound.rtmp, app.control.egress.local, app.bound.srt
+        "fieldcast ready http={} rtmp={} webrtc={} srt={} whip={}",
+        app.bound.http,
+        app.bound.rtmp,
+        app.control.egress.local,
+        app.bound.srt,
+        app.control.whip.local
     );
     tracing::info!(http = %app.bound.http, rtmp = %app.bound.rtmp, srt = %app.bound.srt, webrtc = %app.control.egress.local, "listening");
     let stopping = app.clone();

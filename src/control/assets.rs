@@ -37,6 +37,16 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../web/watch.css"),
     ),
     (
+        "studio.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/studio.js"),
+    ),
+    (
+        "studio.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/studio.css"),
+    ),
+    (
         "console.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/console.js"),

@@ -57,6 +57,13 @@ impl IntoResponse for ApiError {
             body.to_string(),
         )
             .into_response();
+        // RFC 9110: a 401 names the scheme it asks for (every token here is a bearer token).
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

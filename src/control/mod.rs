@@ -49,6 +49,7 @@ mod products;
 mod sessions;
 mod webhooks;
 mod whep;
+mod whip;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -74,6 +75,7 @@ use fieldcast_engine::egress::Egress;
 use fieldcast_engine::hls::HlsCounters;
 use fieldcast_engine::ingest::health::IngestBoard;
 use fieldcast_engine::ingest::limits::IngestLimits;
+use fieldcast_engine::ingest::whip::Whip;
 use fieldcast_engine::overlay::compositor::OverlayCounters;
 use fieldcast_engine::studio::Studios;
 
@@ -94,6 +96,8 @@ pub struct ControlParts {
     /// Buyer tokens from a shop's own login (`commerce::buyers`).
     pub buyer_tokens: Arc<BuyerTokens>,
     pub egress: Egress,
+    /// WHIP publishers' WebRTC.
+    pub whip: Whip,
     /// HLS requests served and waiting, over every studio.
     pub hls: Arc<HlsCounters>,
     /// The HTTP listener's caps and counters.
@@ -155,6 +159,7 @@ parts_from_state! {
     devices: DeviceKeys,
     buyer_tokens: Arc<BuyerTokens>,
     egress: Egress,
+    whip: Whip,
     hls: Arc<HlsCounters>,
     connections: Arc<crate::connections::Connections>,
     ingest: Arc<IngestLimits>,
@@ -254,12 +259,17 @@ pub fn routes() -> Vec<Route> {
         r(Method::POST, "/whep/{session_id}", Public, post(whep::offer)),
         r(Method::DELETE, "/whep/{session_id}/{viewer_id}", Public, delete(whep::leave)),
         r(Method::PATCH, "/whep/{session_id}/{viewer_id}", Public, patch(whep::patch)),
+        r(Method::POST, "/whip/{session_id}", Public, post(whip::publish)),
+        r(Method::DELETE, "/whip/{session_id}/{publisher_id}", Public, delete(whip::end)),
+        r(Method::PATCH, "/whip/{session_id}/{publisher_id}", Public, patch(whip::patch)),
         r(Method::GET, "/hls/{session_id}/index.m3u8", Stream, get(hls::plain_playlist)),
         r(Method::GET, "/hls/{session_id}/ll.m3u8", Stream, get(hls::low_latency_playlist)),
         r(Method::GET, "/hls/{session_id}/{file}", Stream, get(hls::media)),
         r(Method::GET, "/watch/{id}", Page, get(pages::watch)),
         r(Method::GET, "/watch/{id}/qr.svg", Page, get(pages::watch_qr)),
         r(Method::GET, "/console", Page, get(pages::console)),
+        r(Method::GET, "/studio/{id}", Page, get(pages::studio)),
+        r(Method::GET, "/api/v1/sessions/{id}/publish-qr.svg", Operator, get(pages::publish_qr)),
         r(Method::GET, "/web/i18n/{file}", Page, get(assets::language_file)),
         r(Method::GET, "/web/{file}", Page, get(assets::web_file)),
         r(Method::GET, "/images/{file}", Page, get(assets::image)),

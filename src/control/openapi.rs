@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     assets, devices, health, hls, live, offers, orders, overlays, pages, pinned, products,
-    sessions, webhooks, whep,
+    sessions, webhooks, whep, whip,
 };
 
 struct Bearer;
@@ -26,6 +26,17 @@ impl Modify for Bearer {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "The operator token (printed at first start, kept in DATA/api-token).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "stream_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session's stream key (WHIP publishers): its `stream_key`.",
                     ))
                     .build(),
             ),
@@ -168,7 +179,12 @@ impl Modify for CommonAnswers {
         whep::offer,
         whep::leave,
         whep::patch,
+        whip::publish,
+        whip::end,
+        whip::patch,
         pages::watch,
+        pages::studio,
+        pages::publish_qr,
         pages::watch_qr,
         pages::console,
         assets::language_file,

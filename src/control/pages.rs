@@ -5,7 +5,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::assets;
 use super::error::ApiError;
@@ -22,7 +22,110 @@ handles! {
 }
 
 const WATCH_HTML: &str = include_str!("../../web/watch.html");
+const STUDIO_HTML: &str = include_str!("../../web/studio.html");
 const CONSOLE_HTML: &str = include_str!("../../web/console.html");
+
+/// The page's language (from `Accept-Language`) and its direction, and the boot JSON a
+/// page's script reads: the session and the strings of that language.
+fn language_and_boot(
+    headers: &HeaderMap,
+    row: &crate::store::SessionRow,
+) -> (&'static str, &'static str, serde_json::Value) {
+    let lang = assets::negotiate(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let strings = assets::strings(lang).unwrap_or("{}");
+    let dir = assets::languages()
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["tag"] == lang))
+        .and_then(|x| x["dir"].as_str())
+        .map(|d| if d == "rtl" { "rtl" } else { "ltr" })
+        .unwrap_or("ltr");
+    let boot = serde_json::json!({
+        "session_id": row.id,
+        "demo": row.test_pattern,
+        "lang": lang,
+        "strings": serde_json::from_str::<serde_json::Value>(strings).unwrap_or_default(),
+        "languages": assets::languages(),
+    });
+    (lang, dir, boot)
+}
+
+/// The phone's publish page: camera preview, Go live over WHIP, the live timer and the
+/// shop's counters. The stream key is in the link's fragment, which browsers never send: the
+/// page itself carries no secret and is the same for everyone.
+#[utoipa::path(get, path = "/studio/{id}", tag = "pages", params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The publish page, in the language `Accept-Language` asks for", body = String, content_type = "text/html"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn studio(
+    State(state): State<Pages>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let row = state
+        .store
+        .session(&id)?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    let (lang, dir, boot) = language_and_boot(&headers, &row);
+    let html = fill(STUDIO_HTML, lang, dir, &row.title, &boot);
+    let etag = assets::etag_of(html.as_bytes());
+    let mut response = assets::cached(
+        &headers,
+        &etag,
+        "no-cache",
+        "text/html; charset=utf-8",
+        html,
+    );
+    // Never framed (it holds the key once the fragment is read), and it may use the camera
+    // and the microphone of its own origin only.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        super::browser::console_policy(),
+    );
+    response.headers_mut().insert(
+        header::HeaderName::from_static("permissions-policy"),
+        header::HeaderValue::from_static("camera=(self), microphone=(self)"),
+    );
+    response.headers_mut().insert(
+        header::VARY,
+        header::HeaderValue::from_static("Accept-Language"),
+    );
+    Ok(response)
+}
+
+/// The session's publish link as a QR code (SVG), for the console: the phone scans it and
+/// opens the publish page with the key. Operators only: the link carries the stream key.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/publish-qr.svg", tag = "sessions", params(("id" = String, Path, description = "Session id")),
+    security(("operator" = [])),
+    responses((status = 200, description = "The publish page's link, key included, as a QR code", body = String, content_type = "image/svg+xml"),
+        (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn publish_qr(
+    State(state): State<Pages>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = state
+        .store
+        .session(&id)?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    let url = format!(
+        "{}/studio/{}#key={}",
+        state.shows.http_base(),
+        row.id,
+        row.stream_key
+    );
+    let svg =
+        qr_svg(&url).ok_or_else(|| ApiError::internal("the publish URL does not fit a QR code"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    )
+        .into_response())
+}
 
 /// The watch page: player, product panel, buy sheet, likes, in the viewer's language.
 #[utoipa::path(get, path = "/watch/{id}", tag = "pages", params(("id" = String, Path, description = "Session id")),
@@ -36,25 +139,7 @@ pub async fn watch(
         .store
         .session(&id)?
         .ok_or_else(|| ApiError::not_found("session"))?;
-    let lang = assets::negotiate(
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-    );
-    let strings = assets::strings(lang).unwrap_or("{}");
-    let dir = assets::languages()
-        .as_array()
-        .and_then(|l| l.iter().find(|x| x["tag"] == lang))
-        .and_then(|x| x["dir"].as_str())
-        .unwrap_or("ltr");
-    let boot = serde_json::json!({
-        "session_id": row.id,
-        "demo": row.test_pattern,
-        "lang": lang,
-        "strings": serde_json::from_str::<serde_json::Value>(strings).unwrap_or_default(),
-        "languages": assets::languages(),
-    });
+    let (lang, dir, boot) = language_and_boot(&headers, &row);
     let html = render(lang, dir, &row.title, &boot);
     let etag = assets::etag_of(html.as_bytes());
     let mut response = assets::cached(
@@ -147,7 +232,11 @@ pub async fn console(headers: HeaderMap) -> Response {
 /// Fills the template. The operator's title goes in last, so nothing in it is ever taken for
 /// a placeholder.
 fn render(lang: &str, dir: &str, title: &str, boot: &serde_json::Value) -> String {
-    WATCH_HTML
+    fill(WATCH_HTML, lang, dir, title, boot)
+}
+
+fn fill(template: &str, lang: &str, dir: &str, title: &str, boot: &serde_json::Value) -> String {
+    template
         .replace("{{lang}}", lang)
         .replace("{{dir}}", dir)
         .replace("{{boot}}", &script_json(boot))

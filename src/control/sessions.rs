@@ -45,6 +45,11 @@ pub struct SessionView {
     /// The complete SRT publish URL, key included (`srt://HOST:PORT?streamid=KEY`): OBS,
     /// Larix and ffmpeg use it as given.
     srt_url: String,
+    /// WHIP (RFC 9725) endpoint: POST an SDP offer with `Authorization: Bearer STREAM_KEY`.
+    whip_url: String,
+    /// The phone publish page, the key in its fragment (never sent to a server): open it on
+    /// the host's phone, or scan the console's QR code.
+    publish_page_url: String,
     whep_url: String,
     watch_url: String,
     state: SessionState,
@@ -61,6 +66,8 @@ fn view(state: &Sessions, row: SessionRow) -> SessionView {
         rtmp_url: format!("{rtmp_server}/{}", row.stream_key),
         rtmp_server,
         srt_url: state.shows.links.srt_url(&row.stream_key),
+        whip_url: format!("{base}/whip/{}", row.id),
+        publish_page_url: format!("{base}/studio/{}#key={}", row.id, row.stream_key),
         whep_url: format!("{base}/whep/{}", row.id),
         watch_url: format!("{base}/watch/{}", row.id),
         state: state.shows.session_state(&row),

@@ -100,7 +100,7 @@ impl Server {
             .expect("open server log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
             .args(["serve", "--http", http, "--rtmp", rtmp])
-            .args(["--webrtc-udp", "127.0.0.1:0"])
+            .args(["--webrtc-udp", "127.0.0.1:0", "--whip-udp", "127.0.0.1:0"])
             .args(if extra.contains(&"--srt") {
                 &[][..]
             } else {

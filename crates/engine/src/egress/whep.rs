@@ -55,7 +55,7 @@ const CERT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
 /// The process's DTLS certificate, made again once it is an hour old.
 static CERT: std::sync::Mutex<Option<(DtlsCert, Instant)>> = std::sync::Mutex::new(None);
 
-fn dtls_cert() -> Result<DtlsCert, WhepError> {
+pub(crate) fn dtls_cert() -> Result<DtlsCert, WhepError> {
     let mut cert = CERT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((c, made)) = cert.as_ref()
         && made.elapsed() < CERT_LIFETIME

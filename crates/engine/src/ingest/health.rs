@@ -56,6 +56,9 @@ struct Publisher {
     keyframe_interval_ms: Option<u64>,
     b_frames: u64,
     dropped: u64,
+    /// WHIP: the link's loss (0–1) and round-trip time.
+    loss: Option<f64>,
+    rtt_ms: Option<f64>,
 }
 
 #[derive(Clone)]
@@ -94,6 +97,10 @@ pub struct IngestView {
     pub dropped_frames: u64,
     /// Publishes accepted for this session since the server started, less the first.
     pub reconnects: u64,
+    /// WHIP: packets lost on the publisher's link, in percent (from the receiver reports).
+    pub loss_percent: Option<f64>,
+    /// WHIP: the round-trip time to the publisher, where its reports tell it.
+    pub rtt_ms: Option<f64>,
     /// When the last publisher left (Unix ms), if one did.
     pub last_left_ms: Option<i64>,
 }
@@ -183,6 +190,8 @@ impl IngestBoard {
                 keyframe_interval_ms: None,
                 b_frames: 0,
                 dropped: 0,
+                loss: None,
+                rtt_ms: None,
             });
             e.publishes
         };
@@ -206,6 +215,8 @@ impl IngestBoard {
                 frames: 0,
                 dropped_frames: 0,
                 reconnects,
+                loss_percent: None,
+                rtt_ms: None,
                 last_left_ms: e.last_left_ms,
             };
         };
@@ -233,6 +244,8 @@ impl IngestBoard {
             frames: p.frames,
             dropped_frames: p.dropped,
             reconnects,
+            loss_percent: p.loss.map(|l| (l * 1000.0).round() / 10.0),
+            rtt_ms: p.rtt_ms.map(|r| r.round()),
             last_left_ms: e.last_left_ms,
         }
     }
@@ -376,6 +389,24 @@ impl PublisherWatch {
 
     pub fn audio_frame(&self, bytes: usize) {
         self.with(|p| p.add_bytes(bytes));
+    }
+
+    /// The codecs of a publisher whose stream carries no configuration record (WHIP).
+    pub fn codecs(&self, video: Option<&'static str>, audio: Option<&'static str>) {
+        self.stream_bytes(0, (video, audio), None);
+    }
+
+    /// Loss (fraction of packets, 0–1) and round-trip time (ms) of a WebRTC publisher's
+    /// link, from the receiver reports str0m makes.
+    pub fn link_quality(&self, loss: Option<f64>, rtt_ms: Option<f64>) {
+        self.with(|p| {
+            if loss.is_some() {
+                p.loss = loss;
+            }
+            if rtt_ms.is_some() {
+                p.rtt_ms = rtt_ms;
+            }
+        });
     }
 
     /// Bytes of a multiplexed stream (SRT's MPEG-TS), the codecs its decoders found, and the

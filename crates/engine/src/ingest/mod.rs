@@ -5,6 +5,7 @@ pub mod health;
 pub mod limits;
 mod server;
 pub mod srt;
+pub mod whip;
 
 /// The protocol core and the tag parsers live in `fieldcast-core` (sans-IO, no runtime).
 pub use fieldcast_core::{flv, rtmp};

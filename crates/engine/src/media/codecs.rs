@@ -17,6 +17,10 @@ pub enum VideoInput {
     H265Hvc1,
     /// AV1 temporal units of OBUs; the `av1C` record as `codec_data` (Enhanced RTMP `av01`).
     Av1,
+    /// H.264 access units with start codes, parameter sets in band (WHIP, depacketized).
+    H264AnnexB,
+    /// VP8 frames (WHIP, depacketized).
+    Vp8,
 }
 
 /// A publisher's audio as it reaches the decode pipeline.
@@ -24,6 +28,8 @@ pub enum VideoInput {
 pub enum AudioInput {
     /// Raw AAC frames; the AudioSpecificConfig as `codec_data` (RTMP).
     AacRaw,
+    /// Opus packets (WHIP), 48 kHz.
+    Opus,
 }
 
 impl From<VideoCodec> for VideoInput {
@@ -40,9 +46,10 @@ impl VideoInput {
     /// The name operators and publishers see.
     pub fn name(self) -> &'static str {
         match self {
-            VideoInput::H264Avc => "H.264",
+            VideoInput::H264Avc | VideoInput::H264AnnexB => "H.264",
             VideoInput::H265Hvc1 => "HEVC",
             VideoInput::Av1 => "AV1",
+            VideoInput::Vp8 => "VP8",
         }
     }
 
@@ -50,7 +57,10 @@ impl VideoInput {
     /// Slice threads where the decoder has them: no frame of added delay.
     pub(crate) fn decode_chain(self) -> &'static str {
         match self {
-            VideoInput::H264Avc => "h264parse ! avdec_h264 name=decoder thread-type=slice",
+            VideoInput::H264Avc | VideoInput::H264AnnexB => {
+                "h264parse ! avdec_h264 name=decoder thread-type=slice"
+            }
+            VideoInput::Vp8 => "vp8dec name=decoder threads=2",
             VideoInput::H265Hvc1 => "h265parse ! avdec_h265 name=decoder thread-type=slice",
             VideoInput::Av1 => "av1parse ! av1dec name=decoder",
         }
@@ -68,6 +78,10 @@ impl VideoInput {
             VideoInput::Av1 => gst::Caps::builder("video/x-av1")
                 .field("stream-format", "obu-stream")
                 .field("alignment", "tu"),
+            VideoInput::H264AnnexB => gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au"),
+            VideoInput::Vp8 => gst::Caps::builder("video/x-vp8"),
         };
         if let Some(record) = record {
             caps = caps.field("codec_data", gst::Buffer::from_slice(record.clone()));
@@ -80,12 +94,14 @@ impl AudioInput {
     pub fn name(self) -> &'static str {
         match self {
             AudioInput::AacRaw => "AAC",
+            AudioInput::Opus => "Opus",
         }
     }
 
     pub(crate) fn decode_chain(self) -> &'static str {
         match self {
             AudioInput::AacRaw => "aacparse ! avdec_aac",
+            AudioInput::Opus => "opusdec plc=true",
         }
     }
 
@@ -94,6 +110,10 @@ impl AudioInput {
             AudioInput::AacRaw => gst::Caps::builder("audio/mpeg")
                 .field("mpegversion", 4i32)
                 .field("stream-format", "raw"),
+            AudioInput::Opus => gst::Caps::builder("audio/x-opus")
+                .field("channel-mapping-family", 0i32)
+                .field("rate", 48000i32)
+                .field("channels", 2i32),
         };
         if let Some(config) = config {
             caps = caps.field("codec_data", gst::Buffer::from_slice(config.clone()));
@@ -117,7 +137,13 @@ mod tests {
 
     #[test]
     fn every_input_names_a_decoder() {
-        for input in [VideoInput::H264Avc, VideoInput::H265Hvc1, VideoInput::Av1] {
+        for input in [
+            VideoInput::H264Avc,
+            VideoInput::H265Hvc1,
+            VideoInput::Av1,
+            VideoInput::H264AnnexB,
+            VideoInput::Vp8,
+        ] {
             assert!(input.decode_chain().contains("name=decoder"), "{input:?}");
         }
         assert_eq!(VideoInput::from(VideoCodec::Hevc).name(), "HEVC");

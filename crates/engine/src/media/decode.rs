@@ -343,6 +343,21 @@ impl PublisherDecode {
         taken
     }
 
+    /// The video codec configured so far (none before the first configuration).
+    pub fn video_input(&self) -> Option<VideoInput> {
+        self.video_config.as_ref().map(|(input, _)| *input)
+    }
+
+    pub fn audio_input(&self) -> Option<AudioInput> {
+        self.audio_config.as_ref().map(|(input, _)| *input)
+    }
+
+    /// Whether the decoder waits for a keyframe (after a start, a new configuration or a
+    /// restart): a WebRTC publisher is then asked for one.
+    pub fn wants_keyframe(&self) -> bool {
+        self.waiting_for_keyframe
+    }
+
     /// The audio's codec and configuration (the AudioSpecificConfig of AAC).
     pub fn set_audio_config(
         &mut self,

@@ -176,7 +176,7 @@ pub fn debian_package(element: &str) -> &'static str {
         }
         // Debian packages the pango plugin with the X ones.
         "textoverlay" | "clockoverlay" | "timeoverlay" => "gstreamer1.0-x",
-        "rtph264pay" | "rtpopuspay" | "aacparse" | "rtph264depay" | "rtpopusdepay" => {
+        "rtph264pay" | "rtpopuspay" | "aacparse" | "rtph264depay" | "rtpopusdepay" | "vp8dec" => {
             "gstreamer1.0-plugins-good"
         }
         _ => "gstreamer1.0-plugins-base",

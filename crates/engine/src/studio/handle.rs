@@ -65,6 +65,8 @@ pub struct PublisherLink {
 pub struct PublisherPresence {
     last_media: Mutex<std::time::Instant>,
     pub replaced: tokio::sync::Notify,
+    /// Set with `replaced`, for a connection that polls instead of waiting (WHIP's loop).
+    was_replaced: AtomicBool,
 }
 
 impl PublisherPresence {
@@ -72,12 +74,24 @@ impl PublisherPresence {
         Self {
             last_media: Mutex::new(std::time::Instant::now()),
             replaced: tokio::sync::Notify::new(),
+            was_replaced: AtomicBool::new(false),
         }
     }
 
     /// Called by the connection on every audio or video message.
     pub fn media_arrived(&self) {
         *self.last_media.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    }
+
+    /// Tells the connection that a new one took its key over.
+    pub(crate) fn replace(&self) {
+        self.was_replaced
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.replaced.notify_one();
+    }
+
+    pub fn was_replaced(&self) -> bool {
+        self.was_replaced.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn silent_for(&self) -> std::time::Duration {

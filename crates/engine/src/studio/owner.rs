@@ -212,7 +212,7 @@ impl Owner {
                             let busy = match &self.publisher {
                                 Some((id, presence)) if presence.silent_for() >= takeover_after => {
                                     tracing::warn!(session.id = %self.label, publisher.id = id, "publisher silent; a new connection takes the key over");
-                                    presence.replaced.notify_one();
+                                    presence.replace();
                                     false
                                 }
                                 Some(_) => true,
