@@ -234,11 +234,12 @@
     const typing = document.activeElement;
     if (list.contains(typing) && typing.tagName === "INPUT" && typing.value !== typing.defaultValue) return;
     if (unchanged("sessions", sessions, [...revealed])) return;
-    const open = new Set([...list.querySelectorAll("details[open]")].map(d => d.dataset.id));
-    list.replaceChildren(...sessions.map(s => sessionCard(s, open.has(s.id))));
+    const open = new Set([...list.querySelectorAll("details[data-id][open]")].map(d => d.dataset.id));
+    const ways = new Set([...list.querySelectorAll("details[data-ways][open]")].map(d => d.dataset.ways));
+    list.replaceChildren(...sessions.map(s => sessionCard(s, open.has(s.id), ways.has(s.id))));
   }
 
-  function sessionCard(s, obsOpen) {
+  function sessionCard(s, obsOpen, waysOpen) {
     const shown = revealed.has(s.id);
     const titleInput = el("input", { id: `title-${s.id}`, value: s.title, maxlength: 200 });
     const stateLabel = { live: "On air", idle: "Off air", "waiting-for-publisher": "On air, waiting for the publisher" }[s.state] || s.state;
@@ -283,7 +284,8 @@
             el("li", {}, "Stream Key: ", el("code", { text: shown ? s.stream_key : "(reveal the key above)" })),
             el("li", { text: `Settings → Video: ${portrait ? "720×1280" : "1280×720"} at 30 fps.` }),
             el("li", { text: "Settings → Output (Advanced): x264, CBR 2500–4000 kbps, keyframe interval 2 s, profile high or main, tune zerolatency." }),
-            el("li", { text: "Audio: AAC, 48 kHz. Then “Start Streaming”." })))),
+            el("li", { text: "Audio: AAC, 48 kHz. Then “Start Streaming”." }))),
+        waysIn(s, shown, waysOpen)),
       el("div", { class: "row" },
         el("button", { type: "button", text: "Open live view", onclick: () => { chooseSession(s.id); location.hash = "#live"; } }),
         s.state === "idle"
@@ -294,6 +296,37 @@
           try { await api("DELETE", `/api/v1/sessions/${s.id}`); if (current === s.id) current = ""; await refreshSessions(); chooseSession(current || (sessions[0] || {}).id); }
           catch (err) { say(err.message); }
         } })));
+  }
+
+  // The other ways in: the host's phone (a QR code of the publish page, whose link carries
+  // the key), SRT (Larix, OBS, ffmpeg) and WHIP (OBS 30 and later). Links with the key are
+  // shown only while the key is revealed.
+  function waysIn(s, shown, open) {
+    const hidden = "(reveal the key above)";
+    const qr = el("img", { class: "qr", alt: `QR code to go live from a phone: ${s.title}`, width: 120, height: 120, hidden: true });
+    return el("details", { "data-ways": s.id, open },
+      el("summary", { text: "Phone, SRT and WHIP" }),
+      el("h3", { text: "From a phone's browser" }),
+      el("p", { text: "Scan with the host's phone: the page opens the camera and has a “Go live” button." }),
+      el("div", { class: "row" },
+        el("button", { type: "button", class: "quiet", text: "Show phone QR code", onclick: async () => {
+          try {
+            const res = await api("GET", `/api/v1/sessions/${s.id}/publish-qr.svg`, undefined, { raw: true });
+            qr.src = URL.createObjectURL(await res.blob());
+            qr.hidden = false;
+          } catch (err) { say(err.message); }
+        } }),
+        el("button", { type: "button", class: "quiet", "aria-label": `Copy the phone link of ${s.title}`, text: "Copy phone link", onclick: () => copy(s.publish_page_url, "Phone link") }),
+        qr),
+      el("h3", { text: "SRT (Larix Broadcaster, OBS, ffmpeg)" }),
+      el("p", {}, "URL, complete: ", el("code", { text: shown ? s.srt_url : hidden }), " ",
+        el("button", { type: "button", class: "quiet", "aria-label": `Copy the SRT URL of ${s.title}`, text: "Copy", onclick: () => copy(s.srt_url, "SRT URL") })),
+      el("p", { text: "Send MPEG-TS with H.264 or HEVC and AAC. Larix: paste the URL; or its server without “?streamid=…” and the stream key as the Stream ID." }),
+      el("h3", { text: "WHIP (OBS 30 and later)" }),
+      el("p", {}, "Settings → Stream: Service “WHIP”, Server ", el("code", { text: s.whip_url }), " ",
+        el("button", { type: "button", class: "quiet", "aria-label": `Copy the WHIP URL of ${s.title}`, text: "Copy", onclick: () => copy(s.whip_url, "WHIP URL") }),
+        ", Bearer Token: the stream key."),
+      el("p", { text: "OBS 30 and later can also send HEVC or AV1 over RTMP, with the OBS steps above." }));
   }
 
   async function setState(s, state) {

@@ -69,6 +69,13 @@ try {
   await card.getByRole("button", { name: "Hide key" }).click();
   await card.getByText("Set up OBS").click();
   await card.getByRole("img", { name: /QR code of the watch page/ }).waitFor();
+  // The other ways in: the phone's QR code (fetched with the token) and the SRT and WHIP URLs.
+  await card.getByText("Phone, SRT and WHIP").click();
+  await card.getByRole("button", { name: "Show phone QR code" }).click();
+  await card.getByRole("img", { name: /QR code to go live from a phone/ }).waitFor();
+  check(await card.getByRole("img", { name: /QR code to go live from a phone/ }).evaluate(img => img.complete && img.naturalWidth > 0),
+    "the phone QR code did not load");
+  check((await card.getByText(/^srt:\/\//).count()) === 0, "the SRT URL (it carries the key) is shown before the key is revealed");
   const session = await page.locator("#current").inputValue();
   await shot(page, `${cfg.docs}/console-sessions.png`);
   seen.axe.sessions = await axe(page);
