@@ -4,7 +4,8 @@
 #   scripts/deps.sh build  + compiler and GStreamer headers (to build it)
 #   scripts/deps.sh test   + ffmpeg, Chromium, Node.js, Prometheus, nginx, strace (publishers,
 #                          browser, metrics scraper, HLS cache and a stalling disk for the tests),
-#                          and schemathesis from PyPI in target/schemathesis (the contract test)
+#                          and from PyPI: schemathesis in target/schemathesis (the contract test),
+#                          aiortc in target/aiortc (a WHIP publisher that is not a browser)
 #   scripts/deps.sh bench  + ffmpeg, nginx-rtmp and Janus (the peers `make bench` compares with),
 #                          Chromium and Node.js (the HLS latency reader)
 # As root it runs apt-get; otherwise it prints the exact apt-get line and fails.
@@ -64,6 +65,7 @@ fi
 # The API contract test's tool, pinned, in a virtual environment of its own (Debian's Python
 # takes no pip installs into the system).
 SCHEMATHESIS_VERSION=4.32.5
+AIORTC_VERSION=1.16.0
 if [[ "${1:-run}" == test ]]; then
   venv="$(dirname "$0")/../target/schemathesis"
   if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
@@ -71,5 +73,12 @@ if [[ "${1:-run}" == test ]]; then
     rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+  venv="$(dirname "$0")/../target/aiortc"
+  if ! "$venv/bin/python" -c "import aiortc, sys; sys.exit(aiortc.__version__ != '$AIORTC_VERSION')" 2>/dev/null; then
+    echo "installing aiortc $AIORTC_VERSION into target/aiortc"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "aiortc==$AIORTC_VERSION"
   fi
 fi

@@ -167,3 +167,63 @@ fn whip_refuses_a_missing_wrong_or_foreign_key_with_401() {
     assert_eq!(post(other["stream_key"].as_str()).0, 401);
     assert_eq!(server.state(id), "idle");
 }
+
+/// aiortc (tests/whip/publish.py): a WHIP publisher with its own ICE, DTLS and encoders.
+fn aiortc(whip_url: &str, key: &str, codec: &str, seconds: u32) -> std::process::Child {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::process::Command::new(root.join("target/aiortc/bin/python"))
+        .arg(root.join("tests/whip/publish.py"))
+        .args([whip_url, key, codec, &seconds.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run aiortc (make test installs it into target/aiortc)")
+}
+
+#[test]
+fn aiortc_publishes_h264_and_then_vp8_over_whip_and_a_viewer_decodes_both() {
+    use std::io::BufRead;
+    let server = Server::start(&data_dir("whip-aiortc"));
+    let session = server.create_session("Published by aiortc");
+    let id = session["id"].as_str().unwrap();
+    let key = session["stream_key"].as_str().unwrap();
+    let whip_url = session["whip_url"].as_str().unwrap();
+    for (codec, name) in [("H264", "H.264"), ("VP8", "VP8")] {
+        let mut child = aiortc(whip_url, key, codec, 12);
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first: serde_json::Value =
+            serde_json::from_str(&lines.next().expect("a line from aiortc").unwrap()).unwrap();
+        assert_eq!(first["state"], "connected", "{codec}: {first}");
+        server.wait_state(id, "publisher-connected", Duration::from_secs(10));
+        let report = play(
+            &server.url(&format!("/whep/{id}")),
+            &PlayOptions {
+                duration: Duration::from_secs(15),
+                stop_after_frames: Some(60),
+                ..Default::default()
+            },
+        )
+        .expect("WHEP playback");
+        let colour = report
+            .decoded
+            .iter()
+            .filter(|f| common::is_publisher_colour(f.mean_rgb))
+            .count();
+        assert!(
+            colour >= 30,
+            "{codec}: only {colour} of {} frames showed aiortc's picture: {:?}",
+            report.decoded.len(),
+            report.decoded.iter().map(|f| f.mean_rgb).take(5).collect::<Vec<_>>()
+        );
+        let (_, ingest) = server.api("GET", &format!("/api/v1/sessions/{id}/ingest"), None);
+        assert_eq!(ingest["video"]["codec"], name, "{ingest}");
+        assert_eq!(ingest["transport"], "whip", "{ingest}");
+        // It ends its publish with DELETE on the resource: the show goes to the slate.
+        let last: serde_json::Value =
+            serde_json::from_str(&lines.next().expect("aiortc's last line").unwrap()).unwrap();
+        assert_eq!(last, serde_json::json!({"state": "done", "delete": 200}));
+        assert!(child.wait().unwrap().success());
+        wait_for("the slate after DELETE", Duration::from_secs(5), || {
+            server.state(id) == "live"
+        });
+    }
+}
