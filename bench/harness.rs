@@ -16,6 +16,8 @@ pub struct Server {
     pub child: Child,
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    /// SRT ingest (absent from builds before it: the A/B benchmarks run older binaries).
+    pub srt: Option<SocketAddr>,
     /// The demo session's id, when started with `--demo`.
     pub demo_session: Option<String>,
 }
@@ -102,6 +104,10 @@ impl Server {
             child,
             http: addr("http="),
             rtmp: addr("rtmp="),
+            srt: ready
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("srt="))
+                .and_then(|v| v.parse().ok()),
             demo_session,
         }
     }

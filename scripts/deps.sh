@@ -16,7 +16,7 @@ run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
           fonts-noto-core fonts-noto-cjk)
 build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
 test_pkgs=(ffmpeg chromium prometheus nginx-light strace python3-venv iproute2 nftables)
-bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus chromium)
+bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus chromium python3-venv)
 
 want=("${run_pkgs[@]}")
 case "${1:-run}" in
@@ -74,6 +74,9 @@ if [[ "${1:-run}" == test ]]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
   fi
+fi
+# aiortc: the WHIP publisher of the tests and of bench/ingest.rs.
+if [[ "${1:-run}" == test || "${1:-run}" == bench ]]; then
   venv="$(dirname "$0")/../target/aiortc"
   if ! "$venv/bin/python" -c "import aiortc, sys; sys.exit(aiortc.__version__ != '$AIORTC_VERSION')" 2>/dev/null; then
     echo "installing aiortc $AIORTC_VERSION into target/aiortc"

@@ -212,7 +212,12 @@ fn aiortc_publishes_h264_and_then_vp8_over_whip_and_a_viewer_decodes_both() {
             colour >= 30,
             "{codec}: only {colour} of {} frames showed aiortc's picture: {:?}",
             report.decoded.len(),
-            report.decoded.iter().map(|f| f.mean_rgb).take(5).collect::<Vec<_>>()
+            report
+                .decoded
+                .iter()
+                .map(|f| f.mean_rgb)
+                .take(5)
+                .collect::<Vec<_>>()
         );
         let (_, ingest) = server.api("GET", &format!("/api/v1/sessions/{id}/ingest"), None);
         assert_eq!(ingest["video"]["codec"], name, "{ingest}");

@@ -54,8 +54,11 @@ pub struct EnhancedPublish {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
-    /// The picture's one colour, `0xAARRGGBB`.
+    /// The picture's one colour, `0xAARRGGBB` (with the `solid-color` pattern).
     pub argb: u32,
+    /// videotestsrc's pattern: `solid-color` for a test that checks the colour, a moving
+    /// one (`smpte` scrolled) for a benchmark that measures decoding.
+    pub pattern: &'static str,
     pub kbps: u32,
     pub duration: Duration,
 }
@@ -68,6 +71,7 @@ impl EnhancedPublish {
             height: 360,
             fps: 25,
             argb: 0xFF20A040,
+            pattern: "solid-color",
             kbps: 600,
             duration,
         }
@@ -92,10 +96,11 @@ pub fn publish(
     gst::init()?;
     let mut connection = Connection::open(rtmp, stream_key)?;
     let pipeline = gst::parse::launch(&format!(
-        "videotestsrc is-live=true pattern=solid-color foreground-color={argb} \
+        "videotestsrc is-live=true pattern={pattern} horizontal-speed=4 foreground-color={argb} \
          ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
          ! {encoder} ! appsink name=out sync=false max-buffers=60",
         argb = options.argb,
+        pattern = options.pattern,
         w = options.width,
         h = options.height,
         fps = options.fps,
