@@ -100,6 +100,7 @@ pub async fn studio(
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/publish-qr.svg", tag = "sessions", params(("id" = String, Path, description = "Session id")),
     security(("operator" = [])),
     responses((status = 200, description = "The publish page's link, key included, as a QR code", body = String, content_type = "image/svg+xml"),
+        (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn publish_qr(
     State(state): State<Pages>,
