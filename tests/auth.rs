@@ -17,6 +17,7 @@ const OPERATOR_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/sessions/x"),
     ("POST", "/api/v1/sessions/x/rotate-key"),
     ("GET", "/api/v1/sessions/x/ingest"),
+    ("GET", "/api/v1/sessions/x/publish-qr.svg"),
     ("GET", "/api/v1/stats"),
     ("PUT", "/api/v1/sessions/x/pinned"),
     ("DELETE", "/api/v1/sessions/x/pinned"),
