@@ -115,6 +115,10 @@ fn the_openapi_document_is_the_contract_schemathesis_finds_nothing() {
         ])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", "50"])
+        // Hypothesis's own check that it threw away too many generated values (the order
+        // body's phone pattern makes it do so on some seeds): about the generator, not the
+        // server, and a flake when it fires.
+        .args(["--suppress-health-check", "filter_too_much"])
         .env("PYTHONPATH", &contract)
         .env("SCHEMATHESIS_HOOKS", "hooks")
         .env("CONTRACT_SESSION", &session)

@@ -339,9 +339,15 @@ pub fn corpus() -> Vec<(&'static str, Vec<u8>, Option<&'static str>)> {
         with_media(&[(9, 0, avc_record(4, &SPS, Some(1), &PPS)), (9, 33, cut)]),
         Some("NAL length"),
     ));
+    // HEVC is taken (Enhanced RTMP `hvc1`), but this sequence start is no HEVC record.
     c.push((
         "video-codec-hevc-enhanced",
         with_media(&[(9, 0, vec![0x90, b'h', b'v', b'c', b'1', 1, 2, 3])]),
+        Some("HEVC sequence header is malformed"),
+    ));
+    c.push((
+        "video-codec-vp9-enhanced",
+        with_media(&[(9, 0, vec![0x90, b'v', b'p', b'0', b'9', 1, 2, 3])]),
         Some("not supported"),
     ));
     c.push((

@@ -526,20 +526,20 @@ mod tests {
         s.accept_publish();
         s.take_output();
         let mut bytes = Vec::new();
-        // Enhanced RTMP HEVC sequence start.
+        // Enhanced RTMP VP9 sequence start (HEVC and AV1 are taken; VP9 is not).
         ChunkEncoder::default().write(
             &mut bytes,
             6,
             9,
             1,
             0,
-            &[0x90, b'h', b'v', b'c', b'1', 1, 2, 3],
+            &[0x90, b'v', b'p', b'0', b'9', 1, 2, 3],
         );
         assert!(matches!(s.handle_input(&bytes), Err(RtmpError::Flv(_))));
         let out = s.take_output();
         assert!(out.windows(26).any(|w| w == b"NetStream.Publish.Rejected"));
         assert!(
-            out.windows(4).any(|w| w == b"hvc1"),
+            out.windows(4).any(|w| w == b"vp09"),
             "the description names the codec"
         );
     }
