@@ -70,29 +70,29 @@ pub async fn studio(
         .ok_or_else(|| ApiError::not_found("session"))?;
     let (lang, dir, boot) = language_and_boot(&headers, &row);
     let html = fill(STUDIO_HTML, lang, dir, &row.title, &boot);
-    let etag = assets::etag_of(html.as_bytes());
-    let mut response = assets::cached(
-        &headers,
-        &etag,
-        "no-cache",
-        "text/html; charset=utf-8",
-        html,
-    );
     // Never framed (it holds the key once the fragment is read), and it may use the camera
     // and the microphone of its own origin only.
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        super::browser::console_policy(),
-    );
+    let mut response = page(&headers, html, super::browser::console_policy());
     response.headers_mut().insert(
         header::HeaderName::from_static("permissions-policy"),
         header::HeaderValue::from_static("camera=(self), microphone=(self)"),
     );
+    Ok(response)
+}
+
+/// A page chosen by `Accept-Language`, revalidated by its ETag, under `policy`. Caches keep
+/// one copy per language.
+fn page(headers: &HeaderMap, html: String, policy: header::HeaderValue) -> Response {
+    let etag = assets::etag_of(html.as_bytes());
+    let mut response = assets::cached(headers, &etag, "no-cache", "text/html; charset=utf-8", html);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, policy);
     response.headers_mut().insert(
         header::VARY,
         header::HeaderValue::from_static("Accept-Language"),
     );
-    Ok(response)
+    response
 }
 
 /// The session's publish link as a QR code (SVG), for the console: the phone scans it and
@@ -142,24 +142,7 @@ pub async fn watch(
         .ok_or_else(|| ApiError::not_found("session"))?;
     let (lang, dir, boot) = language_and_boot(&headers, &row);
     let html = render(lang, dir, &row.title, &boot);
-    let etag = assets::etag_of(html.as_bytes());
-    let mut response = assets::cached(
-        &headers,
-        &etag,
-        "no-cache",
-        "text/html; charset=utf-8",
-        html,
-    );
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        super::browser::watch_policy(),
-    );
-    // The page is chosen by Accept-Language: caches keep one copy per language.
-    response.headers_mut().insert(
-        header::VARY,
-        header::HeaderValue::from_static("Accept-Language"),
-    );
-    Ok(response)
+    Ok(page(&headers, html, super::browser::watch_policy()))
 }
 
 /// The watch page's URL as a QR code (SVG), for the console and printed cards.

@@ -12,7 +12,7 @@ use super::client::{Client, PublicLimits, PublicRoute};
 use super::error::ApiError;
 use crate::shows::Shows;
 use crate::store::SessionRow;
-use fieldcast_engine::ingest::health::IngestBoard;
+use fieldcast_engine::ingest::health::{IngestBoard, mask_address};
 use fieldcast_engine::ingest::limits::MEDIA_IDLE_DEADLINE;
 use fieldcast_engine::ingest::whip::{Whip, WhipError, WhipPublish};
 use fieldcast_engine::studio::StudioError;
@@ -102,7 +102,7 @@ pub async fn publish(
             StudioError::Busy => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(5),
         })?;
-    let masked = mask(client);
+    let masked = mask_address(client);
     let watch = state
         .ingest_health
         .publisher(&session_id, masked.clone(), "whip");
@@ -163,15 +163,4 @@ pub async fn patch() -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         "trickle ICE is not supported; all candidates are in the answer",
     )
-}
-
-/// Logs and the health view never carry a full publisher address.
-fn mask(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(ip) => {
-            let o = ip.octets();
-            format!("{}.{}.x.x", o[0], o[1])
-        }
-        std::net::IpAddr::V6(_) => "v6".into(),
-    }
 }

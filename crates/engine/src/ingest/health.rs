@@ -484,6 +484,18 @@ fn avc_profile_name(profile_idc: u8, constrained: bool) -> &'static str {
     }
 }
 
+/// A publisher's address with its host part hidden (`203.0.x.x`; `v6`), as the health view
+/// and the logs show it.
+pub fn mask_address(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(ip) => {
+            let o = ip.octets();
+            format!("{}.{}.x.x", o[0], o[1])
+        }
+        std::net::IpAddr::V6(_) => "v6".into(),
+    }
+}
+
 fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -81,13 +81,7 @@ pub async fn serve(listener: TcpListener, app: Ingest) {
 
 /// Logs never carry a full viewer or publisher address.
 pub(crate) fn mask(peer: SocketAddr) -> String {
-    match peer.ip() {
-        std::net::IpAddr::V4(ip) => {
-            let o = ip.octets();
-            format!("{}.{}.x.x", o[0], o[1])
-        }
-        std::net::IpAddr::V6(_) => "v6".into(),
-    }
+    super::health::mask_address(peer.ip())
 }
 
 struct Connection {
