@@ -14,6 +14,8 @@ pub const DEFAULT_RTMP: &str = "127.0.0.1:1935";
 pub const DEFAULT_SRT: &str = "127.0.0.1:8890";
 pub const DEFAULT_WEBRTC_UDP: &str = "127.0.0.1:8189";
 pub const DEFAULT_WHIP_UDP: &str = "127.0.0.1:8190";
+/// ICE-TCP for viewers whose network drops UDP: the WebRTC port's number, on TCP.
+pub const DEFAULT_WEBRTC_TCP: &str = "127.0.0.1:8189";
 pub const DEFAULT_DATA: &str = "./data";
 
 /// The flags of `fieldcast serve`; each also reads `FIELDCAST_<NAME>`.
@@ -37,6 +39,10 @@ pub struct ServeArgs {
     /// UDP address of the one WebRTC socket that serves all viewers [default: 127.0.0.1:8189]
     #[arg(long, env = "FIELDCAST_WEBRTC_UDP")]
     pub webrtc_udp: Option<String>,
+    /// TCP address where viewers whose network drops UDP reach WebRTC (ICE-TCP, RFC 6544),
+    /// or `off` [default: 127.0.0.1:8189]
+    #[arg(long, env = "FIELDCAST_WEBRTC_TCP")]
+    pub webrtc_tcp: Option<String>,
     /// UDP address of the one WebRTC socket for WHIP publishers [default: 127.0.0.1:8190]
     #[arg(long, env = "FIELDCAST_WHIP_UDP")]
     pub whip_udp: Option<String>,
@@ -149,6 +155,7 @@ struct FileSettings {
     data: Option<PathBuf>,
     api_token: Option<String>,
     webrtc_udp: Option<String>,
+    webrtc_tcp: Option<String>,
     whip_udp: Option<String>,
     public_ip: Option<String>,
     public_url: Option<String>,
@@ -238,6 +245,8 @@ pub struct Settings {
     pub data: PathBuf,
     pub api_token: Option<String>,
     pub webrtc_udp: SocketAddr,
+    /// ICE-TCP for viewers (`None`: off).
+    pub webrtc_tcp: Option<SocketAddr>,
     /// WHIP publishers' WebRTC (UDP).
     pub whip_udp: SocketAddr,
     pub public_ip: Option<IpAddr>,
@@ -310,6 +319,10 @@ impl Settings {
             "webrtc_udp",
             &pick(&args.webrtc_udp, &file.webrtc_udp, DEFAULT_WEBRTC_UDP),
         )?;
+        let webrtc_tcp = match pick(&args.webrtc_tcp, &file.webrtc_tcp, DEFAULT_WEBRTC_TCP) {
+            off if off == "off" => None,
+            bind => Some(addr("webrtc_tcp", &bind)?),
+        };
         let whip_udp = addr(
             "whip_udp",
             &pick(&args.whip_udp, &file.whip_udp, DEFAULT_WHIP_UDP),
@@ -523,6 +536,7 @@ impl Settings {
             data,
             api_token,
             webrtc_udp,
+            webrtc_tcp,
             whip_udp,
             public_ip,
             public_url,
@@ -540,13 +554,16 @@ impl Settings {
                 "must be at least 16 characters, without spaces",
             ));
         }
-        if (self.webrtc_udp.ip().is_unspecified() || self.whip_udp.ip().is_unspecified())
+        let tcp_everywhere = self.webrtc_tcp.is_some_and(|a| a.ip().is_unspecified());
+        if (self.webrtc_udp.ip().is_unspecified()
+            || self.whip_udp.ip().is_unspecified()
+            || tcp_everywhere)
             && self.public_ip.is_none()
         {
             return Err(invalid(
                 "public_ip",
                 format!(
-                    "webrtc_udp ({}) or whip_udp ({}) binds all interfaces, so the server cannot tell which address to give viewers and publishers in its ICE candidates (in a container or behind NAT its own address reaches nobody): set FIELDCAST_PUBLIC_IP (or public_ip, --public-ip) to the address they reach",
+                    "webrtc_udp ({}), webrtc_tcp or whip_udp ({}) binds all interfaces, so the server cannot tell which address to give viewers and publishers in its ICE candidates (in a container or behind NAT its own address reaches nobody): set FIELDCAST_PUBLIC_IP (or public_ip, --public-ip) to the address they reach",
                     self.webrtc_udp, self.whip_udp
                 ),
             ));

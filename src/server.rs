@@ -102,14 +102,22 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         settings.whep_max_pending,
         settings.whep_max_pending_per_address,
     );
-    let egress = Egress::start(settings.webrtc_udp, settings.public_ip, pending)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "setting `webrtc_udp`: cannot bind {}: {e}",
-                settings.webrtc_udp
-            )
-        })?;
+    let egress = Egress::start(
+        settings.webrtc_udp,
+        settings.webrtc_tcp,
+        settings.public_ip,
+        pending,
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "setting `webrtc_udp` or `webrtc_tcp`: cannot bind {} (UDP) or {} (TCP): {e}",
+            settings.webrtc_udp,
+            settings
+                .webrtc_tcp
+                .map_or("off".to_string(), |a| a.to_string())
+        )
+    })?;
     let whip = Whip::start(settings.whip_udp, settings.public_ip)
         .await
         .map_err(|e| {
@@ -143,12 +151,16 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     println!("console:       {}/console", app.shows.http_base());
     // One machine-readable line for scripts and tests.
     println!(
-        "fieldcast ready http={} rtmp={} webrtc={} srt={} whip={}",
+        "fieldcast ready http={} rtmp={} webrtc={} srt={} whip={} webrtc_tcp={}",
         app.bound.http,
         app.bound.rtmp,
         app.control.egress.local,
         app.bound.srt,
-        app.control.whip.local
+        app.control.whip.local,
+        app.control
+            .egress
+            .local_tcp
+            .map_or("off".to_string(), |a| a.to_string())
     );
     tracing::info!(http = %app.bound.http, rtmp = %app.bound.rtmp, srt = %app.bound.srt, webrtc = %app.control.egress.local, "listening");
     let stopping = app.clone();

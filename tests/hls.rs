@@ -586,9 +586,9 @@ fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_or_udp
         1.0
     );
 
-    // With room on WebRTC again but the browser's UDP to the server lost (the answer's
-    // candidate points at a closed port): WHEP answers, ICE never connects, and the page
-    // plays HLS after its 4 s wait.
+    // With room on WebRTC again but the browser's WebRTC to the server lost, UDP and TCP (the
+    // answer's candidates point at a closed port): WHEP answers, ICE never connects, and the
+    // page plays HLS after its 4 s wait.
     wait_for("the WebRTC place to free", Duration::from_secs(45), || {
         server.metric("fieldcast_viewers") == 0.0
     });

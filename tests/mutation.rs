@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use common::kit::fuzz;
@@ -29,16 +28,21 @@ fn the_whep_offer_handling_survives_10000_mutations() {
         changes.apply().unwrap().0.to_sdp_string().into_bytes()
     };
     let seeds = vec![offer(true), offer(false)];
-    let announce: SocketAddr = "127.0.0.1:8189".parse().unwrap();
+    // UDP and ICE-TCP candidates, as the server answers.
+    let announce = fieldcast_engine::egress::Announce {
+        udp: "127.0.0.1:8189".parse().unwrap(),
+        tcp: Some("127.0.0.1:8189".parse().unwrap()),
+    };
+    let need = 2_800_000;
     // The seeds themselves negotiate: the mutations start from offers that work.
     for seed in &seeds {
-        fieldcast_engine::egress::whep::negotiate(std::str::from_utf8(seed).unwrap(), announce)
+        fieldcast_engine::egress::whep::negotiate(std::str::from_utf8(seed).unwrap(), announce, need)
             .expect("a valid offer negotiates");
     }
     fuzz("sdp offer", &seeds, |input| {
         // The handler takes UTF-8 only (a 400 before this).
         if let Ok(text) = std::str::from_utf8(input) {
-            let _ = fieldcast_engine::egress::whep::negotiate(text, announce);
+            let _ = fieldcast_engine::egress::whep::negotiate(text, announce, need);
         }
     });
 }

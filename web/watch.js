@@ -199,7 +199,8 @@
   let pc = null, resource = null, retryTimer = null, backoff = 1000, playerState = "connecting";
   let path = "webrtc", hls = null, everConnected = false, whepStatus = 0;
   const FALLBACK_AFTER = 4000;
-  const hlsUrl = `/hls/${encodeURIComponent(id)}/ll.m3u8`;
+  // The multivariant playlist: the main and the light rendition; hls.js picks by bandwidth.
+  const hlsUrl = `/hls/${encodeURIComponent(id)}/master.m3u8`;
 
   function renderBadge() {
     let state = playerState;
@@ -279,7 +280,15 @@
     if (!window.Hls || !window.Hls.isSupported()) { setPlayer("reconnecting"); return; }
     // Low-latency mode holds PART-HOLD-BACK behind the live edge; a start at a keyframe
     // further back catches up by playing up to 1.5× faster.
-    hls = new window.Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30 });
+    // `startLevel: -1`: hls.js times its first fragment before it picks the rendition to
+    // start on, so a weak network starts on the light one instead of stalling on the main one.
+    // Its estimate moves up more slowly than by default: low-latency parts are small, and
+    // a few that arrive fast would otherwise move a weak link up to a rendition it cannot
+    // carry.
+    hls = new window.Hls({
+      lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30, startLevel: -1,
+      abrEwmaFastLive: 5, abrEwmaSlowLive: 15, abrBandWidthUpFactor: 0.6,
+    });
     hls.on(window.Hls.Events.ERROR, (_, data) => {
       if (!data.fatal) return;
       // A network error (server restart, a lost connection) or a media one: recover in place.
@@ -352,6 +361,8 @@
   addEventListener("pagehide", hangUp);
 
   // ---- Debug: what getStats() says, once a second.
+  // The light rendition has a short side of 360 pixels; the main one is larger.
+  const renditionOf = (w, h) => !w || !h ? "?" : `${Math.min(w, h) > 360 ? "main" : "light"} (${w}×${h})`;
   if (params.get("debug") === "1") {
     const out = $("debug");
     out.hidden = false;
@@ -366,29 +377,35 @@
           `buffer   ${buffered.toFixed(2)} s`,
           `bitrate  ${hls && hls.bandwidthEstimate ? Math.round(hls.bandwidthEstimate / 1000) + " kb/s estimated" : "?"}`,
           `frames   ${q.totalVideoFrames} (${q.droppedVideoFrames} dropped)`,
-          `size     ${video.videoWidth}×${video.videoHeight}`,
+          `rendition ${renditionOf(video.videoWidth, video.videoHeight)}`,
         ].join("\n");
         return;
       }
       if (!pc) return;
       const stats = await pc.getStats();
-      let rtt = null, v = null;
+      let rtt = null, v = null, pair = null;
       stats.forEach(s => {
-        if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) rtt = s.currentRoundTripTime;
+        if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
         if (s.type === "inbound-rtp" && s.kind === "video") v = s;
       });
+      if (pair && pair.currentRoundTripTime !== undefined) rtt = pair.currentRoundTripTime;
+      // UDP, ICE-TCP, or a TURN relay (and how the page reaches it).
+      const local = pair && stats.get(pair.localCandidateId);
+      const transport = !local ? "?" : local.candidateType === "relay"
+        ? `TURN (${local.relayProtocol || "?"})` : (local.protocol || "?").toUpperCase();
       if (!v) return;
       const kbps = last ? Math.round(8 * (v.bytesReceived - last.bytes) / (v.timestamp - last.at)) : 0;
       last = { bytes: v.bytesReceived, at: v.timestamp };
       const jitterMs = v.jitterBufferEmittedCount ? Math.round(1000 * v.jitterBufferDelay / v.jitterBufferEmittedCount) : 0;
       out.textContent = [
-        `path     WebRTC (WHEP)`,
+        `path     WebRTC (WHEP) over ${transport}`,
+        `rendition ${renditionOf(v.frameWidth || video.videoWidth, v.frameHeight || video.videoHeight)}`,
         `rtt      ${rtt === null ? "?" : Math.round(rtt * 1000) + " ms"}`,
         `jitter   ${jitterMs} ms buffer`,
         `bitrate  ${kbps} kb/s`,
         `fps      ${v.framesPerSecond || 0}`,
         `lost     ${v.packetsLost || 0} packets`,
-        `size     ${video.videoWidth}×${video.videoHeight}`,
+        `freezes  ${v.freezeCount || 0} (${(v.totalFreezesDuration || 0).toFixed(1)} s)`,
       ].join("\n");
     }, 1000);
   }

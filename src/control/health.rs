@@ -42,6 +42,9 @@ handles! {
 pub struct Stats {
     /// WebRTC viewers in the egress loop, all sessions.
     viewers: u64,
+    /// Connected WebRTC viewers on each rendition (`main`, `light`), all sessions.
+    #[schema(value_type = std::collections::BTreeMap<String, usize>)]
+    viewers_by_rendition: std::collections::BTreeMap<&'static str, usize>,
     /// Datagrams sent to viewers.
     datagrams_sent: u64,
     /// Datagrams a viewer's socket could not take, plus studio packets dropped because the
@@ -64,6 +67,12 @@ pub async fn stats(State(state): State<Health>) -> axum::Json<Stats> {
     };
     axum::Json(Stats {
         viewers: c.viewers.load(Ordering::Relaxed),
+        viewers_by_rendition: state
+            .studios
+            .viewers_by_rendition(None)
+            .into_iter()
+            .map(|(r, n)| (r.name(), n))
+            .collect(),
         datagrams_sent: c.packets_sent.load(Ordering::Relaxed),
         packets_dropped: c.packets_dropped_viewer.load(Ordering::Relaxed)
             + c.packets_dropped_queue.load(Ordering::Relaxed),
@@ -165,6 +174,17 @@ impl Collector for ServerMetrics {
             "fieldcast_viewers",
             "WebRTC viewers in the egress loop.",
             load(&c.viewers) as i64,
+        )?;
+        family(
+            &mut e,
+            "fieldcast_viewers_by_rendition",
+            "Connected WebRTC viewers on each rendition (main, light).",
+            MetricType::Gauge,
+            "rendition",
+            state
+                .studios
+                .viewers_by_rendition(None)
+                .map(|(r, n)| (r.name().to_string(), n as u64)),
         )?;
         counter(
             &mut e,

@@ -11,6 +11,10 @@
 //!   hints at is held until it is complete. The segment being made is sent as its parts are
 //!   made (chunked), and the answer ends when the segment does: the same bytes, and the same
 //!   validators, as once it is complete.
+//! - `light/…`: the same three for the light rendition (about 640×360, 0.6 Mb/s).
+//! - `master.m3u8`: the multivariant playlist over both renditions' low-latency playlists (a
+//!   session's `hls_url`). Each low-latency playlist reports the other's live edge, so a
+//!   player switching renditions asks for the right part at once.
 //!
 //! Every answer carries `ETag`, `Last-Modified` and `Access-Control-Allow-Origin: *`. The
 //! first request while HLS is idle starts it and waits for its first segment.
@@ -28,9 +32,10 @@ use bytes::Bytes;
 use super::cacheable::{answer, held, open_to_all};
 use super::client::Client;
 use super::error::ApiError;
-use fieldcast_engine::hls::HlsCounters;
-use fieldcast_engine::hls::HlsStream;
 use fieldcast_engine::hls::packager::{PART_TARGET, Published, Snapshot};
+use fieldcast_engine::hls::playlist::{Variant, multivariant, rendition_report};
+use fieldcast_engine::hls::{HlsCounters, HlsStream, Track};
+use fieldcast_engine::media::Rendition;
 use fieldcast_engine::studio::Studios;
 
 handles! {
@@ -69,12 +74,13 @@ fn stream(state: &Hls, session_id: &str) -> Result<Arc<HlsStream>, ApiError> {
 }
 
 /// Waits until the window has a complete segment (HLS just started), or 503.
-async fn started(hls: &HlsStream) -> Result<Published, ApiError> {
-    let now = hls.snapshot();
+async fn started(track: &Track) -> Result<Published, ApiError> {
+    let now = track.snapshot();
     if now.has_complete_segment() {
         return Ok(now);
     }
-    hls.wait_for(START_WAIT, Snapshot::has_complete_segment)
+    track
+        .wait_for(START_WAIT, Snapshot::has_complete_segment)
         .await
         .ok_or_else(|| {
             ApiError::new(
@@ -124,7 +130,7 @@ fn last_made(snapshot: &Snapshot) -> SystemTime {
 
 /// `GET /hls/{session_id}/index.m3u8`.
 #[utoipa::path(get, path = "/hls/{session_id}/index.m3u8", tag = "playing", params(("session_id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "Plain HLS media playlist (MPEG-TS segments)", body = String, content_type = "application/vnd.apple.mpegurl"),
+    responses((status = 200, description = "Plain HLS media playlist of the main rendition (MPEG-TS segments)", body = String, content_type = "application/vnd.apple.mpegurl"),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 404, description = "The session is not on air", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "HLS is starting", body = super::error::Problem, content_type = "application/problem+json")))]
@@ -134,11 +140,36 @@ pub async fn plain_playlist(
     client: Client,
     headers: HeaderMap,
 ) -> Response {
+    plain(state, session_id, Rendition::Main, client, headers).await
+}
+
+/// `GET /hls/{session_id}/light/index.m3u8`.
+#[utoipa::path(get, path = "/hls/{session_id}/light/index.m3u8", tag = "playing", params(("session_id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "Plain HLS media playlist of the light rendition", body = String, content_type = "application/vnd.apple.mpegurl"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "The session is not on air", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "HLS is starting", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn light_plain_playlist(
+    State(state): State<Hls>,
+    Path(session_id): Path<String>,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
+    plain(state, session_id, Rendition::Light, client, headers).await
+}
+
+async fn plain(
+    state: Hls,
+    session_id: String,
+    rendition: Rendition,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
     open_to_all(
         async {
             let hls = stream(&state, &session_id)?;
             hls.touch(Some(client.0));
-            let snapshot = started(&hls).await?;
+            let snapshot = started(hls.track(rendition)).await?;
             state.hls.playlists_served.fetch_add(1, Ordering::Relaxed);
             let last = snapshot.edge().map_or(0, |s| s.msn);
             Ok(answer(
@@ -148,6 +179,73 @@ pub async fn plain_playlist(
                 PLAIN_PLAYLIST,
                 PLAYLIST_TYPE,
                 snapshot.plain.clone(),
+            ))
+        }
+        .await,
+    )
+}
+
+/// `GET /hls/{session_id}/master.m3u8`: the multivariant playlist.
+#[utoipa::path(get, path = "/hls/{session_id}/master.m3u8", tag = "playing", params(("session_id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "Multivariant playlist: the main and the light rendition's low-latency playlists, with BANDWIDTH, RESOLUTION and CODECS", body = String, content_type = "application/vnd.apple.mpegurl"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "The session is not on air", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "HLS is starting", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn multivariant_playlist(
+    State(state): State<Hls>,
+    Path(session_id): Path<String>,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
+    open_to_all(
+        async {
+            let studio = state.studios.get(&session_id).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no such session on air; HLS plays while the session is live",
+                )
+            })?;
+            let hls = studio.hls.clone();
+            hls.touch(Some(client.0));
+            // Both renditions started: their codecs and sizes are known.
+            let snapshot = started(hls.track(Rendition::Main)).await?;
+            started(hls.track(Rendition::Light)).await?;
+            let format = studio.format;
+            let variants: Vec<Variant> = [
+                (Rendition::Main, "ll.m3u8", format),
+                (Rendition::Light, "light/ll.m3u8", format.light()),
+            ]
+            .into_iter()
+            .map(|(rendition, uri, nominal)| {
+                let track = hls.track(rendition);
+                let (width, height) = track.size().unwrap_or((nominal.width, nominal.height));
+                let codec = track
+                    .video_codec()
+                    .unwrap_or_else(|| "avc1.42c01f".to_string());
+                // AAC is 96 kb/s; MPEG-TS adds about 10 %. The encoders' rate control keeps
+                // each second near the bitrate (a keyframe each second): the peak segment is
+                // about a fifth over the average. Overstated, it would make hls.js abandon
+                // the light rendition's parts on a link that carries them.
+                let average = (nominal.bitrate_kbps as u64 + 96) * 1100;
+                Variant {
+                    uri: uri.to_string(),
+                    bandwidth: average * 6 / 5,
+                    average_bandwidth: average,
+                    width,
+                    height,
+                    fps: nominal.fps,
+                    codecs: format!("{codec},mp4a.40.2"),
+                }
+            })
+            .collect();
+            state.hls.playlists_served.fetch_add(1, Ordering::Relaxed);
+            Ok(answer(
+                &headers,
+                format!("\"m{}\"", snapshot.epoch),
+                SystemTime::UNIX_EPOCH + Duration::from_secs(snapshot.epoch),
+                PLAIN_PLAYLIST,
+                PLAYLIST_TYPE,
+                Bytes::from(multivariant(&variants)),
             ))
         }
         .await,
@@ -184,7 +282,7 @@ fn number(value: &Option<String>, name: &str) -> Result<Option<u64>, ApiError> {
 
 /// `GET /hls/{session_id}/ll.m3u8[?_HLS_msn=M[&_HLS_part=P]]`.
 #[utoipa::path(get, path = "/hls/{session_id}/ll.m3u8", tag = "playing", params(("session_id" = String, Path, description = "Session id"), Reload),
-    responses((status = 200, description = "Low-Latency HLS media playlist (parts, blocking reload, preload hint)", body = String, content_type = "application/vnd.apple.mpegurl"),
+    responses((status = 200, description = "Low-Latency HLS media playlist of the main rendition (parts, blocking reload, preload hint, rendition report)", body = String, content_type = "application/vnd.apple.mpegurl"),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "Bad or far-future `_HLS_msn` / `_HLS_part`", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "The session is not on air", body = super::error::Problem, content_type = "application/problem+json"),
@@ -193,6 +291,34 @@ pub async fn low_latency_playlist(
     State(state): State<Hls>,
     Path(session_id): Path<String>,
     Query(reload): Query<Reload>,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
+    low_latency(state, session_id, Rendition::Main, reload, client, headers).await
+}
+
+/// `GET /hls/{session_id}/light/ll.m3u8[?_HLS_msn=M[&_HLS_part=P]]`.
+#[utoipa::path(get, path = "/hls/{session_id}/light/ll.m3u8", tag = "playing", params(("session_id" = String, Path, description = "Session id"), Reload),
+    responses((status = 200, description = "Low-Latency HLS media playlist of the light rendition", body = String, content_type = "application/vnd.apple.mpegurl"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 400, description = "Bad or far-future `_HLS_msn` / `_HLS_part`", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The session is not on air", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "HLS is starting, or the part did not come within three target durations", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn light_low_latency_playlist(
+    State(state): State<Hls>,
+    Path(session_id): Path<String>,
+    Query(reload): Query<Reload>,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
+    low_latency(state, session_id, Rendition::Light, reload, client, headers).await
+}
+
+async fn low_latency(
+    state: Hls,
+    session_id: String,
+    rendition: Rendition,
+    reload: Reload,
     client: Client,
     headers: HeaderMap,
 ) -> Response {
@@ -208,10 +334,11 @@ pub async fn low_latency_playlist(
                 ));
             }
             hls.touch(Some(client.0));
+            let track = hls.track(rendition);
             let (snapshot, cache) = match msn {
-                None => (started(&hls).await?, LIVE_EDGE),
+                None => (started(track).await?, LIVE_EDGE),
                 Some(msn) => {
-                    let now = hls.snapshot();
+                    let now = track.snapshot();
                     if let Some(edge) = now.edge()
                         && msn > edge.msn + 2
                     {
@@ -225,7 +352,7 @@ pub async fn low_latency_playlist(
                     }
                     let timeout = Duration::from_secs(3 * now.target_duration.max(1));
                     let _waiting = Blocking::new(&state)?;
-                    let snapshot = hls
+                    let snapshot = track
                         .wait_for(timeout, |s| s.reached(msn, part))
                         .await
                         .ok_or_else(|| {
@@ -239,13 +366,26 @@ pub async fn low_latency_playlist(
                 }
             };
             state.hls.playlists_served.fetch_add(1, Ordering::Relaxed);
+            // The other rendition's live edge, as of now.
+            let (other, uri) = match rendition {
+                Rendition::Main => (Rendition::Light, "light/ll.m3u8"),
+                Rendition::Light => (Rendition::Main, "../ll.m3u8"),
+            };
+            let body = match hls.track(other).snapshot().last_part() {
+                Some(edge) => {
+                    let mut text = snapshot.low_latency.to_vec();
+                    text.extend_from_slice(rendition_report(uri, edge).as_bytes());
+                    Bytes::from(text)
+                }
+                None => snapshot.low_latency.clone(),
+            };
             Ok(answer(
                 &headers,
                 format!("\"{}-{}\"", snapshot.epoch, snapshot.next_part),
                 last_made(&snapshot),
                 cache,
                 PLAYLIST_TYPE,
-                snapshot.low_latency.clone(),
+                body,
             ))
         }
         .await,
@@ -272,7 +412,7 @@ fn parse_media(file: &str) -> Option<Media> {
 }
 
 /// `GET /hls/{session_id}/{file}`: a segment (`s{epoch}.{msn}.ts`) or a part
-/// (`p{epoch}.{n}.ts`).
+/// (`p{epoch}.{n}.ts`) of the main rendition.
 #[utoipa::path(get, path = "/hls/{session_id}/{file}", tag = "playing", params(("session_id" = String, Path, description = "Session id"), ("file" = String, Path, description = "`s{epoch}.{msn}.ts` or `p{epoch}.{n}.ts`")),
     responses((status = 200, description = "MPEG-TS: H.264 and AAC", body = Vec<u8>, content_type = "video/mp2t"),
         (status = 304, description = "Not modified (If-None-Match)"),
@@ -282,19 +422,43 @@ pub async fn media(
     Path((session_id, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    media_of(state, session_id, Rendition::Main, file, headers).await
+}
+
+/// `GET /hls/{session_id}/light/{file}`: a segment or a part of the light rendition.
+#[utoipa::path(get, path = "/hls/{session_id}/light/{file}", tag = "playing", params(("session_id" = String, Path, description = "Session id"), ("file" = String, Path, description = "`s{epoch}.{msn}.ts` or `p{epoch}.{n}.ts`")),
+    responses((status = 200, description = "MPEG-TS: H.264 and AAC", body = Vec<u8>, content_type = "video/mp2t"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "Not in the window (too old, or not a media name)", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn light_media(
+    State(state): State<Hls>,
+    Path((session_id, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    media_of(state, session_id, Rendition::Light, file, headers).await
+}
+
+async fn media_of(
+    state: Hls,
+    session_id: String,
+    rendition: Rendition,
+    file: String,
+    headers: HeaderMap,
+) -> Response {
     open_to_all(
         async {
             let hls = stream(&state, &session_id)?;
             let media = parse_media(&file).ok_or_else(|| ApiError::not_found("HLS file"))?;
             hls.touch(None);
-            let snapshot = hls.snapshot();
+            let track = hls.track(rendition);
+            let snapshot = track.snapshot();
             match media {
                 Media::Segment { epoch, msn } if snapshot.epoch == epoch => {
                     if let Some(segment) = snapshot.in_progress(msn) {
                         state.hls.segments_served.fetch_add(1, Ordering::Relaxed);
                         return Ok(growing_segment(
                             &state,
-                            hls,
+                            (hls.clone(), rendition),
                             &headers,
                             (epoch, msn),
                             segment.started,
@@ -322,9 +486,10 @@ pub async fn media(
                         if snapshot.part(number).is_none() && number == snapshot.next_part {
                             // The hinted part: held until it is complete.
                             let _waiting = Blocking::new(&state)?;
-                            hls.wait_for(PART_TARGET * 6, |s| {
-                                s.epoch != epoch || s.next_part > number
-                            })
+                            track
+                                .wait_for(PART_TARGET * 6, |s| {
+                                    s.epoch != epoch || s.next_part > number
+                                })
                             .await
                             .unwrap_or(snapshot)
                         } else {
@@ -356,7 +521,7 @@ pub async fn media(
 /// cache keeps half a segment.
 fn growing_segment(
     state: &Hls,
-    hls: Arc<HlsStream>,
+    (hls, rendition): (Arc<HlsStream>, Rendition),
     request: &HeaderMap,
     (epoch, msn): (u64, u64),
     started: SystemTime,
@@ -377,9 +542,10 @@ fn growing_segment(
         Ok(waiting) => waiting,
         Err(refused) => return refused.into_response(),
     };
-    let target = hls.snapshot().target_duration.max(1);
+    let track = hls.track(rendition);
+    let target = track.snapshot().target_duration.max(1);
     let sending = Sending {
-        rx: hls.subscribe(),
+        rx: track.subscribe(),
         sent: 0,
         ready: Default::default(),
         done: false,

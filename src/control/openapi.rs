@@ -131,9 +131,13 @@ impl Modify for CommonAnswers {
     ),
     modifiers(&Bearer, &CommonAnswers),
     paths(
+        hls::multivariant_playlist,
         hls::plain_playlist,
         hls::low_latency_playlist,
         hls::media,
+        hls::light_plain_playlist,
+        hls::light_low_latency_playlist,
+        hls::light_media,
         sessions::list,
         sessions::create,
         sessions::get,

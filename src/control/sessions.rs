@@ -51,11 +51,16 @@ pub struct SessionView {
     /// the host's phone, or scan the console's QR code.
     publish_page_url: String,
     whep_url: String,
+    /// The multivariant HLS playlist (both renditions, low-latency), for any HLS player.
+    hls_url: String,
     watch_url: String,
     state: SessionState,
     /// `landscape` (1280×720), `portrait` (720×1280) or `auto` (follows the first publisher).
     orientation: Orientation,
     viewers: usize,
+    /// WebRTC viewers on each rendition now (`main`, `light`).
+    #[schema(value_type = std::collections::BTreeMap<String, usize>)]
+    viewers_by_rendition: std::collections::BTreeMap<&'static str, usize>,
     created_at: i64,
 }
 
@@ -69,9 +74,16 @@ fn view(state: &Sessions, row: SessionRow) -> SessionView {
         whip_url: format!("{base}/whip/{}", row.id),
         publish_page_url: format!("{base}/studio/{}#key={}", row.id, row.stream_key),
         whep_url: format!("{base}/whep/{}", row.id),
+        hls_url: format!("{base}/hls/{}/master.m3u8", row.id),
         watch_url: format!("{base}/watch/{}", row.id),
         state: state.shows.session_state(&row),
         viewers: state.studios.viewers(&row.id),
+        viewers_by_rendition: state
+            .studios
+            .viewers_by_rendition(Some(&row.id))
+            .into_iter()
+            .map(|(r, n)| (r.name(), n))
+            .collect(),
         orientation: row.orientation,
         id: row.id,
         title: row.title,

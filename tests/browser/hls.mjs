@@ -4,9 +4,11 @@
 //
 // Usage: node hls.mjs '{"base", "session", "product", "screenshot"}'
 //        node hls.mjs '{"base", "session", "udpBlocked": true}'
-//   The second: UDP to the server is lost on the way, as on a network that blocks it. The
-//   WHEP answer's candidate is rewritten to a port nobody listens on (the discard port), so
-//   WHEP answers, ICE never connects, and the page falls back after its 4 s wait.
+//   The second: WebRTC to the server is lost on the way, UDP and TCP alike, as on a network
+//   that lets only HTTP through. The WHEP answer's candidates are rewritten to a port nobody
+//   listens on (the discard port), so WHEP answers, ICE never connects, and the page falls
+//   back after its 4 s wait. (A network that drops only UDP gets WebRTC over ICE-TCP:
+//   tests/browser/reach.mjs.)
 import { launch, viewer, check, waitFrames, playerState, fillSheet, shot } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
@@ -18,8 +20,9 @@ if (cfg.udpBlocked) {
     await page.route("**/whep/**", async route => {
       const response = await route.fetch();
       if (route.request().method() !== "POST") return route.fulfill({ response });
-      const answer = (await response.text()).replace(/(a=candidate:\S+ \d+ udp \d+ \S+ )\d+/gi, "$19");
-      seen.candidateRewritten = /a=candidate:\S+ \d+ udp \d+ \S+ 9 /i.test(answer);
+      const answer = (await response.text()).replace(/(a=candidate:\S+ \d+ (?:udp|tcp) \d+ \S+ )\d+/gi, "$19");
+      seen.candidateRewritten = /a=candidate:\S+ \d+ udp \d+ \S+ 9 /i.test(answer)
+        && !/a=candidate:\S+ \d+ (?:udp|tcp) \d+ \S+ (?!9 )\d+ /i.test(answer);
       return route.fulfill({ response, body: answer });
     });
     const whep = [];

@@ -100,7 +100,12 @@ impl Server {
             .expect("open server log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_fieldcast"))
             .args(["serve", "--http", http, "--rtmp", rtmp])
-            .args(["--webrtc-udp", "127.0.0.1:0", "--whip-udp", "127.0.0.1:0"])
+            .args(if extra.contains(&"--webrtc-udp") {
+                &[][..]
+            } else {
+                &["--webrtc-udp", "127.0.0.1:0", "--webrtc-tcp", "127.0.0.1:0"][..]
+            })
+            .args(["--whip-udp", "127.0.0.1:0"])
             .args(if extra.contains(&"--srt") {
                 &[][..]
             } else {
@@ -552,6 +557,81 @@ impl Netns {
                 "drop",
             ],
         );
+    }
+
+    /// Shapes what the host sends into the namespace (the server to a viewer there): a token
+    /// bucket at `kbit` kb/s, with a queue of at most 100 ms, and `loss` % of what arrives
+    /// dropped at random (nftables: this kernel has no netem, so no added delay either).
+    pub fn shape_downlink(&self, kbit: u32, loss: u32) {
+        run(
+            "tc",
+            &[
+                "qdisc", "add", "dev", &self.host_dev, "root", "tbf", "rate",
+                &format!("{kbit}kbit"), "burst", "16kb", "latency", "100ms",
+            ],
+        );
+        if loss > 0 {
+            let rules = format!(
+                "add table inet fieldcast_shape\n\
+                 add chain inet fieldcast_shape in {{ type filter hook input priority 0; }}\n\
+                 add rule inet fieldcast_shape in numgen random mod 100 < {loss} counter drop\n"
+            );
+            self.nft(&rules);
+        }
+    }
+
+    /// Packets the downlink's loss rule dropped so far.
+    pub fn shaped_drops(&self) -> u64 {
+        let out = self
+            .command("nft")
+            .args(["list", "chain", "inet", "fieldcast_shape", "in"])
+            .output()
+            .expect("nft");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split("counter packets ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Lifts [`Netns::shape_downlink`].
+    pub fn unshape(&self) {
+        run("tc", &["qdisc", "del", "dev", &self.host_dev, "root"]);
+        let _ = self
+            .command("nft")
+            .args(["delete", "table", "inet", "fieldcast_shape"])
+            .status();
+    }
+
+    /// Drops every UDP packet into and out of the namespace, as a network that lets only TCP
+    /// through.
+    pub fn block_udp(&self) {
+        self.nft(
+            "add table inet fieldcast_block\n\
+             add chain inet fieldcast_block out { type filter hook output priority 0; }\n\
+             add chain inet fieldcast_block in { type filter hook input priority 0; }\n\
+             add rule inet fieldcast_block out meta l4proto udp counter drop\n\
+             add rule inet fieldcast_block in meta l4proto udp counter drop\n",
+        );
+    }
+
+    /// Runs an nftables script inside the namespace.
+    fn nft(&self, script: &str) {
+        let mut child = self
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft (apt-get install nftables)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("nft stdin")
+            .write_all(script.as_bytes())
+            .expect("write nft script");
+        assert!(child.wait().expect("nft").success(), "nft failed: {script}");
     }
 
     /// Packets the loss rule dropped so far.

@@ -39,6 +39,10 @@ enum Command {
         /// Write the received video as an H.264 elementary stream to this file.
         #[arg(long)]
         h264: Option<PathBuf>,
+        /// Write one JSON line per decoded frame to this file: `{"at_ms", "width", "height"}`
+        /// (milliseconds since the offer), for tests that follow the picture over time.
+        #[arg(long)]
+        frames: Option<PathBuf>,
     },
     /// Load-test a session: many WHEP viewers on one thread (no decoding), joining at a
     /// steady rate; reports what they received.
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
             seconds,
             dump,
             h264,
+            frames,
         } => {
             let options = PlayOptions {
                 duration: Duration::from_secs(seconds),
@@ -92,7 +97,22 @@ fn main() -> ExitCode {
                 h264_file: h264,
                 ..Default::default()
             };
-            client::play(&url, &options).map(|report| {
+            client::play(&url, &options).map_err(anyhow::Error::from).and_then(|report| {
+                if let Some(path) = &frames {
+                    let lines: String = report
+                        .decoded
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "{{\"at_ms\":{},\"width\":{},\"height\":{}}}\n",
+                                f.at.as_millis(),
+                                f.width,
+                                f.height
+                            )
+                        })
+                        .collect();
+                    std::fs::write(path, lines)?;
+                }
                 println!(
                     "connected after {:?}; first frame after {:?}; video {} frames ({} packets, {} keyframes, {} B slices); \
                      decoded {} frames{}; audio {} packets",
@@ -106,7 +126,8 @@ fn main() -> ExitCode {
                     report.decoded.last().map(|f| format!(" at {}x{}", f.width, f.height)).unwrap_or_default(),
                     report.audio_packets,
                 );
-            }).map_err(anyhow::Error::from)
+                Ok(())
+            })
         }
         Command::Swarm {
             url,

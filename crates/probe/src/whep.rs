@@ -159,7 +159,7 @@ pub struct Whep {
 
 impl Signalling for Whep {
     fn open(&self, config: RtcConfig) -> Result<Negotiated, ClientError> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        let socket = UdpSocket::bind((local_ip_towards(&self.url)?, 0))?;
         let local = socket.local_addr()?;
         let mut rtc = config.build(Instant::now());
         let candidate =
@@ -192,6 +192,26 @@ impl Signalling for Whep {
     }
 }
 
+/// The local address this machine reaches the URL's host from (a loopback server: a
+/// loopback address; a server across a veth link, as the network tests run one: the link's
+/// own address). A UDP `connect` only picks the route; nothing is sent.
+pub fn local_ip_towards(url: &str) -> Result<std::net::IpAddr, ClientError> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&authority)
+        .map_err(|e| ClientError::Http(format!("{authority}: {e}")))?
+        .next()
+        .ok_or_else(|| ClientError::Http(format!("{authority}: no address")))?;
+    let probe = UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    probe.connect(target)?;
+    Ok(probe.local_addr()?.ip())
+}
+
 /// What a viewer accepts: H.264 constrained baseline (packetization-mode 1) and Opus, as a
 /// browser would offer them.
 pub fn viewer_config() -> RtcConfig {
@@ -199,7 +219,7 @@ pub fn viewer_config() -> RtcConfig {
     let mut config = RtcConfig::new().clear_codecs().enable_opus(true, false);
     config
         .codec_config()
-        .add_h264(Pt::from(102), None, true, 0x42e01f);
+        .add_h264(Pt::from(102), Some(Pt::from(103)), true, 0x42e01f);
     config
 }
 

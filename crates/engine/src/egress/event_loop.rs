@@ -1,6 +1,7 @@
-//! The egress event loop: one task, one UDP socket, all viewers.
+//! The egress event loop: one task, one UDP socket (and ICE-TCP connections), all viewers.
 //!
-//! It waits on three things: a datagram (routed to the viewer whose `Rtc` accepts it),
+//! It waits on these: a datagram, from UDP or a TCP frame (routed to the viewer whose `Rtc`
+//! accepts it),
 //! studio frames (a video frame's packets arrive together and are written to every viewer
 //! of that studio), or the earliest str0m timeout. After each, it drains the touched
 //! viewers' output into one batch of datagrams sent with `sendmmsg` (each viewer's run of
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::queues::{Command, EgressCounters, MediaFrame};
 use super::send::Outbox;
+use super::tcp::{TcpEvent, TcpPeers};
 use super::viewer::Viewer;
 
 /// Studio frames taken per wake-up before the touched viewers are flushed.
@@ -63,22 +65,71 @@ impl Ended {
 /// Largest datagram we read.
 const DATAGRAM_MAX: usize = 2048;
 
+/// Where datagrams come from, and what routes them to viewers.
+struct Routing {
+    viewers: HashMap<String, Viewer>,
+    routes: HashMap<SocketAddr, String>,
+    by_ufrag: HashMap<String, String>,
+}
+
+impl Routing {
+    /// Hands one datagram to the viewer it is for, if any. O(1): by the source once known;
+    /// else (a new address, or one a new viewer now uses) by the ICE ufrag of its STUN check,
+    /// and the source is routed anew.
+    fn receive(&mut self, proto: Protocol, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) -> Option<&mut Viewer> {
+        let contents = bytes.try_into().ok()?;
+        let input = Input::Receive(Instant::now(), Receive { proto, source, destination, contents });
+        let viewers = &self.viewers;
+        let accepts = |id: &&String| viewers.get(*id).is_some_and(|v| v.rtc.accepts(&input));
+        let routed = self.routes.get(&source).filter(accepts).cloned();
+        let id = match routed {
+            Some(id) => id,
+            None => {
+                let id = fieldcast_core::stun::local_ufrag(bytes)
+                    .and_then(|ufrag| self.by_ufrag.get(ufrag))
+                    .filter(accepts)
+                    .cloned()?;
+                self.routes.insert(source, id.clone());
+                id
+            }
+        };
+        let viewer = self.viewers.get_mut(&id)?;
+        viewer.last_heard = Instant::now();
+        if let Err(e) = viewer.rtc.handle_input(input) {
+            tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer input rejected");
+            viewer.dead = true;
+        }
+        Some(viewer)
+    }
+}
+
+/// The loop's ways in: the UDP socket, and ICE-TCP connections' frames if it listens on TCP,
+/// with the addresses in our candidates. Datagrams are handed to str0m as sent to those,
+/// whatever the sockets are bound to: str0m pairs them with the local candidate by that
+/// address, and a socket bound to all interfaces (`0.0.0.0`, as in a container, with
+/// `public_ip`) would otherwise match none, and no viewer would ever connect.
+pub(crate) struct Sockets {
+    pub udp: UdpSocket,
+    pub tcp: Option<mpsc::Receiver<TcpEvent>>,
+    pub announce: super::whep::Announce,
+}
+
 pub(crate) async fn run(
-    socket: UdpSocket,
+    sockets: Sockets,
     mut commands: mpsc::Receiver<Command>,
     mut media: mpsc::Receiver<MediaFrame>,
     counters: Arc<EgressCounters>,
 ) {
-    let local = match socket.local_addr() {
-        Ok(addr) => addr,
-        Err(e) => {
-            tracing::error!(error = %e, "egress socket has no local address");
-            return;
-        }
+    let socket = sockets.udp;
+    let local = sockets.announce.udp;
+    let tcp_local = sockets.announce.tcp;
+    let mut tcp_events = sockets.tcp;
+    let mut tcp = TcpPeers::default();
+    let mut routing = Routing {
+        viewers: HashMap::new(),
+        routes: HashMap::new(),
+        by_ufrag: HashMap::new(),
     };
-    let mut viewers: HashMap<String, Viewer> = HashMap::new();
-    let mut routes: HashMap<SocketAddr, String> = HashMap::new();
-    let mut by_ufrag: HashMap<String, String> = HashMap::new();
     let mut reap = tokio::time::interval(REAP_EVERY);
     reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; DATAGRAM_MAX];
@@ -87,6 +138,7 @@ pub(crate) async fn run(
     // Publisher frames written to viewers and not yet sent: when their RTMP message arrived.
     let mut frames_arrived: Vec<Instant> = Vec::new();
     loop {
+        let Routing { viewers, by_ufrag, .. } = &mut routing;
         let now = Instant::now();
         let next = viewers
             .values()
@@ -97,38 +149,29 @@ pub(crate) async fn run(
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
                 let Ok((n, source)) = received else { continue };
-                let Ok(contents) = buf[..n].try_into() else { continue };
-                let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
-                // O(1): by the source once known; else (a new address, or one a new viewer
-                // now uses) by the ICE ufrag of its STUN check, and the source is routed anew.
-                let accepts = |id: &&String| viewers.get(*id).is_some_and(|v| v.rtc.accepts(&input));
-                let routed = routes.get(&source).filter(accepts).cloned();
-                let id = match routed {
-                    Some(id) => id,
-                    None => {
-                        let by_check = fieldcast_core::stun::local_ufrag(&buf[..n])
-                            .and_then(|ufrag| by_ufrag.get(ufrag))
-                            .filter(accepts)
-                            .cloned();
-                        let Some(id) = by_check else { continue };
-                        routes.insert(source, id.clone());
-                        id
-                    }
-                };
-                let Some(viewer) = viewers.get_mut(&id) else { continue };
-                viewer.last_heard = Instant::now();
-                if let Err(e) = viewer.rtc.handle_input(input) {
-                    tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer input rejected");
-                    viewer.dead = true;
+                if let Some(viewer) = routing.receive(Protocol::Udp, source, local, &buf[..n]) {
+                    flush(&mut outbox, &tcp, viewer);
                 }
-                flush(&mut outbox, viewer);
+            }
+            event = async { tcp_events.as_mut()?.recv().await }, if tcp_events.is_some() => {
+                match event {
+                    Some(TcpEvent::Opened(peer, tx)) => tcp.opened(peer, tx),
+                    Some(TcpEvent::Closed(peer)) => tcp.closed(&peer),
+                    Some(TcpEvent::Frame(peer, frame)) => {
+                        let destination = tcp_local.unwrap_or(local);
+                        if let Some(viewer) = routing.receive(Protocol::Tcp, peer, destination, &frame) {
+                            flush(&mut outbox, &tcp, viewer);
+                        }
+                    }
+                    None => tcp_events = None,
+                }
             }
             command = commands.recv() => {
                 let Some(command) = command else { return };
                 match command {
                     Command::Add { viewer, added } => {
                         let mut viewer = *viewer;
-                        flush(&mut outbox, &mut viewer);
+                        flush(&mut outbox, &tcp, &mut viewer);
                         counters.viewers.fetch_add(1, Ordering::Relaxed);
                         by_ufrag.insert(viewer.ufrag.clone(), viewer.id.clone());
                         viewers.insert(viewer.id.clone(), viewer);
@@ -138,7 +181,7 @@ pub(crate) async fn run(
                         let found = viewers.get(&viewer_id).is_some_and(|v| v.session_id() == session_id);
                         if found && let Some(viewer) = viewers.get_mut(&viewer_id) {
                             viewer.rtc.disconnect();
-                            flush(&mut outbox, viewer);
+                            flush(&mut outbox, &tcp, viewer);
                             viewer.dead = true;
                         }
                         let _ = reply.send(found);
@@ -146,7 +189,7 @@ pub(crate) async fn run(
                     Command::EndAll { reply } => {
                         for viewer in viewers.values_mut() {
                             viewer.rtc.disconnect();
-                            flush(&mut outbox, viewer);
+                            flush(&mut outbox, &tcp, viewer);
                             viewer.dead = true;
                         }
                         let _ = reply.send(viewers.len());
@@ -174,7 +217,7 @@ pub(crate) async fn run(
                 // Only the viewers of studios that sent something have new output (`flush`
                 // runs str0m's due timeout, which releases what was just written).
                 for viewer in viewers.values_mut().filter(|v| touched.iter().any(|s| **s == *v.session_id())) {
-                    flush(&mut outbox, viewer);
+                    flush(&mut outbox, &tcp, viewer);
                 }
             }
             _ = sleep => {
@@ -183,7 +226,7 @@ pub(crate) async fn run(
                     if viewer.rtc.handle_input(Input::Timeout(now)).is_err() {
                         viewer.dead = true;
                     }
-                    flush(&mut outbox, viewer);
+                    flush(&mut outbox, &tcp, viewer);
                 }
             }
             _ = reap.tick() => {
@@ -196,12 +239,13 @@ pub(crate) async fn run(
                     } else if !viewer.studio.is_running() {
                         Some(Ended::StudioStopped)
                     } else {
+                        viewer.adapt();
                         None
                     };
                     if let Some(reason) = ended {
                         // A clean end (DTLS close_notify) where the viewer can still hear it.
                         viewer.rtc.disconnect();
-                        flush(&mut outbox, viewer);
+                        flush(&mut outbox, &tcp, viewer);
                         viewer.dead = true;
                         counters.reaped[reason as usize].fetch_add(1, Ordering::Relaxed);
                         tracing::info!(viewer.id = %viewer.id, reason = reason.label(), "viewer ended");
@@ -228,7 +272,8 @@ pub(crate) async fn run(
         counters
             .packets_dropped_viewer
             .fetch_add(sent.dropped as u64, Ordering::Relaxed);
-        if viewers.values().any(|v| v.dead || !v.rtc.is_alive()) {
+        if routing.viewers.values().any(|v| v.dead || !v.rtc.is_alive()) {
+            let Routing { viewers, routes, by_ufrag } = &mut routing;
             viewers.retain(|_, v| {
                 let keep = !v.dead && v.rtc.is_alive();
                 if !keep {
@@ -240,13 +285,14 @@ pub(crate) async fn run(
             });
             routes.retain(|_, id| viewers.contains_key(id));
             by_ufrag.retain(|_, id| viewers.contains_key(id));
+            tcp.retain(|peer| routes.contains_key(peer));
         }
     }
 }
 
 /// Drains a viewer's output: transmits (queued for one batched send), events, and its next
 /// timeout.
-fn flush(outbox: &mut Outbox, viewer: &mut Viewer) {
+fn flush(outbox: &mut Outbox, tcp: &TcpPeers, viewer: &mut Viewer) {
     // What this viewer queues is its studio's, for the per-session counters.
     outbox.owner(&viewer.studio.stats);
     let now = Instant::now();
@@ -265,7 +311,18 @@ fn flush(outbox: &mut Outbox, viewer: &mut Viewer) {
                 viewer.next_timeout = at;
                 return;
             }
-            Ok(Output::Transmit(t)) => outbox.push(t.destination, t.contents.into()),
+            Ok(Output::Transmit(t)) if t.proto == Protocol::Tcp => {
+                viewer.transport = Protocol::Tcp;
+                if tcp.send(&t.destination, t.contents.into()) {
+                    outbox.sent_elsewhere();
+                } else {
+                    outbox.dropped_elsewhere();
+                }
+            }
+            Ok(Output::Transmit(t)) => {
+                viewer.transport = Protocol::Udp;
+                outbox.push(t.destination, t.contents.into())
+            }
             Ok(Output::Event(event)) => viewer.handle_event(event),
             Err(e) => {
                 tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer session failed");

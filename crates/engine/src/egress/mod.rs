@@ -1,11 +1,14 @@
-//! WebRTC egress: WHEP viewers served by str0m in RTP mode, ICE-lite, from one UDP socket and
-//! one event loop. Each studio's packets are encoded and packetized once; per viewer only the
-//! RTP header, SRTP and the send remain.
+//! WebRTC egress: WHEP viewers served by str0m in RTP mode, ICE-lite, from one UDP socket (and
+//! an ICE-TCP listener) and one event loop. Each studio's packets are encoded and packetized
+//! once per rendition; per viewer only the RTP header, SRTP and the send remain, and the choice
+//! of rendition by its bandwidth estimate.
 
+pub mod adapt;
 pub mod admission;
 mod event_loop;
 mod queues;
 mod send;
+mod tcp;
 mod viewer;
 pub mod whep;
 
@@ -23,7 +26,7 @@ use crate::slots::{AddressSlots, SlotRefusal};
 use crate::studio::StudioHandle;
 
 pub use queues::{COMMAND_QUEUE, EgressCounters, MEDIA_QUEUE_FRAMES, SERVER_LATENCY_BUCKETS_MS};
-pub use whep::WhepError;
+pub use whep::{Announce, WhepError};
 
 use queues::{Command, MAX_FRAME_PACKETS, MediaFrame};
 
@@ -31,20 +34,23 @@ use queues::{Command, MAX_FRAME_PACKETS, MediaFrame};
 pub struct Egress {
     commands: mpsc::Sender<Command>,
     media: mpsc::Sender<MediaFrame>,
-    /// The address announced in answers' host candidates.
-    pub announce: SocketAddr,
+    /// The addresses announced in answers' host candidates (UDP, and TCP if it listens).
+    pub announce: Announce,
+    /// The UDP socket's address, and the ICE-TCP listener's.
     pub local: SocketAddr,
+    pub local_tcp: Option<SocketAddr>,
     pub counters: Arc<EgressCounters>,
     /// Viewers not connected yet, capped per address and in total.
     pub pending: Arc<AddressSlots>,
 }
 
 impl Egress {
-    /// Binds the one UDP socket and starts the event loop on a thread of its own, with its own
-    /// runtime: ingest parsing, the API and SQL run on the shared runtime's workers and can
-    /// never delay a packet.
+    /// Binds the one UDP socket (and the ICE-TCP listener, given `tcp_bind`) and starts the
+    /// event loop on a thread of its own, with its own runtime: ingest parsing, the API and SQL
+    /// run on the shared runtime's workers and can never delay a packet.
     pub async fn start(
         bind: SocketAddr,
+        tcp_bind: Option<SocketAddr>,
         public_ip: Option<std::net::IpAddr>,
         pending: Arc<AddressSlots>,
     ) -> std::io::Result<Self> {
@@ -52,7 +58,20 @@ impl Egress {
         let socket = std::net::UdpSocket::bind(bind)?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
-        let announce = SocketAddr::new(public_ip.unwrap_or(local.ip()), local.port());
+        let listener = match tcp_bind {
+            Some(addr) => {
+                let listener = std::net::TcpListener::bind(addr)?;
+                listener.set_nonblocking(true)?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let local_tcp = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let public = |addr: SocketAddr| SocketAddr::new(public_ip.unwrap_or(addr.ip()), addr.port());
+        let announce = Announce {
+            udp: public(local),
+            tcp: local_tcp.map(public),
+        };
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (media, media_rx) = mpsc::channel(MEDIA_QUEUE_FRAMES);
         let counters = Arc::new(EgressCounters::default());
@@ -64,12 +83,23 @@ impl Egress {
             .name("egress".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    match tokio::net::UdpSocket::from_std(socket) {
-                        Ok(socket) => {
-                            event_loop::run(socket, command_rx, media_rx, loop_counters).await
+                    let udp = match tokio::net::UdpSocket::from_std(socket) {
+                        Ok(socket) => socket,
+                        Err(e) => return tracing::error!(error = %e, "egress socket unusable"),
+                    };
+                    let tcp = match listener.map(tokio::net::TcpListener::from_std) {
+                        Some(Ok(listener)) => {
+                            let (events, events_rx) = mpsc::channel(MEDIA_QUEUE_FRAMES);
+                            tokio::spawn(tcp::accept(listener, events));
+                            Some(events_rx)
                         }
-                        Err(e) => tracing::error!(error = %e, "egress socket unusable"),
-                    }
+                        Some(Err(e)) => {
+                            return tracing::error!(error = %e, "ICE-TCP listener unusable");
+                        }
+                        None => None,
+                    };
+                    let sockets = event_loop::Sockets { udp, tcp, announce };
+                    event_loop::run(sockets, command_rx, media_rx, loop_counters).await
                 })
             })?;
         Ok(Self {
@@ -77,22 +107,26 @@ impl Egress {
             media,
             announce,
             local,
+            local_tcp,
             counters,
             pending,
         })
     }
 
     /// The sink a studio's payloaders call for every packet (from a GStreamer thread). It
-    /// hands a video frame's packets over together, at the frame's last (marker) packet.
+    /// hands a video frame's packets over together, at the frame's last (marker) packet; each
+    /// rendition's frames are gathered apart (their payloaders run on different threads).
     pub fn packet_sink(&self, session_id: &str) -> PacketSink {
         let media = self.media.clone();
         let session: Arc<str> = Arc::from(session_id);
         let counters = self.counters.clone();
-        let frame: std::sync::Mutex<Vec<EncodedPacket>> = Default::default();
+        let frames: [std::sync::Mutex<Vec<EncodedPacket>>; 2] = Default::default();
         Arc::new(move |packet| {
             counters.packets_in.fetch_add(1, Ordering::Relaxed);
             let packets = if packet.kind == PacketKind::Video {
-                let mut frame = frame.lock().unwrap_or_else(|e| e.into_inner());
+                let mut frame = frames[packet.rendition as usize]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 let last = packet.marker;
                 frame.push(packet);
                 // A frame ends at its marker; a runaway one (no marker) goes out in pieces.

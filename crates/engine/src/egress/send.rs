@@ -37,6 +37,8 @@ pub(crate) struct Outbox {
     /// Whose datagrams they are: each studio's counters from the datagram where its run
     /// starts (one entry per viewer flush, not per datagram).
     owners: Vec<(usize, Arc<StudioStats>)>,
+    /// Datagrams sent and dropped on ICE-TCP connections since the last flush.
+    elsewhere: (usize, usize),
 }
 
 /// What a flush achieved.
@@ -48,6 +50,22 @@ pub(crate) struct Sent {
 impl Outbox {
     pub fn push(&mut self, destination: SocketAddr, contents: Vec<u8>) {
         self.datagrams.push((destination, contents));
+    }
+
+    /// A datagram of the current owner's went out another way (an ICE-TCP connection).
+    pub fn sent_elsewhere(&mut self) {
+        self.elsewhere.0 += 1;
+        if let Some((_, stats)) = self.owners.last() {
+            stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A datagram of the current owner's could not go out another way (queue full).
+    pub fn dropped_elsewhere(&mut self) {
+        self.elsewhere.1 += 1;
+        if let Some((_, stats)) = self.owners.last() {
+            stats.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The datagrams pushed from now on are this studio's (until the next call).
@@ -113,9 +131,10 @@ impl Outbox {
         }
         self.account(sent);
         self.datagrams.clear();
+        let (tcp_sent, tcp_dropped) = std::mem::take(&mut self.elsewhere);
         Sent {
-            sent,
-            dropped: total - sent,
+            sent: sent + tcp_sent,
+            dropped: total - sent + tcp_dropped,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! One WHEP viewer: its str0m session, the negotiated payload types and its own sequence
-//! numbers around the studio's shared payloads.
+//! One WHEP viewer: its str0m session, the negotiated payload types, its own sequence
+//! numbers around the studio's shared payloads, and which rendition it gets (moved by its
+//! bandwidth estimate, see `adapt.rs`, at a keyframe of the rendition it moves to).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -7,9 +8,11 @@ use std::time::Instant;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::RtpWrite;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::{Event, IceConnectionState, Rtc};
 
-use crate::media::{EncodedPacket, PacketKind};
+use super::adapt::{self, Adaptation};
+use crate::media::{EncodedPacket, PacketKind, Rendition};
 use crate::slots::Slot;
 use crate::studio::StudioHandle;
 
@@ -27,8 +30,17 @@ pub(crate) struct Viewer {
     pub rtc: Rtc,
     video: Option<Track>,
     audio: Option<Track>,
-    /// Video is held back until the first keyframe.
-    video_started: bool,
+    /// The rendition on the viewer's screen: none until its first keyframe.
+    showing: Option<Rendition>,
+    /// The rendition it should get; it moves at that rendition's next keyframe.
+    wanted: Rendition,
+    /// When the wanted rendition was last asked for a keyframe (while moving).
+    asked_at: Instant,
+    adaptation: Adaptation,
+    /// Whether it is counted in its studio's `light_viewers`.
+    counted_light: bool,
+    /// The transport it connected over (`udp` or `tcp`).
+    pub transport: str0m::net::Protocol,
     pub next_timeout: Instant,
     pub connected_at: Option<Instant>,
     pub created_at: Instant,
@@ -44,7 +56,14 @@ pub(crate) struct Viewer {
 impl Viewer {
     pub fn new(id: String, studio: StudioHandle, rtc: Rtc, ufrag: String, pending: Slot) -> Self {
         let now = Instant::now();
+        let main_need = adapt::need_bps(studio.format.bitrate_kbps, super::whep::AUDIO_KBPS);
         Self {
+            showing: None,
+            wanted: Rendition::Main,
+            asked_at: now,
+            adaptation: Adaptation::new(main_need, now),
+            counted_light: false,
+            transport: str0m::net::Protocol::Udp,
             id,
             studio,
             rtc,
@@ -53,7 +72,6 @@ impl Viewer {
             last_heard: now,
             video: None,
             audio: None,
-            video_started: false,
             next_timeout: now,
             connected_at: None,
             created_at: now,
@@ -97,9 +115,17 @@ impl Viewer {
                     "viewer connected"
                 );
                 self.studio.stats.viewers.fetch_add(1, Ordering::Relaxed);
-                self.studio.request_keyframe();
+                self.adaptation.joined(Instant::now());
+                self.studio.request_keyframe_of(self.wanted);
             }
-            Event::KeyframeRequest(_) => self.studio.request_keyframe(),
+            Event::KeyframeRequest(_) => self
+                .studio
+                .request_keyframe_of(self.showing.unwrap_or(self.wanted)),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, can_probe }) => {
+                tracing::trace!(viewer.id = %self.id, estimate_kbps = estimate.as_u64() / 1000, can_probe, "bandwidth estimate");
+                self.adaptation.observe(estimate.as_u64(), Instant::now());
+                self.adapt();
+            }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) | Event::Closed => {
                 self.dead = true;
             }
@@ -117,6 +143,50 @@ impl Viewer {
         })
     }
 
+
+
+    /// Moves the viewer if its estimate says so (called on each estimate and on the loop's
+    /// reap tick), and asks again for the keyframe of a move that has waited a second.
+    pub fn adapt(&mut self) {
+        if self.connected_at.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(next) = self.adaptation.decide(self.wanted, now) {
+            tracing::info!(
+                viewer.id = %self.id,
+                from = self.wanted.name(),
+                to = next.name(),
+                estimate_kbps = self.adaptation.estimate().unwrap_or(0) / 1000,
+                "viewer moves rendition"
+            );
+            self.wanted = next;
+            self.asked_at = now;
+            self.recount();
+            self.configure_bwe();
+            self.studio.request_keyframe_of(next);
+        } else if self.showing.is_some_and(|s| s != self.wanted)
+            && now.saturating_duration_since(self.asked_at) >= std::time::Duration::from_secs(1)
+        {
+            self.asked_at = now;
+            self.studio.request_keyframe_of(self.wanted);
+        }
+    }
+
+    /// Keeps the studio's count of light viewers true to this one.
+    fn recount(&mut self) {
+        let light = self.wanted == Rendition::Light || self.showing == Some(Rendition::Light);
+        if light != self.counted_light {
+            self.counted_light = light;
+            let counter = &self.studio.stats.light_viewers;
+            if light {
+                counter.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counter.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Writes one shared packet into this viewer's session. Returns false if it was held back.
     pub fn write(&mut self, packet: &EncodedPacket) -> bool {
         if !self.rtc.is_connected() {
@@ -124,11 +194,13 @@ impl Viewer {
         }
         let track = match packet.kind {
             PacketKind::Video => {
-                if !self.video_started {
-                    if !packet.keyframe_start {
+                if self.showing != Some(packet.rendition) {
+                    // Video starts, or moves to the wanted rendition, at its keyframe.
+                    if packet.rendition != self.wanted || !packet.keyframe_start {
                         return false;
                     }
-                    self.video_started = true;
+                    self.showing = Some(packet.rendition);
+                    self.recount();
                 }
                 self.video.as_mut()
             }
@@ -154,10 +226,34 @@ impl Viewer {
         true
     }
 
-    /// Takes the viewer out of its studio's count; call once, when it is removed.
+    /// Takes the viewer out of its studio's counts; call once, when it is removed.
     pub fn leave(&mut self) {
         if self.connected_at.is_some() {
             self.studio.stats.viewers.fetch_sub(1, Ordering::Relaxed);
         }
+        if self.counted_light {
+            self.counted_light = false;
+            self.studio
+                .stats
+                .light_viewers
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets what the viewer's bandwidth estimator aims for: enough to probe for the main
+    /// rendition with a margin. On the light rendition, the viewer's path is also kept busy
+    /// up to what a move back up needs, with padding (RTX) that the estimate caps: an estimate
+    /// only grows with what is sent, and the light rendition alone would never show that the
+    /// path has recovered.
+    pub fn configure_bwe(&mut self) {
+        let main_need = adapt::need_bps(self.studio.format.bitrate_kbps, super::whep::AUDIO_KBPS);
+        let up = (main_need as f64 * adapt::UP_MARGIN) as u64;
+        let minimum = match self.wanted {
+            Rendition::Main => Bitrate::ZERO,
+            Rendition::Light => Bitrate::bps(up),
+        };
+        self.rtc
+            .bwe()
+            .set_bitrate(minimum, Bitrate::bps(up * 6 / 5));
     }
 }

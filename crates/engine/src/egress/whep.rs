@@ -1,6 +1,8 @@
 //! WHEP offer/answer: one str0m `Rtc` per viewer, ICE-lite, RTP mode, offering only what every
 //! browser decodes without a transcode: H.264 constrained baseline 42e01f
-//! (packetization-mode=1) and Opus.
+//! (packetization-mode=1) and Opus. Host candidates on UDP and, where it listens, on TCP
+//! (RFC 6544 passive). Transport-wide congestion control feedback feeds each viewer's
+//! bandwidth estimate, which picks its rendition.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -9,6 +11,8 @@ use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::Pt;
 use str0m::rtp::Extension;
+use str0m::bwe::Bitrate;
+use str0m::net::TcpType;
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use str0m::config::DtlsCert;
@@ -19,7 +23,19 @@ use crate::studio::StudioHandle;
 
 /// Payload types we propose; the offer's own numbers win after negotiation.
 const H264_PT: u8 = 102;
+/// Retransmissions (RFC 4588), and the padding a viewer's bandwidth estimator probes with.
+const H264_RTX_PT: u8 = 103;
 const H264_PROFILE_LEVEL: u32 = 0x42e01f;
+
+/// The studio's Opus bitrate (`studio-output.pipeline`), for what a rendition needs.
+pub const AUDIO_KBPS: u32 = 64;
+
+/// Where viewers reach the egress: the UDP socket, and the TCP listener if there is one.
+#[derive(Debug, Clone, Copy)]
+pub struct Announce {
+    pub udp: SocketAddr,
+    pub tcp: Option<SocketAddr>,
+}
 
 /// Largest SDP offer accepted (browsers send 4–8 KiB).
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
@@ -72,28 +88,42 @@ pub(crate) fn dtls_cert() -> Result<DtlsCert, WhepError> {
     Ok(made)
 }
 
-pub(crate) fn rtc_config() -> RtcConfig {
+/// The session setup of a viewer whose main rendition needs `main_need` bps.
+pub(crate) fn rtc_config(main_need: u64) -> RtcConfig {
     let mut config = RtcConfig::new()
         .set_ice_lite(true)
         .set_rtp_mode(true)
-        // Only the mid (BUNDLE demux): the studio's one encoding cannot follow any viewer's
-        // bandwidth, so transport-cc feedback and send-time stamps would cost every viewer
-        // datagrams and bytes for nothing.
+        // The mid (BUNDLE demux) and the transport-wide sequence number, whose feedback
+        // drives the viewer's bandwidth estimate. It starts above what the main rendition
+        // needs: every viewer starts on it and moves down only on evidence.
         .clear_extension_map()
+        .set_extension(3, Extension::TransportSequenceNumber)
         .set_extension(4, Extension::RtpMid)
+        .enable_bwe(Some(Bitrate::bps(
+            (main_need as f64 * super::adapt::UP_MARGIN) as u64,
+        )))
         .clear_codecs()
         .enable_opus(true, false)
         .set_send_buffer_video(1000);
     config
         .codec_config()
-        .add_h264(Pt::from(H264_PT), None, true, H264_PROFILE_LEVEL);
+        .add_h264(
+            Pt::from(H264_PT),
+            Some(Pt::from(H264_RTX_PT)),
+            true,
+            H264_PROFILE_LEVEL,
+        );
     config
 }
 
 /// Answers a WHEP offer: parses it, negotiates H.264 and Opus, and returns the session with
-/// our host candidate at `announce`, and the answer. Any offer text gets an error, not a
+/// our host candidates at `announce`, and the answer. Any offer text gets an error, not a
 /// panic (fuzzed in tests/mutation.rs).
-pub fn negotiate(offer_sdp: &str, announce: SocketAddr) -> Result<(Rtc, String), WhepError> {
+pub fn negotiate(
+    offer_sdp: &str,
+    announce: Announce,
+    main_need: u64,
+) -> Result<(Rtc, String), WhepError> {
     if offer_sdp.len() > MAX_OFFER_BYTES {
         return Err(WhepError::BadSdp(format!(
             "larger than {MAX_OFFER_BYTES} bytes"
@@ -101,11 +131,22 @@ pub fn negotiate(offer_sdp: &str, announce: SocketAddr) -> Result<(Rtc, String),
     }
     let offer =
         SdpOffer::from_sdp_string(offer_sdp).map_err(|e| WhepError::BadSdp(e.to_string()))?;
-    let mut rtc: Rtc = rtc_config()
+    let mut rtc: Rtc = rtc_config(main_need)
         .set_dtls_cert(dtls_cert()?)
         .build(Instant::now());
-    let candidate = Candidate::host(announce, "udp").map_err(|e| WhepError::Rtc(e.to_string()))?;
-    rtc.add_local_candidate(candidate);
+    let bad = |e: str0m::error::IceError| WhepError::Rtc(e.to_string());
+    let udp = Candidate::host(announce.udp, "udp").map_err(bad)?;
+    rtc.add_local_candidate(udp);
+    if let Some(tcp) = announce.tcp {
+        // Passive: the viewer connects (RFC 6544); UDP's candidate ranks above it.
+        let tcp = Candidate::builder()
+            .tcp()
+            .host(tcp)
+            .tcptype(TcpType::Passive)
+            .build()
+            .map_err(bad)?;
+        rtc.add_local_candidate(tcp);
+    }
     let answer = rtc
         .sdp_api()
         .accept_offer(offer)
@@ -129,15 +170,17 @@ pub fn negotiate(offer_sdp: &str, announce: SocketAddr) -> Result<(Rtc, String),
 pub(crate) fn accept_offer(
     studio: StudioHandle,
     offer_sdp: &str,
-    announce: SocketAddr,
+    announce: Announce,
     pending: Slot,
 ) -> Result<(Answer, Viewer), WhepError> {
-    let (rtc, sdp) = negotiate(offer_sdp, announce)?;
+    let main_need = super::adapt::need_bps(studio.format.bitrate_kbps, AUDIO_KBPS);
+    let (rtc, sdp) = negotiate(offer_sdp, announce, main_need)?;
     let ufrag = fieldcast_core::stun::sdp_ufrag(&sdp)
         .ok_or_else(|| WhepError::Rtc("the answer has no ICE ufrag".into()))?
         .to_string();
     let viewer_id = random_id();
-    let viewer = Viewer::new(viewer_id.clone(), studio, rtc, ufrag, pending);
+    let mut viewer = Viewer::new(viewer_id.clone(), studio, rtc, ufrag, pending);
+    viewer.configure_bwe();
     Ok((Answer { viewer_id, sdp }, viewer))
 }
 

@@ -1,5 +1,12 @@
-//! HLS and Low-Latency HLS from the studio's own encode: the same H.264 the WebRTC viewers
-//! get, AAC audio (one small extra encode), MPEG-TS segments and parts kept in memory.
+//! HLS and Low-Latency HLS from the studio's own encodes: the same H.264 the WebRTC viewers
+//! get, in both renditions (main and light, each a [`Track`]), AAC audio (one small extra
+//! encode, muxed into both), MPEG-TS segments and parts kept in memory, and a multivariant
+//! playlist over the two.
+//!
+//! The main track cuts its segments on its grid (`packager.rs`). Each cut asks the light
+//! encoder for a keyframe at the same frame, and the light track cuts there too, under the
+//! same media sequence number: the renditions' segments and parts line up, so a player
+//! switches between them at any segment without a stall.
 //!
 //! HLS runs only while someone asked for it in the last minute ([`IDLE_AFTER`], the setting
 //! `hls_idle`): the first request opens the studio's HLS valves (and asks for a keyframe to
@@ -29,6 +36,8 @@ use tokio::sync::watch;
 
 use packager::{Packager, Published, Snapshot};
 
+use crate::media::Rendition;
+
 /// HLS stops this long after the last request, by default (`hls_idle`).
 pub const IDLE_AFTER: Duration = Duration::from_secs(60);
 /// A viewer is a client address that asked for a playlist this recently.
@@ -44,6 +53,107 @@ pub struct Controls {
     /// A keyframe at the encoder's next frame: called from the streaming thread that
     /// delivered the frame before it, so it takes effect before the encoder sees the next.
     pub keyframe_next: Box<dyn Fn() + Send + Sync>,
+    /// A keyframe of the light encode at the frame with this running time (ns): called from
+    /// the streaming thread that delivered the main encode of that frame.
+    pub light_keyframe_at: Box<dyn Fn(u64) + Send + Sync>,
+}
+
+/// One rendition's window: its packager, and the snapshots requests are answered from.
+pub struct Track {
+    packager: Mutex<Packager>,
+    published: watch::Sender<Published>,
+    /// Profile, constraints and level from the rendition's SPS (for `CODECS`), once seen.
+    codec: Mutex<Option<[u8; 3]>>,
+    /// The picture size at the last keyframe (for `RESOLUTION`).
+    size: Mutex<Option<(u32, u32)>>,
+}
+
+impl Track {
+    fn new(segment_target: Duration, part_hold_back: f64) -> Self {
+        let mut packager = Packager::new(segment_target);
+        packager.set_part_hold_back(part_hold_back);
+        let (published, _) = watch::channel(Arc::new(packager.snapshot()));
+        Self {
+            packager: Mutex::new(packager),
+            published,
+            codec: Mutex::new(None),
+            size: Mutex::new(None),
+        }
+    }
+
+    fn packager(&self) -> std::sync::MutexGuard<'_, Packager> {
+        self.packager.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, packager: &Packager) {
+        self.published.send_replace(Arc::new(packager.snapshot()));
+    }
+
+    /// What requests answer from now.
+    pub fn snapshot(&self) -> Published {
+        self.published.borrow().clone()
+    }
+
+    /// Follows the published window.
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
+        self.published.subscribe()
+    }
+
+    /// Waits (up to `timeout`) until `ready` holds for the published window; the window it
+    /// held for, or `None` on timeout.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&Snapshot) -> bool,
+    ) -> Option<Published> {
+        let mut rx = self.published.subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|s| ready(s))).await;
+        match waited {
+            Ok(Ok(snapshot)) => Some(snapshot.clone()),
+            _ => None,
+        }
+    }
+
+    /// The RFC 6381 `CODECS` name of the video (`avc1.42e01f`), once a keyframe was seen.
+    pub fn video_codec(&self) -> Option<String> {
+        let codec = *self.codec.lock().unwrap_or_else(|e| e.into_inner());
+        codec.map(|[profile, constraints, level]| {
+            format!("avc1.{profile:02x}{constraints:02x}{level:02x}")
+        })
+    }
+
+    /// The picture size at the last keyframe, once one was seen.
+    pub fn size(&self) -> Option<(u32, u32)> {
+        *self.size.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_size(&self, width: u32, height: u32) {
+        *self.size.lock().unwrap_or_else(|e| e.into_inner()) = Some((width, height));
+    }
+
+    fn learn_codec(&self, access_unit: &[u8]) {
+        let mut codec = self.codec.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = sps_profile(access_unit) {
+            *codec = Some(found);
+        }
+    }
+}
+
+/// Profile, constraint flags and level of the first SPS in an Annex B access unit.
+fn sps_profile(access_unit: &[u8]) -> Option<[u8; 3]> {
+    let mut i = 0;
+    while i + 3 < access_unit.len() {
+        if access_unit[i..i + 3] == [0, 0, 1] {
+            let nal = access_unit.get(i + 3..i + 7)?;
+            if nal[0] & 0x1F == 7 {
+                return Some([nal[1], nal[2], nal[3]]);
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    None
 }
 
 /// Default for `hls_max_waiting`: blocking requests held at once, over every session. Each
@@ -96,8 +206,11 @@ impl HlsCounters {
 pub struct HlsStream {
     /// The session, shortened, for the log.
     label: String,
-    packager: Mutex<Packager>,
-    published: watch::Sender<Published>,
+    /// The main and the light rendition's windows.
+    tracks: [Track; 2],
+    /// Where (running time, ns) the main track began its latest segments, and their media
+    /// sequence numbers: the light track begins its segments there too.
+    cuts: Mutex<std::collections::VecDeque<(u64, u64)>>,
     active: AtomicBool,
     born: Instant,
     /// HLS stops this long after the last request.
@@ -113,12 +226,13 @@ pub struct HlsStream {
 impl HlsStream {
     /// `segment_target`: the encoder's keyframe interval.
     pub fn new(label: &str, segment_target: Duration, idle_after: Duration) -> Arc<Self> {
-        let packager = Packager::new(segment_target);
-        let (published, _) = watch::channel(Arc::new(packager.snapshot()));
         Arc::new(Self {
             label: label.to_string(),
-            packager: Mutex::new(packager),
-            published,
+            tracks: [
+                Track::new(segment_target, window::PART_HOLD_BACK),
+                Track::new(segment_target, window::LIGHT_PART_HOLD_BACK),
+            ],
+            cuts: Mutex::new(Default::default()),
             active: AtomicBool::new(false),
             born: Instant::now(),
             idle_after,
@@ -133,9 +247,18 @@ impl HlsStream {
         let _ = self.controls.set(controls);
     }
 
-    fn packager(&self) -> std::sync::MutexGuard<'_, Packager> {
-        self.packager.lock().unwrap_or_else(|e| e.into_inner())
+    /// One rendition's window.
+    pub fn track(&self, rendition: Rendition) -> &Track {
+        match rendition {
+            Rendition::Main => &self.tracks[0],
+            Rendition::Light => &self.tracks[1],
+        }
     }
+
+    fn cuts(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, u64)>> {
+        self.cuts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
 
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Relaxed)
@@ -191,61 +314,90 @@ impl HlsStream {
         if let Some(controls) = self.controls.get() {
             (controls.switch)(false);
         }
-        let mut packager = self.packager();
+        self.cuts().clear();
+        let epoch = {
+            let main = self.track(Rendition::Main);
+            let mut packager = main.packager();
+            packager.reset();
+            main.publish(&packager);
+            packager.epoch()
+        };
+        let light = self.track(Rendition::Light);
+        let mut packager = light.packager();
         packager.reset();
-        self.published.send_replace(Arc::new(packager.snapshot()));
+        packager.set_epoch(epoch);
+        light.publish(&packager);
     }
 
-    /// An access unit from the encoder (streaming thread).
-    pub fn video(&self, access_unit: &[u8], pts: u64, keyframe: bool) {
+    /// An access unit from one rendition's encoder (its streaming thread).
+    pub fn video(&self, rendition: Rendition, access_unit: &[u8], pts: u64, keyframe: bool) {
         if !self.is_active() {
             return;
         }
+        let track = self.track(rendition);
+        if keyframe {
+            track.learn_codec(access_unit);
+        }
         let progress = {
-            let mut packager = self.packager();
-            let progress = packager.video(access_unit, pts, keyframe);
+            let mut packager = track.packager();
+            let progress = match rendition {
+                Rendition::Main => packager.video(access_unit, pts, keyframe),
+                Rendition::Light => {
+                    let cut = if keyframe { self.cut_at(pts) } else { None };
+                    packager.follow(access_unit, pts, keyframe, cut)
+                }
+            };
             if progress.published {
-                self.published.send_replace(Arc::new(packager.snapshot()));
+                track.publish(&packager);
             }
             progress
         };
-        if progress.want_keyframe
-            && let Some(controls) = self.controls.get()
-        {
+        let Some(controls) = self.controls.get() else {
+            return;
+        };
+        if let Some(msn) = progress.cut {
+            if rendition == Rendition::Main {
+                let mut cuts = self.cuts();
+                cuts.push_back((pts, msn));
+                while cuts.len() > 8 {
+                    cuts.pop_front();
+                }
+                drop(cuts);
+                (controls.light_keyframe_at)(pts);
+            }
+        }
+        if progress.want_keyframe {
             (controls.keyframe_next)();
         }
     }
 
-    /// An ADTS frame from the AAC encoder (streaming thread).
+    /// The media sequence number of the latest main segment that began at or before `pts`
+    /// and that the light track has not begun yet.
+    fn cut_at(&self, pts: u64) -> Option<u64> {
+        let mut cuts = self.cuts();
+        let mut found = None;
+        while let Some(&(at, msn)) = cuts.front() {
+            if at > pts {
+                break;
+            }
+            found = Some(msn);
+            cuts.pop_front();
+        }
+        found
+    }
+
+    /// An ADTS frame from the AAC encoder (streaming thread): it goes into both renditions.
     pub fn audio(&self, adts: &[u8], pts: u64) {
         if self.is_active() {
-            self.packager().audio(adts, pts);
+            for track in &self.tracks {
+                track.packager().audio(adts, pts);
+            }
         }
     }
 
-    /// What requests answer from now.
+    /// What requests of the main rendition answer from now.
     pub fn snapshot(&self) -> Published {
-        self.published.borrow().clone()
-    }
-
-    /// Follows the published window.
-    pub fn subscribe(&self) -> watch::Receiver<Published> {
-        self.published.subscribe()
-    }
-
-    /// Waits (up to `timeout`) until `ready` holds for the published window; the window it
-    /// held for, or `None` on timeout.
-    pub async fn wait_for(
-        &self,
-        timeout: Duration,
-        ready: impl Fn(&Snapshot) -> bool,
-    ) -> Option<Published> {
-        let mut rx = self.published.subscribe();
-        let waited = tokio::time::timeout(timeout, rx.wait_for(|s| ready(s))).await;
-        match waited {
-            Ok(Ok(snapshot)) => Some(snapshot.clone()),
-            _ => None,
-        }
+        self.track(Rendition::Main).snapshot()
     }
 
     /// Distinct client addresses that asked for a playlist in the last [`VIEWER_WINDOW`].

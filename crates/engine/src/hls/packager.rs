@@ -63,6 +63,8 @@ pub struct Packager {
     next_part: u64,
     /// When (running time) the encoder was asked for this segment's closing keyframe.
     asked: Option<u64>,
+    /// `PART-HOLD-BACK` of its low-latency playlist, in seconds.
+    part_hold_back: f64,
 }
 
 /// What a frame did to the window.
@@ -73,6 +75,8 @@ pub struct Progress {
     /// The next frame closes the segment: ask the encoder for a keyframe now, from this
     /// thread, before the encoder takes that frame.
     pub want_keyframe: bool,
+    /// This frame began a segment, with this media sequence number.
+    pub cut: Option<u64>,
 }
 
 /// A segment ends on the grid when its closing keyframe is within a frame of it, and never
@@ -108,7 +112,13 @@ impl Packager {
             next_msn: now,
             next_part: 0,
             asked: None,
+            part_hold_back: PART_HOLD_BACK,
         }
+    }
+
+    /// Sets the low-latency playlist's `PART-HOLD-BACK` (seconds).
+    pub fn set_part_hold_back(&mut self, seconds: f64) {
+        self.part_hold_back = seconds;
     }
 
     /// Forgets the window (HLS stopped): the next run starts at a keyframe, with new names.
@@ -138,7 +148,9 @@ impl Packager {
                     origin: pts,
                     index: 0,
                 };
+                progress.cut = Some(self.next_msn);
                 self.open_segment(pts);
+                progress.published = true;
             }
             Some(part) => {
                 let due = self.due();
@@ -149,6 +161,7 @@ impl Packager {
                 if keyframe && (self.asked.is_some() || pts + half_frame >= due) {
                     self.close_part(pts);
                     self.close_segment(pts, due);
+                    progress.cut = Some(self.next_msn);
                     self.open_segment(pts);
                     progress.published = true;
                 } else if keyframe || in_part >= PART_CLOSE {
@@ -174,6 +187,88 @@ impl Packager {
                 .video(&mut part.bytes, access_unit, timestamp_90k(pts), keyframe);
         }
         progress
+    }
+
+    /// One access unit of a rendition that follows another's segments (the light one
+    /// follows the main one): a segment begins at a keyframe where the leader began one
+    /// (`cut`, its media sequence number), and nowhere else. Parts close as the leader's do.
+    pub fn follow(
+        &mut self,
+        access_unit: &[u8],
+        pts: u64,
+        keyframe: bool,
+        cut: Option<u64>,
+    ) -> Progress {
+        let mut progress = Progress::default();
+        self.last_pts = pts;
+        match (&self.part, cut.filter(|_| keyframe)) {
+            (None, None) => return progress,
+            (None, Some(msn)) => {
+                self.next_msn = msn;
+                self.open_segment(pts);
+                progress.published = true;
+            }
+            (Some(_), Some(msn)) => {
+                self.close_part(pts);
+                self.close_followed(pts);
+                if msn != self.next_msn {
+                    tracing::debug!(
+                        expected = self.next_msn,
+                        msn,
+                        "light rendition missed a segment start"
+                    );
+                }
+                self.next_msn = msn;
+                self.open_segment(pts);
+                progress.published = true;
+            }
+            (Some(part), None) => {
+                let in_part = Duration::from_nanos(pts.saturating_sub(part.start));
+                if keyframe || in_part >= PART_CLOSE {
+                    self.close_part(pts);
+                    self.open_part(pts, keyframe);
+                    progress.published = true;
+                }
+            }
+        }
+        if let Some(part) = &mut self.part {
+            self.ts
+                .video(&mut part.bytes, access_unit, timestamp_90k(pts), keyframe);
+        }
+        progress
+    }
+
+    /// Closes a follower's segment at `pts`, listed as long as it was.
+    fn close_followed(&mut self, pts: u64) {
+        if let Some(segment) = self.seal(pts) {
+            segment.listed = segment.whole.as_ref().map_or(segment.listed, |w| w.duration);
+        }
+    }
+
+    /// Makes the open segment whole (its parts joined), ending at `pts`.
+    fn seal(&mut self, pts: u64) -> Option<&mut SegmentEntry> {
+        let start = self.segment_start;
+        let segment = self.segments.back_mut()?;
+        let mut whole = Vec::with_capacity(segment.parts.iter().map(|p| p.chunk.bytes.len()).sum());
+        for part in &segment.parts {
+            whole.extend_from_slice(&part.chunk.bytes);
+        }
+        segment.whole = Some(Chunk {
+            bytes: Bytes::from(whole),
+            duration: Duration::from_nanos(pts.saturating_sub(start)),
+            made: SystemTime::now(),
+        });
+        Some(segment)
+    }
+
+    /// The run's name part (segment and part URIs carry it).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Takes another packager's run (a follower names its run as its leader does).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
     }
 
     /// When (running time, ns) the open segment is due to end.
@@ -246,22 +341,15 @@ impl Packager {
         let target = self.segment_target.as_nanos() as u64;
         let on_grid = pts.abs_diff(due) <= self.frame_gap.min(ON_GRID_MAX);
         let nominal_start = due.saturating_sub(target);
-        let Some(segment) = self.segments.back_mut() else {
+        let Some(segment) = self.seal(pts) else {
             return;
         };
-        let mut whole = Vec::with_capacity(segment.parts.iter().map(|p| p.chunk.bytes.len()).sum());
-        for part in &segment.parts {
-            whole.extend_from_slice(&part.chunk.bytes);
+        if !on_grid {
+            segment.listed = Duration::from_nanos(pts.saturating_sub(nominal_start));
         }
-        segment.whole = Some(Chunk {
-            bytes: Bytes::from(whole),
-            duration: Duration::from_nanos(pts.saturating_sub(self.segment_start)),
-            made: SystemTime::now(),
-        });
         if on_grid {
             self.grid.index += 1;
         } else {
-            segment.listed = Duration::from_nanos(pts.saturating_sub(nominal_start));
             self.grid = Grid {
                 origin: pts,
                 index: 0,
@@ -287,6 +375,7 @@ impl Packager {
             segments,
             next_part: self.next_part,
             target_duration,
+            part_hold_back: self.part_hold_back,
             ..Snapshot::default()
         };
         snapshot.plain = Bytes::from(super::playlist::plain(&snapshot));

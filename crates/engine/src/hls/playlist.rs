@@ -1,10 +1,12 @@
-//! The two media playlists of a studio's HLS: plain (whole segments, the one being made
-//! last, for any player and any cache) and Low-Latency (RFC 8216bis: parts, blocking reload, a preload hint).
+//! The playlists of a studio's HLS: per rendition, two media playlists, plain (whole
+//! segments, the one being made last, for any player and any cache) and Low-Latency (RFC
+//! 8216bis: parts, blocking reload, a preload hint, a report on the other rendition); over
+//! both, the multivariant playlist.
 
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::window::{PART_HOLD_BACK, PART_TARGET, SegmentEntry, Snapshot};
+use super::window::{PART_TARGET, SegmentEntry, Snapshot};
 
 /// URI of a whole segment, relative to the playlist. Like a part's, it names the run: a
 /// restarted server counts media sequence numbers from the clock again, and a cache must
@@ -58,8 +60,9 @@ pub fn low_latency(snapshot: &Snapshot) -> String {
     head(&mut out, 6, snapshot.target_duration);
     let _ = write!(
         out,
-        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={PART_HOLD_BACK:.3}\n\
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}\n\
          #EXT-X-PART-INF:PART-TARGET={:.5}\n",
+        snapshot.part_hold_back,
         PART_TARGET.as_secs_f64()
     );
     if let Some(first) = snapshot.segments.first() {
@@ -96,6 +99,40 @@ pub fn low_latency(snapshot: &Snapshot) -> String {
     out
 }
 
+/// One variant of the multivariant playlist.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Its media playlist, relative to the multivariant one.
+    pub uri: String,
+    /// Peak and average bits per second, audio and container included.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// RFC 6381 codecs, e.g. `avc1.42e01f,mp4a.40.2`.
+    pub codecs: String,
+}
+
+/// The multivariant playlist: every variant with what a player picks by.
+pub fn multivariant(variants: &[Variant]) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for v in variants {
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},FRAME-RATE={:.3},CODECS=\"{}\"\n{}\n",
+            v.bandwidth, v.average_bandwidth, v.width, v.height, v.fps as f64, v.codecs, v.uri
+        );
+    }
+    out
+}
+
+/// A rendition report (RFC 8216bis 4.4.5.4): where another rendition's live edge is, so a
+/// player switching to it asks for the right part at once.
+pub fn rendition_report(uri: &str, (msn, part): (u64, u64)) -> String {
+    format!("#EXT-X-RENDITION-REPORT:URI=\"{uri}\",LAST-MSN={msn},LAST-PART={part}\n")
+}
+
 /// `2026-12-01T21:05:08.123Z`.
 pub fn iso8601(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -123,6 +160,33 @@ pub fn iso8601(time: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_multivariant_playlist_lists_each_variant_with_what_players_pick_by() {
+        let v = |uri: &str, bandwidth, width, height, codecs: &str| Variant {
+            uri: uri.into(),
+            bandwidth,
+            average_bandwidth: bandwidth * 9 / 10,
+            width,
+            height,
+            fps: 30,
+            codecs: codecs.into(),
+        };
+        let text = multivariant(&[
+            v("ll.m3u8", 2_900_000, 1280, 720, "avc1.42c01f,mp4a.40.2"),
+            v("light/ll.m3u8", 800_000, 640, 360, "avc1.42c01e,mp4a.40.2"),
+        ]);
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=2900000,AVERAGE-BANDWIDTH=2610000,RESOLUTION=1280x720,FRAME-RATE=30.000,CODECS=\"avc1.42c01f,mp4a.40.2\"\nll.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=800000,AVERAGE-BANDWIDTH=720000,RESOLUTION=640x360,FRAME-RATE=30.000,CODECS=\"avc1.42c01e,mp4a.40.2\"\nlight/ll.m3u8\n"
+        );
+        assert_eq!(
+            rendition_report("../ll.m3u8", (7, 2)),
+            "#EXT-X-RENDITION-REPORT:URI=\"../ll.m3u8\",LAST-MSN=7,LAST-PART=2\n"
+        );
+    }
 
     #[test]
     fn dates_are_iso_8601_utc() {

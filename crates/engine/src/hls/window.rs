@@ -10,6 +10,10 @@ use bytes::Bytes;
 pub const PART_TARGET: Duration = Duration::from_millis(250);
 /// `PART-HOLD-BACK`: three part targets, as the specification recommends.
 pub const PART_HOLD_BACK: f64 = 0.75;
+/// The light rendition's: six part targets. Its players are on weak links, where a part that
+/// comes late (a lost packet's retransmission, a keyframe's larger part) would empty three
+/// parts of buffer; they trade 0.75 s of delay for not stalling.
+pub const LIGHT_PART_HOLD_BACK: f64 = 1.5;
 /// Complete segments kept (20 s at 1 s segments): the plain playlist lists them all.
 pub const SEGMENTS_KEPT: usize = 20;
 /// Segments whose parts are kept and listed (and the one being made).
@@ -60,12 +64,24 @@ pub struct Snapshot {
     pub low_latency: Bytes,
     /// Target duration in whole seconds.
     pub target_duration: u64,
+    /// `PART-HOLD-BACK`, in seconds.
+    pub part_hold_back: f64,
 }
 
 impl Snapshot {
     /// The segment being made, or the last one (the live edge), by media sequence number.
     pub fn edge(&self) -> Option<&SegmentEntry> {
         self.segments.last()
+    }
+
+    /// The last complete part: its segment's media sequence number and its index in that
+    /// segment (a rendition report's `LAST-MSN` and `LAST-PART`).
+    pub fn last_part(&self) -> Option<(u64, u64)> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| !s.parts.is_empty())
+            .map(|s| (s.msn, s.parts.len() as u64 - 1))
     }
 
     pub fn has_complete_segment(&self) -> bool {

@@ -17,7 +17,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-pub use packet::{EncodedPacket, PacketKind};
+pub use packet::{EncodedPacket, LIGHT_BITRATE_KBPS, LIGHT_SHORT_SIDE, PacketKind, Rendition};
 
 /// Output rendition of a studio (DESIGN.md: 1280×720 @ 30 fps, or 720×1280 held upright).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,6 +58,36 @@ impl OutputFormat {
             height,
             ..self
         }
+    }
+
+    /// The light rendition of this output: the same aspect with a short side of
+    /// [`LIGHT_SHORT_SIDE`] (640×360 from 1280×720, 360×640 upright), at
+    /// [`LIGHT_BITRATE_KBPS`]. Sizes stay even (I420).
+    pub fn light(self) -> Self {
+        let (long, short) = (self.width.max(self.height), self.width.min(self.height).max(1));
+        let short_light = LIGHT_SHORT_SIDE.min(short);
+        let long_light = ((long as u64 * short_light as u64 / short as u64) as u32 + 1) & !1;
+        let (width, height) = if self.height > self.width {
+            (short_light, long_light)
+        } else {
+            (long_light, short_light)
+        };
+        Self {
+            width,
+            height,
+            bitrate_kbps: LIGHT_BITRATE_KBPS.min(self.bitrate_kbps),
+            ..self
+        }
+    }
+
+    /// Scaled caps of the light rendition (any raw format: the scaler keeps I420).
+    pub fn light_caps(&self) -> gst::Caps {
+        let light = self.light();
+        gst::Caps::builder("video/x-raw")
+            .field("width", light.width as i32)
+            .field("height", light.height as i32)
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build()
     }
 
     /// Raw I420 caps at this size, square pixels.
@@ -328,11 +358,18 @@ pub(crate) fn play(pipeline: &gst::Pipeline, name: &'static str) -> Result<(), M
 }
 
 pub(crate) fn format_vars(format: &OutputFormat) -> Vec<(&'static str, String)> {
+    let rtp_offset = rand::random::<u32>() >> 1;
     vec![
         ("width", format.width.to_string()),
         ("height", format.height.to_string()),
         ("bitrate_kbps", format.bitrate_kbps.to_string()),
         ("keyint", format.keyint.to_string()),
+        ("light_bitrate_kbps", format.light().bitrate_kbps.to_string()),
+        // Both payloaders stamp RTP time from the frames' running time plus this offset
+        // (the light one a tick later): a viewer moved from one encode to the other sees its
+        // RTP timestamps go on, never back.
+        ("rtp_offset", rtp_offset.to_string()),
+        ("light_rtp_offset", (rtp_offset + 1).to_string()),
     ]
 }
 

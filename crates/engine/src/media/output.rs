@@ -13,7 +13,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::arrival;
-use super::packet::{EncodedPacket, PacketKind, h264_starts_keyframe, parse_rtp};
+use super::packet::{EncodedPacket, PacketKind, Rendition, h264_starts_keyframe, parse_rtp};
 use super::{
     MediaError, OutputFormat, SLATE, STUDIO_OUTPUT, app_sink, app_src, format_vars, play, watch_bus,
 };
@@ -76,6 +76,8 @@ impl FeedState {
 pub struct OutputFeed {
     pipeline: gst::Pipeline,
     video: gst_app::AppSrc,
+    /// The light rendition's scaler caps, turned with the output.
+    light_size: gst::Element,
     audio: gst_app::AppSrc,
     state: Arc<FeedState>,
 }
@@ -103,6 +105,7 @@ impl OutputFeed {
             return false;
         }
         self.video.set_caps(Some(&next.raw_video_caps()));
+        self.light_size.set_property("caps", next.light_caps());
         *format = next;
         true
     }
@@ -227,6 +230,7 @@ impl OutputFeed {
 pub struct StudioOutput {
     pipeline: gst::Pipeline,
     feed: OutputFeed,
+    light: Arc<LightEncode>,
     encoder_sink: gst_app::AppSink,
     stop: Arc<AtomicBool>,
     filler: Option<JoinHandle<()>>,
@@ -248,10 +252,21 @@ impl StudioOutput {
         let audio = app_src(&pipeline, "audio")?;
         video.set_caps(Some(&format.raw_video_caps()));
         audio.set_caps(Some(&raw_audio_caps()));
+        let light_size = element(&pipeline, "light_size")?;
+        light_size.set_property("caps", format.light_caps());
         let video_rtp = app_sink(&pipeline, "video_rtp")?;
+        let light_rtp = app_sink(&pipeline, "light_rtp")?;
         let audio_rtp = app_sink(&pipeline, "audio_rtp")?;
-        connect_packets(&video_rtp, PacketKind::Video, sink.clone());
-        connect_packets(&audio_rtp, PacketKind::Audio, sink);
+        connect_packets(&video_rtp, PacketKind::Video, Rendition::Main, sink.clone());
+        connect_packets(&light_rtp, PacketKind::Video, Rendition::Light, sink.clone());
+        connect_packets(&audio_rtp, PacketKind::Audio, Rendition::Main, sink);
+        let light = LightEncode {
+            valve: element(&pipeline, "light")?,
+            encoder: element(&pipeline, "light_encoder")?,
+            due: Default::default(),
+            open: AtomicBool::new(false),
+        };
+        light.watch_due()?;
 
         let failed = Arc::new(AtomicBool::new(false));
         watch_bus(&pipeline, format!("studio-output {label}"), failed.clone());
@@ -270,6 +285,7 @@ impl StudioOutput {
         let feed = OutputFeed {
             pipeline: pipeline.clone(),
             video,
+            light_size,
             audio,
             state,
         };
@@ -291,6 +307,7 @@ impl StudioOutput {
         Ok(Self {
             pipeline,
             feed,
+            light: Arc::new(light),
             encoder_sink: video_rtp,
             stop,
             filler: Some(filler),
@@ -302,13 +319,15 @@ impl StudioOutput {
         self.feed.clone()
     }
 
-    /// Connects the HLS branches: `video` gets each H.264 access unit (Annex B) with its
-    /// running time in ns and whether it is a keyframe, `audio` each ADTS frame with its
-    /// running time. They run on streaming threads and must not block. The returned switch
-    /// opens (`true`) or closes the branches' valves; they start closed.
+    /// Connects the HLS branches: `video` gets each H.264 access unit (Annex B) of either
+    /// rendition with its running time in ns and whether it is a keyframe, `audio` each ADTS
+    /// frame with its running time. They run on streaming threads and must not block. The
+    /// returned switch opens (`true`) or closes the branches' valves; they start closed.
+    /// Opening also starts the light encode (HLS lists both renditions); closing leaves that
+    /// to [`StudioOutput::light`]'s owner, since WebRTC viewers may still watch it.
     pub fn connect_hls(
         &self,
-        video: impl Fn(&[u8], u64, bool) + Send + Sync + 'static,
+        video: impl Fn(Rendition, &[u8], u64, bool, Option<(u32, u32)>) + Send + Sync + 'static,
         audio: impl Fn(&[u8], u64) + Send + Sync + 'static,
     ) -> Result<HlsSwitch, MediaError> {
         let on_sample = |appsink: &gst_app::AppSink, deliver: HlsDeliver| {
@@ -326,30 +345,51 @@ impl StudioOutput {
                             && let Ok(map) = buffer.map_readable()
                         {
                             let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                            deliver(&map, running.nseconds(), keyframe);
+                            // A keyframe carries the picture size (the output may have turned).
+                            let size = keyframe
+                                .then(|| sample.caps()?.structure(0).map(|s| {
+                                    (s.get::<i32>("width").ok(), s.get::<i32>("height").ok())
+                                }))
+                                .flatten()
+                                .and_then(|(w, h)| Some((w? as u32, h? as u32)));
+                            deliver(&map, running.nseconds(), keyframe, size);
                         }
                         Ok(gst::FlowSuccess::Ok)
                     })
                     .build(),
             );
         };
-        on_sample(&app_sink(&self.pipeline, "hls_h264")?, Box::new(video));
+        let video = Arc::new(video);
+        let main = video.clone();
+        on_sample(
+            &app_sink(&self.pipeline, "hls_h264")?,
+            Box::new(move |bytes, pts, keyframe, size| {
+                main(Rendition::Main, bytes, pts, keyframe, size)
+            }),
+        );
+        on_sample(
+            &app_sink(&self.pipeline, "hls_light_h264")?,
+            Box::new(move |bytes, pts, keyframe, size| {
+                video(Rendition::Light, bytes, pts, keyframe, size)
+            }),
+        );
         on_sample(
             &app_sink(&self.pipeline, "hls_aac")?,
-            Box::new(move |bytes, pts, _| audio(bytes, pts)),
+            Box::new(move |bytes, pts, _, _| audio(bytes, pts)),
         );
-        let valves = ["hls_video", "hls_audio"]
+        let valves = ["hls_video", "hls_light_video", "hls_audio"]
             .into_iter()
-            .map(|name| {
-                self.pipeline
-                    .by_name(name)
-                    .ok_or_else(|| MediaError::Build {
-                        name: STUDIO_OUTPUT.name,
-                        reason: format!("no element named {name}"),
-                    })
-            })
+            .map(|name| element(&self.pipeline, name))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(HlsSwitch { valves })
+        Ok(HlsSwitch {
+            valves,
+            light: self.light.clone(),
+        })
+    }
+
+    /// The light rendition's encode: started and stopped by the studio's owner.
+    pub fn light(&self) -> Arc<LightEncode> {
+        self.light.clone()
     }
 
     /// What makes the encoder's next frame a keyframe. Its `ask` must be called from the
@@ -357,9 +397,8 @@ impl StudioOutput {
     /// them, and x264 in zerolatency has no frame delay): the event is in the encoder before
     /// the next frame is.
     pub fn next_keyframe(&self) -> Result<NextKeyframe, MediaError> {
-        self.pipeline
-            .by_name("encoder")
-            .and_then(|encoder| encoder.static_pad("src"))
+        element(&self.pipeline, "encoder")?
+            .static_pad("src")
             .map(NextKeyframe)
             .ok_or_else(|| MediaError::Build {
                 name: STUDIO_OUTPUT.name,
@@ -388,19 +427,123 @@ impl NextKeyframe {
     }
 }
 
-/// What an HLS appsink hands each buffer to: bytes, running time (ns), keyframe.
-type HlsDeliver = Box<dyn Fn(&[u8], u64, bool) + Send + Sync>;
+/// What an HLS appsink hands each buffer to: bytes, running time (ns), keyframe, and on a
+/// keyframe the picture size.
+type HlsDeliver = Box<dyn Fn(&[u8], u64, bool, Option<(u32, u32)>) + Send + Sync>;
 
 /// Opens and closes the studio's HLS branches.
 pub struct HlsSwitch {
     valves: Vec<gst::Element>,
+    light: Arc<LightEncode>,
 }
 
 impl HlsSwitch {
     pub fn set(&self, open: bool) {
+        if open {
+            self.light.set_open(true);
+        }
         for valve in &self.valves {
             valve.set_property("drop", !open);
         }
+    }
+}
+
+/// The light rendition's encode: its valve, and its encoder for keyframes.
+pub struct LightEncode {
+    valve: gst::Element,
+    encoder: gst::Element,
+    /// Running times (ns) of frames that must be keyframes (the main encode's segment
+    /// starts), in order; a probe on the encoder's input takes them.
+    due: Arc<Mutex<std::collections::VecDeque<u64>>>,
+    open: AtomicBool,
+}
+
+impl LightEncode {
+    /// Starts (with a keyframe) or stops the light encode. Returns whether it changed.
+    pub fn set_open(&self, open: bool) -> bool {
+        if self.open.swap(open, Ordering::AcqRel) == open {
+            return false;
+        }
+        self.valve.set_property("drop", !open);
+        if open {
+            // The encoder resumes after a gap: its next frame must not refer to old ones.
+            self.keyframe();
+        }
+        tracing::debug!(open, "light rendition encode");
+        true
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// A keyframe (with SPS/PPS) at the light encoder's next frame.
+    pub fn keyframe(&self) {
+        if let Some(pad) = self.encoder.static_pad("src") {
+            pad.send_event(
+                gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+                    .all_headers(true)
+                    .build(),
+            );
+        }
+    }
+
+    /// A keyframe at the light encoder's first frame at or after `running_time` (ns), the
+    /// start of a main segment: the two renditions' keyframes (and HLS segments) then start at
+    /// the same frame.
+    pub fn keyframe_at(&self, running_time: u64) {
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        due.push_back(running_time);
+        // Never more than a few: the light encode may be stopped.
+        while due.len() > 8 {
+            due.pop_front();
+        }
+    }
+
+    /// Asks for a keyframe, just before the encoder takes a frame at or past a due time (a
+    /// probe on its input pad, in its streaming thread: the request is in the encoder before
+    /// the frame is).
+    fn watch_due(&self) -> Result<(), MediaError> {
+        let sink = self.encoder.static_pad("sink");
+        let src = self.encoder.static_pad("src");
+        let (Some(sink), Some(src)) = (sink, src) else {
+            return Err(MediaError::Build {
+                name: STUDIO_OUTPUT.name,
+                reason: "the light encoder has no pads".into(),
+            });
+        };
+        let due = self.due.clone();
+        sink.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_ref() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let running = buffer.pts().and_then(|pts| {
+                let segment = pad.sticky_event::<gst::event::Segment>(0)?;
+                segment
+                    .segment()
+                    .downcast_ref::<gst::ClockTime>()?
+                    .to_running_time(pts)
+            });
+            let Some(running) = running.map(|r| r.nseconds()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let mut due = due.lock().unwrap_or_else(|e| e.into_inner());
+            let mut now = false;
+            while due.front().is_some_and(|at| *at <= running) {
+                due.pop_front();
+                now = true;
+            }
+            drop(due);
+            if now {
+                src.send_event(
+                    gstreamer_video::UpstreamForceKeyUnitEvent::builder()
+                        .all_headers(true)
+                        .build(),
+                );
+            }
+            gst::PadProbeReturn::Ok
+        });
+        Ok(())
     }
 }
 
@@ -459,7 +602,19 @@ pub(crate) fn raw_audio_caps() -> gst::Caps {
         .build()
 }
 
-fn connect_packets(appsink: &gst_app::AppSink, kind: PacketKind, sink: PacketSink) {
+fn element(pipeline: &gst::Pipeline, name: &str) -> Result<gst::Element, MediaError> {
+    pipeline.by_name(name).ok_or_else(|| MediaError::Build {
+        name: STUDIO_OUTPUT.name,
+        reason: format!("no element named {name}"),
+    })
+}
+
+fn connect_packets(
+    appsink: &gst_app::AppSink,
+    kind: PacketKind,
+    rendition: Rendition,
+    sink: PacketSink,
+) {
     // RTP timestamp of the frame whose first packet went last: the next one starts a frame.
     let mut frame_timestamp = None;
     appsink.set_callbacks(
@@ -484,6 +639,7 @@ fn connect_packets(appsink: &gst_app::AppSink, kind: PacketKind, sink: PacketSin
                     };
                     sink(EncodedPacket {
                         kind,
+                        rendition,
                         timestamp: rtp.timestamp,
                         marker: rtp.marker,
                         keyframe_start,

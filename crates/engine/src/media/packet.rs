@@ -8,11 +8,42 @@ pub enum PacketKind {
     Audio,
 }
 
+/// Which of the studio's two encodes a video packet is from. Both are encoded from the same
+/// composited frames, so the overlays are in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Rendition {
+    /// The studio's output size and bitrate (1280×720, 2.5 Mb/s by default).
+    #[default]
+    Main,
+    /// About 640×360 (360×640 upright) at [`LIGHT_BITRATE_KBPS`], for weak networks. It is
+    /// encoded only while someone watches it.
+    Light,
+}
+
+/// The light rendition's video bitrate.
+pub const LIGHT_BITRATE_KBPS: u32 = 500;
+/// The light rendition's short side, in pixels.
+pub const LIGHT_SHORT_SIDE: u32 = 360;
+
+impl Rendition {
+    pub const ALL: [Rendition; 2] = [Rendition::Main, Rendition::Light];
+
+    /// The name the API, `/metrics` and the watch page's debug view use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rendition::Main => "main",
+            Rendition::Light => "light",
+        }
+    }
+}
+
 /// One RTP packet from the studio's payloaders, without its header: each viewer's session
 /// writes its own sequence number, SSRC and payload type around the shared payload.
 #[derive(Debug, Clone)]
 pub struct EncodedPacket {
     pub kind: PacketKind,
+    /// The encode a video packet is from (audio is shared, and says `Main`).
+    pub rendition: Rendition,
     pub timestamp: u32,
     pub marker: bool,
     /// The packet starts a keyframe (carries the SPS that precedes every IDR); a viewer's

@@ -35,7 +35,11 @@ pub enum Filler {
 /// Counters read by the API without asking the owner.
 #[derive(Debug, Default)]
 pub struct StudioStats {
+    /// Connected WebRTC viewers.
     pub viewers: AtomicUsize,
+    /// Of those, the ones on the light rendition or moving to it: while any is, the light
+    /// encode runs.
+    pub light_viewers: AtomicUsize,
     /// Datagrams the egress loop sent to this studio's viewers, and those the socket refused.
     pub datagrams_sent: AtomicU64,
     pub datagrams_dropped: AtomicU64,
@@ -111,7 +115,7 @@ pub(crate) enum Request {
         id: u64,
     },
     Orient(Orientation),
-    ForceKeyframe,
+    ForceKeyframe(crate::media::Rendition),
 }
 
 #[derive(Clone)]
@@ -119,6 +123,8 @@ pub struct StudioHandle {
     pub session_id: Arc<str>,
     pub(crate) tx: mpsc::Sender<Request>,
     pub stats: Arc<StudioStats>,
+    /// The output as the studio started (its bitrate stays; its size turns with the show).
+    pub format: OutputFormat,
     /// The studio's HLS (idle until someone asks for it).
     pub hls: Arc<crate::hls::HlsStream>,
 }
@@ -150,9 +156,15 @@ impl StudioHandle {
         let _ = self.tx.send(Request::Orient(orientation)).await;
     }
 
-    /// Asks for a keyframe; the owner coalesces bursts into one. Never blocks.
+    /// Asks for a keyframe of the main rendition; the owner coalesces bursts into one.
+    /// Never blocks.
     pub fn request_keyframe(&self) {
-        let _ = self.tx.try_send(Request::ForceKeyframe);
+        self.request_keyframe_of(crate::media::Rendition::Main);
+    }
+
+    /// Asks for a keyframe of one rendition (starting the light encode if it is idle).
+    pub fn request_keyframe_of(&self, rendition: crate::media::Rendition) {
+        let _ = self.tx.try_send(Request::ForceKeyframe(rendition));
     }
 
     pub fn is_running(&self) -> bool {

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use crate::media::Rendition;
 use crate::media::output::PacketSink;
 use crate::media::{Orientation, OutputFormat};
 
@@ -106,6 +107,22 @@ impl Studios {
             .filter(|(_, (h, _))| h.is_running())
             .map(|(id, (h, _))| (id.clone(), h.hls.clone()))
             .collect()
+    }
+
+    /// WebRTC viewers per rendition (main, light): of one session, or of all (`None`).
+    pub fn viewers_by_rendition(&self, session_id: Option<&str>) -> [(Rendition, usize); 2] {
+        let stats: Vec<Arc<StudioStats>> = match session_id {
+            Some(id) => self.get(id).map(|h| h.stats.clone()).into_iter().collect(),
+            None => self.all_stats().into_iter().map(|(_, s)| s).collect(),
+        };
+        let (mut main, mut light) = (0, 0);
+        for s in stats {
+            let all = s.viewers.load(Ordering::Relaxed);
+            let on_light = s.light_viewers.load(Ordering::Relaxed).min(all);
+            main += all - on_light;
+            light += on_light;
+        }
+        [(Rendition::Main, main), (Rendition::Light, light)]
     }
 
     pub fn viewers(&self, session_id: &str) -> usize {

@@ -15,7 +15,8 @@ use super::handle::{
 use crate::hls::{Controls, HlsStream};
 use crate::media::output::{PacketSink, StudioOutput};
 use crate::media::test_pattern::TestPattern;
-use crate::media::{Orientation, OutputFormat};
+use crate::media::output::LightEncode;
+use crate::media::{Orientation, OutputFormat, Rendition};
 
 /// Keyframe requests closer together than this are served by one keyframe.
 pub const KEYFRAME_COALESCE: Duration = Duration::from_millis(250);
@@ -64,10 +65,12 @@ pub(crate) fn spawn(
         session_id: Arc::from(session_id),
         tx,
         stats: stats.clone(),
+        format,
         hls: hls.clone(),
     };
     let owner = Owner {
         label,
+        light: output.light(),
         output,
         pattern,
         stats,
@@ -97,7 +100,12 @@ fn connect_hls(
         .connect_hls(
             {
                 let hls = hls.clone();
-                move |access_unit, pts, keyframe| hls.video(access_unit, pts, keyframe)
+                move |rendition, access_unit, pts, keyframe, size| {
+                    if let Some((width, height)) = size {
+                        hls.track(rendition).set_size(width, height);
+                    }
+                    hls.video(rendition, access_unit, pts, keyframe)
+                }
             },
             {
                 let hls = hls.clone();
@@ -108,12 +116,14 @@ fn connect_hls(
     let next_keyframe = output
         .next_keyframe()
         .map_err(|e| StudioError::Start(e.to_string()))?;
+    let light = output.light();
     hls.set_controls(Controls {
         switch: Box::new(move |open| switch.set(open)),
         keyframe_next: Box::new(move || next_keyframe.ask()),
+        light_keyframe_at: Box::new(move |pts| light.keyframe_at(pts)),
         keyframe: Box::new(move || {
             if let Some(requests) = requests.upgrade() {
-                let _ = requests.try_send(Request::ForceKeyframe);
+                let _ = requests.try_send(Request::ForceKeyframe(Rendition::Main));
             }
         }),
     });
@@ -127,6 +137,7 @@ fn short(id: &str) -> String {
 struct Owner {
     label: String,
     output: StudioOutput,
+    light: Arc<LightEncode>,
     /// The demo's test picture, started again at the new size when the output turns.
     pattern: Option<TestPattern>,
     stats: Arc<StudioStats>,
@@ -139,7 +150,22 @@ struct Owner {
     idle_at: Option<Instant>,
 }
 
+/// One encoder's keyframe requests: when it last made one on request, and when the next
+/// coalesced one is due.
+#[derive(Default)]
+struct Keyframes {
+    last: Option<Instant>,
+    pending: Option<Instant>,
+}
+
 impl Owner {
+    fn force_keyframe(&self, rendition: Rendition) {
+        match rendition {
+            Rendition::Main => self.output.force_keyframe(),
+            Rendition::Light => self.light.keyframe(),
+        }
+    }
+
     /// Applies the session's orientation: the encoder restarts at the new size with a
     /// keyframe, and the sources follow from their next frame.
     fn orient(&mut self, orientation: Orientation) {
@@ -182,16 +208,21 @@ impl Owner {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Request>, mut stop: oneshot::Receiver<()>) {
         tracing::info!(session.id = %self.label, "studio started");
-        let mut last_keyframe: Option<Instant> = None;
-        let mut pending_keyframe: Option<Instant> = None;
+        let mut keyframes = [Keyframes::default(), Keyframes::default()];
         let mut hls_check = tokio::time::interval(HLS_CHECK);
         loop {
-            let deadline = pending_keyframe;
+            let deadline = keyframes.iter().filter_map(|k| k.pending).min();
             let idle_at = self.idle_at;
             tokio::select! {
                 _ = &mut stop => break,
                 _ = hls_check.tick() => {
                     self.hls.stop_if_idle();
+                    // The light encode runs while HLS runs (players may switch to it at any
+                    // segment) or a WebRTC viewer watches it.
+                    let wanted = self.hls.is_active() || self.stats.light_viewers.load(Ordering::Relaxed) > 0;
+                    if self.light.set_open(wanted) {
+                        tracing::info!(session.id = %self.label, running = wanted, "light rendition");
+                    }
                 }
                 _ = async { tokio::time::sleep_until(idle_at.unwrap_or_else(Instant::now)).await }, if idle_at.is_some() => {
                     tracing::info!(session.id = %self.label, "no publisher within the reconnect grace; the show ends");
@@ -201,9 +232,15 @@ impl Owner {
                     break;
                 }
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
-                    pending_keyframe = None;
-                    last_keyframe = Some(Instant::now());
-                    self.output.force_keyframe();
+                    let now = Instant::now();
+                    for rendition in Rendition::ALL {
+                        let k = &mut keyframes[rendition as usize];
+                        if k.pending.is_some_and(|at| at <= now) {
+                            k.pending = None;
+                            k.last = Some(now);
+                            self.force_keyframe(rendition);
+                        }
+                    }
                 }
                 request = rx.recv() => {
                     let Some(request) = request else { break };
@@ -247,16 +284,23 @@ impl Owner {
                             }
                         }
                         Request::Orient(orientation) => self.orient(orientation),
-                        Request::ForceKeyframe => {
+                        Request::ForceKeyframe(rendition) => {
+                            if rendition == Rendition::Light && self.light.set_open(true) {
+                                // Opening starts the encode at a keyframe already.
+                                tracing::info!(session.id = %self.label, running = true, "light rendition");
+                                keyframes[rendition as usize].last = Some(Instant::now());
+                                continue;
+                            }
                             let now = Instant::now();
-                            match last_keyframe {
+                            let k = &mut keyframes[rendition as usize];
+                            match k.last {
                                 Some(last) if now < last + KEYFRAME_COALESCE => {
-                                    pending_keyframe.get_or_insert(last + KEYFRAME_COALESCE);
+                                    k.pending.get_or_insert(last + KEYFRAME_COALESCE);
                                 }
-                                _ if pending_keyframe.is_some() => {}
+                                _ if k.pending.is_some() => {}
                                 _ => {
-                                    last_keyframe = Some(now);
-                                    self.output.force_keyframe();
+                                    k.last = Some(now);
+                                    self.force_keyframe(rendition);
                                 }
                             }
                         }

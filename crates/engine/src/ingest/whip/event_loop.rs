@@ -258,18 +258,17 @@ impl Publisher {
     }
 }
 
+/// `announce`: the address in our host candidate. Datagrams are handed to str0m as sent to
+/// it, whatever the socket is bound to: str0m pairs them with the local candidate by that
+/// address, and a socket bound to all interfaces (`0.0.0.0`, as in a container) would
+/// otherwise match none, and no publisher would ever connect.
 pub(crate) async fn run(
     socket: UdpSocket,
+    announce: SocketAddr,
     mut commands: mpsc::Receiver<Command>,
     _commands_tx: mpsc::Sender<Command>,
 ) {
-    let local = match socket.local_addr() {
-        Ok(addr) => addr,
-        Err(e) => {
-            tracing::error!(error = %e, "WHIP socket has no local address");
-            return;
-        }
-    };
+    let local = announce;
     let mut publishers: HashMap<String, Publisher> = HashMap::new();
     let mut routes: HashMap<SocketAddr, String> = HashMap::new();
     let mut buf = vec![0u8; DATAGRAM_MAX];

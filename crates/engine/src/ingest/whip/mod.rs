@@ -73,7 +73,9 @@ impl Whip {
             .spawn(move || {
                 runtime.block_on(async move {
                     match tokio::net::UdpSocket::from_std(socket) {
-                        Ok(socket) => event_loop::run(socket, command_rx, loop_commands).await,
+                        Ok(socket) => {
+                            event_loop::run(socket, announce, command_rx, loop_commands).await
+                        }
                         Err(e) => tracing::error!(error = %e, "WHIP socket unusable"),
                     }
                 })

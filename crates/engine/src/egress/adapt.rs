@@ -1,0 +1,158 @@
+//! Which rendition a WebRTC viewer should get, from its bandwidth estimate.
+//!
+//! str0m estimates each viewer's path from transport-wide congestion control feedback (the
+//! viewer's receipts of every packet, RFC 8888-like TWCC). A viewer moves down to the light
+//! rendition when the estimate stays below what the main one needs for [`DOWN_AFTER`], and
+//! back up when it stays above that with a margin for [`UP_AFTER`], never sooner than
+//! [`DWELL`] after its last move: a path at the edge does not flap between the two.
+
+use std::time::{Duration, Instant};
+
+use crate::media::Rendition;
+
+/// How long the estimate must stay below the main rendition's need before a viewer moves
+/// down. Short: a viewer on a path that cannot carry the main rendition freezes meanwhile.
+pub const DOWN_AFTER: Duration = Duration::from_millis(1000);
+/// How long it must stay above the need with [`UP_MARGIN`] before a viewer moves up.
+pub const UP_AFTER: Duration = Duration::from_secs(3);
+/// No move sooner than this after the last one.
+pub const DWELL: Duration = Duration::from_secs(6);
+/// The estimate a move up needs, over the main rendition's need.
+pub const UP_MARGIN: f64 = 1.3;
+/// Packet headers, SRTP tags and retransmissions over the encoders' bitrates.
+const OVERHEAD: f64 = 1.1;
+
+/// What a rendition needs on the path, in bits per second: video, audio and overhead.
+pub fn need_bps(video_kbps: u32, audio_kbps: u32) -> u64 {
+    ((video_kbps + audio_kbps) as f64 * 1000.0 * OVERHEAD) as u64
+}
+
+/// One viewer's adaptation state.
+#[derive(Debug)]
+pub struct Adaptation {
+    /// What the main rendition needs (bps).
+    main_need: u64,
+    estimate: Option<u64>,
+    /// Since when the estimate has been below the main need, or above it with the margin.
+    below_since: Option<Instant>,
+    above_since: Option<Instant>,
+    last_move: Instant,
+}
+
+impl Adaptation {
+    pub fn new(main_need: u64, now: Instant) -> Self {
+        Self {
+            main_need,
+            estimate: None,
+            below_since: None,
+            above_since: None,
+            last_move: now,
+        }
+    }
+
+    /// The latest estimate (bps), if any came.
+    pub fn estimate(&self) -> Option<u64> {
+        self.estimate
+    }
+
+    /// Takes a new estimate.
+    pub fn observe(&mut self, bps: u64, now: Instant) {
+        self.estimate = Some(bps);
+        if bps < self.main_need {
+            self.below_since.get_or_insert(now);
+        } else {
+            self.below_since = None;
+        }
+        if bps as f64 >= self.main_need as f64 * UP_MARGIN {
+            self.above_since.get_or_insert(now);
+        } else {
+            self.above_since = None;
+        }
+    }
+
+    /// Where a viewer now wanting `wanted` should go, if it should move.
+    pub fn decide(&mut self, wanted: Rendition, now: Instant) -> Option<Rendition> {
+        if now.saturating_duration_since(self.last_move) < DWELL {
+            return None;
+        }
+        let held = |since: Option<Instant>, needed: Duration| {
+            since.is_some_and(|at| now.saturating_duration_since(at) >= needed)
+        };
+        let next = match wanted {
+            Rendition::Main if held(self.below_since, DOWN_AFTER) => Rendition::Light,
+            Rendition::Light if held(self.above_since, UP_AFTER) => Rendition::Main,
+            _ => return None,
+        };
+        self.last_move = now;
+        Some(next)
+    }
+
+    /// A move down may come sooner than [`DWELL`] after the viewer joined: the dwell counts
+    /// from moves only.
+    pub fn joined(&mut self, now: Instant) {
+        self.last_move = now - DWELL;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NEED: u64 = 2_800_000;
+
+    fn feed(a: &mut Adaptation, wanted: &mut Rendition, from: Instant, secs: f64, bps: u64) {
+        let steps = (secs * 10.0) as u32;
+        for i in 0..steps {
+            let now = from + Duration::from_millis(100 * i as u64);
+            a.observe(bps, now);
+            if let Some(next) = a.decide(*wanted, now) {
+                *wanted = next;
+            }
+        }
+    }
+
+    #[test]
+    fn a_low_estimate_moves_down_after_a_second_and_a_recovered_one_moves_up_later() {
+        let t0 = Instant::now();
+        let mut a = Adaptation::new(NEED, t0);
+        a.joined(t0);
+        let mut wanted = Rendition::Main;
+        feed(&mut a, &mut wanted, t0, 0.9, 900_000);
+        assert_eq!(wanted, Rendition::Main, "not before a second");
+        feed(&mut a, &mut wanted, t0 + Duration::from_millis(900), 0.3, 900_000);
+        assert_eq!(wanted, Rendition::Light);
+        // Recovered at once: it stays down for the dwell, then needs the margin for 3 s.
+        let t1 = t0 + Duration::from_millis(1200);
+        feed(&mut a, &mut wanted, t1, 5.0, 5_000_000);
+        assert_eq!(wanted, Rendition::Light, "not within the dwell");
+        feed(&mut a, &mut wanted, t1 + Duration::from_secs(5), 3.0, 5_000_000);
+        assert_eq!(wanted, Rendition::Main);
+    }
+
+    #[test]
+    fn an_estimate_between_the_need_and_the_margin_moves_nowhere() {
+        let t0 = Instant::now();
+        let mut a = Adaptation::new(NEED, t0);
+        a.joined(t0);
+        let mut wanted = Rendition::Light;
+        feed(&mut a, &mut wanted, t0, 20.0, NEED + NEED / 10);
+        assert_eq!(wanted, Rendition::Light, "above the need but below the margin");
+        let mut wanted = Rendition::Main;
+        feed(&mut a, &mut wanted, t0 + Duration::from_secs(20), 20.0, NEED + NEED / 10);
+        assert_eq!(wanted, Rendition::Main);
+    }
+
+    #[test]
+    fn dips_shorter_than_a_second_do_not_move_a_viewer() {
+        let t0 = Instant::now();
+        let mut a = Adaptation::new(NEED, t0);
+        a.joined(t0);
+        let mut wanted = Rendition::Main;
+        for i in 0..20u64 {
+            let at = t0 + Duration::from_secs(i);
+            feed(&mut a, &mut wanted, at, 0.5, 500_000);
+            feed(&mut a, &mut wanted, at + Duration::from_millis(500), 0.5, 6_000_000);
+        }
+        assert_eq!(wanted, Rendition::Main);
+    }
+}

@@ -1,0 +1,81 @@
+// The watch page on a weak or filtered network: run inside a network namespace whose link the
+// Rust test shapes (tc) or filters (nftables). Prints one JSON line of what the page did;
+// throws (exit 1) with a sentence at the first thing that is wrong.
+//
+// Usage: node reach.mjs '{"base", "session", "seconds", "hls": false, "screenshot"}'
+//   WebRTC (the default): `firstFrameMs` from opening the page to its first decoded frame,
+//   and the debug panel's transport (`UDP`, `TCP`, `TURN (…)`) and rendition.
+//   With "hls": true the page plays HLS (`?hls=1`): the multivariant playlist through hls.js,
+//   which picks a rendition by its own bandwidth estimate.
+//
+// Either way it samples, every 250 ms for `seconds`, the rendition on screen (from the
+// decoded picture's size: the light one has a short side of 360) and the frames played,
+// and reports the stalls: `waiting` events once playing, and spans of a second or more in
+// which no new frame was shown.
+import { launch, viewer, check, waitFrames, shot } from "./lib.mjs";
+
+const cfg = JSON.parse(process.argv[2]);
+const seen = { samples: [] };
+const browser = await launch();
+try {
+  const page = await viewer(browser, { width: 1280, height: 800 });
+  const started = Date.now();
+  // Which rendition's media the page fetches, and when (HLS): `light/` or the main one.
+  seen.media = [];
+  page.on("request", r => {
+    const m = r.url().match(/\/hls\/[^/]+\/(light\/)?[ps]\d+\.\d+\.ts/);
+    if (m) seen.media.push([Date.now() - started, m[1] ? "light" : "main"]);
+  });
+  await page.goto(`${cfg.base}/watch/${cfg.session}?debug=1${cfg.hls ? "&hls=1" : ""}`);
+  await waitFrames(page, 1, cfg.hls ? 20000 : 10000);
+  seen.firstFrameMs = Date.now() - started;
+  await page.evaluate(() => {
+    window.__waiting = 0;
+    const v = document.querySelector("video");
+    v.addEventListener("waiting", () => { window.__waiting += 1; });
+  });
+  const until = Date.now() + cfg.seconds * 1000;
+  while (Date.now() < until) {
+    await page.waitForTimeout(250);
+    seen.samples.push(await page.evaluate(started => {
+      const v = document.querySelector("video");
+      const w = v.videoWidth, h = v.videoHeight;
+      return {
+        at: Date.now() - started,
+        frames: v.getVideoPlaybackQuality().totalVideoFrames,
+        rendition: !w || !h ? "?" : Math.min(w, h) > 360 ? "main" : "light",
+        size: `${w}x${h}`,
+        waiting: window.__waiting,
+      };
+    }, started));
+  }
+  // Stalls: spans of at least a second in which the frame count did not move.
+  let still = null;
+  seen.stalls = [];
+  for (const s of seen.samples) {
+    const prev = seen.samples[seen.samples.indexOf(s) - 1];
+    if (prev && s.frames === prev.frames) {
+      still = still ?? prev.at;
+    } else {
+      if (still !== null && s.at - still >= 1000) seen.stalls.push({ from: still, ms: s.at - still });
+      still = null;
+    }
+  }
+  if (still !== null && seen.samples.at(-1).at - still >= 1000) seen.stalls.push({ from: still, ms: seen.samples.at(-1).at - still });
+  seen.debug = await page.locator("#debug").textContent();
+  if (cfg.hls) {
+    check(/path\s+HLS, hls\.js/.test(seen.debug), `not playing HLS through hls.js: ${seen.debug}`);
+    seen.levels = await page.evaluate(() => {
+      const v = document.querySelector("video");
+      return { width: v.videoWidth, height: v.videoHeight };
+    });
+  } else {
+    check(/path\s+WebRTC/.test(seen.debug), `not playing WebRTC: ${seen.debug}`);
+    seen.transport = (seen.debug.match(/over (.+)/) || [])[1];
+  }
+  seen.rendition = (seen.debug.match(/rendition (\S+)/) || [])[1];
+  if (cfg.screenshot) await shot(page, cfg.screenshot);
+  console.log(JSON.stringify(seen));
+} finally {
+  await browser.close();
+}
