@@ -61,6 +61,14 @@ pub struct ServeArgs {
     /// Proxies whose X-Forwarded-For is believed, comma-separated IPs [default: none]
     #[arg(long, env = "FIELDCAST_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// TURN servers the watch page may relay WebRTC through, comma-separated
+    /// (`turn:HOST:3478?transport=udp,turns:HOST:443?transport=tcp`) [default: none]
+    #[arg(long, env = "FIELDCAST_TURN_URLS")]
+    pub turn_urls: Option<String>,
+    /// The TURN servers' shared secret (coturn's `use-auth-secret`/`static-auth-secret`):
+    /// viewers get time-limited credentials made with it
+    #[arg(long, env = "FIELDCAST_TURN_SECRET")]
+    pub turn_secret: Option<String>,
     /// Bits of an IPv6 client address that per-address limits key on (the rest is one
     /// subscriber's) [default: 64]
     #[arg(long, env = "FIELDCAST_IPV6_PREFIX")]
@@ -162,6 +170,8 @@ struct FileSettings {
     rtmp_max_connections: Option<usize>,
     rtmp_max_connections_per_address: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
+    turn_urls: Option<Vec<String>>,
+    turn_secret: Option<String>,
     ipv6_prefix: Option<u8>,
     http_max_connections: Option<usize>,
     http_max_connections_per_address: Option<usize>,
@@ -235,6 +245,22 @@ pub enum ToastBuyer {
     Nothing,
 }
 
+/// TURN servers for viewers, with the secret their time-limited credentials are made with.
+#[derive(Clone)]
+pub struct Turn {
+    pub urls: Vec<String>,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn")
+            .field("urls", &self.urls)
+            .field("secret", &"(set)")
+            .finish()
+    }
+}
+
 /// Validated settings the server runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -255,6 +281,8 @@ pub struct Settings {
     pub rtmp_max_connections_per_address: usize,
     /// Canonical (an IPv4-mapped address as IPv4), as client addresses are compared.
     pub trusted_proxies: Vec<IpAddr>,
+    /// TURN servers for viewers' ICE, and their shared secret (both or neither).
+    pub turn: Option<Turn>,
     pub ipv6_prefix: u8,
     pub http_max_connections: usize,
     pub http_max_connections_per_address: usize,
@@ -368,6 +396,45 @@ impl Settings {
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };
+        let turn_urls: Vec<String> = args
+            .turn_urls
+            .as_ref()
+            .map(|list| list.split(',').map(|s| s.trim().to_string()).collect())
+            .or(file.turn_urls.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s: &String| !s.is_empty())
+            .collect();
+        let turn = match (turn_urls.is_empty(), args.turn_secret.clone().or(file.turn_secret.clone())) {
+            (true, None) => None,
+            (false, Some(secret)) if !secret.is_empty() => {
+                if let Some(bad) = turn_urls
+                    .iter()
+                    .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+                {
+                    return Err(invalid(
+                        "turn_urls",
+                        format!("{bad:?} is not a TURN URL (turn:HOST:PORT or turns:HOST:PORT)"),
+                    ));
+                }
+                Some(Turn {
+                    urls: turn_urls,
+                    secret,
+                })
+            }
+            (false, _) => {
+                return Err(invalid(
+                    "turn_secret",
+                    "turn_urls is set: set the TURN servers' shared secret too (coturn's static-auth-secret)",
+                ));
+            }
+            (true, Some(_)) => {
+                return Err(invalid(
+                    "turn_urls",
+                    "turn_secret is set: set the TURN servers' URLs too",
+                ));
+            }
+        };
         let rate = |name, flag: &Option<String>, file: &Option<String>, default: &str| {
             Rate::parse(name, &pick(flag, file, default))
         };
@@ -475,6 +542,7 @@ impl Settings {
         }
         let settings = Settings {
             trusted_proxies,
+            turn,
             ipv6_prefix,
             // 0 (the default): what the open-file limit leaves, known once it is raised.
             http_max_connections: count(args.http_max_connections, file.http_max_connections, 0),

@@ -24,19 +24,19 @@ use serde_json::{Value, json};
 /// by ffmpeg (the moving test picture at 720p). Returns the server, the session id, the
 /// publisher, and the base URL a viewer in the namespace uses.
 fn live_show(ns: &Netns, name: &str, seconds: u32) -> (Server, String, Publisher, String) {
+    live_show_with(ns, name, seconds, &["--webrtc-tcp", "0.0.0.0:0"])
+}
+
+fn live_show_with(
+    ns: &Netns,
+    name: &str,
+    seconds: u32,
+    extra: &[&str],
+) -> (Server, String, Publisher, String) {
     let public_ip = ns.host_ip.to_string();
-    let server = Server::start_on(
-        &data_dir(name),
-        "0.0.0.0:0",
-        &[
-            "--webrtc-udp",
-            "0.0.0.0:0",
-            "--webrtc-tcp",
-            "0.0.0.0:0",
-            "--public-ip",
-            &public_ip,
-        ],
-    );
+    let mut args = vec!["--webrtc-udp", "0.0.0.0:0", "--public-ip", &public_ip];
+    args.extend_from_slice(extra);
+    let server = Server::start_on(&data_dir(name), "0.0.0.0:0", &args);
     let session = server.create_session("Rose jam on a weak link");
     let id = session["id"].as_str().unwrap().to_string();
     let key = session["stream_key"].as_str().unwrap();
@@ -353,6 +353,71 @@ fn chromium_on_a_network_that_drops_udp_plays_webrtc_over_tcp_within_two_seconds
     assert_eq!(seen["rendition"], "main", "{seen}");
     // The server saw a WebRTC viewer, and no HLS one.
     assert_eq!(server.metric("fieldcast_hls_parts_served_total"), 0.0);
+}
+
+#[test]
+fn chromium_on_a_network_that_lets_only_tcp_to_a_turn_server_through_plays_webrtc_relayed_by_coturn()
+{
+    let ns = Netns::create(5);
+    let secret = "turn-shared-secret-for-the-test";
+    // coturn on the host side of the link, TCP only towards viewers, relaying to the server's
+    // UDP socket; its credentials checked against the shared secret (use-auth-secret).
+    let turn_port = free_tcp_port(ns.host_ip);
+    let turn_url = format!("turn:{}:{turn_port}?transport=tcp", ns.host_ip);
+    let mut coturn = Command::new("turnserver")
+        .args(["-n", "-v", "--no-cli", "--no-tls", "--no-dtls", "--fingerprint", "--simple-log"])
+        .args(["--use-auth-secret", &format!("--static-auth-secret={secret}")])
+        .args(["--realm=fieldcast.test", "--log-file=stdout"])
+        .arg(format!("--listening-ip={}", ns.host_ip))
+        .arg(format!("--relay-ip={}", ns.host_ip))
+        .arg(format!("--listening-port={turn_port}"))
+        .args(["--min-port=49160", "--max-port=49200"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start coturn (apt-get install coturn)");
+    let (_server, id, _publisher, base) = live_show_with(
+        &ns,
+        "reach-turn",
+        90,
+        &["--webrtc-tcp", "off", "--turn-urls", &turn_url, "--turn-secret", secret],
+    );
+    // No UDP at all in the namespace, and no ICE-TCP (the server listens on none): the relay
+    // is the only way.
+    ns.block_udp();
+    let ice = server_text(&format!("{base}/api/v1/ice-servers"));
+    let ice: Value = serde_json::from_str(&ice).unwrap();
+    assert_eq!(ice["ice_servers"][0]["urls"], json!([turn_url]), "{ice}");
+    let config = json!({"base": base, "session": id, "seconds": 3});
+    let seen = node_in(&ns, "reach.mjs", &config.to_string());
+    // SIGTERM: coturn flushes its log and ends.
+    unsafe { libc::kill(coturn.id() as i32, libc::SIGTERM) };
+    let log = {
+        use std::io::Read;
+        let mut text = String::new();
+        let _ = coturn.stdout.take().unwrap().read_to_string(&mut text);
+        text
+    };
+    let _ = coturn.wait();
+    eprintln!("through coturn the page saw: {}", seen["debug"]);
+    assert_eq!(seen["transport"], "TURN (tcp)", "{seen}\ncoturn:\n{log}");
+    let first = seen["firstFrameMs"].as_u64().unwrap();
+    assert!(first < 4000, "first frame after {first} ms");
+    assert!(seen["stalls"].as_array().unwrap().is_empty(), "{seen}");
+    // coturn took the time-limited credentials and allocated a relay for them.
+    assert!(
+        log.lines().any(|l| l.contains(":fieldcast>")
+            && l.contains("ALLOCATE processed, success")),
+        "coturn made no allocation for the page's credentials:\n{log}"
+    );
+}
+
+fn free_tcp_port(ip: std::net::IpAddr) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A browser script run inside the namespace (Chromium there reaches only the link).

@@ -305,7 +305,15 @@
     if (path !== "webrtc") return;
     if (!window.RTCPeerConnection || params.get("hls") === "1") { fallBack("WebRTC is not available here"); return; }
     hangUp();
-    const peer = new RTCPeerConnection();
+    // TURN servers, if the server names any (with credentials made for this viewer): the
+    // browser then tries UDP, ICE-TCP to the server, and the relay, in that order.
+    let iceServers = [];
+    try {
+      const res = await fetch("/api/v1/ice-servers");
+      if (res.ok) iceServers = (await res.json()).ice_servers.map(s => ({ urls: s.urls, username: s.username, credential: s.credential }));
+    } catch (_) { /* none: UDP and ICE-TCP only */ }
+    if (path !== "webrtc") return;
+    const peer = new RTCPeerConnection({ iceServers });
     pc = peer;
     peer.addTransceiver("video", { direction: "recvonly" });
     peer.addTransceiver("audio", { direction: "recvonly" });

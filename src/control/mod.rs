@@ -37,6 +37,7 @@ pub mod error;
 mod fields;
 mod health;
 mod hls;
+mod ice;
 mod live;
 mod offers;
 pub mod openapi;
@@ -256,6 +257,7 @@ pub fn routes() -> Vec<Route> {
         r(Method::POST, "/api/v1/sessions/{id}/likes", Public, post(live::like)),
         r(Method::GET, "/api/v1/sessions/{id}/events", Public, get(live::events)),
         r(Method::GET, "/api/v1/sessions/{id}/state", Stream, get(live::state)),
+        r(Method::GET, "/api/v1/ice-servers", Public, get(ice::list)),
         r(Method::POST, "/whep/{session_id}", Public, post(whep::offer)),
         r(Method::DELETE, "/whep/{session_id}/{viewer_id}", Public, delete(whep::leave)),
         r(Method::PATCH, "/whep/{session_id}/{viewer_id}", Public, patch(whep::patch)),

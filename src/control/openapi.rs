@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    assets, devices, health, hls, live, offers, orders, overlays, pages, pinned, products,
+    assets, devices, health, hls, ice, live, offers, orders, overlays, pages, pinned, products,
     sessions, webhooks, whep, whip,
 };
 
@@ -132,6 +132,7 @@ impl Modify for CommonAnswers {
     modifiers(&Bearer, &CommonAnswers),
     paths(
         hls::multivariant_playlist,
+        ice::list,
         hls::plain_playlist,
         hls::low_latency_playlist,
         hls::media,
