@@ -57,16 +57,15 @@ impl Server {
                 .env("FIELDCAST_WHEP_MAX_PENDING", "100000")
                 .env("FIELDCAST_MAX_VIEWERS_PER_SESSION", "100000");
         }
+        // A benchmark that binds its own WebRTC addresses (a network namespace's link) says so.
+        let mut defaults = vec!["serve", "--rtmp", "127.0.0.1:0"];
+        for flag in ["--http", "--webrtc-udp"] {
+            if !extra.contains(&flag) {
+                defaults.extend([flag, "127.0.0.1:0"]);
+            }
+        }
         let mut child = command
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--rtmp",
-                "127.0.0.1:0",
-                "--webrtc-udp",
-                "127.0.0.1:0",
-            ])
+            .args(defaults)
             .args(["--api-token", TOKEN])
             .arg("--data")
             .arg(data)
@@ -75,6 +74,7 @@ impl Server {
             // An environment variable, not a flag: the A/B's older binary ignores it.
             .env("FIELDCAST_SRT", "127.0.0.1:0")
             .env("FIELDCAST_WHIP_UDP", "127.0.0.1:0")
+            .env("FIELDCAST_WEBRTC_TCP", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start fieldcast");

@@ -10,7 +10,7 @@ wait_s=${1:-1800}
 data=$(mktemp -d)
 log=$(mktemp)
 # A port range of its own, so that the check can run beside a server on the defaults.
-export FIELDCAST_HTTP=127.0.0.1:18080 FIELDCAST_RTMP=127.0.0.1:11935 FIELDCAST_SRT=127.0.0.1:18890 FIELDCAST_WHIP_UDP=127.0.0.1:18190 FIELDCAST_WEBRTC_UDP=127.0.0.1:18189
+export FIELDCAST_HTTP=127.0.0.1:18080 FIELDCAST_RTMP=127.0.0.1:11935 FIELDCAST_SRT=127.0.0.1:18890 FIELDCAST_WHIP_UDP=127.0.0.1:18190 FIELDCAST_WEBRTC_UDP=127.0.0.1:18189 FIELDCAST_WEBRTC_TCP=127.0.0.1:18189
 
 # Its own process group, so that the stop reaches make and the server it started.
 setsid make run DATA="$data" > "$log" 2>&1 < /dev/null &

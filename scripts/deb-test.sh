@@ -29,7 +29,7 @@ docker run --rm --network host -v "$PWD/target/debian:/pkg:ro" debian:bookworm-s
   [ "$mode" = 640:root:fieldcast ] || { echo "deb-test: FAILED: /etc/fieldcast/fieldcast.toml is $mode, not 640:root:fieldcast" >&2; exit 1; }
   echo "deb-test: ok: /etc/fieldcast/fieldcast.toml is 0640 root:fieldcast (it may hold api_token)"
   # The README step: the address viewers reach (here loopback, on ports of the test).
-  sed -i "s|^# public_ip = .*|public_ip = \"127.0.0.1\"|; s|^http = .*|http = \"127.0.0.1:18680\"|; s|^rtmp = .*|rtmp = \"127.0.0.1:11680\"|; s|^webrtc_udp = .*|webrtc_udp = \"127.0.0.1:18689\"|; s|^whip_udp = .*|whip_udp = \"127.0.0.1:18690\"|; s|^srt = .*|srt = \"127.0.0.1:18691\"|" /etc/fieldcast/fieldcast.toml
+  sed -i "s|^# public_ip = .*|public_ip = \"127.0.0.1\"|; s|^http = .*|http = \"127.0.0.1:18680\"|; s|^rtmp = .*|rtmp = \"127.0.0.1:11680\"|; s|^webrtc_udp = .*|webrtc_udp = \"127.0.0.1:18689\"|; s|^webrtc_tcp = .*|webrtc_tcp = \"127.0.0.1:18689\"|; s|^whip_udp = .*|whip_udp = \"127.0.0.1:18690\"|; s|^srt = .*|srt = \"127.0.0.1:18691\"|" /etc/fieldcast/fieldcast.toml
   user=$(sed -n "s/^User=//p" "$unit")
   exec_start=$(sed -n "s/^ExecStart=//p" "$unit")
   environment=$(sed -n "s/^Environment=//p" "$unit")

@@ -17,7 +17,7 @@ run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
           fonts-noto-core fonts-noto-cjk)
 build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
 test_pkgs=(ffmpeg chromium prometheus nginx-light strace python3-venv iproute2 nftables coturn)
-bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus chromium python3-venv)
+bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus chromium python3-venv iproute2 nftables)
 
 want=("${run_pkgs[@]}")
 case "${1:-run}" in

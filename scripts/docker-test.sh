@@ -100,7 +100,7 @@ pass "compose's secrets service makes a Grafana password and a metrics token onc
 run() {
   docker run -d --name "$name" --network host -v "$volume:/data" \
     --health-interval 2s --health-start-period 20s \
-    -e FIELDCAST_HTTP=$http -e FIELDCAST_RTMP=$rtmp -e FIELDCAST_WEBRTC_UDP=$udp \
+    -e FIELDCAST_HTTP=$http -e FIELDCAST_RTMP=$rtmp -e FIELDCAST_WEBRTC_UDP=$udp -e FIELDCAST_WEBRTC_TCP=$udp \
     -e FIELDCAST_WHIP_UDP=$whip -e FIELDCAST_SRT=$srt \
     fieldcast:latest serve >/dev/null
 }

@@ -183,6 +183,7 @@ pub(crate) async fn run(
                             viewer.rtc.disconnect();
                             flush(&mut outbox, &tcp, viewer);
                             viewer.dead = true;
+                            viewer.ended_by_loop = true;
                         }
                         let _ = reply.send(found);
                     }
@@ -191,6 +192,7 @@ pub(crate) async fn run(
                             viewer.rtc.disconnect();
                             flush(&mut outbox, &tcp, viewer);
                             viewer.dead = true;
+                            viewer.ended_by_loop = true;
                         }
                         let _ = reply.send(viewers.len());
                     }
@@ -247,6 +249,7 @@ pub(crate) async fn run(
                         viewer.rtc.disconnect();
                         flush(&mut outbox, &tcp, viewer);
                         viewer.dead = true;
+                        viewer.ended_by_loop = true;
                         counters.reaped[reason as usize].fetch_add(1, Ordering::Relaxed);
                         tracing::info!(viewer.id = %viewer.id, reason = reason.label(), "viewer ended");
                     }
@@ -277,6 +280,11 @@ pub(crate) async fn run(
             viewers.retain(|_, v| {
                 let keep = !v.dead && v.rtc.is_alive();
                 if !keep {
+                    // A viewer that never connected and that str0m gave up on first (its own
+                    // ICE timeout can come just before the loop's) ended the same way.
+                    if v.connected_at.is_none() && !v.ended_by_loop {
+                        counters.reaped[Ended::NeverConnected as usize].fetch_add(1, Ordering::Relaxed);
+                    }
                     v.leave();
                     counters.viewers.fetch_sub(1, Ordering::Relaxed);
                     tracing::info!(session.id = %v.session_id(), viewer.id = %v.id, "viewer left");

@@ -51,12 +51,14 @@ pub(crate) struct Viewer {
     /// Its place among the pending viewers, until it connects.
     pub pending: Option<Slot>,
     pub dead: bool,
+    /// The loop ended it itself (and counted why).
+    pub ended_by_loop: bool,
 }
 
 impl Viewer {
     pub fn new(id: String, studio: StudioHandle, rtc: Rtc, ufrag: String, pending: Slot) -> Self {
         let now = Instant::now();
-        let main_need = adapt::need_bps(studio.format.bitrate_kbps, super::whep::AUDIO_KBPS);
+        let main_need = adapt::need_bps(studio.format.bitrate_kbps, adapt::AUDIO_KBPS);
         Self {
             showing: None,
             wanted: Rendition::Main,
@@ -76,6 +78,7 @@ impl Viewer {
             connected_at: None,
             created_at: now,
             dead: false,
+            ended_by_loop: false,
         }
     }
 
@@ -246,7 +249,7 @@ impl Viewer {
     /// only grows with what is sent, and the light rendition alone would never show that the
     /// path has recovered.
     pub fn configure_bwe(&mut self) {
-        let main_need = adapt::need_bps(self.studio.format.bitrate_kbps, super::whep::AUDIO_KBPS);
+        let main_need = adapt::need_bps(self.studio.format.bitrate_kbps, adapt::AUDIO_KBPS);
         let up = (main_need as f64 * adapt::UP_MARGIN) as u64;
         let minimum = match self.wanted {
             Rendition::Main => Bitrate::ZERO,

@@ -27,8 +27,7 @@ const H264_PT: u8 = 102;
 const H264_RTX_PT: u8 = 103;
 const H264_PROFILE_LEVEL: u32 = 0x42e01f;
 
-/// The studio's Opus bitrate (`studio-output.pipeline`), for what a rendition needs.
-pub const AUDIO_KBPS: u32 = 64;
+pub use super::adapt::AUDIO_KBPS;
 
 /// Where viewers reach the egress: the UDP socket, and the TCP listener if there is one.
 #[derive(Debug, Clone, Copy)]
