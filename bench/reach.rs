@@ -6,16 +6,17 @@
 //!    (tc tbf), moved to the light rendition: the difference is the light encode;
 //! 2. the time a viewer takes to move down once its link is shaped from the start, and back up
 //!    once the shaping is lifted (from the frames the Rust WHEP client decodes);
-//! 3. fan-out cost per datagram over ICE-TCP beside UDP: Chromium watch pages in the
-//!    namespace, with UDP dropped or not, against the demo session; the server's CPU with no
-//!    viewer is taken off, and the rest divided by the datagrams sent.
 //!
-//! Needs root (namespaces, tc, nftables), ffmpeg, Chromium and the browser tests' node modules.
+//! Not here yet: fan-out cost per datagram over ICE-TCP beside UDP. A few Chromium pages send
+//! too few datagrams for their cost to stand out of the server's noise (a first try read
+//! 55 µs and 0 µs); it needs a load generator that speaks ICE-TCP, as `fieldcast-probe swarm`
+//! speaks UDP.
+//!
+//! Needs root (namespaces, tc), ffmpeg, and `fieldcast-probe` built beside the server.
 //! `cargo bench --bench reach [-- --quick]`.
 
 mod harness;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,13 +57,25 @@ impl Link {
         sh("ip", &["netns", "add", NS]);
         sh(
             "ip",
-            &["link", "add", HOST_DEV, "type", "veth", "peer", "name", INNER_DEV],
+            &[
+                "link", "add", HOST_DEV, "type", "veth", "peer", "name", INNER_DEV,
+            ],
         );
         sh("ip", &["link", "set", INNER_DEV, "netns", NS]);
-        sh("ip", &["addr", "add", &format!("{HOST_IP}/24"), "dev", HOST_DEV]);
+        sh(
+            "ip",
+            &["addr", "add", &format!("{HOST_IP}/24"), "dev", HOST_DEV],
+        );
         sh("ip", &["link", "set", HOST_DEV, "up"]);
         for args in [
-            vec!["ip", "addr", "add", &format!("{INNER_IP}/24"), "dev", INNER_DEV],
+            vec![
+                "ip",
+                "addr",
+                "add",
+                &format!("{INNER_IP}/24"),
+                "dev",
+                INNER_DEV,
+            ],
             vec!["ip", "link", "set", INNER_DEV, "up"],
             vec!["ip", "link", "set", "lo", "up"],
         ] {
@@ -86,23 +99,6 @@ impl Link {
         let _ = Command::new("tc")
             .args(["qdisc", "del", "dev", HOST_DEV, "root"])
             .status();
-    }
-
-    fn block_udp(&self, block: bool) {
-        let _ = in_ns("nft")
-            .args(["delete", "table", "inet", "fcbench"])
-            .stderr(Stdio::null())
-            .status();
-        if block {
-            for rule in [
-                "add table inet fcbench",
-                "add chain inet fcbench out { type filter hook output priority 0; }",
-                "add rule inet fcbench out meta l4proto udp drop",
-            ] {
-                let status = in_ns("nft").args(rule.split(' ')).status().unwrap();
-                assert!(status.success(), "nft {rule}");
-            }
-        }
     }
 }
 
@@ -137,7 +133,9 @@ fn ffmpeg(url: &str, seconds: u64) -> Child {
         .args(["-loglevel", "error", "-nostdin", "-re", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size=1280x720:rate=30:duration={seconds}"))
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
         .args([
             "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-b:v", "3M", "-pix_fmt",
             "yuv420p", "-c:a", "aac", "-f", "flv", url,
@@ -172,7 +170,12 @@ fn frames(path: &std::path::Path) -> Vec<(u64, u32)> {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|f| (f["at_ms"].as_u64().unwrap(), f["width"].as_u64().unwrap() as u32))
+        .map(|f| {
+            (
+                f["at_ms"].as_u64().unwrap(),
+                f["width"].as_u64().unwrap() as u32,
+            )
+        })
         .collect()
 }
 
@@ -216,9 +219,11 @@ fn cpu_with_light(link: &Link, window: Duration) -> (f64, f64) {
     link.shape();
     let out = bench_dir("bench-reach-cpu").join("frames.jsonl");
     let mut shaped = shaped_viewer(&url, window.as_secs() + 20, &out);
-    wait_for("a viewer on the light rendition", Duration::from_secs(15), || {
-        light_viewers(&server) == 1
-    });
+    wait_for(
+        "a viewer on the light rendition",
+        Duration::from_secs(15),
+        || light_viewers(&server) == 1,
+    );
     std::thread::sleep(Duration::from_secs(2));
     let (c0, _) = server.usage();
     std::thread::sleep(window);
@@ -257,47 +262,6 @@ fn switch_times(link: &Link) -> (f64, f64) {
     )
 }
 
-/// µs of server CPU per datagram sent, with `pages` Chromium viewers over UDP or ICE-TCP.
-fn fanout(link: &Link, pages: usize, tcp: bool, window: Duration) -> (f64, u64) {
-    let server = server("bench-reach-fanout", &["--demo"]);
-    let id = server.demo_session.clone().expect("demo session");
-    std::thread::sleep(Duration::from_secs(3));
-    let (c0, _) = server.usage();
-    std::thread::sleep(window);
-    let (c1, _) = server.usage();
-    let idle = (c1 - c0) / window.as_secs_f64();
-    link.block_udp(tcp);
-    let browser = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/reach.mjs");
-    let config = serde_json::json!({
-        "base": format!("http://{HOST_IP}:{}", server.http.port()),
-        "session": id,
-        "pages": pages,
-        "seconds": window.as_secs() + 4,
-    });
-    let mut node = in_ns("node")
-        .arg(browser)
-        .arg(config.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node");
-    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
-    let playing = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-    assert_eq!(playing, "playing", "the pages did not play");
-    std::thread::sleep(Duration::from_secs(2));
-    let sent0 = server.metric("fieldcast_egress_datagrams_sent_total");
-    let (c0, _) = server.usage();
-    std::thread::sleep(window);
-    let (c1, _) = server.usage();
-    let sent1 = server.metric("fieldcast_egress_datagrams_sent_total");
-    let _ = node.wait();
-    link.block_udp(false);
-    let busy = (c1 - c0) / window.as_secs_f64();
-    let datagrams = sent1 - sent0;
-    let per_second = datagrams as f64 / window.as_secs_f64();
-    ((busy - idle).max(0.0) * 1e6 / per_second.max(1.0), datagrams)
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let window = Duration::from_secs(if quick { 8 } else { 20 });
@@ -317,7 +281,9 @@ fn main() {
     );
     println!();
 
-    println!("2. moving between renditions: a viewer on a 1 Mb/s link from the start, lifted at 15 s");
+    println!(
+        "2. moving between renditions: a viewer on a 1 Mb/s link from the start, lifted at 15 s"
+    );
     println!();
     println!("| run | down to light after | back to main after the link is clean |");
     println!("|---|---:|---:|");
@@ -326,23 +292,4 @@ fn main() {
         println!("| {run} | {down:.1} s | {up:.1} s |");
     }
     println!();
-
-    let pages = if quick { 2 } else { 4 };
-    println!(
-        "3. fan-out per datagram, {pages} Chromium watch pages of the demo session, over UDP and over ICE-TCP"
-    );
-    println!();
-    println!("| transport | datagrams in the window | server CPU per datagram |");
-    println!("|---|---:|---:|");
-    let mut us = Vec::new();
-    for tcp in [false, true] {
-        let (per, n) = fanout(&link, pages, tcp, window);
-        us.push(per);
-        println!(
-            "| {} | {n} | {per:.1} µs |",
-            if tcp { "ICE-TCP" } else { "UDP" }
-        );
-    }
-    println!();
-    println!("TCP / UDP: {:.2}×", us[1] / us[0]);
 }

@@ -27,6 +27,6 @@ run "fan-out, against Janus" fanout
 run "glass-to-glass and server-added latency, against nginx-rtmp → ffmpeg → Janus" latency
 run "transcode cost per studio, against ffmpeg" transcode
 run "ingest cost per input (RTMP, WHIP, SRT, HEVC, AV1) and WHIP-in latency" ingest
-run "reach: the light rendition's cost, moving between renditions, ICE-TCP fan-out" reach
+run "reach: the light rendition's cost, moving between renditions" reach
 run "HLS and LL-HLS: keyframe cost, latency against nginx-rtmp's HLS, 2,000 clients direct and through nginx" hls
 echo "benchmarks took $((SECONDS - started)) s"

@@ -405,7 +405,10 @@ impl Settings {
             .into_iter()
             .filter(|s: &String| !s.is_empty())
             .collect();
-        let turn = match (turn_urls.is_empty(), args.turn_secret.clone().or(file.turn_secret.clone())) {
+        let turn = match (
+            turn_urls.is_empty(),
+            args.turn_secret.clone().or(file.turn_secret.clone()),
+        ) {
             (true, None) => None,
             (false, Some(secret)) if !secret.is_empty() => {
                 if let Some(bad) = turn_urls

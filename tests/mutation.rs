@@ -36,8 +36,12 @@ fn the_whep_offer_handling_survives_10000_mutations() {
     let need = 2_800_000;
     // The seeds themselves negotiate: the mutations start from offers that work.
     for seed in &seeds {
-        fieldcast_engine::egress::whep::negotiate(std::str::from_utf8(seed).unwrap(), announce, need)
-            .expect("a valid offer negotiates");
+        fieldcast_engine::egress::whep::negotiate(
+            std::str::from_utf8(seed).unwrap(),
+            announce,
+            need,
+        )
+        .expect("a valid offer negotiates");
     }
     fuzz("sdp offer", &seeds, |input| {
         // The handler takes UTF-8 only (a 400 before this).

@@ -176,13 +176,16 @@ fn a_viewer_on_a_one_megabit_link_moves_to_the_light_rendition_and_back_while_a_
     // The clean viewer kept 720p throughout.
     let report = clean.join().unwrap();
     let small = report.decoded.iter().filter(|f| f.width != 1280).count();
-    assert!(report.decoded.len() >= 600, "clean viewer: {} frames", report.decoded.len());
+    assert!(
+        report.decoded.len() >= 600,
+        "clean viewer: {} frames",
+        report.decoded.len()
+    );
     assert_eq!(small, 0, "the clean viewer got {small} frames below 720p");
 }
 
 #[test]
-fn hls_js_behind_a_one_megabit_link_settles_on_the_light_rendition_and_ffprobe_reads_both()
- {
+fn hls_js_behind_a_one_megabit_link_settles_on_the_light_rendition_and_ffprobe_reads_both() {
     let ns = Netns::create(3);
     let (server, id, _publisher, base) = live_show(&ns, "reach-hls", 120);
 
@@ -192,7 +195,10 @@ fn hls_js_behind_a_one_megabit_link_settles_on_the_light_rendition_and_ffprobe_r
     assert!(master.contains("RESOLUTION=640x360"), "{master}");
     assert_eq!(master.matches("CODECS=\"avc1.42").count(), 2, "{master}");
     assert_eq!(master.matches("BANDWIDTH=").count(), 4, "{master}");
-    assert_eq!(server.session(&id)["hls_url"], format!("{base}/hls/{id}/master.m3u8"));
+    assert_eq!(
+        server.session(&id)["hls_url"],
+        format!("{base}/hls/{id}/master.m3u8")
+    );
 
     // Both renditions' segments begin at the same frames: the same media sequence numbers
     // with the same durations, and each reports the other's live edge.
@@ -216,12 +222,25 @@ fn hls_js_behind_a_one_megabit_link_settles_on_the_light_rendition_and_ffprobe_r
         common.len() >= 2,
         "the renditions' segments do not line up:\n{main_segments:?}\n---\n{light_segments:?}"
     );
-    assert!(main.contains("#EXT-X-RENDITION-REPORT:URI=\"light/ll.m3u8\""), "{main}");
-    assert!(light.contains("#EXT-X-RENDITION-REPORT:URI=\"../ll.m3u8\""), "{light}");
+    assert!(
+        main.contains("#EXT-X-RENDITION-REPORT:URI=\"light/ll.m3u8\""),
+        "{main}"
+    );
+    assert!(
+        light.contains("#EXT-X-RENDITION-REPORT:URI=\"../ll.m3u8\""),
+        "{light}"
+    );
 
     // ffprobe reads both renditions from the multivariant playlist.
     let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "json",
+        ])
         .arg(format!("{base}/hls/{id}/master.m3u8"))
         .output()
         .expect("ffprobe");
@@ -357,7 +376,7 @@ fn chromium_on_a_network_that_drops_udp_plays_webrtc_over_tcp_within_two_seconds
 
 #[test]
 fn chromium_on_a_network_that_lets_only_tcp_to_a_turn_server_through_plays_webrtc_relayed_by_coturn()
-{
+ {
     let ns = Netns::create(5);
     let secret = "turn-shared-secret-for-the-test";
     // coturn on the host side of the link, TCP only towards viewers, relaying to the server's
@@ -365,8 +384,19 @@ fn chromium_on_a_network_that_lets_only_tcp_to_a_turn_server_through_plays_webrt
     let turn_port = free_tcp_port(ns.host_ip);
     let turn_url = format!("turn:{}:{turn_port}?transport=tcp", ns.host_ip);
     let mut coturn = Command::new("turnserver")
-        .args(["-n", "-v", "--no-cli", "--no-tls", "--no-dtls", "--fingerprint", "--simple-log"])
-        .args(["--use-auth-secret", &format!("--static-auth-secret={secret}")])
+        .args([
+            "-n",
+            "-v",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--fingerprint",
+            "--simple-log",
+        ])
+        .args([
+            "--use-auth-secret",
+            &format!("--static-auth-secret={secret}"),
+        ])
         .args(["--realm=fieldcast.test", "--log-file=stdout"])
         .arg(format!("--listening-ip={}", ns.host_ip))
         .arg(format!("--relay-ip={}", ns.host_ip))
@@ -380,7 +410,14 @@ fn chromium_on_a_network_that_lets_only_tcp_to_a_turn_server_through_plays_webrt
         &ns,
         "reach-turn",
         90,
-        &["--webrtc-tcp", "off", "--turn-urls", &turn_url, "--turn-secret", secret],
+        &[
+            "--webrtc-tcp",
+            "off",
+            "--turn-urls",
+            &turn_url,
+            "--turn-secret",
+            secret,
+        ],
     );
     // No UDP at all in the namespace, and no ICE-TCP (the server listens on none): the relay
     // is the only way.
@@ -406,8 +443,8 @@ fn chromium_on_a_network_that_lets_only_tcp_to_a_turn_server_through_plays_webrt
     assert!(seen["stalls"].as_array().unwrap().is_empty(), "{seen}");
     // coturn took the time-limited credentials and allocated a relay for them.
     assert!(
-        log.lines().any(|l| l.contains(":fieldcast>")
-            && l.contains("ALLOCATE processed, success")),
+        log.lines()
+            .any(|l| l.contains(":fieldcast>") && l.contains("ALLOCATE processed, success")),
         "coturn made no allocation for the page's credentials:\n{log}"
     );
 }

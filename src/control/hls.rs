@@ -490,8 +490,8 @@ async fn media_of(
                                 .wait_for(PART_TARGET * 6, |s| {
                                     s.epoch != epoch || s.next_part > number
                                 })
-                            .await
-                            .unwrap_or(snapshot)
+                                .await
+                                .unwrap_or(snapshot)
                         } else {
                             snapshot
                         };

@@ -16,24 +16,7 @@ import { launch, viewer, check, waitFrames, shot } from "./lib.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const seen = { samples: [] };
-const browser = await launch(cfg.pages ? ["--renderer-process-limit=2"] : []);
-if (cfg.pages) {
-  // `"pages": K` (the benchmark): K watch pages over WebRTC; prints `playing` once every one
-  // shows frames, holds them `seconds`, then prints the frames each showed.
-  try {
-    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "en-US" });
-    const pages = await Promise.all(Array.from({ length: cfg.pages }, () => context.newPage()));
-    await Promise.all(pages.map(p => p.goto(`${cfg.base}/watch/${cfg.session}`)));
-    await Promise.all(pages.map(p => waitFrames(p, 10, 20000)));
-    console.log("playing");
-    await pages[0].waitForTimeout(cfg.seconds * 1000);
-    const frames = await Promise.all(pages.map(p => p.evaluate(() => document.querySelector("video").getVideoPlaybackQuality().totalVideoFrames)));
-    console.log(JSON.stringify({ frames }));
-  } finally {
-    await browser.close();
-  }
-  process.exit(0);
-}
+const browser = await launch();
 try {
   const page = await viewer(browser, { width: 1280, height: 800 });
   const started = Date.now();

@@ -566,8 +566,18 @@ impl Netns {
         run(
             "tc",
             &[
-                "qdisc", "add", "dev", &self.host_dev, "root", "tbf", "rate",
-                &format!("{kbit}kbit"), "burst", "16kb", "latency", "100ms",
+                "qdisc",
+                "add",
+                "dev",
+                &self.host_dev,
+                "root",
+                "tbf",
+                "rate",
+                &format!("{kbit}kbit"),
+                "burst",
+                "16kb",
+                "latency",
+                "100ms",
             ],
         );
         if loss > 0 {

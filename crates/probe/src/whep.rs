@@ -207,7 +207,11 @@ pub fn local_ip_towards(url: &str) -> Result<std::net::IpAddr, ClientError> {
         .map_err(|e| ClientError::Http(format!("{authority}: {e}")))?
         .next()
         .ok_or_else(|| ClientError::Http(format!("{authority}: no address")))?;
-    let probe = UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    let probe = UdpSocket::bind(if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })?;
     probe.connect(target)?;
     Ok(probe.local_addr()?.ip())
 }

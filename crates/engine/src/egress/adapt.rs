@@ -131,13 +131,25 @@ mod tests {
         let mut wanted = Rendition::Main;
         feed(&mut a, &mut wanted, t0, 1.4, 900_000);
         assert_eq!(wanted, Rendition::Main, "not before 1.5 s");
-        feed(&mut a, &mut wanted, t0 + Duration::from_millis(1400), 0.3, 900_000);
+        feed(
+            &mut a,
+            &mut wanted,
+            t0 + Duration::from_millis(1400),
+            0.3,
+            900_000,
+        );
         assert_eq!(wanted, Rendition::Light);
         // Recovered at once: it stays down for the dwell, then needs the margin for 3 s.
         let t1 = t0 + Duration::from_millis(1700);
         feed(&mut a, &mut wanted, t1, 5.0, 5_000_000);
         assert_eq!(wanted, Rendition::Light, "not within the dwell");
-        feed(&mut a, &mut wanted, t1 + Duration::from_secs(5), 2.5, 5_000_000);
+        feed(
+            &mut a,
+            &mut wanted,
+            t1 + Duration::from_secs(5),
+            2.5,
+            5_000_000,
+        );
         assert_eq!(wanted, Rendition::Main);
     }
 
@@ -148,9 +160,19 @@ mod tests {
         a.joined(t0);
         let mut wanted = Rendition::Light;
         feed(&mut a, &mut wanted, t0, 20.0, NEED + NEED / 20);
-        assert_eq!(wanted, Rendition::Light, "above the need but below the margin");
+        assert_eq!(
+            wanted,
+            Rendition::Light,
+            "above the need but below the margin"
+        );
         let mut wanted = Rendition::Main;
-        feed(&mut a, &mut wanted, t0 + Duration::from_secs(20), 20.0, NEED + NEED / 20);
+        feed(
+            &mut a,
+            &mut wanted,
+            t0 + Duration::from_secs(20),
+            20.0,
+            NEED + NEED / 20,
+        );
         assert_eq!(wanted, Rendition::Main);
     }
 
@@ -173,7 +195,13 @@ mod tests {
         for i in 0..20u64 {
             let at = t0 + Duration::from_secs(i);
             feed(&mut a, &mut wanted, at, 0.5, 500_000);
-            feed(&mut a, &mut wanted, at + Duration::from_millis(500), 0.5, 6_000_000);
+            feed(
+                &mut a,
+                &mut wanted,
+                at + Duration::from_millis(500),
+                0.5,
+                6_000_000,
+            );
         }
         assert_eq!(wanted, Rendition::Main);
     }

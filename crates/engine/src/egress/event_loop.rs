@@ -76,9 +76,23 @@ impl Routing {
     /// Hands one datagram to the viewer it is for, if any. O(1): by the source once known;
     /// else (a new address, or one a new viewer now uses) by the ICE ufrag of its STUN check,
     /// and the source is routed anew.
-    fn receive(&mut self, proto: Protocol, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) -> Option<&mut Viewer> {
+    fn receive(
+        &mut self,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) -> Option<&mut Viewer> {
         let contents = bytes.try_into().ok()?;
-        let input = Input::Receive(Instant::now(), Receive { proto, source, destination, contents });
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto,
+                source,
+                destination,
+                contents,
+            },
+        );
         let viewers = &self.viewers;
         let accepts = |id: &&String| viewers.get(*id).is_some_and(|v| v.rtc.accepts(&input));
         let routed = self.routes.get(&source).filter(accepts).cloned();
@@ -138,7 +152,9 @@ pub(crate) async fn run(
     // Publisher frames written to viewers and not yet sent: when their RTMP message arrived.
     let mut frames_arrived: Vec<Instant> = Vec::new();
     loop {
-        let Routing { viewers, by_ufrag, .. } = &mut routing;
+        let Routing {
+            viewers, by_ufrag, ..
+        } = &mut routing;
         let now = Instant::now();
         let next = viewers
             .values()
@@ -275,15 +291,24 @@ pub(crate) async fn run(
         counters
             .packets_dropped_viewer
             .fetch_add(sent.dropped as u64, Ordering::Relaxed);
-        if routing.viewers.values().any(|v| v.dead || !v.rtc.is_alive()) {
-            let Routing { viewers, routes, by_ufrag } = &mut routing;
+        if routing
+            .viewers
+            .values()
+            .any(|v| v.dead || !v.rtc.is_alive())
+        {
+            let Routing {
+                viewers,
+                routes,
+                by_ufrag,
+            } = &mut routing;
             viewers.retain(|_, v| {
                 let keep = !v.dead && v.rtc.is_alive();
                 if !keep {
                     // A viewer that never connected and that str0m gave up on first (its own
                     // ICE timeout can come just before the loop's) ended the same way.
                     if v.connected_at.is_none() && !v.ended_by_loop {
-                        counters.reaped[Ended::NeverConnected as usize].fetch_add(1, Ordering::Relaxed);
+                        counters.reaped[Ended::NeverConnected as usize]
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     v.leave();
                     counters.viewers.fetch_sub(1, Ordering::Relaxed);

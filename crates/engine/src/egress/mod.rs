@@ -67,7 +67,8 @@ impl Egress {
             None => None,
         };
         let local_tcp = listener.as_ref().map(|l| l.local_addr()).transpose()?;
-        let public = |addr: SocketAddr| SocketAddr::new(public_ip.unwrap_or(addr.ip()), addr.port());
+        let public =
+            |addr: SocketAddr| SocketAddr::new(public_ip.unwrap_or(addr.ip()), addr.port());
         let announce = Announce {
             udp: public(local),
             tcp: local_tcp.map(public),

@@ -73,7 +73,10 @@ pub(crate) async fn accept(listener: TcpListener, events: mpsc::Sender<TcpEvent>
             }
         };
         if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-            tracing::warn!(limit = MAX_CONNECTIONS, "ICE-TCP connections at the limit; refused one");
+            tracing::warn!(
+                limit = MAX_CONNECTIONS,
+                "ICE-TCP connections at the limit; refused one"
+            );
             continue;
         }
         let _ = stream.set_nodelay(true);

@@ -5,10 +5,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::RtpWrite;
-use str0m::bwe::{Bitrate, BweKind};
 use str0m::{Event, IceConnectionState, Rtc};
 
 use super::adapt::{self, Adaptation};
@@ -124,7 +124,10 @@ impl Viewer {
             Event::KeyframeRequest(_) => self
                 .studio
                 .request_keyframe_of(self.showing.unwrap_or(self.wanted)),
-            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, can_probe }) => {
+            Event::EgressBitrateEstimate(BweKind::Twcc {
+                estimate,
+                can_probe,
+            }) => {
                 tracing::trace!(viewer.id = %self.id, estimate_kbps = estimate.as_u64() / 1000, can_probe, "bandwidth estimate");
                 self.adaptation.observe(estimate.as_u64(), Instant::now());
                 self.adapt();
@@ -145,8 +148,6 @@ impl Viewer {
                 .is_some()
         })
     }
-
-
 
     /// Moves the viewer if its estimate says so (called on each estimate and on the loop's
     /// reap tick), and asks again for the keyframe of a move that has waited a second.

@@ -7,12 +7,12 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::Pt;
-use str0m::rtp::Extension;
-use str0m::bwe::Bitrate;
 use str0m::net::TcpType;
+use str0m::rtp::Extension;
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use str0m::config::DtlsCert;
@@ -104,14 +104,12 @@ pub(crate) fn rtc_config(main_need: u64) -> RtcConfig {
         .clear_codecs()
         .enable_opus(true, false)
         .set_send_buffer_video(1000);
-    config
-        .codec_config()
-        .add_h264(
-            Pt::from(H264_PT),
-            Some(Pt::from(H264_RTX_PT)),
-            true,
-            H264_PROFILE_LEVEL,
-        );
+    config.codec_config().add_h264(
+        Pt::from(H264_PT),
+        Some(Pt::from(H264_RTX_PT)),
+        true,
+        H264_PROFILE_LEVEL,
+    );
     config
 }
 

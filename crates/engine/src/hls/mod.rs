@@ -259,7 +259,6 @@ impl HlsStream {
         self.cuts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Relaxed)
     }

@@ -241,7 +241,10 @@ impl Packager {
     /// Closes a follower's segment at `pts`, listed as long as it was.
     fn close_followed(&mut self, pts: u64) {
         if let Some(segment) = self.seal(pts) {
-            segment.listed = segment.whole.as_ref().map_or(segment.listed, |w| w.duration);
+            segment.listed = segment
+                .whole
+                .as_ref()
+                .map_or(segment.listed, |w| w.duration);
         }
     }
 

@@ -64,7 +64,10 @@ impl OutputFormat {
     /// [`LIGHT_SHORT_SIDE`] (640×360 from 1280×720, 360×640 upright), at
     /// [`LIGHT_BITRATE_KBPS`]. Sizes stay even (I420).
     pub fn light(self) -> Self {
-        let (long, short) = (self.width.max(self.height), self.width.min(self.height).max(1));
+        let (long, short) = (
+            self.width.max(self.height),
+            self.width.min(self.height).max(1),
+        );
         let short_light = LIGHT_SHORT_SIDE.min(short);
         let long_light = ((long as u64 * short_light as u64 / short as u64) as u32 + 1) & !1;
         let (width, height) = if self.height > self.width {
@@ -364,7 +367,10 @@ pub(crate) fn format_vars(format: &OutputFormat) -> Vec<(&'static str, String)> 
         ("height", format.height.to_string()),
         ("bitrate_kbps", format.bitrate_kbps.to_string()),
         ("keyint", format.keyint.to_string()),
-        ("light_bitrate_kbps", format.light().bitrate_kbps.to_string()),
+        (
+            "light_bitrate_kbps",
+            format.light().bitrate_kbps.to_string(),
+        ),
         // Both payloaders stamp RTP time from the frames' running time plus this offset
         // (the light one a tick later): a viewer moved from one encode to the other sees its
         // RTP timestamps go on, never back.

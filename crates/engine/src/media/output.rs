@@ -258,7 +258,12 @@ impl StudioOutput {
         let light_rtp = app_sink(&pipeline, "light_rtp")?;
         let audio_rtp = app_sink(&pipeline, "audio_rtp")?;
         connect_packets(&video_rtp, PacketKind::Video, Rendition::Main, sink.clone());
-        connect_packets(&light_rtp, PacketKind::Video, Rendition::Light, sink.clone());
+        connect_packets(
+            &light_rtp,
+            PacketKind::Video,
+            Rendition::Light,
+            sink.clone(),
+        );
         connect_packets(&audio_rtp, PacketKind::Audio, Rendition::Main, sink);
         let light = LightEncode {
             valve: element(&pipeline, "light")?,
@@ -347,9 +352,11 @@ impl StudioOutput {
                             let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
                             // A keyframe carries the picture size (the output may have turned).
                             let size = keyframe
-                                .then(|| sample.caps()?.structure(0).map(|s| {
-                                    (s.get::<i32>("width").ok(), s.get::<i32>("height").ok())
-                                }))
+                                .then(|| {
+                                    sample.caps()?.structure(0).map(|s| {
+                                        (s.get::<i32>("width").ok(), s.get::<i32>("height").ok())
+                                    })
+                                })
                                 .flatten()
                                 .and_then(|(w, h)| Some((w? as u32, h? as u32)));
                             deliver(&map, running.nseconds(), keyframe, size);

@@ -13,9 +13,9 @@ use super::handle::{
     StudioError, StudioHandle, StudioStats,
 };
 use crate::hls::{Controls, HlsStream};
+use crate::media::output::LightEncode;
 use crate::media::output::{PacketSink, StudioOutput};
 use crate::media::test_pattern::TestPattern;
-use crate::media::output::LightEncode;
 use crate::media::{Orientation, OutputFormat, Rendition};
 
 /// Keyframe requests closer together than this are served by one keyframe.
