@@ -16,7 +16,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Netns, Publisher, Server, data_dir, probe_binary, wait_for};
+use common::{Netns, Publisher, Server, data_dir, node_in, probe_binary, wait_for};
 use fieldcast_probe::whep::{PlayOptions, play};
 use serde_json::{Value, json};
 
@@ -273,7 +273,7 @@ fn hls_js_behind_a_one_megabit_link_settles_on_the_light_rendition_and_ffprobe_r
     // hls.js in Chromium behind 1 Mb/s with 1 % loss.
     ns.shape_downlink(1000, 1);
     let config = json!({"base": base, "session": id, "seconds": 30, "hls": true});
-    let seen = node_in(&ns, "reach.mjs", &config.to_string());
+    let seen = node_in(&ns, "reach.mjs", &[&config.to_string()]);
     let drops = ns.shaped_drops();
     ns.unshape();
     let samples = seen["samples"].as_array().unwrap();
@@ -363,7 +363,7 @@ fn chromium_on_a_network_that_drops_udp_plays_webrtc_over_tcp_within_two_seconds
         "base": base, "session": id, "seconds": 3,
         "screenshot": screenshot.to_str().unwrap(),
     });
-    let seen = node_in(&ns, "reach.mjs", &config.to_string());
+    let seen = node_in(&ns, "reach.mjs", &[&config.to_string()]);
     eprintln!("with UDP dropped the page saw: {seen}");
     assert_eq!(seen["transport"], "TCP", "{seen}");
     let first = seen["firstFrameMs"].as_u64().unwrap();
@@ -426,7 +426,7 @@ fn chromium_on_a_network_that_lets_only_tcp_to_a_turn_server_through_plays_webrt
     let ice: Value = serde_json::from_str(&ice).unwrap();
     assert_eq!(ice["ice_servers"][0]["urls"], json!([turn_url]), "{ice}");
     let config = json!({"base": base, "session": id, "seconds": 3});
-    let seen = node_in(&ns, "reach.mjs", &config.to_string());
+    let seen = node_in(&ns, "reach.mjs", &[&config.to_string()]);
     // SIGTERM: coturn flushes its log and ends.
     unsafe { libc::kill(coturn.id() as i32, libc::SIGTERM) };
     let log = {
@@ -455,24 +455,6 @@ fn free_tcp_port(ip: std::net::IpAddr) -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A browser script run inside the namespace (Chromium there reaches only the link).
-fn node_in(ns: &Netns, script: &str, config: &str) -> Value {
-    let output = ns
-        .command("node")
-        .arg(common::browser_dir().join(script))
-        .arg(config)
-        .output()
-        .expect("node in the namespace");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{script} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {stdout}"))
 }
 
 fn server_text(url: &str) -> String {

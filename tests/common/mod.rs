@@ -592,9 +592,14 @@ impl Netns {
 
     /// Packets the downlink's loss rule dropped so far.
     pub fn shaped_drops(&self) -> u64 {
+        self.counter("fieldcast_shape", "in")
+    }
+
+    /// The first rule counter of an nftables chain in the namespace (0 without one).
+    fn counter(&self, table: &str, chain: &str) -> u64 {
         let out = self
             .command("nft")
-            .args(["list", "chain", "inet", "fieldcast_shape", "in"])
+            .args(["list", "chain", "inet", table, chain])
             .output()
             .expect("nft");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -646,17 +651,7 @@ impl Netns {
 
     /// Packets the loss rule dropped so far.
     pub fn lost_packets(&self) -> u64 {
-        let out = self
-            .command("nft")
-            .args(["list", "chain", "inet", "fieldcast_loss", "out"])
-            .output()
-            .expect("nft");
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.split("counter packets ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        self.counter("fieldcast_loss", "out")
     }
 }
 
@@ -1004,7 +999,16 @@ pub fn browser_dir() -> PathBuf {
 
 /// Runs a browser script to its end; returns its last stdout line as JSON.
 pub fn node(script: &str, args: &[&str]) -> Value {
-    let output = Command::new("node")
+    node_with(Command::new("node"), script, args)
+}
+
+/// Runs a browser script inside a network namespace (Chromium there reaches only its link).
+pub fn node_in(ns: &Netns, script: &str, args: &[&str]) -> Value {
+    node_with(ns.command("node"), script, args)
+}
+
+fn node_with(mut command: Command, script: &str, args: &[&str]) -> Value {
+    let output = command
         .arg(browser_dir().join(script))
         .args(args)
         .output()
