@@ -345,17 +345,13 @@ fn flush(outbox: &mut Outbox, tcp: &TcpPeers, viewer: &mut Viewer) {
                 return;
             }
             Ok(Output::Transmit(t)) if t.proto == Protocol::Tcp => {
-                viewer.transport = Protocol::Tcp;
                 if tcp.send(&t.destination, t.contents.into()) {
                     outbox.sent_elsewhere();
                 } else {
                     outbox.dropped_elsewhere();
                 }
             }
-            Ok(Output::Transmit(t)) => {
-                viewer.transport = Protocol::Udp;
-                outbox.push(t.destination, t.contents.into())
-            }
+            Ok(Output::Transmit(t)) => outbox.push(t.destination, t.contents.into()),
             Ok(Output::Event(event)) => viewer.handle_event(event),
             Err(e) => {
                 tracing::debug!(viewer.id = %viewer.id, error = %e, "viewer session failed");

@@ -39,8 +39,6 @@ pub(crate) struct Viewer {
     adaptation: Adaptation,
     /// Whether it is counted in its studio's `light_viewers`.
     counted_light: bool,
-    /// The transport it connected over (`udp` or `tcp`).
-    pub transport: str0m::net::Protocol,
     pub next_timeout: Instant,
     pub connected_at: Option<Instant>,
     pub created_at: Instant,
@@ -65,7 +63,6 @@ impl Viewer {
             asked_at: now,
             adaptation: Adaptation::new(main_need, now),
             counted_light: false,
-            transport: str0m::net::Protocol::Udp,
             id,
             studio,
             rtc,
