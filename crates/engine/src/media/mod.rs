@@ -7,6 +7,7 @@
 pub mod arrival;
 pub mod codecs;
 pub mod decode;
+pub mod frame_clock;
 pub mod output;
 pub mod packet;
 pub mod test_pattern;

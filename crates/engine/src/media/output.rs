@@ -13,6 +13,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::arrival;
+use super::frame_clock::FrameClock;
 use super::packet::{EncodedPacket, PacketKind, Rendition, h264_starts_keyframe, parse_rtp};
 use super::{
     MediaError, OutputFormat, SLATE, STUDIO_OUTPUT, app_sink, app_src, format_vars, play, watch_bus,
@@ -50,6 +51,8 @@ struct FeedState {
     last_audio: AtomicU64,
     publisher_attached: AtomicBool,
     audio_clock: Mutex<AudioClock>,
+    /// Video timestamps on the output's frame grid (taken under `format`).
+    video_clock: Mutex<FrameClock>,
     /// The output picture now. Held while a frame is checked and pushed, so a resize never
     /// lets a frame of the old size through under the new caps.
     format: Mutex<OutputFormat>,
@@ -169,10 +172,19 @@ impl OutputFeed {
         if (format.width, format.height) != size {
             return false;
         }
-        let pts = self.running_time();
+        let arrival = self.running_time().nseconds();
+        let stamped = self
+            .state
+            .video_clock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stamp(arrival);
+        // A frame of a burst that would run more than a frame ahead of its arrival: dropped,
+        // though its source did deliver it.
+        let Some(pts) = stamped else { return true };
         {
             let b = buffer.make_mut();
-            b.set_pts(pts);
+            b.set_pts(gst::ClockTime::from_nseconds(pts));
             b.set_dts(gst::ClockTime::NONE);
         }
         // A full queue drops (leaky); a flushing or stopped pipeline is not an error here.
@@ -283,6 +295,7 @@ impl StudioOutput {
             last_audio: AtomicU64::new(0),
             publisher_attached: AtomicBool::new(false),
             audio_clock: Mutex::new(AudioClock::default()),
+            video_clock: Mutex::new(FrameClock::new(format.fps)),
             format: Mutex::new(format),
             follow_source: AtomicBool::new(false),
             source: Mutex::new(None),
