@@ -278,16 +278,22 @@
       return;
     }
     if (!window.Hls || !window.Hls.isSupported()) { setPlayer("reconnecting"); return; }
-    // Low-latency mode holds PART-HOLD-BACK behind the live edge; a start at a keyframe
-    // further back catches up by playing up to 1.5× faster.
+    // hls.js starts on whole segments (three segments behind the live edge), and takes parts
+    // (low-latency mode, PART-HOLD-BACK behind the edge, catching up by playing up to 1.5×
+    // faster) once it plays the main rendition. On the light one the link is weak: part by
+    // part there, hls.js left holes in its buffer (the rest of a segment after a late part
+    // never played), each a stall of two or three seconds, and a move from parts to whole
+    // segments drains the buffer; whole segments from the start play through.
     // `startLevel: -1`: hls.js times its first fragment before it picks the rendition to
     // start on, so a weak network starts on the light one instead of stalling on the main one.
-    // Its estimate moves up more slowly than by default: low-latency parts are small, and
-    // a few that arrive fast would otherwise move a weak link up to a rendition it cannot
-    // carry.
+    // Its estimate moves up more slowly than by default: a few small fragments that arrive
+    // fast would otherwise move a weak link up to a rendition it cannot carry.
     hls = new window.Hls({
-      lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30, startLevel: -1,
+      lowLatencyMode: false, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30, startLevel: -1,
       abrEwmaFastLive: 5, abrEwmaSlowLive: 15, abrBandWidthUpFactor: 0.6,
+    });
+    hls.on(window.Hls.Events.LEVEL_SWITCHED, (_, data) => {
+      hls.lowLatencyMode = data.level === hls.levels.length - 1;
     });
     hls.on(window.Hls.Events.ERROR, (_, data) => {
       if (!data.fatal) return;
@@ -380,7 +386,7 @@
         const q = video.getVideoPlaybackQuality();
         const buffered = video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
         out.textContent = [
-          `path     HLS, ${path === "hls.js" ? "hls.js" : "native"} (low-latency)`,
+          `path     HLS, ${path === "hls.js" ? `hls.js (${hls && !hls.lowLatencyMode ? "whole segments" : "low-latency"})` : "native (low-latency)"}`,
           `latency  ${hls && hls.latency ? hls.latency.toFixed(2) + " s" : "?"}`,
           `buffer   ${buffered.toFixed(2)} s`,
           `bitrate  ${hls && hls.bandwidthEstimate ? Math.round(hls.bandwidthEstimate / 1000) + " kb/s estimated" : "?"}`,

@@ -10,7 +10,7 @@
 //
 // Either way it samples, every 250 ms for `seconds`, the rendition on screen (from the
 // decoded picture's size: the light one has a short side of 360) and the frames played,
-// and reports the stalls: `waiting` events once playing, and spans of a second or more in
+// and reports the stalls: `waiting` events once playing, and spans of half a second or more in
 // which no new frame was shown.
 import { launch, viewer, check, waitFrames, shot } from "./lib.mjs";
 
@@ -25,6 +25,43 @@ try {
   page.on("request", r => {
     const m = r.url().match(/\/hls\/[^/]+\/(light\/)?[ps]\d+\.\d+\.ts/);
     if (m) seen.media.push([Date.now() - started, m[1] ? "light" : "main"]);
+  });
+  // hls.js's own account, when it plays: errors (stalls included), level switches, and each
+  // fragment or part loaded with how long it took.
+  if (cfg.hlsDebug) {
+    seen.console = [];
+    page.on("console", m => { const t = m.text(); if (/hole|[Dd]rop|gap|overlap|[Ii]nject|missing|[Dd]iscontinu|nudge|[Ss]tall|skip/.test(t)) seen.console.push(t.slice(0, 300)); });
+    await page.addInitScript(() => { window.__hlsDebug = true; });
+  }
+  await page.addInitScript(() => {
+    window.__hlsLog = [];
+    let wrapped;
+    Object.defineProperty(window, "Hls", {
+      configurable: true,
+      get: () => wrapped,
+      set: Hls => {
+        wrapped = class extends Hls {
+          constructor(config) {
+            super(window.__hlsDebug ? { ...config, debug: true } : config);
+            const t0 = performance.timeOrigin;
+            const log = (...e) => window.__hlsLog.push([Math.round(performance.now()), ...e]);
+            this.on(Hls.Events.ERROR, (_, d) => log("error", d.details, d.fatal ? "fatal" : "", d.response ? d.response.code : "", (d.context && d.context.url || d.url || "").replace(/^.*\/hls\/[^/]+\//, "")));
+            this.on(Hls.Events.LEVEL_SWITCHED, (_, d) => log("level", d.level));
+            this.on(Hls.Events.FRAG_LOADED, (_, d) => {
+              const f = d.part || d.frag, st = f.stats;
+              log("loaded", d.frag.level, d.frag.sn, d.part ? d.part.index : "", Math.round(st.loading.end - st.loading.start), st.total);
+            });
+            this.on(Hls.Events.FRAG_BUFFERED, (_, d) => {
+              const v = document.querySelector("video");
+              const b = v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0;
+              const ranges = [];
+              for (let i = 0; i < v.buffered.length; i++) ranges.push([+v.buffered.start(i).toFixed(3), +v.buffered.end(i).toFixed(3)]);
+              log("buffered", d.frag.sn, d.part ? d.part.index : "", +(b - v.currentTime).toFixed(2), +v.currentTime.toFixed(3), ranges.slice(-3));
+            });
+          }
+        };
+      },
+    });
   });
   await page.goto(`${cfg.base}/watch/${cfg.session}?debug=1${cfg.hls ? "&hls=1" : ""}`);
   await waitFrames(page, 1, cfg.hls ? 20000 : 10000);
@@ -49,7 +86,7 @@ try {
       };
     }, started));
   }
-  // Stalls: spans of at least a second in which the frame count did not move.
+  // Stalls: spans of at least half a second in which the frame count did not move.
   let still = null;
   seen.stalls = [];
   for (const s of seen.samples) {
@@ -57,12 +94,13 @@ try {
     if (prev && s.frames === prev.frames) {
       still = still ?? prev.at;
     } else {
-      if (still !== null && s.at - still >= 1000) seen.stalls.push({ from: still, ms: s.at - still });
+      if (still !== null && s.at - still >= 500) seen.stalls.push({ from: still, ms: s.at - still });
       still = null;
     }
   }
-  if (still !== null && seen.samples.at(-1).at - still >= 1000) seen.stalls.push({ from: still, ms: seen.samples.at(-1).at - still });
+  if (still !== null && seen.samples.at(-1).at - still >= 500) seen.stalls.push({ from: still, ms: seen.samples.at(-1).at - still });
   seen.debug = await page.locator("#debug").textContent();
+  seen.hlsLog = await page.evaluate(() => window.__hlsLog);
   if (cfg.hls) {
     check(/path\s+HLS, hls\.js/.test(seen.debug), `not playing HLS through hls.js: ${seen.debug}`);
     seen.levels = await page.evaluate(() => {

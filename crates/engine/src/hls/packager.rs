@@ -256,8 +256,17 @@ impl Packager {
         for part in &segment.parts {
             whole.extend_from_slice(&part.chunk.bytes);
         }
+        let whole = Bytes::from(whole);
+        // Its parts become views of the whole: they stay available as long as the segment
+        // does, at no cost in memory.
+        let mut offset = 0;
+        for part in &mut segment.parts {
+            let len = part.chunk.bytes.len();
+            part.chunk.bytes = whole.slice(offset..offset + len);
+            offset += len;
+        }
         segment.whole = Some(Chunk {
-            bytes: Bytes::from(whole),
+            bytes: whole,
             duration: Duration::from_nanos(pts.saturating_sub(start)),
             made: SystemTime::now(),
         });
@@ -298,14 +307,12 @@ impl Packager {
         self.segment_start = pts;
         self.asked = None;
         self.open_part(pts, true);
-        // The window: complete segments beyond the kept number go; parts of segments
-        // beyond the part window go (their whole segment stays).
+        // The window: complete segments beyond the kept number go, and their parts with
+        // them. Only the last few segments' parts are listed (the playlist's part window),
+        // but a player that fell a little behind may still ask for a part its older playlist
+        // named: a 404 there makes hls.js switch renditions, up as readily as down.
         while self.segments.len() > SEGMENTS_KEPT + 1 {
             self.segments.pop_front();
-        }
-        let keep_parts_from = self.segments.len().saturating_sub(PART_SEGMENTS + 1);
-        for segment in self.segments.iter_mut().take(keep_parts_from) {
-            segment.parts = Vec::new();
         }
     }
 
@@ -429,16 +436,20 @@ mod tests {
         feed(&mut p, 55, 5 + 60 * 5, 60, &[]);
         let s = p.snapshot();
         assert_eq!(s.segments.len(), 5, "4 complete + the one being made");
-        for (i, segment) in s.segments[..4].iter().enumerate() {
+        for segment in &s.segments[..4] {
             let whole = segment.whole.as_ref().unwrap();
             assert!((whole.duration.as_secs_f64() - 2.0).abs() < 0.01);
             assert_eq!(segment.listed, Duration::from_secs(2));
             assert_eq!(whole.bytes.len() % 188, 0);
-            // The oldest segment's parts are out of the part window.
-            assert_eq!(segment.parts.is_empty(), i == 0);
-            if i == 0 {
-                continue;
-            }
+            // Its parts are views of the whole segment, one after the other.
+            assert_eq!(
+                segment
+                    .parts
+                    .iter()
+                    .flat_map(|p| p.chunk.bytes.iter().copied())
+                    .collect::<Vec<u8>>(),
+                whole.bytes[..]
+            );
             assert_eq!(
                 segment
                     .parts
@@ -587,7 +598,21 @@ mod tests {
         feed(&mut p, 0, 30 * 60, 60, &[]);
         let s = p.snapshot();
         assert_eq!(s.segments.len(), SEGMENTS_KEPT + 1);
-        let with_parts = s.segments.iter().filter(|s| !s.parts.is_empty()).count();
+        // Every kept segment's parts are still served; only the last ones' are listed.
+        assert!(s.segments.iter().all(|s| !s.parts.is_empty()));
+        let oldest_part = s.segments[0].parts[0].number;
+        assert!(s.part(oldest_part).is_some());
+        let listed = s.low_latency.clone();
+        let listed = std::str::from_utf8(&listed).unwrap();
+        assert!(!listed.contains(&format!("p{}.{oldest_part}.ts", s.epoch)));
+        let with_parts = s
+            .segments
+            .iter()
+            .filter(|seg| {
+                let first = seg.parts[0].number;
+                listed.contains(&format!("\"p{}.{first}.ts\"", s.epoch))
+            })
+            .count();
         assert_eq!(with_parts, PART_SEGMENTS + 1);
         let last_msn = s.edge().unwrap().msn;
         let epoch = s.epoch;

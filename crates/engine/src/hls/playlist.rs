@@ -6,7 +6,7 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::window::{PART_TARGET, SegmentEntry, Snapshot};
+use super::window::{PART_SEGMENTS, PART_TARGET, SegmentEntry, Snapshot};
 
 /// URI of a whole segment, relative to the playlist. Like a part's, it names the run: a
 /// restarted server counts media sequence numbers from the clock again, and a cache must
@@ -68,9 +68,16 @@ pub fn low_latency(snapshot: &Snapshot) -> String {
     if let Some(first) = snapshot.segments.first() {
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.msn);
     }
-    for s in &snapshot.segments {
+    // Parts are listed for the last few segments only; older ones stay served.
+    let list_parts_from = snapshot.segments.len().saturating_sub(PART_SEGMENTS + 1);
+    for (i, s) in snapshot.segments.iter().enumerate() {
         let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(s.started));
-        for part in &s.parts {
+        let parts = if i >= list_parts_from {
+            &s.parts[..]
+        } else {
+            &[]
+        };
+        for part in parts {
             let _ = writeln!(
                 out,
                 "#EXT-X-PART:DURATION={:.5},URI=\"{}\"{}",

@@ -16,7 +16,8 @@ pub const PART_HOLD_BACK: f64 = 0.75;
 pub const LIGHT_PART_HOLD_BACK: f64 = 1.5;
 /// Complete segments kept (20 s at 1 s segments): the plain playlist lists them all.
 pub const SEGMENTS_KEPT: usize = 20;
-/// Segments whose parts are kept and listed (and the one being made).
+/// Segments whose parts the low-latency playlist lists (and the one being made). Parts stay
+/// served as long as their segment is kept.
 pub const PART_SEGMENTS: usize = 3;
 
 /// One part, or one whole segment: immutable once published.
