@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fieldcast_probe::swarm::{self, SwarmOptions, SwarmProgress};
-use fieldcast_probe::whep::{Signalling, Whep};
+use fieldcast_probe::whep::{Signalling, Whep, WhepOverTcp};
 
 mod harness;
 mod peers;
@@ -162,7 +162,19 @@ fn idle(pid: u32, fan_out: FanOut, secs: u64) -> Base {
     }
 }
 
+/// How the Fieldcast viewers reach it.
+#[derive(Clone, Copy, PartialEq)]
+enum Transport {
+    Udp,
+    /// ICE-TCP, one connection per viewer, as a browser on a network that drops UDP.
+    Tcp,
+}
+
 fn fieldcast(viewers: usize, window: Duration) -> Row {
+    fieldcast_over(viewers, window, Transport::Udp)
+}
+
+fn fieldcast_over(viewers: usize, window: Duration, transport: Transport) -> Row {
     let server = Server::start(&bench_dir("bench-fanout"), &["--demo"]);
     std::thread::sleep(Duration::from_secs(2));
     let pid = server.child.id();
@@ -172,10 +184,17 @@ fn fieldcast(viewers: usize, window: Duration) -> Row {
     let fan_out = FanOut::Threads(&["egress", "tokio-rt-worker"]);
     let base = idle(pid, fan_out, 3);
     let session = server.demo_session.clone().expect("a demo session");
-    let whep = Whep {
-        url: format!("http://{}/whep/{session}", server.http),
+    let url = format!("http://{}/whep/{session}", server.http);
+    let signalling: Box<dyn Signalling + Send> = match transport {
+        Transport::Udp => Box::new(Whep { url }),
+        Transport::Tcp => Box::new(WhepOverTcp {
+            url,
+            server: server
+                .webrtc_tcp
+                .expect("an ICE-TCP listener (webrtc_tcp=)"),
+        }),
     };
-    measure(viewers, window, Box::new(whep), pid, fan_out, base)
+    measure(viewers, window, signalling, pid, fan_out, base)
 }
 
 /// The studio's test pattern with the studio's encoder settings, as RTP to Janus.
@@ -331,6 +350,20 @@ fn main() {
     println!(
         "most viewers held with 0 gaps (tried up to {ceiling}): Fieldcast {}, Janus {}",
         held[0], held[1]
+    );
+    // The same fan-out to viewers on networks that drop UDP: ICE-TCP, beside UDP, one after
+    // the other in this run.
+    let n = if quick { 50 } else { 100 };
+    println!();
+    println!("over ICE-TCP beside UDP, {n} viewers:");
+    print_header();
+    let udp = fieldcast_over(n, window, Transport::Udp);
+    print_row("Fieldcast, UDP", &udp);
+    let tcp = fieldcast_over(n, window, Transport::Tcp);
+    print_row("Fieldcast, ICE-TCP", &tcp);
+    println!(
+        "ICE-TCP / UDP fan-out CPU per packet delivered = {:.2}×",
+        tcp.per_packet_us() / udp.per_packet_us().max(1e-9)
     );
     println!(
         "(fan-out CPU: Fieldcast's egress thread and tokio workers (RTMP parsing included; the studio encodes on GStreamer's threads), the whole Janus process (its feed is a separate process); each less the same with no viewer, measured just before. Kernel = system time: on loopback it includes delivering each datagram to the viewer's socket. Held = every viewer played and no frame came after a loss during the window; a viewer's first second may show one gap at Janus, whose cached keyframe is not contiguous with the live packets. TTFF = from the start of signalling to the first complete video frame)"

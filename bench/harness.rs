@@ -20,6 +20,8 @@ pub struct Server {
     pub srt: Option<SocketAddr>,
     /// The demo session's id, when started with `--demo`.
     pub demo_session: Option<String>,
+    /// The ICE-TCP listener (absent from builds before it).
+    pub webrtc_tcp: Option<SocketAddr>,
 }
 
 impl Server {
@@ -109,6 +111,10 @@ impl Server {
                 .find_map(|kv| kv.strip_prefix("srt="))
                 .and_then(|v| v.parse().ok()),
             demo_session,
+            webrtc_tcp: ready
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("webrtc_tcp="))
+                .and_then(|v| v.parse().ok()),
         }
     }
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fieldcast_probe::link::Link;
 use fieldcast_probe::whep::{ClientError, Negotiated, Signalling};
 use serde_json::{Value, json};
 use str0m::change::SdpOffer;
@@ -413,7 +414,7 @@ impl Signalling for JanusWatch {
         });
         Ok(Negotiated {
             rtc,
-            socket,
+            link: Link::Udp(socket),
             local,
             leave: Some(leave),
         })

@@ -128,8 +128,18 @@ fn server(name: &str, extra: &[&str]) -> Server {
     Server::start(&bench_dir(name), &args)
 }
 
-fn ffmpeg(url: &str, seconds: u64) -> Child {
-    Command::new("ffmpeg")
+/// A publisher, stopped (and reaped) when dropped.
+struct Feed(Child);
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ffmpeg(url: &str, seconds: u64) -> Feed {
+    let child = Command::new("ffmpeg")
         .args(["-loglevel", "error", "-nostdin", "-re", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size=1280x720:rate=30:duration={seconds}"))
         .args(["-f", "lavfi", "-i"])
@@ -143,7 +153,8 @@ fn ffmpeg(url: &str, seconds: u64) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("ffmpeg")
+        .expect("ffmpeg");
+    Feed(child)
 }
 
 fn whep(server: &Server, id: &str) -> String {

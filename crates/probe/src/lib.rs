@@ -9,6 +9,7 @@
 //! - [`rtmp_publish`]: an Enhanced RTMP publisher of HEVC or AV1, which no Debian tool is.
 
 pub mod hls_load;
+pub mod link;
 pub mod nginx;
 pub mod rtmp_publish;
 pub mod swarm;

@@ -1,6 +1,6 @@
 //! The load generator: hundreds of WebRTC viewers on one thread. Each viewer is a str0m
-//! session with its own UDP socket (servers tell viewers apart by address); one `epoll`
-//! waits on all of them. Viewers join at a given rate, count packets, frames, keyframes and
+//! session with its own UDP socket (servers tell viewers apart by address), or its own
+//! ICE-TCP connection; one `epoll` waits on all of them. Viewers join at a given rate, count packets, frames, keyframes and
 //! gaps, time their first frame, and leave cleanly (DTLS close, then the signalling's own
 //! goodbye) at the end. Nothing is decoded: a viewer costs its SRTP and depacketization.
 
@@ -79,7 +79,7 @@ impl Member {
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
-                    let _ = self.session.socket.send_to(&t.contents, t.destination);
+                    let _ = self.session.link.send_to(&t.contents, t.destination);
                 }
                 Ok(Output::Event(event)) => self.count(event),
                 Err(e) => self.fail(e.to_string()),
@@ -125,9 +125,10 @@ impl Member {
 
     fn receive(&mut self, buf: &mut [u8]) {
         while self.alive {
-            match self.session.socket.recv_from(buf) {
+            match self.session.link.recv_from(buf) {
                 Ok((n, source)) => {
-                    let Some(input) = received(&buf[..n], source, self.session.local) else {
+                    let proto = self.session.link.protocol();
+                    let Some(input) = received(proto, &buf[..n], source, self.session.local) else {
                         continue;
                     };
                     if let Err(e) = self.session.rtc.handle_input(input) {
@@ -294,8 +295,8 @@ fn join(
     index: usize,
 ) -> Result<Negotiated, ClientError> {
     let session = signalling.open(viewer_config())?;
-    session.socket.set_nonblocking(true)?;
-    poller.add(session.socket.as_raw_fd(), index)?;
+    session.link.set_nonblocking(true)?;
+    poller.add(session.link.as_raw_fd(), index)?;
     Ok(session)
 }
 

@@ -14,10 +14,12 @@ use gstreamer_app as gst_app;
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use fieldcast_engine::media::time_code;
+
+use crate::link::Link;
 use gstreamer_video::prelude::VideoFrameExt;
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +148,7 @@ pub trait Signalling {
 /// A negotiated viewer session, before any packet flowed.
 pub struct Negotiated {
     pub rtc: Rtc,
-    pub socket: UdpSocket,
+    pub link: Link,
     pub local: SocketAddr,
     /// Ends the session on the server (WHEP: DELETE the resource).
     pub leave: Option<Box<dyn FnOnce() + Send>>,
@@ -160,36 +162,61 @@ pub struct Whep {
 impl Signalling for Whep {
     fn open(&self, config: RtcConfig) -> Result<Negotiated, ClientError> {
         let socket = UdpSocket::bind((local_ip_towards(&self.url)?, 0))?;
-        let local = socket.local_addr()?;
-        let mut rtc = config.build(Instant::now());
-        let candidate =
-            Candidate::host(local, "udp").map_err(|e| ClientError::Rtc(e.to_string()))?;
-        rtc.add_local_candidate(candidate);
-        let mut changes = rtc.sdp_api();
-        changes.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        changes.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-        let (offer, pending) = changes
-            .apply()
-            .ok_or_else(|| ClientError::Rtc("no offer".into()))?;
-        let (answer_sdp, location) = post_offer(&self.url, &offer.to_sdp_string())?;
-        let answer =
-            SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| ClientError::Rtc(e.to_string()))?;
-        rtc.sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| ClientError::Rtc(e.to_string()))?;
-        let url = self.url.clone();
-        let leave = location.map(|location| {
-            Box::new(move || {
-                let _ = delete_resource(&url, &location);
-            }) as Box<dyn FnOnce() + Send>
-        });
-        Ok(Negotiated {
-            rtc,
-            socket,
-            local,
-            leave,
-        })
+        negotiate(&self.url, config, Link::Udp(socket))
     }
+}
+
+/// WHEP with the media over ICE-TCP: one connection to the server's passive TCP candidate
+/// (`webrtc_tcp=` in its ready line), offered as an active candidate, as a browser on a
+/// network that drops UDP does.
+pub struct WhepOverTcp {
+    pub url: String,
+    pub server: SocketAddr,
+}
+
+impl Signalling for WhepOverTcp {
+    fn open(&self, config: RtcConfig) -> Result<Negotiated, ClientError> {
+        negotiate(&self.url, config, Link::tcp(self.server)?)
+    }
+}
+
+fn negotiate(url: &str, config: RtcConfig, link: Link) -> Result<Negotiated, ClientError> {
+    let local = link.local_addr()?;
+    let mut rtc = config.build(Instant::now());
+    let candidate = match link {
+        Link::Udp(_) => Candidate::host(local, "udp"),
+        Link::Tcp(_) => Candidate::builder()
+            .tcp()
+            .host(local)
+            .tcptype(TcpType::Active)
+            .build(),
+    }
+    .map_err(|e| ClientError::Rtc(e.to_string()))?;
+    rtc.add_local_candidate(candidate);
+    let mut changes = rtc.sdp_api();
+    changes.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    changes.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = changes
+        .apply()
+        .ok_or_else(|| ClientError::Rtc("no offer".into()))?;
+    let (answer_sdp, location) = post_offer(url, &offer.to_sdp_string())?;
+    let answer =
+        SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| ClientError::Rtc(e.to_string()))?;
+    rtc.sdp_api()
+        .accept_answer(pending, answer)
+        .map_err(|e| ClientError::Rtc(e.to_string()))?;
+    let url = url.to_string();
+    let leave = location.map(|location| {
+        Box::new(move || {
+            let _ = delete_resource(&url, &location);
+        }) as Box<dyn FnOnce() + Send>
+    });
+    Ok(Negotiated {
+        rtc,
+        link,
+        local,
+        leave,
+    })
 }
 
 /// The local address this machine reaches the URL's host from (a loopback server: a
@@ -245,7 +272,7 @@ pub fn play_via(
     let start = options.epoch.unwrap_or_else(Instant::now);
     let Negotiated {
         mut rtc,
-        socket,
+        mut link,
         local,
         leave,
     } = signalling.open(viewer_config())?;
@@ -261,7 +288,7 @@ pub fn play_via(
     let mut report = PlaybackReport::default();
     let result = run(
         &mut rtc,
-        &socket,
+        &mut link,
         local,
         start,
         options,
@@ -283,7 +310,7 @@ pub fn play_via(
 
 fn run(
     rtc: &mut Rtc,
-    socket: &UdpSocket,
+    link: &mut Link,
     local: SocketAddr,
     start: Instant,
     options: &PlayOptions,
@@ -317,7 +344,7 @@ fn run(
         {
             Output::Timeout(t) => t,
             Output::Transmit(t) => {
-                socket.send_to(&t.contents, t.destination)?;
+                link.send_to(&t.contents, t.destination)?;
                 continue;
             }
             Output::Event(event) => {
@@ -364,10 +391,10 @@ fn run(
                 .map_err(|e| ClientError::Rtc(e.to_string()))?;
             continue;
         }
-        socket.set_read_timeout(Some(wait))?;
-        match socket.recv_from(&mut buf) {
+        link.set_read_timeout(Some(wait))?;
+        match link.recv_from(&mut buf) {
             Ok((n, source)) => {
-                let Some(input) = received(&buf[..n], source, local) else {
+                let Some(input) = received(link.protocol(), &buf[..n], source, local) else {
                     continue;
                 };
                 rtc.handle_input(input)
@@ -387,9 +414,10 @@ fn run(
     }
 }
 
-/// A datagram that arrived on a viewer's socket, as str0m input (`None` if it is not one
-/// str0m could take: too short or too long).
+/// A packet that arrived on a viewer's link, as str0m input (`None` if it is not one str0m
+/// could take: too short or too long).
 pub(crate) fn received(
+    proto: Protocol,
     contents: &[u8],
     source: SocketAddr,
     destination: SocketAddr,
@@ -397,7 +425,7 @@ pub(crate) fn received(
     Some(Input::Receive(
         Instant::now(),
         Receive {
-            proto: Protocol::Udp,
+            proto,
             source,
             destination,
             contents: contents.try_into().ok()?,

@@ -354,16 +354,16 @@ impl HlsStream {
         let Some(controls) = self.controls.get() else {
             return;
         };
-        if let Some(msn) = progress.cut {
-            if rendition == Rendition::Main {
-                let mut cuts = self.cuts();
-                cuts.push_back((pts, msn));
-                while cuts.len() > 8 {
-                    cuts.pop_front();
-                }
-                drop(cuts);
-                (controls.light_keyframe_at)(pts);
+        if let Some(msn) = progress.cut
+            && rendition == Rendition::Main
+        {
+            let mut cuts = self.cuts();
+            cuts.push_back((pts, msn));
+            while cuts.len() > 8 {
+                cuts.pop_front();
             }
+            drop(cuts);
+            (controls.light_keyframe_at)(pts);
         }
         if progress.want_keyframe {
             (controls.keyframe_next)();
