@@ -90,7 +90,7 @@ impl Link {
             "tc",
             &[
                 "qdisc", "add", "dev", HOST_DEV, "root", "tbf", "rate", "1000kbit", "burst",
-                "16kb", "latency", "100ms",
+                "16kb", "latency", "50ms",
             ],
         );
     }

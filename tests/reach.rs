@@ -302,8 +302,11 @@ fn hls_js_behind_a_one_megabit_link_plays_the_light_rendition_in_whole_segments_
         seen["firstFrameMs"], seen["stalls"]
     );
     assert!(drops > 0, "the 1 % loss rule dropped nothing");
-    // Settled: on the light rendition, with no main media fetched since, for 3 s (hls.js's
-    // start-up, and a move up that hls.js may try once and give up).
+    // Settled: on the light rendition, with no main media fetched since, for 5 s: hls.js's
+    // start-up, a move up that hls.js may try once and give up, and Chromium's own start on
+    // the 2 cores the server and the publisher share (while it starts, the output loses
+    // frames, and the first seconds play at 12-20 frames a second, once with a half-second
+    // hole, in CI).
     let last_main = runs
         .iter()
         .filter(|r| r.0 == "main")
@@ -320,7 +323,7 @@ fn hls_js_behind_a_one_megabit_link_plays_the_light_rendition_in_whole_segments_
         .map(|(from, ms)| from + ms)
         .max()
         .unwrap_or(0);
-    let settled = light_from.max(last_main).max(stall_of_last_move) + 3000;
+    let settled = light_from.max(last_main).max(stall_of_last_move) + 5000;
     let end = samples.last().unwrap()["at"].as_u64().unwrap();
     assert!(
         end >= settled + 10_000,

@@ -293,7 +293,10 @@
       abrEwmaFastLive: 5, abrEwmaSlowLive: 15, abrBandWidthUpFactor: 0.6,
     });
     hls.on(window.Hls.Events.LEVEL_SWITCHED, (_, data) => {
-      hls.lowLatencyMode = data.level === hls.levels.length - 1;
+      const main = data.level === hls.levels.length - 1;
+      hls.lowLatencyMode = main;
+      // hls.js leaves a catch-up rate as it was when low-latency mode goes off.
+      if (!main) video.playbackRate = 1;
     });
     hls.on(window.Hls.Events.ERROR, (_, data) => {
       if (!data.fatal) return;

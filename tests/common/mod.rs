@@ -560,8 +560,9 @@ impl Netns {
     }
 
     /// Shapes what the host sends into the namespace (the server to a viewer there): a token
-    /// bucket at `kbit` kb/s, with a queue of at most 100 ms, and `loss` % of what arrives
-    /// dropped at random (nftables: this kernel has no netem, so no added delay either).
+    /// bucket at `kbit` kb/s whose queue holds at most 50 ms (tbf's `latency`: what waits
+    /// longer is dropped), and `loss` % of what arrives dropped at random (nftables: this
+    /// kernel has no netem, nor fq for a BPF-timed delay, so no added delay).
     pub fn shape_downlink(&self, kbit: u32, loss: u32) {
         run(
             "tc",
@@ -577,7 +578,7 @@ impl Netns {
                 "burst",
                 "16kb",
                 "latency",
-                "100ms",
+                "50ms",
             ],
         );
         if loss > 0 {
