@@ -6,7 +6,9 @@
 //   WebRTC (the default): `firstFrameMs` from opening the page to its first decoded frame,
 //   and the debug panel's transport (`UDP`, `TCP`, `TURN (…)`) and rendition.
 //   With "hls": true the page plays HLS (`?hls=1`): the multivariant playlist through hls.js,
-//   which picks a rendition by its own bandwidth estimate.
+//   which picks a rendition by its own bandwidth estimate. `hlsLog` is hls.js's own account
+//   (errors, level switches, each fragment's load time, the buffered ranges); with
+//   "hlsDebug": true, also its remuxer's warnings about holes, overlaps and injected audio.
 //
 // Either way it samples, every 250 ms for `seconds`, the rendition on screen (from the
 // decoded picture's size: the light one has a short side of 360) and the frames played,
@@ -43,7 +45,6 @@ try {
         wrapped = class extends Hls {
           constructor(config) {
             super(window.__hlsDebug ? { ...config, debug: true } : config);
-            const t0 = performance.timeOrigin;
             const log = (...e) => window.__hlsLog.push([Math.round(performance.now()), ...e]);
             this.on(Hls.Events.ERROR, (_, d) => log("error", d.details, d.fatal ? "fatal" : "", d.response ? d.response.code : "", (d.context && d.context.url || d.url || "").replace(/^.*\/hls\/[^/]+\//, "")));
             this.on(Hls.Events.LEVEL_SWITCHED, (_, d) => log("level", d.level));
