@@ -4,12 +4,14 @@
 //!
 //! - a WebRTC viewer on a 1 Mb/s link with 1 % loss moves to the light rendition, a clean
 //!   viewer beside it keeps 720p, and the shaped one moves back up once the link is clean;
-//! - hls.js in Chromium behind such a link plays the multivariant playlist's light rendition
-//!   without stalls, and ffprobe reads both renditions;
+//! - hls.js in Chromium behind such a link settles on the multivariant playlist's light
+//!   rendition, in whole segments, and then plays it without stalls; ffprobe reads both
+//!   renditions;
 //! - Chromium on a network that drops UDP plays WebRTC over ICE-TCP, not HLS.
 //!
-//! This kernel has no `sch_netem`, so the links get no added delay; the loss is an nftables
-//! rule whose counter the tests read, so a loss that never happened fails them.
+//! The shaping is tbf at 1 Mb/s with a 50 ms queue. This kernel has no `sch_netem`, so the
+//! links get no added delay; the loss is an nftables rule whose counter the tests read, so a
+//! loss that never happened fails them.
 
 mod common;
 
@@ -185,7 +187,7 @@ fn a_viewer_on_a_one_megabit_link_moves_to_the_light_rendition_and_back_while_a_
 }
 
 #[test]
-fn hls_js_behind_a_one_megabit_link_plays_the_light_rendition_in_whole_segments_without_stalls_and_ffprobe_reads_both()
+fn hls_js_behind_a_one_megabit_link_settles_on_the_light_rendition_in_whole_segments_then_plays_without_stalls_and_ffprobe_reads_both()
  {
     let ns = Netns::create(3);
     let (server, id, _publisher, base) = live_show(&ns, "reach-hls", 120);

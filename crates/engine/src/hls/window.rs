@@ -12,7 +12,8 @@ pub const PART_TARGET: Duration = Duration::from_millis(250);
 pub const PART_HOLD_BACK: f64 = 0.75;
 /// The light rendition's: six part targets. Its players are on weak links, where a part that
 /// comes late (a lost packet's retransmission, a keyframe's larger part) would empty three
-/// parts of buffer; they trade 0.75 s of delay for not stalling.
+/// parts of buffer. (hls.js still stalled in parts mode there, for another reason: the watch
+/// page plays the light rendition in whole segments. This is for other low-latency players.)
 pub const LIGHT_PART_HOLD_BACK: f64 = 1.5;
 /// Complete segments kept (20 s at 1 s segments): the plain playlist lists them all.
 pub const SEGMENTS_KEPT: usize = 20;
