@@ -265,6 +265,17 @@ impl LiveHub {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A product changed (its price, name or photo): the sessions that pin it show it anew,
+    /// on the video and in their state.
+    pub fn product_changed(&self, product_id: &str) {
+        for live in self.known() {
+            let pinned = live.data().pinned.as_ref().map(|p| p.product.id.clone());
+            if pinned.as_deref() == Some(product_id) {
+                live.reload_pinned(&self.store);
+            }
+        }
+    }
+
     pub fn known(&self) -> Vec<Arc<SessionLive>> {
         self.sessions
             .lock()

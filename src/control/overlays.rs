@@ -445,12 +445,7 @@ pub async fn product_image(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     state.store.set_product_image(&product_id, &hash)?;
-    for live in state.live.known() {
-        let pinned = live.data().pinned.as_ref().map(|p| p.product.id.clone());
-        if pinned.as_deref() == Some(product_id.as_str()) {
-            live.reload_pinned(&state.store);
-        }
-    }
+    state.live.product_changed(&product_id);
     Ok(ApiJson(json!({
         "product_id": product_id,
         "width": width,

@@ -19,6 +19,7 @@ handles! {
     /// What the product routes use.
     Products {
         store: Arc<Store>,
+        live: Arc<crate::commerce::live::LiveHub>,
     }
 }
 
@@ -270,6 +271,8 @@ pub async fn patch(
 ) -> Result<impl IntoResponse, ApiError> {
     let product = apply(find(&state, &id)?, body)?;
     state.store.update_product(&product)?;
+    // A pinned product's card shows the change on the next frame.
+    state.live.product_changed(&id);
     Ok(ApiJson(ProductView::of(&product)))
 }
 
