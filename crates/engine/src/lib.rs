@@ -10,6 +10,8 @@
 //!   from a live-state snapshot ([`overlay::feed`]).
 //! - [`egress`]: WebRTC (WHEP) viewers on one UDP port, each with a bounded queue.
 //! - [`hls`]: HLS and LL-HLS from the same encode, in memory.
+//! - [`restream`]: the composited output pushed to other RTMP(S) servers, from the HLS
+//!   segments (no extra encode), each destination with its own retries.
 //! - [`slots`], [`flood_log`], [`histogram`] and [`process`]: per-address connection slots
 //!   (with room made by the oldest unproven ones), one log line per flood, latency
 //!   histograms, and the open-file limit.
@@ -24,5 +26,6 @@ pub mod ingest;
 pub mod media;
 pub mod overlay;
 pub mod process;
+pub mod restream;
 pub mod slots;
 pub mod studio;

@@ -139,6 +139,21 @@ impl Track {
     }
 }
 
+/// Keeps its studio's HLS running while it lives ([`HlsStream::hold`]).
+pub struct HlsHold(Arc<HlsStream>);
+
+impl HlsHold {
+    pub fn stream(&self) -> &Arc<HlsStream> {
+        &self.0
+    }
+}
+
+impl Drop for HlsHold {
+    fn drop(&mut self) {
+        self.0.holders.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Profile, constraint flags and level of the first SPS in an Annex B access unit.
 fn sps_profile(access_unit: &[u8]) -> Option<[u8; 3]> {
     let mut i = 0;
@@ -212,6 +227,11 @@ pub struct HlsStream {
     /// sequence numbers: the light track begins its segments there too.
     cuts: Mutex<std::collections::VecDeque<(u64, u64)>>,
     active: AtomicBool,
+    /// Recordings and restreams that keep HLS running with or without viewers
+    /// ([`HlsStream::hold`]).
+    holders: AtomicUsize,
+    /// A viewer asked within the idle time (the light encode runs for viewers only).
+    requested: AtomicBool,
     born: Instant,
     /// HLS stops this long after the last request.
     idle_after: Duration,
@@ -234,6 +254,8 @@ impl HlsStream {
             ],
             cuts: Mutex::new(Default::default()),
             active: AtomicBool::new(false),
+            holders: AtomicUsize::new(0),
+            requested: AtomicBool::new(false),
             born: Instant::now(),
             idle_after,
             last_request: AtomicU64::new(0),
@@ -263,6 +285,32 @@ impl HlsStream {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// A viewer asked for HLS within its idle time (not only a recording or restream
+    /// holding it).
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Relaxed)
+    }
+
+    /// Keeps HLS running, with or without viewers, until the hold is dropped (a recording, a
+    /// restream). Starts it if it was idle.
+    pub fn hold(self: &Arc<Self>) -> HlsHold {
+        self.holders.fetch_add(1, Ordering::AcqRel);
+        self.start("held for a recording or restream");
+        HlsHold(self.clone())
+    }
+
+    fn start(&self, why: &str) -> bool {
+        if self.active.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        tracing::info!(session.id = %self.label, "HLS starts: {why}");
+        if let Some(controls) = self.controls.get() {
+            (controls.switch)(true);
+            (controls.keyframe)();
+        }
+        false
+    }
+
     /// A request for this studio's HLS from `client`: HLS starts if it was idle. Returns
     /// whether it was already running.
     pub fn touch(&self, client: Option<IpAddr>) -> bool {
@@ -281,15 +329,8 @@ impl HlsStream {
                 clients.insert(client, Instant::now());
             }
         }
-        if self.active.swap(true, Ordering::AcqRel) {
-            return true;
-        }
-        tracing::info!(session.id = %self.label, "HLS starts: a viewer asked for it");
-        if let Some(controls) = self.controls.get() {
-            (controls.switch)(true);
-            (controls.keyframe)();
-        }
-        false
+        self.requested.store(true, Ordering::Relaxed);
+        self.start("a viewer asked for it")
     }
 
     /// Stops HLS when nobody asked for it for its idle time ([`IDLE_AFTER`] by default;
@@ -298,6 +339,10 @@ impl HlsStream {
         let now = self.born.elapsed().as_millis() as u64;
         let idle = now.saturating_sub(self.last_request.load(Ordering::Relaxed));
         if !self.is_active() || idle < self.idle_after.as_millis() as u64 {
+            return false;
+        }
+        self.requested.store(false, Ordering::Relaxed);
+        if self.holders.load(Ordering::Acquire) > 0 {
             return false;
         }
         self.stop();

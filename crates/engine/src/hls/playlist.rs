@@ -106,6 +106,63 @@ pub fn low_latency(snapshot: &Snapshot) -> String {
     out
 }
 
+/// One segment of a recording, as its playlist lists it.
+#[derive(Debug, Clone)]
+pub struct RecordedSegment {
+    pub uri: String,
+    pub duration: Duration,
+    /// Wall-clock time of its first frame.
+    pub started: SystemTime,
+    /// It follows a restart of the stream (a new timeline).
+    pub discontinuity: bool,
+}
+
+/// A recording's playlist head: an `EVENT` playlist grows while the show is live, and a
+/// finished recording is one `VOD` playlist (`complete`). Segments follow with
+/// [`recorded_segment`]; a complete one ends with `#EXT-X-ENDLIST`.
+pub fn recording_head(target_duration: u64, complete: bool) -> String {
+    let mut out = String::new();
+    head(&mut out, 3, target_duration);
+    let kind = if complete { "VOD" } else { "EVENT" };
+    let _ = write!(
+        out,
+        "#EXT-X-PLAYLIST-TYPE:{kind}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+    );
+    out
+}
+
+pub fn recorded_segment(out: &mut String, s: &RecordedSegment) {
+    if s.discontinuity {
+        out.push_str("#EXT-X-DISCONTINUITY\n");
+    }
+    let _ = write!(
+        out,
+        "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.5},\n{}\n",
+        iso8601(s.started),
+        s.duration.as_secs_f64(),
+        s.uri
+    );
+}
+
+/// A finished recording: every segment, and the end.
+pub fn recording(segments: &[RecordedSegment]) -> String {
+    let longest = segments
+        .iter()
+        .map(|s| s.duration.as_secs_f64().round() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut out = recording_head(longest, true);
+    for s in segments {
+        recorded_segment(&mut out, s);
+    }
+    out.push_str(ENDLIST);
+    out
+}
+
+/// Ends a playlist: no more segments follow.
+pub const ENDLIST: &str = "#EXT-X-ENDLIST\n";
+
 /// One variant of the multivariant playlist.
 #[derive(Debug, Clone)]
 pub struct Variant {

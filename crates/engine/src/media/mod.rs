@@ -192,9 +192,15 @@ pub const TS_DECODE: Description = Description {
     text: include_str!("../../pipelines/ts-decode.pipeline"),
 };
 
-pub const ALL: [&Description; 5] = [
+pub const RESTREAM: Description = Description {
+    name: "restream",
+    text: include_str!("../../pipelines/restream.pipeline"),
+};
+
+pub const ALL: [&Description; 6] = [
     &PUBLISHER_DECODE,
     &TS_DECODE,
+    &RESTREAM,
     &STUDIO_OUTPUT,
     &SLATE,
     &TEST_PATTERN,
@@ -205,14 +211,12 @@ pub fn debian_package(element: &str) -> &'static str {
     match element {
         "x264enc" => "gstreamer1.0-plugins-ugly",
         "avdec_h264" | "avdec_h265" | "avdec_aac" | "avenc_aac" => "gstreamer1.0-libav",
-        "h264parse" | "h265parse" | "av1parse" | "av1dec" | "rtmp2sink" | "rtmp2src" => {
-            "gstreamer1.0-plugins-bad"
-        }
+        "h264parse" | "h265parse" | "av1parse" | "av1dec" | "rtmp2sink" | "rtmp2src"
+        | "tsdemux" => "gstreamer1.0-plugins-bad",
         // Debian packages the pango plugin with the X ones.
         "textoverlay" | "clockoverlay" | "timeoverlay" => "gstreamer1.0-x",
-        "rtph264pay" | "rtpopuspay" | "aacparse" | "rtph264depay" | "rtpopusdepay" | "vp8dec" => {
-            "gstreamer1.0-plugins-good"
-        }
+        "rtph264pay" | "rtpopuspay" | "aacparse" | "rtph264depay" | "rtpopusdepay" | "vp8dec"
+        | "flvmux" => "gstreamer1.0-plugins-good",
         _ => "gstreamer1.0-plugins-base",
     }
 }
@@ -236,12 +240,17 @@ impl Description {
     pub fn elements(&self) -> Vec<String> {
         let text = self.render(&[]);
         let mut names = Vec::new();
-        for segment in text.split('!') {
+        for segment in text.split(['!', '\n']) {
             let Some(first) = segment.split_whitespace().next() else {
                 continue;
             };
-            // Caps filters (`video/x-raw,...`) are not elements, nor `{placeholders}`.
-            if first.contains('/') || first.contains('=') || first.starts_with('{') {
+            // Caps filters (`video/x-raw,...`) are not elements, nor `{placeholders}`, nor
+            // properties on a line of their own, nor links to a named element (`mux.`).
+            if first.contains('/')
+                || first.contains('=')
+                || first.starts_with('{')
+                || first.ends_with('.')
+            {
                 continue;
             }
             if !names.iter().any(|n| n == first) {
@@ -402,5 +411,18 @@ mod tests {
         }
         assert!(!elements.iter().any(|x| x.starts_with("video/")));
         assert_eq!(debian_package("x264enc"), "gstreamer1.0-plugins-ugly");
+        // Elements on lines of their own, after a link to a named one (`mux.`), count too.
+        assert_eq!(
+            RESTREAM.elements(),
+            [
+                "appsrc",
+                "tsdemux",
+                "h264parse",
+                "queue",
+                "aacparse",
+                "flvmux",
+                "rtmp2sink"
+            ]
+        );
     }
 }

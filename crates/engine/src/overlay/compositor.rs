@@ -18,6 +18,7 @@ use gstreamer_video::{self as gst_video, VideoFrameExt};
 use super::blend::{self, I420, YuvOverlay};
 use super::feed::LiveFeed;
 use super::layout::{self, Rect};
+use super::onscreen::{Screen, ScreenChange, ScreenLog};
 use super::render::{self, View};
 use super::scene::{Anchor, LayerKind, Transition};
 use crate::histogram::LatencyHistogram;
@@ -86,6 +87,10 @@ pub struct Compositor {
     /// The last composition depends on the clock (countdown, toast, a transition).
     time_dependent: bool,
     pub counters: Arc<OverlayCounters>,
+    /// What the layers showed at the last build, and whether that is not logged yet.
+    screen: Screen,
+    screen_changed: bool,
+    screen_log: Option<Arc<dyn ScreenLog>>,
 }
 
 impl Compositor {
@@ -110,7 +115,16 @@ impl Compositor {
             last: None,
             time_dependent: false,
             counters,
+            screen: Screen::default(),
+            screen_changed: false,
+            screen_log: None,
         }
+    }
+
+    /// Hands every change of what the layers show to `log`, with the frame's times.
+    pub fn with_screen_log(mut self, log: Arc<dyn ScreenLog>) -> Self {
+        self.screen_log = Some(log);
+        self
     }
 
     /// Blends the current layers onto one raw frame (I420 at the studio's size). A frame
@@ -123,6 +137,16 @@ impl Compositor {
             self.last = None;
         }
         let layers = self.compose();
+        if self.screen_changed {
+            self.screen_changed = false;
+            if let Some(log) = &self.screen_log {
+                log.shown(ScreenChange {
+                    screen: self.screen.clone(),
+                    at_ms: now_ms(),
+                    pts_ns: buffer.pts().map(|t| t.nseconds()),
+                });
+            }
+        }
         if layers.is_empty() {
             return;
         }
@@ -181,6 +205,10 @@ impl Compositor {
         if data.scene.hidden {
             self.cache.clear();
             self.time_dependent = false;
+            self.note_screen(Screen {
+                hidden: true,
+                ..Screen::default()
+            });
             return Arc::from([]);
         }
         let view = View {
@@ -196,6 +224,7 @@ impl Compositor {
         };
         let mut time_dependent = false;
         let mut present: Vec<(i32, String)> = Vec::new();
+        let mut screen = Screen::default();
         for layer in data.scene.ordered() {
             if !layer.visible {
                 continue;
@@ -253,8 +282,10 @@ impl Compositor {
                 );
             }
             present.push((layer.z, layer.id.clone()));
+            screen.add(layer, &view);
         }
         drop(data);
+        self.note_screen(screen);
 
         // Layers with nothing left to show leave with their transition, then go.
         for (id, cached) in self.cache.iter_mut() {
@@ -281,6 +312,15 @@ impl Compositor {
         }
         self.time_dependent = time_dependent;
         Arc::from(placed)
+    }
+}
+
+impl Compositor {
+    fn note_screen(&mut self, screen: Screen) {
+        if screen != self.screen {
+            self.screen = screen;
+            self.screen_changed = true;
+        }
     }
 }
 

@@ -7,11 +7,13 @@
 //! - `text`: shaping and drawing text;
 //! - `render`: one layer to a pixmap, from the session's live state;
 //! - `compositor`: per frame, what to blend; redraws a layer only when what it shows changes;
+//! - `onscreen`: what the layers showed, as data, for the session's on-screen record;
 //! - `blend`: premultiplied Y/U/V layers over I420, in place.
 
 pub mod blend;
 pub mod compositor;
 pub mod feed;
+pub mod onscreen;
 pub mod render;
 pub mod text;
 

@@ -57,7 +57,7 @@ impl View<'_> {
         self.offers.iter().map(|o| o.sold).sum()
     }
 
-    fn latest_toast(&self) -> Option<&Toast> {
+    pub(crate) fn latest_toast(&self) -> Option<&Toast> {
         self.toasts
             .back()
             .filter(|t| self.now_ms - t.at_ms < TOAST_SHOW_MS)
@@ -118,7 +118,7 @@ fn countdown_text(ms: i64) -> String {
     }
 }
 
-fn countdown_target(layer: &Layer, view: &View) -> Option<i64> {
+pub(crate) fn countdown_target(layer: &Layer, view: &View) -> Option<i64> {
     match layer.content.until {
         Some(until) => Some(until * 1000),
         None => view

@@ -170,4 +170,9 @@ impl StudioHandle {
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
     }
+
+    /// Resolves once the studio has stopped (the show ended).
+    pub async fn stopped(&self) {
+        self.tx.closed().await
+    }
 }

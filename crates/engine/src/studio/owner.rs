@@ -217,9 +217,9 @@ impl Owner {
                 _ = &mut stop => break,
                 _ = hls_check.tick() => {
                     self.hls.stop_if_idle();
-                    // The light encode runs while HLS runs (players may switch to it at any
-                    // segment) or a WebRTC viewer watches it.
-                    let wanted = self.hls.is_active() || self.stats.light_viewers.load(Ordering::Relaxed) > 0;
+                    // The light encode runs while HLS viewers may switch to it at any segment,
+                    // or a WebRTC viewer watches it (not for a recording or restream alone).
+                    let wanted = self.hls.is_requested() || self.stats.light_viewers.load(Ordering::Relaxed) > 0;
                     if self.light.set_open(wanted) {
                         tracing::info!(session.id = %self.label, running = wanted, "light rendition");
                     }
