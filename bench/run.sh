@@ -29,4 +29,5 @@ run "transcode cost per studio, against ffmpeg" transcode
 run "ingest cost per input (RTMP, WHIP, SRT, HEVC, AV1) and WHIP-in latency" ingest
 run "reach: the light rendition's cost, moving between renditions" reach
 run "HLS and LL-HLS: keyframe cost, latency against nginx-rtmp's HLS, 2,000 clients direct and through nginx" hls
+run "after the show: recording and two restreams beside nothing" after_show
 echo "benchmarks took $((SECONDS - started)) s"

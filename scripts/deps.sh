@@ -2,9 +2,10 @@
 # Installs the Debian 12 packages Fieldcast needs, only those missing.
 #   scripts/deps.sh run    GStreamer runtime plugins (to run the server)
 #   scripts/deps.sh build  + compiler and GStreamer headers (to build it)
-#   scripts/deps.sh test   + ffmpeg, Chromium, Node.js, Prometheus, nginx, strace, iproute2,
-#                          nftables, coturn (publishers, browser, metrics scraper, HLS cache, a
-#                          stalling disk, shaped and filtered links and a TURN relay for the tests),
+#   scripts/deps.sh test   + ffmpeg, Chromium, Node.js, Prometheus, nginx with nginx-rtmp, strace,
+#                          iproute2, nftables, coturn, tesseract (publishers, browser, metrics
+#                          scraper, HLS cache, a restream destination, a stalling disk, shaped and
+#                          filtered links, a TURN relay, and OCR of the card on recorded frames),
 #                          and from PyPI: schemathesis in target/schemathesis (the contract test),
 #                          aiortc in target/aiortc (a WHIP publisher that is not a browser)
 #   scripts/deps.sh bench  + ffmpeg, nginx-rtmp and Janus (the peers `make bench` compares with),
@@ -16,7 +17,8 @@ run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
           gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools fonts-dejavu-core
           fonts-noto-core fonts-noto-cjk)
 build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
-test_pkgs=(ffmpeg chromium prometheus nginx-light strace python3-venv iproute2 nftables coturn)
+test_pkgs=(ffmpeg chromium prometheus nginx-light libnginx-mod-rtmp strace python3-venv iproute2 nftables coturn
+           tesseract-ocr)
 bench_pkgs=(ffmpeg nginx-light libnginx-mod-rtmp janus chromium python3-venv iproute2 nftables)
 
 want=("${run_pkgs[@]}")

@@ -16,6 +16,8 @@ use crate::commerce::live::LiveHub;
 use crate::config::Settings;
 use crate::control::client::{PublicLimits, PublicRates};
 use crate::control::{ControlParts, ControlState, OperatorToken};
+use crate::record::onscreen::OnscreenRecord;
+use crate::record::recording::Recorder;
 use crate::shows::{Links, Shows};
 use crate::store::Store;
 use fieldcast_engine::egress::Egress;
@@ -103,6 +105,14 @@ impl App {
             webhook_wake,
         };
         let overlay_counters = Arc::new(OverlayCounters::default());
+        let onscreen = OnscreenRecord::start(store.connect()?)?;
+        let recorder = Recorder::open(
+            settings.data.join("recordings"),
+            store.clone(),
+            settings.recording_budget,
+            settings.recording_retention,
+        )?;
+        recorder.spawn_sweeper();
         let shows = Shows {
             store: store.clone(),
             studios: studios.clone(),
@@ -118,6 +128,9 @@ impl App {
             }),
             images,
             reconnect_grace: settings.reconnect_grace,
+            onscreen,
+            recorder,
+            restreams: Arc::new(fieldcast_engine::restream::Restreams::default()),
         };
         let ingest = Ingest {
             publishers: Arc::new(shows.clone()),
@@ -166,6 +179,9 @@ impl App {
             ingest: ingest.limits.clone(),
             ingest_health: ingest.board.clone(),
             overlay_counters,
+            recorder: shows.recorder.clone(),
+            restreams: shows.restreams.clone(),
+            onscreen: shows.onscreen.clone(),
             shutdown: shutdown.clone(),
             operator: OperatorToken(Arc::from(api_token.as_str())),
             metrics_token: crate::control::MetricsToken(

@@ -148,6 +148,12 @@ pub struct ServeArgs {
     /// Seconds HLS keeps running after its last request [default: 60]
     #[arg(long, env = "FIELDCAST_HLS_IDLE")]
     pub hls_idle: Option<u64>,
+    /// Megabytes all recordings may take under DATA/recordings; the oldest go first [default: 10240]
+    #[arg(long, env = "FIELDCAST_RECORDING_BUDGET_MB")]
+    pub recording_budget_mb: Option<u64>,
+    /// Days a recording is kept [default: 30]
+    #[arg(long, env = "FIELDCAST_RECORDING_RETENTION_DAYS")]
+    pub recording_retention_days: Option<u64>,
     /// TOML file with any of the settings above (keys as the flags, with underscores)
     #[arg(long, env = "FIELDCAST_CONFIG")]
     pub config: Option<PathBuf>,
@@ -196,6 +202,8 @@ struct FileSettings {
     toast_buyer: Option<String>,
     reconnect_grace: Option<u64>,
     hls_idle: Option<u64>,
+    recording_budget_mb: Option<u64>,
+    recording_retention_days: Option<u64>,
 }
 
 /// Where buyer tokens' keys come from, and what they must say (`commerce::buyers`).
@@ -303,6 +311,9 @@ pub struct Settings {
     pub toast_buyer: ToastBuyer,
     pub reconnect_grace: std::time::Duration,
     pub hls_idle: std::time::Duration,
+    /// All recordings together, at most (bytes).
+    pub recording_budget: u64,
+    pub recording_retention: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -592,6 +603,17 @@ impl Settings {
             toast_buyer,
             reconnect_grace: std::time::Duration::from_secs(
                 args.reconnect_grace.or(file.reconnect_grace).unwrap_or(30),
+            ),
+            recording_budget: args
+                .recording_budget_mb
+                .or(file.recording_budget_mb)
+                .unwrap_or(10_240)
+                .saturating_mul(1 << 20),
+            recording_retention: std::time::Duration::from_secs(
+                args.recording_retention_days
+                    .or(file.recording_retention_days)
+                    .unwrap_or(30)
+                    .saturating_mul(86_400),
             ),
             hls_idle: std::time::Duration::from_secs(
                 args.hls_idle

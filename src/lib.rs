@@ -8,6 +8,7 @@ pub mod connections;
 pub mod control;
 pub mod demo;
 pub mod files;
+pub mod record;
 pub mod server;
 pub mod shows;
 pub mod store;

@@ -1,5 +1,6 @@
 //! The `fieldcast` command: `serve` runs the server; `check` verifies the GStreamer
-//! installation; `healthcheck` asks a running server whether it is up. The player and the
+//! installation; `healthcheck` asks a running server whether it is up; `audit` verifies or
+//! exports a session's on-screen record. The player and the
 //! load generators are `fieldcast-probe`'s (`crates/probe`).
 
 use std::process::ExitCode;
@@ -39,6 +40,32 @@ enum Command {
     Healthcheck {
         #[command(flatten)]
         args: ServeArgs,
+    },
+    /// A session's on-screen record: what the video showed, and when.
+    Audit {
+        #[command(subcommand)]
+        command: Audit,
+    },
+}
+
+#[derive(Subcommand)]
+enum Audit {
+    /// Checks the record's hash chain. Exits 0 when it is intact; otherwise names the first
+    /// entry that breaks it and exits 1.
+    Verify {
+        /// The server's data directory (its database).
+        #[arg(long, default_value = "./data")]
+        data: std::path::PathBuf,
+        /// Check a JSON Lines export (from `audit export`) instead of the database.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        session_id: String,
+    },
+    /// Writes the record as JSON Lines to stdout, one entry a line, in order.
+    Export {
+        #[arg(long, default_value = "./data")]
+        data: std::path::PathBuf,
+        session_id: String,
     },
 }
 
@@ -83,6 +110,7 @@ fn main() -> ExitCode {
         Command::Healthcheck { args } => Settings::load(&args)
             .map_err(anyhow::Error::from)
             .and_then(|settings| healthcheck(settings.http)),
+        Command::Audit { command } => audit(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +119,79 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn audit(command: Audit) -> anyhow::Result<()> {
+    use fieldcast::record::onscreen::{Verifier, export_line, parse_line};
+    use fieldcast::store::onscreen::each;
+    let open = |data: &std::path::Path| {
+        let path = data.join("fieldcast.db");
+        anyhow::ensure!(path.exists(), "no database at {}", path.display());
+        Ok(fieldcast::store::connect(&path)?)
+    };
+    match command {
+        Audit::Verify {
+            data,
+            file: None,
+            session_id,
+        } => {
+            let conn = open(&data)?;
+            match fieldcast::record::onscreen::verify(&conn, &session_id)? {
+                Ok(0) => anyhow::bail!("session {session_id} has no on-screen record"),
+                Ok(n) => println!("session {session_id}: {n} entries, the chain is intact"),
+                Err(broken) => anyhow::bail!("session {session_id}: {broken}"),
+            }
+        }
+        Audit::Verify {
+            file: Some(file),
+            session_id,
+            ..
+        } => {
+            use std::io::BufRead;
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+            );
+            let mut verifier = Verifier::new(&session_id);
+            for (i, line) in reader.lines().enumerate() {
+                let line = line?;
+                let row = parse_line(&line)
+                    .map_err(|e| anyhow::anyhow!("{} line {}: {e}", file.display(), i + 1))?;
+                verifier.check(&row).map_err(|broken| {
+                    anyhow::anyhow!("{} line {}: {broken}", file.display(), i + 1)
+                })?;
+            }
+            anyhow::ensure!(
+                verifier.checked() > 0,
+                "{} holds no entries",
+                file.display()
+            );
+            println!(
+                "session {session_id}: {} entries, the chain is intact",
+                verifier.checked()
+            );
+        }
+        Audit::Export { data, session_id } => {
+            use std::io::Write;
+            let conn = open(&data)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut failed = None;
+            each(&conn, &session_id, |row| {
+                match writeln!(out, "{}", export_line(&row)) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 /// `GET /healthz` on the server's own HTTP address (loopback when it binds every interface).

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::commerce::live::LiveHub;
+use crate::record::onscreen::OnscreenRecord;
+use crate::record::recording::Recorder;
 use crate::store::{SessionRow, Store, StoreError};
 use fieldcast_core::ids::{new_stream_key, random_hex, redact};
 use fieldcast_core::time::unix_now;
@@ -76,6 +78,12 @@ pub struct Shows {
     pub images: PathBuf,
     /// How long a show stays on the slate after its publisher left (`reconnect_grace`).
     pub reconnect_grace: Duration,
+    /// Where the compositors' on-screen changes are kept.
+    pub onscreen: Arc<OnscreenRecord>,
+    /// Records the shows that record (all, unless the operator turned it off).
+    pub recorder: Arc<Recorder>,
+    /// Pushes the shows to their restream destinations.
+    pub restreams: Arc<fieldcast_engine::restream::Restreams>,
 }
 
 impl Shows {
@@ -94,6 +102,7 @@ impl Shows {
         let watch_url = format!("{}/watch/{}", self.links.http_base(), row.id);
         let images = self.images.clone();
         let counters = self.overlay_counters.clone();
+        let screen_log = self.onscreen.for_session(&row.id);
         let overlay: fieldcast_engine::studio::OverlayFactory = Box::new(move |stats| {
             let mut compositor = Compositor::new(
                 live,
@@ -103,7 +112,8 @@ impl Shows {
                 watch_url,
                 images,
                 counters,
-            );
+            )
+            .with_screen_log(screen_log);
             Some(Box::new(
                 move |frame: &mut gstreamer::Buffer, info: &gstreamer_video::VideoInfo| {
                     compositor.apply(frame, info)
@@ -140,6 +150,12 @@ impl Shows {
         )?;
         if !row.live {
             self.store.set_session_live(&row.id, true)?;
+        }
+        if self.store.session_records(&row.id)? {
+            self.recorder.start(&row.id, handle.clone());
+        }
+        for destination in self.store.restreams(&row.id)? {
+            self.restreams.start(destination, handle.clone());
         }
         Ok(handle)
     }

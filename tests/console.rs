@@ -173,6 +173,18 @@ fn an_operator_signs_in_sets_up_a_show_drags_the_card_sells_cancels_exports_and_
         seen["ingest"], "Connected, H.264 1280×720 30 fps",
         "the ingest panel: {seen}"
     );
+    // Restream from the live view: a wrong URL refused, a dead destination retried with why.
+    assert!(
+        seen["restreamRefused"].as_str().unwrap().contains("`url`"),
+        "{seen}"
+    );
+    assert!(
+        seen["restreamRetrying"]
+            .as_str()
+            .unwrap()
+            .contains("Connection"),
+        "the retrying destination gives no reason: {seen}"
+    );
     // Five units, orders of 2 and 1, the 2 cancelled: 4 remain.
     assert_eq!(seen["remainingAfterCancel"], 4, "{seen}");
     // 55 more orders: the table holds the newest 50, Older shows the rest.

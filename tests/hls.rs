@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    LiveSale, Nginx, Publisher, Server, data_dir, docs_dir, is_slate, live_sale, node,
+    LiveSale, Nginx, Publisher, Server, data_dir, docs_dir, is_slate, live_sale_recorded, node,
     probe_binary, wait_for,
 };
 use fieldcast_engine::hls::playlist::iso8601;
@@ -76,6 +76,21 @@ fn on_air(server: &Server, title: &str) -> String {
     id
 }
 
+/// The same, not recorded: a recording keeps HLS running, and this one's HLS runs only
+/// while it is asked for.
+fn on_air_unrecorded(server: &Server, title: &str) -> String {
+    let session = server.create_session(title);
+    let id = session["id"].as_str().unwrap().to_string();
+    let (status, body) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(serde_json::json!({"record": false})),
+    );
+    assert_eq!(status, 200, "{body}");
+    server.go_live(&id);
+    id
+}
+
 /// A plain playlist's segments, in order: each one's `EXTINF` and URI.
 fn segments(playlist: &str) -> Vec<(f64, String)> {
     let mut listed = Vec::new();
@@ -99,7 +114,7 @@ fn attribute<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn hls_answers_with_cache_rules_validators_and_cors_and_blocks_reloads_until_the_part_exists() {
     let server = Server::start_with(&data_dir("hls-http"), &["--hls-idle", "4"]);
-    let id = on_air(&server, "HLS over HTTP");
+    let id = on_air_unrecorded(&server, "HLS over HTTP");
     let base = server.url(&format!("/hls/{id}"));
 
     let missing = get(&server.url("/hls/nosuchsession/ll.m3u8"), &[]);
@@ -534,7 +549,10 @@ fn the_page_falls_back_to_low_latency_hls_in_chromium_when_webrtc_is_full_or_udp
         offer,
         publisher: _publisher,
         ..
-    } = live_sale(&server, "Rose jam, on HLS", 120);
+    } = live_sale_recorded(&server, "Rose jam, on HLS", 120, false);
+    // Unrecorded: the page is HLS's first viewer, and joins at the live edge. (A page that
+    // joins a window already running, a recorded show's or one others watch, starts three
+    // whole segments behind; hls.js did not move on to parts within 20 s there.)
 
     // The one WebRTC place is taken by the project's own WHEP client.
     let mut occupant = Command::new(probe_binary())

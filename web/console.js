@@ -273,7 +273,11 @@
           } })),
         el("dt", { text: "Watch page" }),
         el("dd", {}, el("a", { href: s.watch_url, target: "_blank", rel: "noopener", text: s.watch_url }), " ",
-          el("button", { type: "button", class: "quiet", "aria-label": `Copy the watch URL of ${s.title}`, text: "Copy", onclick: () => copy(s.watch_url, "Watch URL") }))),
+          el("button", { type: "button", class: "quiet", "aria-label": `Copy the watch URL of ${s.title}`, text: "Copy", onclick: () => copy(s.watch_url, "Watch URL") })),
+        el("dt", { text: "Replay" }),
+        el("dd", {}, s.recording_url
+          ? el("a", { href: s.replay_url, target: "_blank", rel: "noopener", text: s.replay_url })
+          : el("span", { class: "muted", text: s.record ? "Recorded when the show goes on air" : "Not recorded (turned off)" }))),
       el("div", { class: "row" },
         el("img", { class: "qr", src: `/watch/${encodeURIComponent(s.id)}/qr.svg`, alt: `QR code of the watch page of ${s.title}`, width: 120, height: 120 }),
         el("details", { "data-id": s.id, open: obsOpen },
@@ -906,12 +910,45 @@
     } catch (err) { say(err.message); }
   });
 
+  // ---- restream: destinations and their state -------------------------------------------
+
+  const RESTREAM_STATES = { idle: "Idle (the show is off air)", connecting: "Connecting", connected: "Connected", retrying: "Retrying" };
+
+  async function refreshRestreams() {
+    if (!current) return;
+    const { restreams } = await api("GET", `/api/v1/sessions/${current}/restreams`);
+    const items = restreams.map(d => {
+      let state = RESTREAM_STATES[d.state] || d.state;
+      if (d.state === "retrying" && d.retry_at_ms) state += ` in ${Math.max(0, Math.ceil((d.retry_at_ms - Date.now()) / 1000))} s`;
+      const detail = d.reason ? ` — ${d.reason}` : "";
+      const sent = d.bytes ? `, ${(d.bytes / 1e6).toFixed(1)} MB sent` : "";
+      return el("li", { "data-state": d.state, "aria-label": `Restream to ${d.url}` },
+        el("span", { class: "restream-url", text: d.url }), " ",
+        el("b", { text: state }), el("span", { text: `${detail}${sent}` }), " ",
+        el("button", { type: "button", class: "quiet", "aria-label": `Remove ${d.url}`, onclick: async () => {
+          try { await api("DELETE", `/api/v1/sessions/${current}/restreams/${d.id}`); refreshRestreams(); }
+          catch (err) { say(err.message); }
+        } }, "Remove"));
+    });
+    $("restreams").replaceChildren(...items);
+  }
+
+  $("new-restream").addEventListener("submit", async e => {
+    e.preventDefault();
+    $("restream-error").textContent = "";
+    try {
+      await api("POST", `/api/v1/sessions/${current}/restreams`, { url: $("restream-url").value, key: $("restream-key").value });
+      $("restream-key").value = "";
+      refreshRestreams();
+    } catch (err) { $("restream-error").textContent = err.message; }
+  });
+
   // ---- the clock -----------------------------------------------------------------------
 
   async function poll() {
     if (!token) return;
     const jobs = [refreshSessions()];
-    if (current) jobs.push(refreshIngest(), refreshStats(), refreshOrders());
+    if (current) jobs.push(refreshIngest(), refreshStats(), refreshOrders(), refreshRestreams());
     await Promise.allSettled(jobs);
     renderProducts();
     renderOffers();

@@ -1,5 +1,7 @@
 // The watch page: a WHEP player that reconnects by itself, the product panel and counters
 // from the live state (SSE), the buy sheet, and likes. No framework, no build step.
+// The replay (`/replay/{id}`) is this page on the show's recording: chapters at each product
+// the show pinned, and the panel following the replay's time (`boot.replay`).
 "use strict";
 (() => {
   const boot = JSON.parse(document.getElementById("boot").textContent);
@@ -13,6 +15,11 @@
     drop(key) { try { localStorage.removeItem(key); } catch (_) { /* private mode */ } },
   };
   if (params.get("embed") === "1") root.classList.add("embed");
+  // The replay: the recording's playlist, each change of the card's product or price
+  // ({at_ms, product_id, price}, from the on-screen record), and those products.
+  const replay = boot.replay || null;
+  let shown = null;
+  if (replay) root.classList.add("replay");
   $("demo").hidden = !boot.demo;
 
   // ---- Language: the server picked one from Accept-Language; a choice in the switcher wins.
@@ -118,10 +125,19 @@
     return names[lang] || names[lang.split("-")[0]] || p.name;
   }
 
-  // The offer the panel shows: the pinned product's running (or next) one, else its last.
+  // The product the panel shows: the pinned one, or in the replay the one on screen then.
+  function panelProduct() {
+    if (!replay) return live && live.pinned;
+    return shown && shown.product_id ? replay.products[shown.product_id] || null : null;
+  }
+
+  // The offer the panel shows: the product's running (or next) one, else its last. In the
+  // replay, only a running one: what can be bought now.
   function currentOffer() {
-    if (!live || !live.pinned) return null;
-    const mine = live.offers.filter(o => o.product_id === live.pinned.id);
+    const p = panelProduct();
+    if (!live || !p) return null;
+    const mine = live.offers.filter(o => o.product_id === p.id);
+    if (replay) return mine.find(o => o.state === "live") || null;
     return mine.find(o => o.state === "live") || mine.find(o => o.state === "scheduled")
       || mine.find(o => o.state === "sold_out") || mine[mine.length - 1] || null;
   }
@@ -138,7 +154,7 @@
     $("n-viewers").textContent = live.viewers;
     $("n-likes").textContent = live.likes + pendingLikes + sendingLikes;
     $("n-sold").textContent = live.offers.reduce((sum, o) => sum + o.sold, 0);
-    const p = live.pinned;
+    const p = panelProduct();
     $("panel").hidden = !p;
     if (!p) { refreshSheet(); return; }
     const offer = currentOffer();
@@ -151,6 +167,9 @@
     } else {
       photo.hidden = true;
     }
+    const history = $("p-show");
+    history.hidden = !(replay && shown && shown.price !== null);
+    if (!history.hidden) history.textContent = t("show_price", { price: money(shown.price, p.currency) });
     const onSale = offer && (offer.state === "live" || offer.state === "scheduled");
     $("p-sale").textContent = money(onSale ? offer.unit_amount : p.unit_amount, p.currency);
     const old = $("p-old");
@@ -167,7 +186,7 @@
       bar.setAttribute("aria-valuenow", pct);
       bar.setAttribute("aria-label", t("left", { n: offer.remaining }));
     } else {
-      left.textContent = t("no_offer");
+      left.textContent = t(replay ? "replay_no_offer" : "no_offer");
     }
     tick();
     const buyable = offer && offer.state === "live" && offer.remaining > 0;
@@ -204,6 +223,11 @@
 
   function renderBadge() {
     let state = playerState;
+    if (replay) {
+      $("badge").dataset.state = "replay";
+      $("badge-text").textContent = t(replay.url ? "replay" : "no_recording");
+      return;
+    }
     if (state === "live" && live) {
       if (live.picture === "slate") state = "right_back";
       if (live.picture === "ended") state = "ended";
@@ -505,10 +529,10 @@
 
   function updatePlace() {
     const offer = currentOffer();
-    if (!offer || !live.pinned) return;
+    if (!offer || !panelProduct()) return;
     const n = Math.max(1, Number($("f-quantity").value) || 1);
     $("place").textContent = sending ? t("sending") : unanswered ? t("try_again")
-      : t("place", { n, amount: money(n * offer.unit_amount, live.pinned.currency) });
+      : t("place", { n, amount: money(n * offer.unit_amount, panelProduct().currency) });
   }
 
   function openSheet() {
@@ -520,7 +544,7 @@
     const quantity = $("f-quantity");
     quantity.max = max;
     if (Number(quantity.value) > max) quantity.value = max;
-    $("sheet-title").textContent = t("buy_title", { name: productName(live.pinned) });
+    $("sheet-title").textContent = t("buy_title", { name: productName(panelProduct()) });
     $("sheet-limit").textContent = offer.per_buyer_limit ? t("per_buyer", { n: offer.per_buyer_limit }) : "";
     if (!device) device = deviceToken();
     say("", "");
@@ -635,11 +659,96 @@
   });
   sheet.addEventListener("close", () => { if (!sending) say("", ""); });
 
+  // ---- Replay: the recording (hls.js, or the browser's own HLS), its wall-clock start from
+  // the playlist's PROGRAM-DATE-TIME, and the card's moments mapped onto its time.
+  let recordingStart = null;
+  function onReplayTime() {
+    if (recordingStart === null) return;
+    const at = recordingStart + video.currentTime * 1000;
+    let now = null;
+    for (const m of replay.moments) { if (m.at_ms <= at) now = m; else break; }
+    if (now !== shown) { shown = now; render(); }
+    // The chapter playing now is marked for screen readers and the eye.
+    const buttons = [...document.querySelectorAll("#chapter-list button")];
+    const current = buttons.filter(b => Number(b.dataset.at) <= at).pop();
+    for (const b of buttons) {
+      if (b === current) b.setAttribute("aria-current", "true"); else b.removeAttribute("aria-current");
+    }
+  }
+
+  // A chapter at each product the show pinned (where the card's product changes).
+  function buildChapters() {
+    const list = $("chapter-list");
+    list.textContent = "";
+    let last = null;
+    for (const m of replay.moments) {
+      if (!m.product_id || m.product_id === last) { last = m.product_id; continue; }
+      last = m.product_id;
+      const p = replay.products[m.product_id];
+      if (!p) continue;
+      const offset = Math.max(0, (m.at_ms - recordingStart) / 1000);
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "chapter";
+      b.dataset.at = m.at_ms;
+      b.dataset.product = m.product_id;
+      const time = document.createElement("span");
+      time.className = "at";
+      time.textContent = clock(offset * 1000);
+      b.append(time, " ", productName(p));
+      // Just past the first frame that showed it.
+      b.addEventListener("click", () => { video.currentTime = offset + 0.2; video.play().catch(() => {}); });
+      li.append(b);
+      list.append(li);
+    }
+    $("chapters").hidden = !list.childElementCount;
+    onReplayTime();
+  }
+
+  async function playReplay() {
+    path = "replay";
+    renderBadge();
+    if (!replay.url) return;
+    video.controls = true;
+    video.addEventListener("timeupdate", onReplayTime);
+    video.addEventListener("seeked", onReplayTime);
+    if (nativeHls()) {
+      video.src = replay.url;
+      video.addEventListener("loadedmetadata", () => {
+        const start = video.getStartDate ? video.getStartDate().getTime() : NaN;
+        if (Number.isFinite(start)) { recordingStart = start; buildChapters(); }
+      }, { once: true });
+      return;
+    }
+    try { await loadScript("/web/hls.light.min.js"); } catch (_) { return; }
+    if (!window.Hls || !window.Hls.isSupported()) return;
+    hls = new window.Hls({ lowLatencyMode: false, backBufferLength: 30 });
+    hls.on(window.Hls.Events.LEVEL_LOADED, (_, data) => {
+      const first = data.details.fragments[0];
+      if (recordingStart === null && first && first.programDateTime) {
+        recordingStart = first.programDateTime;
+        buildChapters();
+      }
+    });
+    hls.on(window.Hls.Events.ERROR, (_, data) => {
+      if (!data.fatal) return;
+      if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+      else setTimeout(() => hls.startLoad(), 2000);
+    });
+    hls.loadSource(replay.url);
+    hls.attachMedia(video);
+  }
+
   // ---- Start.
   const chosen = store.get("fieldcast.lang");
   applyStrings();
   if (chosen && chosen !== lang && boot.languages.some(l => l.tag === chosen)) useLanguage(chosen);
   followState();
+  if (replay) {
+    playReplay();
+    return;
+  }
   connect();
   // Not connected within a few seconds (UDP blocked, an app's browser without WebRTC): HLS.
   // Not while the session is off air (409): there is nothing to play either way.

@@ -34,6 +34,9 @@ handles! {
         live: Arc<LiveHub>,
         connections: Arc<crate::connections::Connections>,
         metrics_token: super::auth::MetricsToken,
+        recorder: Arc<crate::record::recording::Recorder>,
+        restreams: Arc<fieldcast_engine::restream::Restreams>,
+        onscreen: Arc<crate::record::onscreen::OnscreenRecord>,
     }
 }
 
@@ -351,8 +354,128 @@ impl Collector for ServerMetrics {
                 ("address".to_string(), load(&connections.refused_address)),
             ],
         )?;
+        after_the_show(state, &mut e)?;
         per_session(state, &mut e)
     }
+}
+
+/// The on-screen record, the recordings and the restreams.
+fn after_the_show(state: &Health, e: &mut DescriptorEncoder) -> std::fmt::Result {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let record = &state.onscreen.counters;
+    counter(
+        e,
+        "fieldcast_onscreen_entries",
+        "Changes of what was on screen appended to the sessions' on-screen records.",
+        load(&record.appended),
+    )?;
+    counter(
+        e,
+        "fieldcast_onscreen_dropped",
+        "Changes not recorded because the record's queue was full.",
+        load(&record.dropped),
+    )?;
+    counter(
+        e,
+        "fieldcast_onscreen_write_errors",
+        "Batches of the on-screen record the database refused.",
+        load(&record.write_errors),
+    )?;
+    let r = &state.recorder.counters;
+    counter(
+        e,
+        "fieldcast_recording_segments",
+        "Segments written to recordings.",
+        load(&r.segments),
+    )?;
+    counter(
+        e,
+        "fieldcast_recording_bytes_written",
+        "Bytes written to recordings.",
+        load(&r.bytes),
+    )?;
+    gauge(
+        e,
+        "fieldcast_recordings_bytes",
+        "Bytes the kept recordings take.",
+        state.recorder.used() as i64,
+    )?;
+    gauge(
+        e,
+        "fieldcast_recordings_budget_bytes",
+        "The recordings' disk budget.",
+        state.recorder.budget_bytes() as i64,
+    )?;
+    family(
+        e,
+        "fieldcast_recordings_deleted",
+        "Recordings deleted, by why: the disk budget needed room, or past the retention.",
+        MetricType::Counter,
+        "reason",
+        [
+            ("budget".to_string(), load(&r.deleted_for_budget)),
+            ("retention".to_string(), load(&r.deleted_for_age)),
+        ],
+    )?;
+    counter(
+        e,
+        "fieldcast_recordings_stopped",
+        "Recordings stopped early (no room left in the budget, or a write failed).",
+        load(&r.stopped),
+    )?;
+    let pushes = state.restreams.all();
+    let mut states = e.encode_descriptor(
+        "fieldcast_restream_state",
+        "1 for each restream destination's current state (connecting, connected, retrying).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (session, destination, status) in &pushes {
+        for (name, kind) in [
+            (
+                "connecting",
+                fieldcast_engine::restream::PushState::Connecting,
+            ),
+            (
+                "connected",
+                fieldcast_engine::restream::PushState::Connected,
+            ),
+            ("retrying", fieldcast_engine::restream::PushState::Retrying),
+        ] {
+            let labels = [
+                ("session", session.clone()),
+                ("destination", destination.clone()),
+                ("state", name.to_string()),
+            ];
+            states
+                .encode_family(&labels)?
+                .encode_gauge(&i64::from(status.state == kind))?;
+        }
+    }
+    for (name, help, value) in [
+        (
+            "fieldcast_restream_failures",
+            "Pushes to the destination that failed (each is tried again after a backoff).",
+            (|s: &fieldcast_engine::restream::PushStatus| s.failures) as fn(&_) -> u64,
+        ),
+        (
+            "fieldcast_restream_bytes",
+            "Bytes written to the destination.",
+            |s: &fieldcast_engine::restream::PushStatus| s.bytes,
+        ),
+    ] {
+        let mut metric = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (session, destination, status) in &pushes {
+            let labels = [
+                ("session", session.clone()),
+                ("destination", destination.clone()),
+            ];
+            metric
+                .encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&value(status), None)?;
+        }
+    }
+    Ok(())
 }
 
 /// The series labelled `session="ID"`: for running studios (viewers, datagrams), sessions

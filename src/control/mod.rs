@@ -47,6 +47,8 @@ mod overlays;
 mod pages;
 mod pinned;
 mod products;
+mod record;
+mod restreams;
 mod sessions;
 mod webhooks;
 mod whep;
@@ -109,6 +111,12 @@ pub struct ControlParts {
     pub ingest_health: Arc<IngestBoard>,
     /// Shared by every studio's overlay compositor.
     pub overlay_counters: Arc<OverlayCounters>,
+    /// The recordings, their files and their disk budget.
+    pub recorder: Arc<crate::record::recording::Recorder>,
+    /// The destinations being pushed to now.
+    pub restreams: Arc<fieldcast_engine::restream::Restreams>,
+    /// The on-screen record's writer (its counters).
+    pub onscreen: Arc<crate::record::onscreen::OnscreenRecord>,
     /// Set once on SIGTERM: new requests are refused and live streams end.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub operator: OperatorToken,
@@ -166,6 +174,9 @@ parts_from_state! {
     ingest: Arc<IngestLimits>,
     ingest_health: Arc<IngestBoard>,
     overlay_counters: Arc<OverlayCounters>,
+    recorder: Arc<crate::record::recording::Recorder>,
+    restreams: Arc<fieldcast_engine::restream::Restreams>,
+    onscreen: Arc<crate::record::onscreen::OnscreenRecord>,
     shutdown: tokio::sync::watch::Sender<bool>,
     operator: OperatorToken,
     metrics_token: MetricsToken,
@@ -245,6 +256,12 @@ pub fn routes() -> Vec<Route> {
         r(Method::GET, "/api/v1/sessions/{id}/overlays/{layer_id}", Operator, get(overlays::get)),
         r(Method::PATCH, "/api/v1/sessions/{id}/overlays/{layer_id}", Operator, patch(overlays::patch)),
         r(Method::DELETE, "/api/v1/sessions/{id}/overlays/{layer_id}", Operator, delete(overlays::delete)),
+        r(Method::GET, "/api/v1/sessions/{id}/onscreen", Operator, get(record::onscreen)),
+        r(Method::GET, "/api/v1/sessions/{id}/recordings", Operator, get(record::recordings)),
+        r(Method::GET, "/recordings/{recording_id}/{file}", Stream, get(record::file)),
+        r(Method::GET, "/api/v1/sessions/{id}/restreams", Operator, get(restreams::list)),
+        r(Method::POST, "/api/v1/sessions/{id}/restreams", Operator, post(restreams::create)),
+        r(Method::DELETE, "/api/v1/sessions/{id}/restreams/{restream_id}", Operator, delete(restreams::delete)),
         r(Method::GET, "/api/v1/webhooks", Operator, get(webhooks::list)),
         r(Method::POST, "/api/v1/webhooks", Operator, post(webhooks::create)),
         r(Method::DELETE, "/api/v1/webhooks/{id}", Operator, delete(webhooks::delete)),
@@ -273,6 +290,7 @@ pub fn routes() -> Vec<Route> {
         r(Method::GET, "/hls/{session_id}/light/{file}", Stream, get(hls::light_media)),
         r(Method::GET, "/watch/{id}", Page, get(pages::watch)),
         r(Method::GET, "/watch/{id}/qr.svg", Page, get(pages::watch_qr)),
+        r(Method::GET, "/replay/{id}", Page, get(pages::replay)),
         r(Method::GET, "/console", Page, get(pages::console)),
         r(Method::GET, "/studio/{id}", Page, get(pages::studio)),
         r(Method::GET, "/api/v1/sessions/{id}/publish-qr.svg", Operator, get(pages::publish_qr)),

@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     assets, devices, health, hls, ice, live, offers, orders, overlays, pages, pinned, products,
-    sessions, webhooks, whep, whip,
+    record, restreams, sessions, webhooks, whep, whip,
 };
 
 struct Bearer;
@@ -171,6 +171,12 @@ impl Modify for CommonAnswers {
         overlays::delete,
         overlays::layer_image,
         overlays::product_image,
+        record::onscreen,
+        record::recordings,
+        record::file,
+        restreams::list,
+        restreams::create,
+        restreams::delete,
         webhooks::list,
         webhooks::create,
         webhooks::delete,
@@ -188,6 +194,7 @@ impl Modify for CommonAnswers {
         whip::end,
         whip::patch,
         pages::watch,
+        pages::replay,
         pages::studio,
         pages::publish_qr,
         pages::watch_qr,

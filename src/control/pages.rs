@@ -1,4 +1,5 @@
-//! The pages: the watch page (`/watch/{id}`) with its QR code, and the operator console
+//! The pages: the watch page (`/watch/{id}`) with its QR code, the replay (`/replay/{id}`,
+//! the watch page on the show's recording), and the operator console
 //! (`/console`, a static page whose script asks for the token). The watch page's HTML is a small template filled with the
 //! session and the strings of the viewer's language (from `Accept-Language`, so the first
 //! paint is in it); the script and style are `/web/` files (see `assets.rs`).
@@ -141,6 +142,31 @@ pub async fn watch(
         .session(&id)?
         .ok_or_else(|| ApiError::not_found("session"))?;
     let (lang, dir, boot) = language_and_boot(&headers, &row);
+    let html = render(lang, dir, &row.title, &boot);
+    Ok(page(&headers, html, super::browser::watch_policy()))
+}
+
+/// The shoppable replay: the show's recording in the watch page, with chapters at each
+/// product it pinned and the panel following the replay's time (the product then, its show
+/// price, and what can be bought now).
+#[utoipa::path(get, path = "/replay/{id}", tag = "pages", params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "The replay page, in the language `Accept-Language` asks for", body = String, content_type = "text/html"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
+pub async fn replay(
+    State(state): State<Pages>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let row = state
+        .store
+        .session(&id)?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    let (lang, dir, mut boot) = language_and_boot(&headers, &row);
+    let store = state.store.clone();
+    let session = row.id.clone();
+    boot["replay"] =
+        tokio::task::spawn_blocking(move || crate::record::replay::replay_boot(&store, &session))
+            .await
+            .map_err(|_| ApiError::internal("the replay's data could not be read"))??;
     let html = render(lang, dir, &row.title, &boot);
     Ok(page(&headers, html, super::browser::watch_policy()))
 }

@@ -61,11 +61,25 @@ pub struct SessionView {
     /// WebRTC viewers on each rendition now (`main`, `light`).
     #[schema(value_type = std::collections::BTreeMap<String, usize>)]
     viewers_by_rendition: std::collections::BTreeMap<&'static str, usize>,
+    /// The show is recorded when it goes on air (on unless turned off).
+    record: bool,
+    /// The shoppable replay page: the recording, chapters at each product, buying.
+    replay_url: String,
+    /// The newest recording's playlist (VOD once the show ended), once a recording exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recording_url: Option<String>,
     created_at: i64,
 }
 
 fn view(state: &Sessions, row: SessionRow) -> SessionView {
     let base = state.shows.http_base();
+    let record = state.store.session_records(&row.id).unwrap_or(true);
+    let recording_url = state
+        .store
+        .session_recordings(&row.id)
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .map(|r| super::record::recording_url(&base, &r.id));
     let rtmp_server = state.shows.rtmp_server();
     SessionView {
         rtmp_url: format!("{rtmp_server}/{}", row.stream_key),
@@ -76,6 +90,7 @@ fn view(state: &Sessions, row: SessionRow) -> SessionView {
         whep_url: format!("{base}/whep/{}", row.id),
         hls_url: format!("{base}/hls/{}/master.m3u8", row.id),
         watch_url: format!("{base}/watch/{}", row.id),
+        replay_url: format!("{base}/replay/{}", row.id),
         state: state.shows.session_state(&row),
         viewers: state.studios.viewers(&row.id),
         viewers_by_rendition: state
@@ -85,6 +100,8 @@ fn view(state: &Sessions, row: SessionRow) -> SessionView {
             .map(|(r, n)| (r.name(), n))
             .collect(),
         orientation: row.orientation,
+        record,
+        recording_url,
         id: row.id,
         title: row.title,
         stream_key: row.stream_key,
@@ -160,6 +177,8 @@ pub struct PatchSession {
     state: Option<TargetState>,
     /// Turns the output; a live show turns at its next keyframe.
     orientation: Option<Orientation>,
+    /// Record the show (on by default); applies from the next time it goes on air.
+    record: Option<bool>,
 }
 
 /// Changes the title, or puts the session on or off air.
@@ -173,6 +192,9 @@ pub async fn patch(
     let row = find(&state, &id)?;
     if let Some(title) = body.title {
         state.store.set_session_title(&id, &valid_title(&title)?)?;
+    }
+    if let Some(record) = body.record {
+        state.store.set_session_records(&id, record)?;
     }
     if let Some(orientation) = body.orientation {
         state.store.set_session_orientation(&id, orientation)?;

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::Mutex;
 
 pub mod commerce;
+pub mod onscreen;
 pub mod overlays;
+pub mod recordings;
+pub mod restreams;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -129,6 +132,40 @@ const MIGRATIONS: &[&str] = &[
     // cursor: one range of this index per page (the index on created_at cannot give rowid
     // order).
     "CREATE INDEX orders_session_taken ON orders(session_id);",
+    // After the show: what the overlays put on the picture, hash-chained per session
+    // (`record/onscreen.rs`), and the recordings of the HLS output (`record/recording.rs`).
+    "CREATE TABLE onscreen (
+        session_id TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        at_ms      INTEGER NOT NULL,
+        pts_ms     INTEGER,
+        screen     TEXT NOT NULL,
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX onscreen_at ON onscreen(session_id, at_ms);
+    CREATE TABLE recordings (
+        id         TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at   INTEGER,
+        segments   INTEGER NOT NULL DEFAULT 0,
+        bytes      INTEGER NOT NULL DEFAULT 0,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        state      TEXT NOT NULL,
+        reason     TEXT
+    );
+    CREATE INDEX recordings_session ON recordings(session_id, started_at);
+    ALTER TABLE sessions ADD COLUMN record INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE restreams (
+        id         TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        url        TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX restreams_session ON restreams(session_id);",
 ];
 
 #[derive(Debug, thiserror::Error)]

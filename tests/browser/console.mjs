@@ -113,6 +113,24 @@ try {
   const offerItem = page.getByRole("listitem", { name: "Offer of Rose jam" });
   await offerItem.getByText("5 remaining").waitFor({ timeout: 10000 });
 
+  // 5b. Restream: a wrong URL is refused with its reason; a destination nobody listens on
+  //     shows "Retrying" with why, and is removed.
+  const restream = page.locator("#new-restream");
+  await restream.getByLabel("Server URL").fill("http://example.com/live");
+  await restream.getByLabel("Stream key").fill("secret-key");
+  await page.getByRole("button", { name: "Add destination" }).click();
+  seen.restreamRefused = await page.locator("#restream-error").filter({ hasText: "rtmp://" }).textContent({ timeout: 10000 });
+  await restream.getByLabel("Server URL").fill("rtmp://127.0.0.1:9/live");
+  await page.getByRole("button", { name: "Add destination" }).click();
+  const destination = page.getByRole("listitem", { name: "Restream to rtmp://127.0.0.1:9/live" });
+  await destination.getByText(/^Retrying/).waitFor({ timeout: 15000 });
+  seen.restreamRetrying = await destination.textContent();
+  check(!seen.restreamRetrying.includes("secret-key"), `the key is shown: ${seen.restreamRetrying}`);
+  await destination.getByRole("button", { name: "Remove rtmp://127.0.0.1:9/live" }).click();
+  await destination.waitFor({ state: "detached", timeout: 10000 });
+  // Back up to the preview (the restream panel is below the fold).
+  await page.evaluate(() => window.scrollTo(0, 0));
+
   // 6. The card dragged to the top-right corner of the preview.
   await page.waitForFunction(() => document.getElementById("preview").getVideoPlaybackQuality().totalVideoFrames > 30,
     null, { timeout: 20000, polling: 200 }).catch(async e => {

@@ -1073,8 +1073,22 @@ pub struct LiveSale {
 }
 
 pub fn live_sale(server: &Server, title: &str, seconds: u32) -> LiveSale {
+    live_sale_recorded(server, title, seconds, true)
+}
+
+/// The same, recorded or not. Recording holds the session's HLS running from the start of
+/// the show; unrecorded, HLS starts with its first viewer.
+pub fn live_sale_recorded(server: &Server, title: &str, seconds: u32, record: bool) -> LiveSale {
     let session = server.create_session(title);
     let id = session["id"].as_str().unwrap().to_string();
+    if !record {
+        let (status, body) = server.api(
+            "PATCH",
+            &format!("/api/v1/sessions/{id}"),
+            Some(json!({"record": false})),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
     let publisher = Publisher::ffmpeg(
         &server.publish_url(session["stream_key"].as_str().unwrap()),
         "1280x720",

@@ -1,0 +1,369 @@
+//! Recording: while a show is live, the HLS segments its main rendition already makes are
+//! written to `DATA/recordings/{id}/`, with a playlist that grows as an `EVENT` playlist and
+//! becomes one `VOD` playlist when the show ends.
+//!
+//! A recording holds its studio's HLS running ([`HlsStream::hold`]); it reads the published
+//! windows on a task of its own and writes with async file calls, so the streaming threads
+//! never wait on the disk. Every segment first takes its room from the disk budget: the oldest
+//! recordings (never one being written) are deleted to make it, and when nothing is left to
+//! delete the recording stops with that reason, before anything is written. Recordings older
+//! than the retention are deleted too. Each deletion is logged.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::store::Store;
+use crate::store::recordings::RecordingRow;
+use fieldcast_core::ids::random_hex;
+use fieldcast_core::time::now_ms;
+use fieldcast_engine::hls::playlist::{self, RecordedSegment};
+use fieldcast_engine::media::Rendition;
+use fieldcast_engine::studio::StudioHandle;
+
+/// A recording's playlist, in its folder.
+pub const PLAYLIST: &str = "index.m3u8";
+/// `EXT-X-TARGETDURATION` while a recording grows: segments are cut each second on the
+/// encoder's grid; one that missed the grid (a publisher's change) is a little longer.
+const GROWING_TARGET: u64 = 4;
+/// How often recordings past the retention are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// A segment's file name in its recording's folder.
+pub fn segment_file(n: usize) -> String {
+    format!("seg{n:06}.ts")
+}
+
+/// Whether `name` is a file a recording's folder holds (the only names served).
+pub fn is_recording_file(name: &str) -> bool {
+    name == PLAYLIST
+        || (name.len() == 12
+            && name.starts_with("seg")
+            && name.ends_with(".ts")
+            && name[3..9].bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RecorderCounters {
+    pub segments: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Recordings deleted to keep to the disk budget, and past the retention.
+    pub deleted_for_budget: AtomicU64,
+    pub deleted_for_age: AtomicU64,
+    /// Recordings stopped because the budget had no room left, or a write failed.
+    pub stopped: AtomicU64,
+}
+
+struct Budget {
+    /// Bytes of every recording whose files exist.
+    used: u64,
+    /// Recordings being written now: never deleted to make room.
+    active: HashSet<String>,
+}
+
+pub struct Recorder {
+    dir: PathBuf,
+    store: Arc<Store>,
+    budget_bytes: u64,
+    retention: Duration,
+    budget: Mutex<Budget>,
+    pub counters: RecorderCounters,
+}
+
+impl Recorder {
+    /// Opens `dir`: recordings a stopped server left growing are closed where their files
+    /// end, and what the kept ones take is counted.
+    pub fn open(
+        dir: PathBuf,
+        store: Arc<Store>,
+        budget_bytes: u64,
+        retention: Duration,
+    ) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        for id in store.close_interrupted_recordings()? {
+            let path = dir.join(&id).join(PLAYLIST);
+            if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(&path) {
+                use std::io::Write;
+                let _ = file.write_all(playlist::ENDLIST.as_bytes());
+            }
+            tracing::warn!(recording.id = %id, "a recording was cut short by a server stop; it ends where its files end");
+        }
+        let used = store
+            .kept_recordings()?
+            .iter()
+            .map(|r| r.bytes.max(0) as u64)
+            .sum();
+        Ok(Arc::new(Self {
+            dir,
+            store,
+            budget_bytes,
+            retention,
+            budget: Mutex::new(Budget {
+                used,
+                active: HashSet::new(),
+            }),
+            counters: RecorderCounters::default(),
+        }))
+    }
+
+    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
+        self.budget.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes all kept recordings take.
+    pub fn used(&self) -> u64 {
+        self.budget().used
+    }
+
+    pub fn budget_bytes(&self) -> u64 {
+        self.budget_bytes
+    }
+
+    /// A file of a recording, if `name` is one a recording holds.
+    pub fn file(&self, recording_id: &str, name: &str) -> Option<PathBuf> {
+        let id_ok = !recording_id.is_empty()
+            && recording_id.len() <= 32
+            && recording_id.bytes().all(|b| b.is_ascii_hexdigit());
+        (id_ok && is_recording_file(name)).then(|| self.dir.join(recording_id).join(name))
+    }
+
+    /// Records a show from now until its studio stops.
+    pub fn start(self: &Arc<Self>, session_id: &str, studio: StudioHandle) {
+        let recorder = self.clone();
+        let session_id = session_id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.record(&session_id, studio).await {
+                tracing::error!(session.id = %session_id, error = %e, "the recording failed");
+            }
+        });
+    }
+
+    /// Deletes recordings past the retention now, then every hour.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let recorder = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tick.tick().await;
+                let r = recorder.clone();
+                let _ = tokio::task::spawn_blocking(move || r.sweep()).await;
+            }
+        });
+    }
+
+    /// Deletes the recordings that ended longer than the retention ago.
+    pub fn sweep(&self) {
+        let oldest = now_ms() - self.retention.as_millis() as i64;
+        let Ok(kept) = self.store.kept_recordings() else {
+            return;
+        };
+        for r in kept {
+            let ended = r.ended_at.unwrap_or(r.started_at);
+            if ended < oldest && !self.budget().active.contains(&r.id) {
+                self.delete(&r, "older than the retention");
+                self.counters
+                    .deleted_for_age
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn delete(&self, r: &RecordingRow, why: &str) {
+        let dir = self.dir.join(&r.id);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(recording.id = %r.id, error = %e, "could not delete a recording's files");
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .set_recording_state(&r.id, "deleted", Some(why), None)
+        {
+            tracing::error!(recording.id = %r.id, error = %e, "could not mark a recording deleted");
+        }
+        let mut budget = self.budget();
+        budget.used = budget.used.saturating_sub(r.bytes.max(0) as u64);
+        tracing::warn!(recording.id = %r.id, session.id = %r.session_id, bytes = r.bytes, used = budget.used, "recording deleted: {why}");
+    }
+
+    /// Takes room for `bytes` more of a recording, deleting the oldest other recordings
+    /// as needed. False when even that leaves no room.
+    fn make_room(&self, bytes: u64) -> bool {
+        loop {
+            let oldest = {
+                let budget = self.budget();
+                if budget.used + bytes <= self.budget_bytes {
+                    drop(budget);
+                    self.budget().used += bytes;
+                    return true;
+                }
+                let Ok(kept) = self.store.kept_recordings() else {
+                    return false;
+                };
+                match kept.into_iter().find(|r| !budget.active.contains(&r.id)) {
+                    Some(r) => r,
+                    None => return false,
+                }
+            };
+            self.delete(&oldest, "the disk budget needed its room");
+            self.counters
+                .deleted_for_budget
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn record(
+        self: &Arc<Self>,
+        session_id: &str,
+        studio: StudioHandle,
+    ) -> anyhow::Result<()> {
+        let hold = studio.hls.hold();
+        let mut windows = hold.stream().track(Rendition::Main).subscribe();
+        let id = random_hex(8);
+        let dir = self.dir.join(&id);
+        tokio::fs::create_dir_all(&dir).await?;
+        let mut row = RecordingRow {
+            id: id.clone(),
+            session_id: session_id.to_string(),
+            started_at: now_ms(),
+            ended_at: None,
+            segments: 0,
+            bytes: 0,
+            duration_ms: 0,
+            state: "recording".into(),
+            reason: None,
+        };
+        self.store.insert_recording(&row)?;
+        self.budget().active.insert(id.clone());
+        tracing::info!(session.id = %session_id, recording.id = %id, "recording starts");
+
+        let mut grown = tokio::fs::File::create(dir.join(PLAYLIST)).await?;
+        grown
+            .write_all(playlist::recording_head(GROWING_TARGET, false).as_bytes())
+            .await?;
+        let mut segments: Vec<RecordedSegment> = Vec::new();
+        // The last segment written: its run and media sequence number.
+        let mut last: Option<(u64, u64)> = None;
+        let mut duration = Duration::ZERO;
+        let stop: Option<String> = 'show: loop {
+            tokio::select! {
+                changed = windows.changed() => {
+                    if changed.is_err() {
+                        break 'show None;
+                    }
+                }
+                _ = studio.stopped() => break 'show None,
+            }
+            let window = windows.borrow_and_update().clone();
+            for s in &window.segments {
+                let Some(whole) = &s.whole else { continue };
+                let new = match last {
+                    Some((epoch, msn)) => window.epoch != epoch || s.msn > msn,
+                    None => true,
+                };
+                if !new {
+                    continue;
+                }
+                let follows =
+                    last.is_some_and(|(epoch, msn)| epoch == window.epoch && s.msn == msn + 1);
+                if last.is_some() && !follows {
+                    tracing::warn!(recording.id = %id, "the recording skips: HLS restarted or the writer fell behind");
+                }
+                last = Some((window.epoch, s.msn));
+                let bytes = whole.bytes.len() as u64;
+                if !self.make_room(bytes) {
+                    break 'show Some(format!(
+                        "the disk budget ({} MB) is full of recordings being written",
+                        self.budget_bytes >> 20
+                    ));
+                }
+                let segment = RecordedSegment {
+                    uri: segment_file(segments.len()),
+                    duration: whole.duration,
+                    started: s.started,
+                    discontinuity: !segments.is_empty() && !follows,
+                };
+                if let Err(e) = tokio::fs::write(dir.join(&segment.uri), &whole.bytes).await {
+                    let mut budget = self.budget();
+                    budget.used = budget.used.saturating_sub(bytes);
+                    drop(budget);
+                    break 'show Some(format!("writing {}: {e}", segment.uri));
+                }
+                let mut line = String::new();
+                playlist::recorded_segment(&mut line, &segment);
+                if let Err(e) = grown.write_all(line.as_bytes()).await {
+                    break 'show Some(format!("writing the playlist: {e}"));
+                }
+                duration += whole.duration;
+                row.segments += 1;
+                row.bytes += bytes as i64;
+                row.duration_ms = duration.as_millis() as i64;
+                segments.push(segment);
+                self.counters.segments.fetch_add(1, Ordering::Relaxed);
+                self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+                if let Err(e) = self.store.update_recording_progress(
+                    &id,
+                    row.segments,
+                    row.bytes,
+                    row.duration_ms,
+                ) {
+                    tracing::error!(recording.id = %id, error = %e, "could not note a recording's progress");
+                }
+            }
+        };
+        drop(hold);
+        drop(grown);
+        // The finished playlist replaces the growing one in one rename.
+        let finished = dir.join("index.m3u8.new");
+        let written = async {
+            tokio::fs::write(&finished, playlist::recording(&segments)).await?;
+            tokio::fs::rename(&finished, dir.join(PLAYLIST)).await
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::error!(recording.id = %id, error = %e, "could not write the finished playlist");
+        }
+        self.budget().active.remove(&id);
+        let (state, reason) = match &stop {
+            None => ("complete", None),
+            Some(why) => {
+                self.counters.stopped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(session.id = %session_id, recording.id = %id, reason = %why, "recording stopped");
+                ("stopped", Some(why.as_str()))
+            }
+        };
+        self.store
+            .set_recording_state(&id, state, reason, Some(now_ms()))?;
+        tracing::info!(session.id = %session_id, recording.id = %id, segments = row.segments, bytes = row.bytes, seconds = duration.as_secs(), state, "recording ends");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_recordings_own_file_names_are_served() {
+        assert!(is_recording_file("index.m3u8"));
+        assert!(is_recording_file(&segment_file(0)));
+        assert!(is_recording_file(&segment_file(999_999)));
+        for bad in [
+            "",
+            "seg.ts",
+            "seg00000a.ts",
+            "../index.m3u8",
+            "seg000001.ts/..",
+            "index.m3u8.new",
+        ] {
+            assert!(!is_recording_file(bad), "{bad:?}");
+        }
+    }
+}
