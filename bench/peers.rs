@@ -182,14 +182,7 @@ impl NginxRtmp {
             ),
             None => (String::new(), String::new()),
         };
-        let conf = format!(
-            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
-             daemon off;\nmaster_process off;\nworker_processes 1;\n\
-             error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             rtmp {{\n  server {{\n    listen 127.0.0.1:{port};\n    chunk_size 4096;\n\
-                 application live {{\n      live on;\n      play_restart on;\n{hls_application}    }}\n  }}\n}}\n{http}"
-        );
+        let conf = fieldcast_probe::nginx::nginx_rtmp_config(dir, port, &hls_application, &http);
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("nginx.conf");
         let mut peer = Peer::spawn(

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Publisher, Server, data_dir, is_slate, node, wait_for};
+use common::{Publisher, Server, data_dir, is_slate, mean_colour, node, wait_for};
 use serde_json::{Value, json};
 
 fn now_ms() -> i64 {
@@ -159,24 +159,6 @@ fn ocr(png: &Path) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).replace('\n', " ")
-}
-
-/// The mean colour of a rectangle of a PNG.
-fn mean_colour(png: &Path, crop: &str) -> [u8; 3] {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(png)
-        .args(["-vf", &format!("crop={crop},scale=1:1:flags=area")])
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .expect("run ffmpeg");
-    assert_eq!(
-        output.stdout.len(),
-        3,
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    [output.stdout[0], output.stdout[1], output.stdout[2]]
 }
 
 fn audit(data: &Path, args: &[&str]) -> (bool, String) {
@@ -460,7 +442,10 @@ fn the_onscreen_record_matches_the_recorded_frames_at_five_moments_and_an_edited
     let before = frame_at(base_url, &playlist, dropped_ms - 3000, &dir, "before-drop");
     let after = frame_at(base_url, &playlist, dropped_ms + 5000, &dir, "after-drop");
     let region = "600:200:1700:900";
-    let (blue, slate) = (mean_colour(&before, region), mean_colour(&after, region));
+    let (blue, slate) = (
+        mean_colour(&before, Some(region)),
+        mean_colour(&after, Some(region)),
+    );
     assert!(
         !is_slate(blue) && blue[2] > 120 && blue[0] < 80,
         "before the drop: {blue:?}"

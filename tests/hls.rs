@@ -7,13 +7,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    LiveSale, Nginx, Publisher, Server, data_dir, docs_dir, is_slate, live_sale_recorded, node,
-    probe_binary, wait_for,
+    LiveSale, Nginx, Publisher, Server, data_dir, docs_dir, is_slate, live_sale_recorded,
+    mean_colour, node, probe_binary, wait_for,
 };
 use fieldcast_engine::hls::playlist::iso8601;
 use fieldcast_probe::hls_load::parse_listing;
@@ -371,35 +370,6 @@ fn first_video_pts(ts: &[u8]) -> Option<f64> {
     None
 }
 
-/// The mean colour of the first frame of a TS file.
-fn mean_colour(ts: &[u8], dir: &Path) -> [u8; 3] {
-    let file = dir.join("probe.ts");
-    std::fs::write(&file, ts).unwrap();
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&file)
-        .args([
-            "-frames:v",
-            "1",
-            "-vf",
-            "scale=1:1:flags=area",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .expect("run ffmpeg");
-    assert_eq!(
-        output.stdout.len(),
-        3,
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    [output.stdout[0], output.stdout[1], output.stdout[2]]
-}
-
 #[test]
 fn plain_hls_reads_in_ffprobe_as_720p_h264_and_aac_with_time_running_on_across_a_publisher_drop() {
     let server = Server::start(&data_dir("hls-ffprobe"));
@@ -531,7 +501,9 @@ fn plain_hls_reads_in_ffprobe_as_720p_h264_and_aac_with_time_running_on_across_a
         .map(|(_, uri)| uri)
         .unwrap_or_else(|| panic!("no segment begun during the drop: {text}"));
     let ts = get(&server.url(&format!("/hls/{id}/{during}")), &[]).body;
-    let colour = mean_colour(&ts, &server.data);
+    let file = server.data.join("probe.ts");
+    std::fs::write(&file, &ts).unwrap();
+    let colour = mean_colour(&file, None);
     assert!(
         is_slate(colour),
         "a segment made during the drop shows {colour:?}, not the slate"

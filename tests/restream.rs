@@ -24,15 +24,7 @@ struct NginxRtmp {
 impl NginxRtmp {
     fn start(dir: &Path, port: u16) -> NginxRtmp {
         std::fs::create_dir_all(dir.join("logs")).unwrap();
-        let d = dir.display();
-        let conf = format!(
-            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
-             daemon off;\nmaster_process off;\nworker_processes 1;\n\
-             error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
-             events {{ worker_connections 256; }}\n\
-             rtmp {{\n  server {{\n    listen 127.0.0.1:{port};\n    chunk_size 4096;\n\
-                 application live {{\n      live on;\n    }}\n  }}\n}}\n"
-        );
+        let conf = fieldcast_probe::nginx::nginx_rtmp_config(dir, port, "", "");
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let child = Command::new("nginx")
             .arg("-p")
@@ -88,6 +80,28 @@ fn state_of(server: &Server, id: &str, destination: &str) -> Value {
         .into_iter()
         .find(|d| d["id"] == destination)
         .unwrap_or_else(|| panic!("no destination {destination}"))
+}
+
+/// ffprobe of the show on nginx-rtmp (20 s at most): its streams, and what ffprobe said.
+fn probe_nginx(port: u16) -> (Value, String) {
+    let probe = Command::new("timeout")
+        .args([
+            "20",
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "json",
+        ])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/show-secret-key"))
+        .output()
+        .unwrap();
+    (
+        serde_json::from_slice(&probe.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&probe.stderr).into_owned(),
+    )
 }
 
 /// The longest time between two decoded frames, and when it began.
@@ -210,24 +224,7 @@ fn a_show_restreams_to_nginx_rtmp_and_a_second_fieldcast_and_a_dead_destination_
     second.wait_state(&mirror_id, "publisher-connected", Duration::from_secs(10));
 
     // ffprobe reads the first: the show's H.264 and AAC, at its size.
-    let probe = Command::new("timeout")
-        .args([
-            "20",
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "json",
-        ])
-        .arg(format!(
-            "rtmp://127.0.0.1:{}/live/show-secret-key",
-            nginx.port
-        ))
-        .output()
-        .unwrap();
-    let probed: Value = serde_json::from_slice(&probe.stdout).unwrap_or(Value::Null);
+    let (probed, stderr) = probe_nginx(nginx.port);
     eprintln!("ffprobe of nginx-rtmp: {probed}");
     let streams = probed["streams"].as_array().cloned().unwrap_or_default();
     assert!(
@@ -235,8 +232,7 @@ fn a_show_restreams_to_nginx_rtmp_and_a_second_fieldcast_and_a_dead_destination_
             .iter()
             .any(|s| s["codec_name"] == "h264" && s["width"] == 1280)
             && streams.iter().any(|s| s["codec_name"] == "aac"),
-        "ffprobe: {probed} {}",
-        String::from_utf8_lossy(&probe.stderr)
+        "ffprobe: {probed} {stderr}"
     );
 
     // The second's viewer decodes the show's card (drawn by the first, carried in the picture).
@@ -334,27 +330,16 @@ fn a_show_restreams_to_nginx_rtmp_and_a_second_fieldcast_and_a_dead_destination_
         );
     }
     // And the stream on nginx again reads.
-    let probe = Command::new("timeout")
-        .args([
-            "20",
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(format!(
-            "rtmp://127.0.0.1:{}/live/show-secret-key",
-            nginx.port
-        ))
-        .output()
-        .unwrap();
-    let codecs = String::from_utf8_lossy(&probe.stdout);
+    let (probed, stderr) = probe_nginx(nginx.port);
+    let codecs: Vec<_> = probed["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["codec_name"].as_str())
+        .collect();
     assert!(
-        codecs.contains("h264") && codecs.contains("aac"),
-        "after the return: {codecs:?}"
+        codecs.contains(&"h264") && codecs.contains(&"aac"),
+        "after the return: {probed} {stderr}"
     );
     // Removing a destination stops its push.
     let (status, _) = show.api(

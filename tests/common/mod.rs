@@ -675,6 +675,29 @@ fn run(program: &str, args: &[&str]) {
     assert!(status.success(), "{program} {args:?} failed");
 }
 
+/// The mean colour of a picture's first frame (a TS segment, a PNG), or of a rectangle of
+/// it (`crop`: ffmpeg's `w:h:x:y`).
+pub fn mean_colour(file: &Path, crop: Option<&str>) -> [u8; 3] {
+    let filter = match crop {
+        Some(crop) => format!("crop={crop},scale=1:1:flags=area"),
+        None => "scale=1:1:flags=area".to_string(),
+    };
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-frames:v", "1", "-vf", &filter])
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert_eq!(
+        output.stdout.len(),
+        3,
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    [output.stdout[0], output.stdout[1], output.stdout[2]]
+}
+
 /// Whether a decoded frame is the slate (its background colour, within a margin for the
 /// text and the codec).
 pub fn is_slate(rgb: [u8; 3]) -> bool {

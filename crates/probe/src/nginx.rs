@@ -27,6 +27,27 @@ pub fn nginx_main_config(upstream: &str, listen: &str, dir: &std::path::Path) ->
     )
 }
 
+/// A whole `nginx.conf` for a foreground nginx-rtmp run by root with every file under `dir`:
+/// one `live` application on `127.0.0.1:port` (`application` adds lines inside it), and
+/// `http` (a whole `http { }` block, or nothing). The restream test's destination and the
+/// benchmarks' RTMP peer.
+pub fn nginx_rtmp_config(
+    dir: &std::path::Path,
+    port: u16,
+    application: &str,
+    http: &str,
+) -> String {
+    let d = dir.display();
+    format!(
+        "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
+         daemon off;\nmaster_process off;\nworker_processes 1;\n\
+         error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 1024; }}\n\
+         rtmp {{\n  server {{\n    listen 127.0.0.1:{port};\n    chunk_size 4096;\n\
+             application live {{\n      live on;\n      play_restart on;\n{application}    }}\n  }}\n}}\n{http}"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
