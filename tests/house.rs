@@ -380,9 +380,10 @@ fn the_server_command_has_no_test_or_load_command() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
+    // `audit` verifies a session's on-screen record: an operator's tool, like `check`.
     assert_eq!(
         commands,
-        ["serve", "check", "healthcheck", "help"],
+        ["serve", "check", "healthcheck", "audit", "help"],
         "{help}"
     );
 }
