@@ -115,7 +115,11 @@ impl Server {
             .arg(data)
             .args(["--api-token", TOKEN])
             .args(extra)
-            .env("FIELDCAST_LOG", "info,str0m=warn")
+            // FIELDCAST_TEST_LOG raises what a test's server logs (`info,str0m=warn` unless set).
+            .env(
+                "FIELDCAST_LOG",
+                std::env::var("FIELDCAST_TEST_LOG").unwrap_or_else(|_| "info,str0m=warn".into()),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
