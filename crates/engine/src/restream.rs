@@ -54,7 +54,7 @@ impl Destination {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PushState {
     /// Connecting, or connected and nothing sent yet.
@@ -66,7 +66,7 @@ pub enum PushState {
 }
 
 /// A destination's state, as the API shows it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PushStatus {
     pub state: PushState,
     /// Why the last push failed, in GStreamer's or our words.
