@@ -34,7 +34,7 @@ Version: $version
 Architecture: $arch
 Maintainer: Fieldcast developers <fieldcast@localhost>
 Installed-Size: $size
-Depends: libc6 (>= 2.36), libgcc-s1, libgstreamer1.0-0 (>= 1.22), libgstreamer-plugins-base1.0-0 (>= 1.22), gstreamer1.0-plugins-base, gstreamer1.0-plugins-good, gstreamer1.0-plugins-bad, gstreamer1.0-plugins-ugly, gstreamer1.0-libav, gstreamer1.0-x, fonts-dejavu-core, fonts-noto-core, fonts-noto-cjk, adduser
+Depends: libc6 (>= 2.36), libgcc-s1, libgstreamer1.0-0 (>= 1.22), libgstreamer-plugins-base1.0-0 (>= 1.22), gstreamer1.0-plugins-base, gstreamer1.0-plugins-good, gstreamer1.0-plugins-bad, gstreamer1.0-plugins-ugly, gstreamer1.0-libav, gstreamer1.0-x, fonts-dejavu-core, fonts-noto-core, fonts-noto-cjk, ca-certificates, adduser
 Section: video
 Priority: optional
 Description: live-commerce media server (RTMP in, WebRTC out)

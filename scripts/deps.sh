@@ -7,7 +7,8 @@
 #                          scraper, HLS cache, a restream destination, a stalling disk, shaped and
 #                          filtered links, a TURN relay, and OCR of the card on recorded frames),
 #                          and from PyPI: schemathesis in target/schemathesis (the contract test),
-#                          aiortc in target/aiortc (a WHIP publisher that is not a browser)
+#                          aiortc in target/aiortc (a WHIP publisher that is not a browser),
+#                          moto's S3 server in target/moto (an object store for recordings)
 #   scripts/deps.sh bench  + ffmpeg, nginx-rtmp and Janus (the peers `make bench` compares with),
 #                          Chromium and Node.js (the HLS latency reader)
 # As root it runs apt-get; otherwise it prints the exact apt-get line and fails.
@@ -15,7 +16,7 @@ set -euo pipefail
 
 run_pkgs=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
           gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools fonts-dejavu-core
-          fonts-noto-core fonts-noto-cjk)
+          fonts-noto-core fonts-noto-cjk ca-certificates)
 build_pkgs=(build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
 test_pkgs=(ffmpeg chromium prometheus nginx-light libnginx-mod-rtmp strace python3-venv iproute2 nftables coturn
            tesseract-ocr)
@@ -76,6 +77,18 @@ if [[ "${1:-run}" == test ]]; then
     rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+fi
+# moto's server: an S3-compatible object store on loopback, where recordings move to in
+# tests/after_show.rs (its S3 part only, and the Flask it serves with).
+MOTO_VERSION=5.2.5
+if [[ "${1:-run}" == test ]]; then
+  venv="$(dirname "$0")/../target/moto"
+  if ! "$venv/bin/python" -c "import moto, flask_cors, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    echo "installing moto $MOTO_VERSION (S3) into target/moto"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[s3]==$MOTO_VERSION" flask==3.1.3 flask-cors==6.0.5
   fi
 fi
 # aiortc: the WHIP publisher of the tests and of bench/ingest.rs.

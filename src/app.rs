@@ -111,8 +111,14 @@ impl App {
             store.clone(),
             settings.recording_budget,
             settings.recording_retention,
+            settings
+                .recording_store
+                .as_deref()
+                .map(crate::record::archive::Archive::open)
+                .transpose()?,
         )?;
         recorder.spawn_sweeper();
+        recorder.spawn_archive_check();
         let shows = Shows {
             store: store.clone(),
             studios: studios.clone(),

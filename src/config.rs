@@ -154,6 +154,9 @@ pub struct ServeArgs {
     /// Days a recording is kept [default: 30]
     #[arg(long, env = "FIELDCAST_RECORDING_RETENTION_DAYS")]
     pub recording_retention_days: Option<u64>,
+    /// An S3-compatible object store recordings move to, s3://BUCKET/PREFIX (credentials and endpoint from AWS_* variables) [default: none, they stay on disk]
+    #[arg(long, env = "FIELDCAST_RECORDING_STORE")]
+    pub recording_store: Option<String>,
     /// TOML file with any of the settings above (keys as the flags, with underscores)
     #[arg(long, env = "FIELDCAST_CONFIG")]
     pub config: Option<PathBuf>,
@@ -204,6 +207,7 @@ struct FileSettings {
     hls_idle: Option<u64>,
     recording_budget_mb: Option<u64>,
     recording_retention_days: Option<u64>,
+    recording_store: Option<String>,
 }
 
 /// Where buyer tokens' keys come from, and what they must say (`commerce::buyers`).
@@ -314,6 +318,8 @@ pub struct Settings {
     /// All recordings together, at most (bytes).
     pub recording_budget: u64,
     pub recording_retention: std::time::Duration,
+    /// Where recordings move to once written (`s3://BUCKET/PREFIX`), if anywhere.
+    pub recording_store: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -615,6 +621,7 @@ impl Settings {
                     .unwrap_or(30)
                     .saturating_mul(86_400),
             ),
+            recording_store: optional(&args.recording_store, &file.recording_store),
             hls_idle: std::time::Duration::from_secs(
                 args.hls_idle
                     .or(file.hls_idle)

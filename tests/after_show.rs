@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -537,34 +538,62 @@ fn the_onscreen_record_matches_the_recorded_frames_at_five_moments_and_an_edited
     eprintln!("after editing entry {seq}: {said}");
 }
 
+/// A 12 s show from an ffmpeg publisher, ended by the operator; its recording once it ends.
+fn show(server: &Server, title: &str) -> Value {
+    let session = server.create_session(title);
+    let id = session["id"].as_str().unwrap().to_string();
+    let publisher = Publisher::ffmpeg(
+        &server.publish_url(session["stream_key"].as_str().unwrap()),
+        "1280x720",
+        14,
+    );
+    server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(12));
+    let (status, _) = server.api(
+        "PATCH",
+        &format!("/api/v1/sessions/{id}"),
+        Some(json!({"state": "idle"})),
+    );
+    assert_eq!(status, 200);
+    drop(publisher);
+    let mut recording = Value::Null;
+    wait_for("the recording to end", Duration::from_secs(30), || {
+        let (_, list) = server.api("GET", &format!("/api/v1/sessions/{id}/recordings"), None);
+        recording = list["recordings"][0].clone();
+        recording["state"] != "recording" && !recording.is_null()
+    });
+    recording
+}
+
+/// ffprobe decodes every frame of a playlist: the video frames counted, and its stderr.
+fn decoded_frames(url: &str) -> (u64, String) {
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .output()
+        .expect("run ffprobe");
+    // An HLS input prints the stream under its program too: the first line is the count.
+    let frames = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    (frames, String::from_utf8_lossy(&probe.stderr).into_owned())
+}
+
 #[test]
 fn with_the_disk_budget_below_two_recordings_the_older_goes_first_and_no_write_fails() {
     let data = data_dir("budget");
-    let show = |server: &Server, title: &str| -> Value {
-        let session = server.create_session(title);
-        let id = session["id"].as_str().unwrap().to_string();
-        let publisher = Publisher::ffmpeg(
-            &server.publish_url(session["stream_key"].as_str().unwrap()),
-            "1280x720",
-            14,
-        );
-        server.wait_state(&id, "publisher-connected", Duration::from_secs(10));
-        std::thread::sleep(Duration::from_secs(12));
-        let (status, _) = server.api(
-            "PATCH",
-            &format!("/api/v1/sessions/{id}"),
-            Some(json!({"state": "idle"})),
-        );
-        assert_eq!(status, 200);
-        drop(publisher);
-        let mut recording = Value::Null;
-        wait_for("the recording to end", Duration::from_secs(10), || {
-            let (_, list) = server.api("GET", &format!("/api/v1/sessions/{id}/recordings"), None);
-            recording = list["recordings"][0].clone();
-            recording["state"] != "recording" && !recording.is_null()
-        });
-        recording
-    };
     let server = Server::start(&data);
     let first = show(&server, "First show");
     assert_eq!(first["state"], "complete", "{first}");
@@ -642,4 +671,163 @@ fn with_the_disk_budget_below_two_recordings_the_older_goes_first_and_no_write_f
         "{}",
         String::from_utf8_lossy(&probe.stderr)
     );
+}
+
+/// moto's S3 server on a loopback port, with one empty bucket; killed when dropped.
+struct S3(std::process::Child, std::net::SocketAddr);
+
+impl S3 {
+    const BUCKET: &str = "fieldcast-recordings";
+
+    fn start(dir: &Path) -> S3 {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/moto/bin/moto_server");
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {} (make test installs it): {e}", bin.display()));
+        let s3 = S3(child, addr);
+        wait_for(
+            "moto's S3 server to listen",
+            Duration::from_secs(30),
+            || std::net::TcpStream::connect(addr).is_ok(),
+        );
+        let created = ureq::put(&s3.url(Self::BUCKET)).send_empty();
+        assert!(created.is_ok(), "create the bucket: {created:?}");
+        s3
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.1)
+    }
+
+    /// The keys under `prefix` and their sizes, straight from the store (moto lists for an
+    /// unsigned request; it refuses to read another account's objects to one).
+    fn keys(&self, prefix: &str) -> Vec<(String, u64)> {
+        let xml = get_text(&self.url(&format!("{}?list-type=2&prefix={prefix}", Self::BUCKET)));
+        let field = |entry: &str, name: &str| -> String {
+            entry
+                .split(&format!("<{name}>"))
+                .nth(1)
+                .and_then(|v| v.split(&format!("</{name}>")).next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        xml.split("<Contents>")
+            .skip(1)
+            .map(|entry| (field(entry, "Key"), field(entry, "Size").parse().unwrap()))
+            .collect()
+    }
+
+    /// What a server needs to reach it.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "fieldcast".into()),
+            ("AWS_SECRET_ACCESS_KEY", "fieldcast-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT", format!("http://{}", self.1)),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn with_an_s3_store_a_recording_moves_there_and_plays_from_it_and_with_the_store_gone_it_stays_on_disk()
+ {
+    let data = data_dir("s3");
+    let s3 = S3::start(&data);
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let store = format!("s3://{}/shows", S3::BUCKET);
+    let server = Server::start_with_env(&data, &["--recording-store", &store], &env);
+
+    // The store answers: every file moves there, and none is left on disk.
+    let moved = show(&server, "Rose jam, kept in the store");
+    assert_eq!(moved["state"], "complete", "{moved}");
+    assert_eq!(moved["stored_in"], "object_store", "{moved}");
+    let id = moved["id"].as_str().unwrap();
+    let segments = moved["segments"].as_u64().unwrap();
+    assert!(segments >= 10, "{moved}");
+    let mut keys = s3.keys(&format!("shows/{id}/"));
+    keys.sort();
+    assert_eq!(keys.len() as u64, segments + 1, "{keys:?}");
+    assert_eq!(keys[0].0, format!("shows/{id}/index.m3u8"));
+    let segment_bytes: u64 = keys[1..].iter().map(|(_, size)| size).sum();
+    assert_eq!(segment_bytes, moved["bytes"].as_u64().unwrap(), "{keys:?}");
+    assert!(
+        !server.data.join("recordings").join(id).exists(),
+        "the recording's folder is still on disk"
+    );
+    assert_eq!(
+        server.metric("fieldcast_recording_uploads_total{result=\"ok\"}"),
+        (segments + 1) as f64
+    );
+    // It plays through the server, from the store: each file whole, and every frame.
+    let playlist = get_text(moved["url"].as_str().unwrap());
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    for (key, size) in &keys[1..] {
+        let name = key.rsplit('/').next().unwrap();
+        assert!(playlist.contains(name), "{name} is not in the playlist");
+        let mut served = Vec::new();
+        ureq::get(&server.url(&format!("/recordings/{id}/{name}")))
+            .call()
+            .unwrap()
+            .body_mut()
+            .as_reader()
+            .read_to_end(&mut served)
+            .unwrap();
+        assert_eq!(served.len() as u64, *size, "{name}");
+    }
+    let (frames, stderr) = decoded_frames(moved["url"].as_str().unwrap());
+    let seconds = moved["duration_ms"].as_u64().unwrap() / 1000;
+    assert!(
+        frames >= seconds * 15 && stderr.is_empty(),
+        "{frames} frames of a {seconds} s recording: {stderr}"
+    );
+
+    // The store gone: the show records all the same, to disk, and plays from there.
+    drop(s3);
+    let kept = show(&server, "Honey, with the store down");
+    assert_eq!(kept["state"], "complete", "{kept}");
+    assert_eq!(kept["stored_in"], "disk", "{kept}");
+    let kept_id = kept["id"].as_str().unwrap();
+    let on_disk = std::fs::read_dir(server.data.join("recordings").join(kept_id))
+        .unwrap()
+        .count() as u64;
+    assert_eq!(on_disk, kept["segments"].as_u64().unwrap() + 1);
+    let (frames, stderr) = decoded_frames(kept["url"].as_str().unwrap());
+    let folder = server.data.join("recordings").join(kept_id);
+    let (in_folder, _) = decoded_frames(folder.join("index.m3u8").to_str().unwrap());
+    assert!(
+        frames == in_folder && frames >= 150 && stderr.is_empty(),
+        "{frames} frames through the server, {in_folder} from the folder: {stderr}"
+    );
+    assert!(server.metric("fieldcast_recording_uploads_total{result=\"failed\"}") >= 1.0);
+    let log = std::fs::read_to_string(server.data.join("server.log")).unwrap();
+    assert!(
+        log.contains(
+            "the object store fails every upload: the rest of this recording stays on disk"
+        ),
+        "the log does not say the store failed"
+    );
+    // The first recording, whose files are all in the store, now answers 502, not 404.
+    let status = ureq::get(moved["url"].as_str().unwrap())
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .map(|r| r.status().as_u16());
+    assert_eq!(status.ok(), Some(502));
 }

@@ -397,7 +397,7 @@ fn after_the_show(state: &Health, e: &mut DescriptorEncoder) -> std::fmt::Result
     gauge(
         e,
         "fieldcast_recordings_bytes",
-        "Bytes the kept recordings take.",
+        "Bytes the kept recordings take on disk.",
         state.recorder.used() as i64,
     )?;
     gauge(
@@ -405,6 +405,17 @@ fn after_the_show(state: &Health, e: &mut DescriptorEncoder) -> std::fmt::Result
         "fieldcast_recordings_budget_bytes",
         "The recordings' disk budget.",
         state.recorder.budget_bytes() as i64,
+    )?;
+    family(
+        e,
+        "fieldcast_recording_uploads",
+        "Recordings' files sent to the object store, by result (a failed one stays on disk).",
+        MetricType::Counter,
+        "result",
+        [
+            ("ok".to_string(), load(&r.uploaded)),
+            ("failed".to_string(), load(&r.upload_failures)),
+        ],
     )?;
     family(
         e,

@@ -83,6 +83,7 @@ pub fn recording_json(base: &str, r: &RecordingRow) -> serde_json::Value {
         "segments": r.segments,
         "bytes": r.bytes,
         "duration_ms": r.duration_ms,
+        "stored_in": r.place,
         "url": (r.state != "deleted").then(|| recording_url(base, &r.id)),
     })
 }
@@ -94,7 +95,7 @@ pub fn recording_url(base: &str, recording_id: &str) -> String {
 
 /// A session's recordings whose files are kept, newest first.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/recordings", tag = "after the show", security(("operator" = [])), params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, description = "`{recordings: [{id, state, reason, started_at, ended_at, segments, bytes, duration_ms, url}], used_bytes, budget_bytes}`", body = Object),
+    responses((status = 200, description = "`{recordings: [{id, state, reason, started_at, ended_at, segments, bytes, duration_ms, stored_in, url}], used_bytes, budget_bytes}`: `stored_in` is `disk` or `object_store` (all its files moved there); `used_bytes` is what recordings take on disk", body = Object),
         (status = 401, description = "No or a wrong operator token", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn recordings(
@@ -123,7 +124,8 @@ pub async fn recordings(
 /// its segments (`seg000000.ts`).
 #[utoipa::path(get, path = "/recordings/{recording_id}/{file}", tag = "after the show", params(("recording_id" = String, Path, description = "Recording id"), ("file" = String, Path, description = "`index.m3u8` or `segNNNNNN.ts`")),
     responses((status = 200, description = "The playlist (an EVENT playlist while the show is live, VOD once it ended) or an MPEG-TS segment", body = Vec<u8>, content_type = "video/mp2t"),
-        (status = 404, description = "No such recording or file (or its files were deleted)", body = super::error::Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such recording or file (or its files were deleted)", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The recording's file is in the object store, which did not answer", body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn file(
     State(state): State<RecordRoutes>,
     Path((recording_id, name)): Path<(String, String)>,
@@ -133,7 +135,24 @@ pub async fn file(
         .recorder
         .file(&recording_id, &name)
         .ok_or_else(missing)?;
-    let bytes = tokio::fs::read(&path).await.map_err(|_| missing())?;
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(bytes) => bytes::Bytes::from(bytes),
+        Err(_) => {
+            // Moved to the object store, if there is one.
+            let archive = state.recorder.archive().ok_or_else(missing)?;
+            archive
+                .get(&recording_id, &name)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "a recording's file could not be read from the object store");
+                    ApiError::new(
+                        axum::http::StatusCode::BAD_GATEWAY,
+                        "the object store holding this recording did not answer",
+                    )
+                })?
+                .ok_or_else(missing)?
+        }
+    };
     let (content_type, cache) = if name == PLAYLIST {
         let growing = state
             .store

@@ -8,6 +8,11 @@
 //! recordings (never one being written) are deleted to make it, and when nothing is left to
 //! delete the recording stops with that reason, before anything is written. Recordings older
 //! than the retention are deleted too. Each deletion is logged.
+//!
+//! With an object store ([`Archive`], `recording_store`), each segment is uploaded once it is
+//! written, off the recording's own loop, and deleted from the disk once the store has it; the
+//! finished playlist follows. The disk then only holds what is still on its way, and whatever
+//! the store refused: that stays on disk, in the budget, and is served from there.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -17,8 +22,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use super::archive::Archive;
 use crate::store::Store;
-use crate::store::recordings::RecordingRow;
+use crate::store::recordings::{IN_OBJECT_STORE, RecordingRow};
 use fieldcast_core::ids::random_hex;
 use fieldcast_core::time::now_ms;
 use fieldcast_engine::hls::playlist::{self, RecordedSegment};
@@ -32,6 +38,9 @@ pub const PLAYLIST: &str = "index.m3u8";
 const GROWING_TARGET: u64 = 4;
 /// How often recordings past the retention are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// Uploads that fail in a row before a recording stops trying the object store (what is left
+/// stays on disk).
+const UPLOAD_FAILURES_TO_GIVE_UP: u32 = 3;
 
 /// A segment's file name in its recording's folder.
 pub fn segment_file(n: usize) -> String {
@@ -57,6 +66,9 @@ pub struct RecorderCounters {
     pub deleted_for_age: AtomicU64,
     /// Recordings stopped because the budget had no room left, or a write failed.
     pub stopped: AtomicU64,
+    /// Files uploaded to the object store, and uploads that failed (their files stay on disk).
+    pub uploaded: AtomicU64,
+    pub upload_failures: AtomicU64,
 }
 
 struct Budget {
@@ -72,17 +84,32 @@ pub struct Recorder {
     budget_bytes: u64,
     retention: Duration,
     budget: Mutex<Budget>,
+    archive: Option<Arc<Archive>>,
     pub counters: RecorderCounters,
+}
+
+/// What a recording's files on disk take, in bytes (none when it has no folder).
+fn size_on_disk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 impl Recorder {
     /// Opens `dir`: recordings a stopped server left growing are closed where their files
-    /// end, and what the kept ones take is counted.
+    /// end, and what the kept ones take on disk is counted.
     pub fn open(
         dir: PathBuf,
         store: Arc<Store>,
         budget_bytes: u64,
         retention: Duration,
+        archive: Option<Archive>,
     ) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
@@ -97,7 +124,7 @@ impl Recorder {
         let used = store
             .kept_recordings()?
             .iter()
-            .map(|r| r.bytes.max(0) as u64)
+            .map(|r| size_on_disk(&dir.join(&r.id)))
             .sum();
         Ok(Arc::new(Self {
             dir,
@@ -108,8 +135,31 @@ impl Recorder {
                 used,
                 active: HashSet::new(),
             }),
+            archive: archive.map(Arc::new),
             counters: RecorderCounters::default(),
         }))
+    }
+
+    /// The object store recordings move to, if one is configured.
+    pub fn archive(&self) -> Option<&Arc<Archive>> {
+        self.archive.as_ref()
+    }
+
+    /// Logs whether the object store answers (once, at start).
+    pub fn spawn_archive_check(&self) {
+        let Some(archive) = self.archive.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            match archive.check().await {
+                Ok(()) => {
+                    tracing::info!(store = archive.url(), "recordings move to the object store")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the object store does not answer; while it fails, recordings stay on disk")
+                }
+            }
+        });
     }
 
     fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
@@ -151,14 +201,14 @@ impl Recorder {
             let mut tick = tokio::time::interval(SWEEP_EVERY);
             loop {
                 tick.tick().await;
-                let r = recorder.clone();
-                let _ = tokio::task::spawn_blocking(move || r.sweep()).await;
+                recorder.sweep().await;
             }
         });
     }
 
-    /// Deletes the recordings that ended longer than the retention ago.
-    pub fn sweep(&self) {
+    /// Deletes the recordings that ended longer than the retention ago, on disk and in the
+    /// object store.
+    pub async fn sweep(&self) {
         let oldest = now_ms() - self.retention.as_millis() as i64;
         let Ok(kept) = self.store.kept_recordings() else {
             return;
@@ -166,7 +216,7 @@ impl Recorder {
         for r in kept {
             let ended = r.ended_at.unwrap_or(r.started_at);
             if ended < oldest && !self.budget().active.contains(&r.id) {
-                self.delete(&r, "older than the retention");
+                self.delete(&r, "older than the retention").await;
                 self.counters
                     .deleted_for_age
                     .fetch_add(1, Ordering::Relaxed);
@@ -174,13 +224,26 @@ impl Recorder {
         }
     }
 
-    fn delete(&self, r: &RecordingRow, why: &str) {
+    async fn delete(&self, r: &RecordingRow, why: &str) {
         let dir = self.dir.join(&r.id);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
+        let on_disk = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || size_on_disk(&dir))
+                .await
+                .unwrap_or(0)
+        };
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::error!(recording.id = %r.id, error = %e, "could not delete a recording's files");
             return;
+        }
+        if let Some(archive) = &self.archive {
+            // What was uploaded goes too; if the store refuses, the row still says deleted
+            // (the disk's room is what the budget needs), and the log names what is left.
+            if let Err(e) = archive.delete(&r.id).await {
+                tracing::error!(recording.id = %r.id, error = %e, "could not delete a recording's files in the object store; they are left there");
+            }
         }
         if let Err(e) = self
             .store
@@ -189,13 +252,19 @@ impl Recorder {
             tracing::error!(recording.id = %r.id, error = %e, "could not mark a recording deleted");
         }
         let mut budget = self.budget();
-        budget.used = budget.used.saturating_sub(r.bytes.max(0) as u64);
-        tracing::warn!(recording.id = %r.id, session.id = %r.session_id, bytes = r.bytes, used = budget.used, "recording deleted: {why}");
+        budget.used = budget.used.saturating_sub(on_disk);
+        tracing::warn!(recording.id = %r.id, session.id = %r.session_id, bytes = r.bytes, bytes_on_disk = on_disk, used = budget.used, "recording deleted: {why}");
     }
 
-    /// Takes room for `bytes` more of a recording, deleting the oldest other recordings
-    /// as needed. False when even that leaves no room.
-    fn make_room(&self, bytes: u64) -> bool {
+    /// Gives back room on disk that a recording no longer takes.
+    fn release(&self, bytes: u64) {
+        let mut budget = self.budget();
+        budget.used = budget.used.saturating_sub(bytes);
+    }
+
+    /// Takes room for `bytes` more of a recording, deleting the oldest other recordings on
+    /// disk as needed. False when even that leaves no room.
+    async fn make_room(&self, bytes: u64) -> bool {
         loop {
             let oldest = {
                 let budget = self.budget();
@@ -207,12 +276,15 @@ impl Recorder {
                 let Ok(kept) = self.store.kept_recordings() else {
                     return false;
                 };
-                match kept.into_iter().find(|r| !budget.active.contains(&r.id)) {
+                let on_disk =
+                    |r: &RecordingRow| r.place != IN_OBJECT_STORE && !budget.active.contains(&r.id);
+                match kept.into_iter().find(on_disk) {
                     Some(r) => r,
                     None => return false,
                 }
             };
-            self.delete(&oldest, "the disk budget needed its room");
+            self.delete(&oldest, "the disk budget needed its room")
+                .await;
             self.counters
                 .deleted_for_budget
                 .fetch_add(1, Ordering::Relaxed);
@@ -239,10 +311,16 @@ impl Recorder {
             duration_ms: 0,
             state: "recording".into(),
             reason: None,
+            place: "disk".into(),
         };
         self.store.insert_recording(&row)?;
         self.budget().active.insert(id.clone());
         tracing::info!(session.id = %session_id, recording.id = %id, "recording starts");
+        let uploads = self.archive.clone().map(|archive| {
+            let (to_upload, queue) = tokio::sync::mpsc::unbounded_channel();
+            let uploader = tokio::spawn(self.clone().upload(archive, id.clone(), queue));
+            (to_upload, uploader)
+        });
 
         let mut grown = tokio::fs::File::create(dir.join(PLAYLIST)).await?;
         grown
@@ -278,7 +356,7 @@ impl Recorder {
                 }
                 last = Some((window.epoch, s.msn));
                 let bytes = whole.bytes.len() as u64;
-                if !self.make_room(bytes) {
+                if !self.make_room(bytes).await {
                     break 'show Some(format!(
                         "the disk budget ({} MB) is full of recordings being written",
                         self.budget_bytes >> 20
@@ -305,6 +383,9 @@ impl Recorder {
                 row.segments += 1;
                 row.bytes += bytes as i64;
                 row.duration_ms = duration.as_millis() as i64;
+                if let Some((to_upload, _)) = &uploads {
+                    let _ = to_upload.send((segment.uri.clone(), bytes));
+                }
                 segments.push(segment);
                 self.counters.segments.fetch_add(1, Ordering::Relaxed);
                 self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -327,8 +408,21 @@ impl Recorder {
             tokio::fs::rename(&finished, dir.join(PLAYLIST)).await
         }
         .await;
+        let playlist_written = written.is_ok();
         if let Err(e) = written {
             tracing::error!(recording.id = %id, error = %e, "could not write the finished playlist");
+        }
+        if let Some((to_upload, uploader)) = uploads {
+            if playlist_written {
+                let _ = to_upload.send((PLAYLIST.to_string(), 0));
+            }
+            drop(to_upload);
+            let all_uploaded = uploader.await.unwrap_or(false) && playlist_written;
+            if all_uploaded {
+                // Only the empty folder is left.
+                let _ = tokio::fs::remove_dir(&dir).await;
+                self.store.set_recording_place(&id, IN_OBJECT_STORE)?;
+            }
         }
         self.budget().active.remove(&id);
         let (state, reason) = match &stop {
@@ -343,6 +437,59 @@ impl Recorder {
             .set_recording_state(&id, state, reason, Some(now_ms()))?;
         tracing::info!(session.id = %session_id, recording.id = %id, segments = row.segments, bytes = row.bytes, seconds = duration.as_secs(), state, "recording ends");
         Ok(())
+    }
+}
+
+impl Recorder {
+    /// Uploads a recording's files as they come (`(name, bytes it takes in the budget)`),
+    /// deleting each from the disk once the store has it. True when every file went.
+    async fn upload(
+        self: Arc<Self>,
+        archive: Arc<Archive>,
+        recording_id: String,
+        mut queue: tokio::sync::mpsc::UnboundedReceiver<(String, u64)>,
+    ) -> bool {
+        let dir = self.dir.join(&recording_id);
+        let mut failures_in_a_row = 0;
+        let mut all = true;
+        while let Some((name, budgeted)) = queue.recv().await {
+            if failures_in_a_row >= UPLOAD_FAILURES_TO_GIVE_UP {
+                all = false;
+                continue;
+            }
+            let path = dir.join(&name);
+            let sent = match tokio::fs::read(&path).await {
+                Ok(bytes) => archive
+                    .put(&recording_id, &name, bytes.into())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("reading {name}: {e}")),
+            };
+            match sent {
+                Ok(()) => {
+                    failures_in_a_row = 0;
+                    self.counters.uploaded.fetch_add(1, Ordering::Relaxed);
+                    match tokio::fs::remove_file(&path).await {
+                        Ok(()) => self.release(budgeted),
+                        Err(e) => {
+                            tracing::warn!(recording.id = %recording_id, file = %name, error = %e, "uploaded, but could not delete the file on disk")
+                        }
+                    }
+                }
+                Err(e) => {
+                    all = false;
+                    failures_in_a_row += 1;
+                    self.counters
+                        .upload_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(recording.id = %recording_id, file = %name, error = %e, "an upload to the object store failed; the file stays on disk");
+                    if failures_in_a_row == UPLOAD_FAILURES_TO_GIVE_UP {
+                        tracing::error!(recording.id = %recording_id, store = archive.url(), "the object store fails every upload: the rest of this recording stays on disk");
+                    }
+                }
+            }
+        }
+        all
     }
 }
 

@@ -154,7 +154,8 @@ const MIGRATIONS: &[&str] = &[
         bytes      INTEGER NOT NULL DEFAULT 0,
         duration_ms INTEGER NOT NULL DEFAULT 0,
         state      TEXT NOT NULL,
-        reason     TEXT
+        reason     TEXT,
+        place      TEXT NOT NULL DEFAULT 'disk'
     );
     CREATE INDEX recordings_session ON recordings(session_id, started_at);
     ALTER TABLE sessions ADD COLUMN record INTEGER NOT NULL DEFAULT 1;

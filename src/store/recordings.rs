@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError};
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingRow {
     pub id: String,
     pub session_id: String,
@@ -19,10 +19,16 @@ pub struct RecordingRow {
     /// keep to the disk budget or the retention).
     pub state: String,
     pub reason: Option<String>,
+    /// Where its files are: `disk` (under `DATA/recordings`, some perhaps also in the object
+    /// store) or `object_store` (all of them there, none on disk).
+    pub place: String,
 }
 
+/// [`RecordingRow::place`] of a recording whose files are all in the object store.
+pub const IN_OBJECT_STORE: &str = "object_store";
+
 const COLUMNS: &str =
-    "id, session_id, started_at, ended_at, segments, bytes, duration_ms, state, reason";
+    "id, session_id, started_at, ended_at, segments, bytes, duration_ms, state, reason, place";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
     Ok(RecordingRow {
@@ -35,6 +41,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
         duration_ms: r.get(6)?,
         state: r.get(7)?,
         reason: r.get(8)?,
+        place: r.get(9)?,
     })
 }
 
@@ -42,7 +49,7 @@ impl Store {
     pub fn insert_recording(&self, r: &RecordingRow) -> Result<(), StoreError> {
         self.conn().execute(
             &format!(
-                "INSERT INTO recordings ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                "INSERT INTO recordings ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ),
             params![
                 r.id,
@@ -53,7 +60,8 @@ impl Store {
                 r.bytes,
                 r.duration_ms,
                 r.state,
-                r.reason
+                r.reason,
+                r.place
             ],
         )?;
         Ok(())
@@ -84,6 +92,15 @@ impl Store {
         self.conn().execute(
             "UPDATE recordings SET state = ?2, reason = ?3, ended_at = COALESCE(?4, ended_at) WHERE id = ?1",
             params![id, state, reason, ended_at],
+        )?;
+        Ok(())
+    }
+
+    /// All its files are in the object store now.
+    pub fn set_recording_place(&self, id: &str, place: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE recordings SET place = ?2 WHERE id = ?1",
+            params![id, place],
         )?;
         Ok(())
     }
