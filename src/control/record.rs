@@ -110,8 +110,14 @@ pub async fn recordings(
     let list: Vec<_> = state
         .store
         .session_recordings(&id)?
-        .iter()
-        .map(|r| recording_json(&base, r))
+        .into_iter()
+        .map(|mut r| {
+            // A growing recording's progress is the recorder's until it ends.
+            if let Some(p) = state.recorder.progress(&r.id) {
+                (r.segments, r.bytes, r.duration_ms) = (p.segments, p.bytes, p.duration_ms);
+            }
+            recording_json(&base, &r)
+        })
         .collect();
     Ok(ApiJson(json!({
         "recordings": list,

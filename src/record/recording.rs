@@ -14,7 +14,7 @@
 //! finished playlist follows. The disk then only holds what is still on its way, and whatever
 //! the store refused: that stays on disk, in the budget, and is served from there.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,8 +74,18 @@ pub struct RecorderCounters {
 struct Budget {
     /// Bytes of every recording whose files exist.
     used: u64,
-    /// Recordings being written now: never deleted to make room.
-    active: HashSet<String>,
+    /// Recordings being written now, with their progress: never deleted to make room.
+    active: HashMap<String, Progress>,
+}
+
+/// A recording's segments, bytes and duration so far. Kept in memory while it grows and
+/// written to the database once, when it ends: a write per segment would compete with the
+/// ledger for the database's one writer, which a slow disk turns into refused orders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub segments: i64,
+    pub bytes: i64,
+    pub duration_ms: i64,
 }
 
 pub struct Recorder {
@@ -119,6 +129,9 @@ impl Recorder {
                 use std::io::Write;
                 let _ = file.write_all(playlist::ENDLIST.as_bytes());
             }
+            let mut p = progress_of(&std::fs::read_to_string(&path).unwrap_or_default());
+            p.bytes = size_on_disk(&dir.join(&id)) as i64;
+            store.update_recording_progress(&id, p.segments, p.bytes, p.duration_ms)?;
             tracing::warn!(recording.id = %id, "a recording was cut short by a server stop; it ends where its files end");
         }
         let used = store
@@ -133,7 +146,7 @@ impl Recorder {
             retention,
             budget: Mutex::new(Budget {
                 used,
-                active: HashSet::new(),
+                active: HashMap::new(),
             }),
             archive: archive.map(Arc::new),
             counters: RecorderCounters::default(),
@@ -164,6 +177,11 @@ impl Recorder {
 
     fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
         self.budget.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A growing recording's progress (the database has it once the recording ends).
+    pub fn progress(&self, recording_id: &str) -> Option<Progress> {
+        self.budget().active.get(recording_id).copied()
     }
 
     /// Bytes all kept recordings take.
@@ -215,7 +233,7 @@ impl Recorder {
         };
         for r in kept {
             let ended = r.ended_at.unwrap_or(r.started_at);
-            if ended < oldest && !self.budget().active.contains(&r.id) {
+            if ended < oldest && !self.budget().active.contains_key(&r.id) {
                 self.delete(&r, "older than the retention").await;
                 self.counters
                     .deleted_for_age
@@ -276,8 +294,9 @@ impl Recorder {
                 let Ok(kept) = self.store.kept_recordings() else {
                     return false;
                 };
-                let on_disk =
-                    |r: &RecordingRow| r.place != IN_OBJECT_STORE && !budget.active.contains(&r.id);
+                let on_disk = |r: &RecordingRow| {
+                    r.place != IN_OBJECT_STORE && !budget.active.contains_key(&r.id)
+                };
                 match kept.into_iter().find(on_disk) {
                     Some(r) => r,
                     None => return false,
@@ -313,8 +332,11 @@ impl Recorder {
             reason: None,
             place: "disk".into(),
         };
-        self.store.insert_recording(&row)?;
-        self.budget().active.insert(id.clone());
+        {
+            let (store, row) = (self.store.clone(), row.clone());
+            tokio::task::spawn_blocking(move || store.insert_recording(&row)).await??;
+        }
+        self.budget().active.insert(id.clone(), Progress::default());
         tracing::info!(session.id = %session_id, recording.id = %id, "recording starts");
         let uploads = self.archive.clone().map(|archive| {
             let (to_upload, queue) = tokio::sync::mpsc::unbounded_channel();
@@ -389,13 +411,12 @@ impl Recorder {
                 segments.push(segment);
                 self.counters.segments.fetch_add(1, Ordering::Relaxed);
                 self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
-                if let Err(e) = self.store.update_recording_progress(
-                    &id,
-                    row.segments,
-                    row.bytes,
-                    row.duration_ms,
-                ) {
-                    tracing::error!(recording.id = %id, error = %e, "could not note a recording's progress");
+                if let Some(p) = self.budget().active.get_mut(&id) {
+                    *p = Progress {
+                        segments: row.segments,
+                        bytes: row.bytes,
+                        duration_ms: row.duration_ms,
+                    };
                 }
             }
         };
@@ -412,6 +433,7 @@ impl Recorder {
         if let Err(e) = written {
             tracing::error!(recording.id = %id, error = %e, "could not write the finished playlist");
         }
+        let mut place = "disk";
         if let Some((to_upload, uploader)) = uploads {
             if playlist_written {
                 let _ = to_upload.send((PLAYLIST.to_string(), 0));
@@ -421,20 +443,29 @@ impl Recorder {
             if all_uploaded {
                 // Only the empty folder is left.
                 let _ = tokio::fs::remove_dir(&dir).await;
-                self.store.set_recording_place(&id, IN_OBJECT_STORE)?;
+                place = IN_OBJECT_STORE;
             }
         }
-        self.budget().active.remove(&id);
         let (state, reason) = match &stop {
             None => ("complete", None),
             Some(why) => {
                 self.counters.stopped.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(session.id = %session_id, recording.id = %id, reason = %why, "recording stopped");
-                ("stopped", Some(why.as_str()))
+                ("stopped", Some(why.clone()))
             }
         };
-        self.store
-            .set_recording_state(&id, state, reason, Some(now_ms()))?;
+        // Its one write after the start, off the async workers (a slow disk holds it).
+        let ended = {
+            let (store, id, row) = (self.store.clone(), id.clone(), row.clone());
+            tokio::task::spawn_blocking(move || {
+                store.update_recording_progress(&id, row.segments, row.bytes, row.duration_ms)?;
+                store.set_recording_place(&id, place)?;
+                store.set_recording_state(&id, state, reason.as_deref(), Some(now_ms()))
+            })
+            .await
+        };
+        self.budget().active.remove(&id);
+        ended??;
         tracing::info!(session.id = %session_id, recording.id = %id, segments = row.segments, bytes = row.bytes, seconds = duration.as_secs(), state, "recording ends");
         Ok(())
     }
@@ -493,9 +524,35 @@ impl Recorder {
     }
 }
 
+/// What a recording's playlist lists: its segments and their duration.
+fn progress_of(playlist: &str) -> Progress {
+    let mut p = Progress::default();
+    let mut seconds = 0.0;
+    for line in playlist.lines() {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            p.segments += 1;
+            seconds += d
+                .split(',')
+                .next()
+                .and_then(|d| d.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    p.duration_ms = (seconds * 1000.0).round() as i64;
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interrupted_recordings_progress_is_read_from_its_playlist() {
+        let p =
+            progress_of("#EXTM3U\n#EXTINF:1.001,\nseg000000.ts\n#EXTINF:0.999,\nseg000001.ts\n");
+        assert_eq!((p.segments, p.duration_ms), (2, 2000));
+        assert_eq!(progress_of(""), Progress::default());
+    }
 
     #[test]
     fn only_a_recordings_own_file_names_are_served() {
